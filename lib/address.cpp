@@ -1,0 +1,70 @@
+#include "lib/address.hpp"
+
+#include <charconv>
+
+namespace ferry {
+
+std::string Address::to_string() const {
+  if (kind == AddressKind::unix_socket) return "unix:" + path;
+  if (host.find(':') != std::string::npos) return "tcp:[" + host + "]:" + std::to_string(port);
+  return "tcp:" + host + ":" + std::to_string(port);
+}
+
+namespace {
+Result<std::uint16_t> parse_port(const std::string& s, const std::string& whole) {
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v == 0 || v > 65535) {
+    return make_error(Errc::usage, "bad port in address '" + whole + "' (want 1-65535)");
+  }
+  return static_cast<std::uint16_t>(v);
+}
+}  // namespace
+
+Result<Address> parse_address(const std::string& text, AddressUse use) {
+  Address a;
+  if (text.rfind("unix:", 0) == 0) {
+    a.kind = AddressKind::unix_socket;
+    a.path = text.substr(5);
+    if (a.path.empty()) return make_error(Errc::usage, "empty path in address '" + text + "'");
+    if (a.path.size() >= 108) return make_error(Errc::usage, "unix socket path too long: '" + a.path + "'");
+    return a;
+  }
+  if (text.rfind("vsock:", 0) == 0) {
+    return make_error(Errc::usage, "vsock addresses are not supported by this build: '" + text + "'");
+  }
+  std::string rest = text.rfind("tcp:", 0) == 0 ? text.substr(4) : text;
+  std::string port_text;
+  if (!rest.empty() && rest[0] == '[') {
+    auto close = rest.find(']');
+    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
+      return make_error(Errc::usage, "bad IPv6 address '" + text + "' (want [ADDR]:PORT)");
+    }
+    a.host = rest.substr(1, close - 1);
+    port_text = rest.substr(close + 2);
+  } else {
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos) {
+      if (use == AddressUse::connect) {
+        return make_error(Errc::usage, "address '" + text + "' has no port (want HOST:PORT or unix:PATH)");
+      }
+      port_text = rest;
+    } else {
+      a.host = rest.substr(0, colon);
+      port_text = rest.substr(colon + 1);
+      if (a.host.find(':') != std::string::npos) {
+        return make_error(Errc::usage, "IPv6 address '" + text + "' needs brackets: [ADDR]:PORT");
+      }
+    }
+  }
+  auto port = parse_port(port_text, text);
+  if (!port) return port.error();
+  a.port = *port;
+  if (a.host.empty()) {
+    if (use == AddressUse::connect) return make_error(Errc::usage, "address '" + text + "' has no host");
+    a.host = "127.0.0.1";
+  }
+  return a;
+}
+
+}  // namespace ferry

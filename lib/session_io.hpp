@@ -1,0 +1,23 @@
+// Actions both sessions return to their drivers.
+//
+//   SendFrame        write head then body to the connection, in order
+//   CloseConnection  close the connection and never write to it again
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "protocol/result.hpp"
+
+namespace ferry {
+
+struct SendFrame {
+  std::vector<std::byte> head;  // a whole control frame, or a DATA frame's head
+  std::vector<std::byte> body;  // DATA payload bytes; empty for other frames
+};
+
+struct CloseConnection {
+  Error reason;  // why, for the log; Errc::connection with "transfer complete" on success
+};
+
+}  // namespace ferry

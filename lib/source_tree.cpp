@@ -1,0 +1,101 @@
+#include "lib/source_tree.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace ferry {
+namespace {
+
+std::int64_t mtime_ns_of(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+std::string base_name(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  auto slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+const char* kind_of(mode_t m) {
+  if (S_ISLNK(m)) return "symlink";
+  if (S_ISFIFO(m)) return "FIFO";
+  if (S_ISSOCK(m)) return "socket";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "device";
+  return "special file";
+}
+
+Result<void> walk(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
+  SourceEntry e;
+  e.wire_path = wire;
+  e.local_path = local;
+  e.mtime_ns = mtime_ns_of(st);
+  e.mode = st.st_mode & 07777;
+  if (S_ISREG(st.st_mode)) {
+    e.kind = protocol::EntryKind::file;
+    e.size = static_cast<std::uint64_t>(st.st_size);
+    e.identity = source_identity(e.size, e.mtime_ns);
+    out.entries.push_back(std::move(e));
+    return {};
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    out.skipped.push_back(local + ": " + kind_of(st.st_mode) + " not sent");
+    return {};
+  }
+  e.kind = protocol::EntryKind::directory;
+  e.identity = "dir";
+  out.entries.push_back(std::move(e));
+  DIR* d = ::opendir(local.c_str());
+  if (!d) {
+    out.skipped.push_back(local + ": opendir: " + std::strerror(errno));
+    return {};
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    std::string child = local + "/" + n;
+    struct stat cst{};
+    if (::lstat(child.c_str(), &cst) != 0) {
+      out.skipped.push_back(child + ": lstat: " + std::strerror(errno));
+      continue;
+    }
+    auto r = walk(child, wire + "/" + n, cst, out);
+    if (!r) return r;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string source_identity(std::uint64_t size, std::int64_t mtime_ns) {
+  return "size=" + std::to_string(size) + ",mtime_ns=" + std::to_string(mtime_ns);
+}
+
+Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
+  SourceTree out;
+  for (const auto& p : paths) {
+    struct stat st{};
+    if (::lstat(p.c_str(), &st) != 0) return make_error(Errc::usage, "lstat(" + p + ")", errno);
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+      return make_error(Errc::usage, p + " is a " + kind_of(st.st_mode) + "; only files and directories are sent");
+    }
+    std::string name = base_name(p);
+    if (name == "." || name == ".." || name == "/" || name.empty()) {
+      return make_error(Errc::usage, "cannot name '" + p + "' on the receiver; give a named file or directory");
+    }
+    auto r = walk(p, name, st, out);
+    if (!r) return r.error();
+  }
+  return out;
+}
+
+}  // namespace ferry

@@ -1,0 +1,176 @@
+#include "protocol/codec.hpp"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+namespace ferry::protocol {
+
+void put_u16(std::byte* p, std::uint16_t v) {
+  p[0] = std::byte(v >> 8);
+  p[1] = std::byte(v);
+}
+void put_u32(std::byte* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = std::byte(v >> (24 - 8 * i));
+}
+void put_u64(std::byte* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = std::byte(v >> (56 - 8 * i));
+}
+std::uint16_t get_u16(const std::byte* p) {
+  return static_cast<std::uint16_t>((std::to_integer<unsigned>(p[0]) << 8) |
+                                    std::to_integer<unsigned>(p[1]));
+}
+std::uint32_t get_u32(const std::byte* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | std::to_integer<std::uint32_t>(p[i]);
+  return v;
+}
+std::uint64_t get_u64(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
+  return v;
+}
+
+bool is_known_type(std::uint8_t t) {
+  return t >= static_cast<std::uint8_t>(FrameType::hello) &&
+         t <= static_cast<std::uint8_t>(FrameType::pong);
+}
+
+std::string_view frame_type_name(FrameType t) {
+  switch (t) {
+    case FrameType::hello: return "HELLO";
+    case FrameType::offer: return "OFFER";
+    case FrameType::answer: return "ANSWER";
+    case FrameType::data: return "DATA";
+    case FrameType::ack: return "ACK";
+    case FrameType::rpos: return "RPOS";
+    case FrameType::commit: return "COMMIT";
+    case FrameType::verdict: return "VERDICT";
+    case FrameType::error: return "ERROR";
+    case FrameType::end: return "END";
+    case FrameType::ping: return "PING";
+    case FrameType::pong: return "PONG";
+  }
+  return "UNKNOWN";
+}
+
+namespace {
+std::uint32_t header_check(const std::byte* h) {
+  return static_cast<std::uint32_t>(XXH3_64bits(h, 20));
+}
+}  // namespace
+
+std::array<std::byte, kHeaderSize> encode_header(FrameType type, std::uint32_t payload_length,
+                                                 std::uint64_t payload_checksum) {
+  std::array<std::byte, kHeaderSize> h{};
+  h[0] = std::byte{kMagic0};
+  h[1] = std::byte{kMagic1};
+  h[2] = std::byte{kFrameVersion};
+  h[3] = std::byte{static_cast<std::uint8_t>(type)};
+  // bytes 4..7: flags and reserved, zero
+  put_u32(&h[8], payload_length);
+  put_u64(&h[12], payload_checksum);
+  put_u32(&h[20], header_check(h.data()));
+  return h;
+}
+
+std::vector<std::byte> encode_frame(FrameType type, Bytes payload) {
+  auto h = encode_header(type, static_cast<std::uint32_t>(payload.size()),
+                         XXH3_64bits(payload.data(), payload.size()));
+  std::vector<std::byte> out;
+  out.reserve(h.size() + payload.size());
+  out.insert(out.end(), h.begin(), h.end());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+std::vector<std::byte> encode_frame(FrameType type, const std::string& payload) {
+  return encode_frame(type, as_bytes(payload));
+}
+
+std::array<std::byte, kDataHeadSize> encode_data_head(std::uint32_t file_id, std::uint64_t offset,
+                                                      Bytes data) {
+  std::array<std::byte, kDataPrefixSize> prefix{};
+  put_u32(&prefix[0], file_id);
+  put_u64(&prefix[4], offset);
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  XXH3_64bits_update(&st, prefix.data(), prefix.size());
+  XXH3_64bits_update(&st, data.data(), data.size());
+  auto h = encode_header(FrameType::data, static_cast<std::uint32_t>(prefix.size() + data.size()),
+                         XXH3_64bits_digest(&st));
+  std::array<std::byte, kDataHeadSize> out{};
+  std::memcpy(out.data(), h.data(), h.size());
+  std::memcpy(out.data() + h.size(), prefix.data(), prefix.size());
+  return out;
+}
+
+DecodeResult decode_frame(Bytes in) {
+  if (in.size() < kHeaderSize) {
+    // Reject a wrong magic as early as possible so garbage is not buffered.
+    if (!in.empty() && in[0] != std::byte{kMagic0}) return Malformed{"bad magic"};
+    if (in.size() > 1 && in[1] != std::byte{kMagic1}) return Malformed{"bad magic"};
+    return NeedMore{kHeaderSize};
+  }
+  const std::byte* h = in.data();
+  if (h[0] != std::byte{kMagic0} || h[1] != std::byte{kMagic1}) return Malformed{"bad magic"};
+  if (get_u32(h + 20) != header_check(h)) return Malformed{"header checksum mismatch"};
+  const auto version = std::to_integer<std::uint8_t>(h[2]);
+  if (version != kFrameVersion) {
+    return Malformed{"unsupported framing version " + std::to_string(version)};
+  }
+  const auto type = std::to_integer<std::uint8_t>(h[3]);
+  if (!is_known_type(type)) return Malformed{"unknown frame type " + std::to_string(type)};
+  if (get_u16(h + 4) != 0 || get_u16(h + 6) != 0) return Malformed{"nonzero flags or reserved bits"};
+  const std::uint32_t len = get_u32(h + 8);
+  if (len > kMaxPayload) return Malformed{"payload length " + std::to_string(len) + " over limit"};
+  if (static_cast<FrameType>(type) != FrameType::data && len > kMaxControlPayload) {
+    return Malformed{"control payload length " + std::to_string(len) + " over limit"};
+  }
+  if (in.size() - kHeaderSize < len) return NeedMore{kHeaderSize + len};
+  DecodedFrame f;
+  f.header.version = version;
+  f.header.type = static_cast<FrameType>(type);
+  f.header.payload_length = len;
+  f.header.payload_checksum = get_u64(h + 12);
+  f.payload = in.subspan(kHeaderSize, len);
+  f.consumed = kHeaderSize + len;
+  f.payload_ok = XXH3_64bits(f.payload.data(), f.payload.size()) == f.header.payload_checksum;
+  return f;
+}
+
+std::array<std::byte, 12> encode_position(Position p) {
+  std::array<std::byte, 12> out{};
+  put_u32(&out[0], p.file_id);
+  put_u64(&out[4], p.offset);
+  return out;
+}
+
+bool decode_position(Bytes payload, Position& out) {
+  if (payload.size() != 12) return false;
+  out.file_id = get_u32(payload.data());
+  out.offset = get_u64(payload.data() + 4);
+  return true;
+}
+
+bool decode_data(Bytes payload, DataView& out) {
+  if (payload.size() <= kDataPrefixSize) return false;
+  out.file_id = get_u32(payload.data());
+  out.offset = get_u64(payload.data() + 4);
+  out.data = payload.subspan(kDataPrefixSize);
+  return true;
+}
+
+std::array<std::byte, 8> encode_nonce(std::uint64_t nonce) {
+  std::array<std::byte, 8> out{};
+  put_u64(out.data(), nonce);
+  return out;
+}
+
+bool decode_nonce(Bytes payload, std::uint64_t& out) {
+  if (payload.size() != 8) return false;
+  out = get_u64(payload.data());
+  return true;
+}
+
+}  // namespace ferry::protocol

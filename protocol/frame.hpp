@@ -1,0 +1,67 @@
+// The ferry frame: a fixed 24-byte header followed by a payload.
+//
+// Header (all integers big-endian), see docs/PROTOCOL.md section 2:
+//   0  2  magic 0x46 0x59 ("FY")
+//   2  1  framing version (kFrameVersion)
+//   3  1  frame type (FrameType)
+//   4  2  flags, must be 0
+//   6  2  reserved, must be 0
+//   8  4  payload length (<= kMaxPayload)
+//  12  8  XXH3-64 of the payload (seed 0)
+//  20  4  header check: low 32 bits of XXH3-64 over bytes 0..19
+// The header check is verified before the length is trusted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace ferry::protocol {
+
+inline constexpr std::uint8_t kMagic0 = 0x46;  // 'F'
+inline constexpr std::uint8_t kMagic1 = 0x59;  // 'Y'
+inline constexpr std::uint8_t kFrameVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 1;  // negotiated in HELLO
+inline constexpr std::size_t kHeaderSize = 24;
+
+// Chunk sizes: DATA payload bytes per frame.
+inline constexpr std::size_t kDefaultChunkSize = 256 * 1024;
+inline constexpr std::size_t kMinChunkSize = 1024;
+inline constexpr std::size_t kMaxChunkSize = 16 * 1024 * 1024;
+inline constexpr std::size_t kDataPrefixSize = 12;  // file id (4) + offset (8)
+// Hard upper bound on any frame's payload; a larger length is malformed.
+inline constexpr std::size_t kMaxPayload = kMaxChunkSize + kDataPrefixSize;
+// Control frames (JSON bodies) are far smaller; a larger one is a peer violation.
+inline constexpr std::size_t kMaxControlPayload = 64 * 1024;
+
+inline constexpr std::uint64_t kDefaultWindow = 4 * 1024 * 1024;
+inline constexpr std::uint64_t kMinWindow = 64 * 1024;
+inline constexpr std::uint64_t kMaxWindow = 1024ull * 1024 * 1024;
+
+enum class FrameType : std::uint8_t {
+  hello = 1,    // JSON: version negotiation, session id
+  offer = 2,    // JSON: sender offers a file or directory
+  answer = 3,   // JSON: receiver's verified offset for an offer, or a refusal
+  data = 4,     // binary: file id, offset, bytes
+  ack = 5,      // binary: file id, cumulative verified-and-written offset
+  rpos = 6,     // binary: file id, offset the sender must resume from (bad chunk)
+  commit = 7,   // JSON: whole-file XXH3-128 from the sender
+  verdict = 8,  // JSON: receiver's "verified" or "failed"
+  error = 9,    // JSON: fatal error, connection closes after it
+  end = 10,     // JSON: sender has no more files / receiver confirms
+  ping = 11,    // binary: nonce (keepalive)
+  pong = 12,    // binary: echoed nonce
+};
+
+// True for the types this version knows.
+bool is_known_type(std::uint8_t t);
+std::string_view frame_type_name(FrameType t);
+
+struct FrameHeader {
+  std::uint8_t version = kFrameVersion;
+  FrameType type = FrameType::hello;
+  std::uint32_t payload_length = 0;
+  std::uint64_t payload_checksum = 0;
+};
+
+}  // namespace ferry::protocol

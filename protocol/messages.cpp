@@ -1,0 +1,244 @@
+#include "protocol/messages.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <limits>
+
+#include "protocol/digest.hpp"
+
+namespace ferry::protocol {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::size_t kMaxTextField = 1024;
+
+Error bad(const char* frame, const std::string& why) {
+  return make_error(Errc::protocol, std::string("malformed ") + frame + " body: " + why);
+}
+
+// Field readers: each returns false (and sets `why`) when absent or of the wrong type.
+struct Reader {
+  const json& j;
+  std::string why;
+
+  template <class U>
+  bool uint(const char* key, U& out, std::uint64_t max = std::numeric_limits<U>::max()) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_unsigned()) {
+      why = std::string("field '") + key + "' missing or not an unsigned integer";
+      return false;
+    }
+    auto v = it->get<std::uint64_t>();
+    if (v > max) {
+      why = std::string("field '") + key + "' out of range";
+      return false;
+    }
+    out = static_cast<U>(v);
+    return true;
+  }
+  bool int64(const char* key, std::int64_t& out) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer()) {
+      why = std::string("field '") + key + "' missing or not an integer";
+      return false;
+    }
+    if (it->is_number_unsigned() &&
+        it->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      why = std::string("field '") + key + "' out of range";
+      return false;
+    }
+    out = it->get<std::int64_t>();
+    return true;
+  }
+  bool text(const char* key, std::string& out, std::size_t max = kMaxTextField, bool optional = false) {
+    auto it = j.find(key);
+    if (it == j.end()) {
+      if (optional) return true;
+      why = std::string("field '") + key + "' missing";
+      return false;
+    }
+    if (!it->is_string()) {
+      why = std::string("field '") + key + "' not a string";
+      return false;
+    }
+    out = it->get<std::string>();
+    if (out.size() > max) {
+      why = std::string("field '") + key + "' too long";
+      return false;
+    }
+    return true;
+  }
+};
+
+Result<json> parse_object(Bytes payload, const char* frame) {
+  auto begin = reinterpret_cast<const char*>(payload.data());
+  json j = json::parse(begin, begin + payload.size(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return bad(frame, "not valid JSON");
+  if (!j.is_object()) return bad(frame, "not a JSON object");
+  return j;
+}
+
+}  // namespace
+
+std::string to_json(const Hello& m) {
+  return json{{"min_version", m.min_version},
+              {"max_version", m.max_version},
+              {"role", m.role == Role::sender ? "sender" : "receiver"},
+              {"session", m.session},
+              {"software", m.software}}
+      .dump();
+}
+
+std::string to_json(const Offer& m) {
+  return json{{"file", m.file_id},
+              {"path", m.path},
+              {"kind", m.kind == EntryKind::file ? "file" : "dir"},
+              {"size", m.size},
+              {"mtime_ns", m.mtime_ns},
+              {"mode", m.mode},
+              {"identity", m.identity}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string to_json(const Answer& m) {
+  return json{{"file", m.file_id},
+              {"status", m.status == AnswerStatus::accept ? "accept" : "refuse"},
+              {"offset", m.offset},
+              {"note", m.note}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string to_json(const Commit& m) {
+  return json{{"file", m.file_id}, {"size", m.size}, {"xxh3_128", m.xxh3_128}}.dump();
+}
+
+std::string to_json(const Verdict& m) {
+  return json{{"file", m.file_id},
+              {"status", m.status == VerdictStatus::verified ? "verified" : "failed"},
+              {"reason", m.reason}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string to_json(const ErrorBody& m) {
+  return json{{"code", m.code}, {"message", m.message}}.dump(-1, ' ', false,
+                                                             json::error_handler_t::replace);
+}
+
+std::string to_json(const End& m) { return json{{"files", m.files}, {"bytes", m.bytes}}.dump(); }
+
+Result<Hello> parse_hello(Bytes payload) {
+  auto j = parse_object(payload, "HELLO");
+  if (!j) return j.error();
+  Hello m;
+  Reader r{*j, {}};
+  std::string role;
+  if (!r.uint("min_version", m.min_version) || !r.uint("max_version", m.max_version) ||
+      !r.text("role", role) || !r.text("session", m.session, 64) || !r.text("software", m.software)) {
+    return bad("HELLO", r.why);
+  }
+  if (role == "sender") m.role = Role::sender;
+  else if (role == "receiver") m.role = Role::receiver;
+  else return bad("HELLO", "field 'role' must be \"sender\" or \"receiver\"");
+  if (m.min_version > m.max_version) return bad("HELLO", "min_version > max_version");
+  if (!is_hex128(m.session)) return bad("HELLO", "field 'session' must be 32 hex digits");
+  return m;
+}
+
+Result<Offer> parse_offer(Bytes payload) {
+  auto j = parse_object(payload, "OFFER");
+  if (!j) return j.error();
+  Offer m;
+  Reader r{*j, {}};
+  std::string kind;
+  if (!r.uint("file", m.file_id) || !r.text("path", m.path, 4096 + 1) || !r.text("kind", kind) ||
+      !r.uint("size", m.size, std::numeric_limits<std::int64_t>::max()) ||
+      !r.int64("mtime_ns", m.mtime_ns) || !r.uint("mode", m.mode, 07777) ||
+      !r.text("identity", m.identity, 256)) {
+    return bad("OFFER", r.why);
+  }
+  if (kind == "file") m.kind = EntryKind::file;
+  else if (kind == "dir") m.kind = EntryKind::directory;
+  else return bad("OFFER", "field 'kind' must be \"file\" or \"dir\"");
+  if (m.kind == EntryKind::directory && m.size != 0) return bad("OFFER", "directory with a size");
+  return m;
+}
+
+Result<Answer> parse_answer(Bytes payload) {
+  auto j = parse_object(payload, "ANSWER");
+  if (!j) return j.error();
+  Answer m;
+  Reader r{*j, {}};
+  std::string status;
+  if (!r.uint("file", m.file_id) || !r.text("status", status) ||
+      !r.uint("offset", m.offset, std::numeric_limits<std::int64_t>::max()) ||
+      !r.text("note", m.note, kMaxTextField, true)) {
+    return bad("ANSWER", r.why);
+  }
+  if (status == "accept") m.status = AnswerStatus::accept;
+  else if (status == "refuse") m.status = AnswerStatus::refuse;
+  else return bad("ANSWER", "field 'status' must be \"accept\" or \"refuse\"");
+  return m;
+}
+
+Result<Commit> parse_commit(Bytes payload) {
+  auto j = parse_object(payload, "COMMIT");
+  if (!j) return j.error();
+  Commit m;
+  Reader r{*j, {}};
+  if (!r.uint("file", m.file_id) || !r.uint("size", m.size, std::numeric_limits<std::int64_t>::max()) ||
+      !r.text("xxh3_128", m.xxh3_128, 32)) {
+    return bad("COMMIT", r.why);
+  }
+  if (!is_hex128(m.xxh3_128)) return bad("COMMIT", "field 'xxh3_128' must be 32 hex digits");
+  std::transform(m.xxh3_128.begin(), m.xxh3_128.end(), m.xxh3_128.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return m;
+}
+
+Result<Verdict> parse_verdict(Bytes payload) {
+  auto j = parse_object(payload, "VERDICT");
+  if (!j) return j.error();
+  Verdict m;
+  Reader r{*j, {}};
+  std::string status;
+  if (!r.uint("file", m.file_id) || !r.text("status", status) ||
+      !r.text("reason", m.reason, kMaxTextField, true)) {
+    return bad("VERDICT", r.why);
+  }
+  if (status == "verified") m.status = VerdictStatus::verified;
+  else if (status == "failed") m.status = VerdictStatus::failed;
+  else return bad("VERDICT", "field 'status' must be \"verified\" or \"failed\"");
+  return m;
+}
+
+Result<ErrorBody> parse_error(Bytes payload) {
+  auto j = parse_object(payload, "ERROR");
+  if (!j) return j.error();
+  ErrorBody m;
+  Reader r{*j, {}};
+  if (!r.text("code", m.code, 64) || !r.text("message", m.message)) return bad("ERROR", r.why);
+  return m;
+}
+
+Result<End> parse_end(Bytes payload) {
+  auto j = parse_object(payload, "END");
+  if (!j) return j.error();
+  End m;
+  Reader r{*j, {}};
+  if (!r.uint("files", m.files) || !r.uint("bytes", m.bytes)) return bad("END", r.why);
+  return m;
+}
+
+std::uint32_t negotiate_version(const Hello& a, const Hello& b) {
+  std::uint32_t hi = std::min(a.max_version, b.max_version);
+  std::uint32_t lo = std::max(a.min_version, b.min_version);
+  return hi >= lo ? hi : 0;
+}
+
+std::vector<std::byte> frame_of(FrameType type, const std::string& json_body) {
+  return encode_frame(type, json_body);
+}
+
+}  // namespace ferry::protocol

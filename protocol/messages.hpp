@@ -1,0 +1,98 @@
+// Typed bodies of the JSON control frames (HELLO, OFFER, ANSWER, COMMIT, VERDICT,
+// ERROR, END). Schemas are in docs/PROTOCOL.md section 4.
+//
+// Every parser is total and validating: wrong JSON, a missing field, a wrong type or
+// an out-of-range number yields an Error with Errc::protocol naming the field; a
+// parsed value is safe to act upon (paths are checked separately by wire_path).
+//
+//   auto offer = parse_offer(frame.payload);
+//   if (!offer) return peer_violation(offer.error());
+//   std::string body = to_json(Answer{...});
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "protocol/codec.hpp"
+#include "protocol/result.hpp"
+
+namespace ferry::protocol {
+
+enum class Role { sender, receiver };
+
+struct Hello {
+  std::uint32_t min_version = kProtocolVersion;
+  std::uint32_t max_version = kProtocolVersion;
+  Role role = Role::sender;
+  std::string session;   // 32 hex digits, chosen by the sender; the receiver echoes it
+  std::string software;  // free text, e.g. "ferry 0.1.0"
+};
+
+enum class EntryKind { file, directory };
+
+struct Offer {
+  std::uint32_t file_id = 0;
+  std::string path;          // wire path, see wire_path.hpp
+  EntryKind kind = EntryKind::file;
+  std::uint64_t size = 0;    // bytes; 0 for directories
+  std::int64_t mtime_ns = 0; // nanoseconds since the epoch
+  std::uint32_t mode = 0644; // permission bits (<= 07777)
+  std::string identity;      // source identity; a change means "start over"
+};
+
+enum class AnswerStatus { accept, refuse };
+
+struct Answer {
+  std::uint32_t file_id = 0;
+  AnswerStatus status = AnswerStatus::accept;
+  std::uint64_t offset = 0;  // verified bytes the receiver already holds (accept)
+  std::string note;          // why refused, or e.g. "source changed, starting over"
+};
+
+struct Commit {
+  std::uint32_t file_id = 0;
+  std::uint64_t size = 0;
+  std::string xxh3_128;  // canonical hex of the whole file
+};
+
+enum class VerdictStatus { verified, failed };
+
+struct Verdict {
+  std::uint32_t file_id = 0;
+  VerdictStatus status = VerdictStatus::verified;
+  std::string reason;  // for failed
+};
+
+struct ErrorBody {
+  std::string code;     // errc_name() of the cause
+  std::string message;  // one line
+};
+
+struct End {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+};
+
+std::string to_json(const Hello& m);
+std::string to_json(const Offer& m);
+std::string to_json(const Answer& m);
+std::string to_json(const Commit& m);
+std::string to_json(const Verdict& m);
+std::string to_json(const ErrorBody& m);
+std::string to_json(const End& m);
+
+Result<Hello> parse_hello(Bytes payload);
+Result<Offer> parse_offer(Bytes payload);
+Result<Answer> parse_answer(Bytes payload);
+Result<Commit> parse_commit(Bytes payload);
+Result<Verdict> parse_verdict(Bytes payload);
+Result<ErrorBody> parse_error(Bytes payload);
+Result<End> parse_end(Bytes payload);
+
+// Highest version both HELLOs support, or 0 when there is none.
+std::uint32_t negotiate_version(const Hello& a, const Hello& b);
+
+// Ready-to-send frames.
+std::vector<std::byte> frame_of(FrameType type, const std::string& json_body);
+
+}  // namespace ferry::protocol

@@ -1,0 +1,293 @@
+#include "receiver/receiver_session.hpp"
+
+#include "protocol/wire_path.hpp"
+
+namespace ferry::receiver {
+
+using protocol::FrameType;
+namespace P = protocol;
+
+ReceiverSession::ReceiverSession(ReceiverConfig config, Clock::time_point) : cfg_(std::move(config)) {}
+
+std::vector<Action> ReceiverSession::take_actions() { return std::exchange(actions_, {}); }
+std::vector<Event> ReceiverSession::take_events() { return std::exchange(events_, {}); }
+
+void ReceiverSession::event(EventType t, std::string detail) {
+  Event e;
+  e.type = t;
+  e.path = offer_.path;  // the last offer's (empty before the first)
+  e.size = offer_.size;
+  e.offset = written_;
+  e.detail = std::move(detail);
+  events_.push_back(std::move(e));
+}
+
+void ReceiverSession::send_control(FrameType t, const std::string& body) {
+  actions_.push_back(SendFrame{P::encode_frame(t, body), {}});
+}
+
+void ReceiverSession::send_position(FrameType t, std::uint64_t offset) {
+  auto body = P::encode_position({cur_, offset});
+  actions_.push_back(SendFrame{P::encode_frame(t, P::Bytes(body)), {}});
+}
+
+void ReceiverSession::fatal(Error e) {
+  if (state_ == State::failed) return;
+  close_current(false);
+  failure_ = e;
+  state_ = State::failed;
+  actions_.push_back(CloseConnection{std::move(e)});
+}
+
+void ReceiverSession::violation(const std::string& what) {
+  auto e = make_error(Errc::protocol, "protocol violation by sender: " + what);
+  send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+  fatal(std::move(e));
+}
+
+void ReceiverSession::close_current(bool discard) {
+  if (!file_open_) return;
+  actions_.push_back(CloseFile{cur_, discard});
+  file_open_ = false;
+}
+
+void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
+  if (state_ == State::failed || state_ == State::ended) return;
+  if (consumed_ > 0) {
+    inbuf_.erase(inbuf_.begin(), inbuf_.begin() + static_cast<std::ptrdiff_t>(consumed_));
+    consumed_ = 0;
+  }
+  inbuf_.insert(inbuf_.end(), bytes.begin(), bytes.end());
+  while (state_ != State::failed && state_ != State::ended) {
+    auto r = P::decode_frame(P::Bytes(inbuf_).subspan(consumed_));
+    if (std::holds_alternative<P::NeedMore>(r)) break;
+    if (auto* m = std::get_if<P::Malformed>(&r)) {
+      // The stream cannot be resynchronised: end this connection; the sender resumes.
+      return fatal(make_error(Errc::connection, "corrupt frame from sender: " + m->reason));
+    }
+    auto& f = std::get<P::DecodedFrame>(r);
+    consumed_ += f.consumed;
+    handle_frame(f, now);
+  }
+}
+
+void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now) {
+  (void)now;
+  if (!f.payload_ok) {
+    if (f.header.type == FrameType::data && state_ == State::receiving) {
+      // zmodem's ZRPOS: drop the chunk (its offset cannot be trusted either) and name
+      // the offset to resume from; later chunks are discarded until that one arrives.
+      ++totals_.chunks_rejected;
+      if (!rpos_pending_) {
+        rpos_pending_ = true;
+        send_position(FrameType::rpos, verified_);
+        event(EventType::warning, "chunk failed its checksum; asked to resend from offset " +
+                                      std::to_string(verified_));
+      }
+      return;
+    }
+    return fatal(make_error(Errc::connection, std::string("payload checksum mismatch in ") +
+                                                  std::string(P::frame_type_name(f.header.type)) +
+                                                  " from sender"));
+  }
+  if (state_ == State::awaiting_hello && f.header.type != FrameType::hello) {
+    return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(f.header.type)));
+  }
+  switch (f.header.type) {
+    case FrameType::hello: {
+      if (state_ != State::awaiting_hello) return violation("second HELLO");
+      auto h = P::parse_hello(f.payload);
+      if (!h) return violation(h.error().what);
+      if (h->role != P::Role::sender) return violation("peer is not a sender");
+      P::Hello mine;
+      mine.role = P::Role::receiver;
+      mine.session = h->session;
+      mine.software = cfg_.software;
+      if (P::negotiate_version(mine, *h) == 0) {
+        auto e = make_error(Errc::protocol, "no common protocol version (sender supports " +
+                                                std::to_string(h->min_version) + ".." +
+                                                std::to_string(h->max_version) + ")");
+        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+        return fatal(std::move(e));
+      }
+      session_id_ = h->session;
+      send_control(FrameType::hello, P::to_json(mine));
+      state_ = State::idle;
+      event(EventType::session_start, h->software);
+      return;
+    }
+    case FrameType::offer: {
+      if (state_ != State::idle && state_ != State::receiving) return violation("OFFER while busy");
+      auto o = P::parse_offer(f.payload);
+      if (!o) return violation(o.error().what);
+      close_current(false);  // an OFFER abandons the current file; its partial stays
+      cur_ = o->file_id;
+      offer_ = *o;
+      if (auto why = P::wire_path_problem(o->path)) {
+        // Refused, not fatal: the sender goes on with its other files.
+        P::Answer a{cur_, P::AnswerStatus::refuse, 0, "unsafe path: " + *why};
+        send_control(FrameType::answer, P::to_json(a));
+        ++totals_.files_failed;
+        event(EventType::file_failed, a.note);
+        state_ = State::idle;
+        return;
+      }
+      state_ = State::opening;
+      actions_.push_back(OpenFile{cur_, offer_});
+      return;
+    }
+    case FrameType::data: {
+      P::DataView d;
+      if (!P::decode_data(f.payload, d)) return violation("malformed DATA");
+      if (state_ != State::receiving || d.file_id != cur_) return violation("DATA for a file not open");
+      if (d.offset != verified_) {
+        if (rpos_pending_) return;  // in flight before our RPOS arrived: discard
+        return violation("DATA at offset " + std::to_string(d.offset) + ", expected " +
+                         std::to_string(verified_));
+      }
+      if (d.data.size() > offer_.size - verified_) return violation("DATA beyond the offered size");
+      rpos_pending_ = false;
+      digest_.update(d.data);
+      verified_ += d.data.size();
+      totals_.bytes_payload += d.data.size();
+      actions_.push_back(WriteChunk{cur_, d.offset, d.data});
+      return;
+    }
+    case FrameType::commit: {
+      auto c = P::parse_commit(f.payload);
+      if (!c) return violation(c.error().what);
+      if (state_ != State::receiving || c->file_id != cur_) return violation("COMMIT for a file not open");
+      if (rpos_pending_) return;  // the sender re-sends data, then COMMIT again
+      if (c->size != offer_.size || verified_ != offer_.size) {
+        return violation("COMMIT before all data (have " + std::to_string(verified_) + " of " +
+                         std::to_string(offer_.size) + ")");
+      }
+      const std::string mine = digest_.hex();
+      if (mine != c->xxh3_128) {
+        std::string why = "whole-file digest mismatch (sender " + c->xxh3_128 + ", receiver " + mine + ")";
+        close_current(true);
+        P::Verdict v{cur_, P::VerdictStatus::failed, why};
+        send_control(FrameType::verdict, P::to_json(v));
+        ++totals_.files_failed;
+        event(EventType::file_failed, why);
+        state_ = State::idle;
+        return;
+      }
+      state_ = State::committing;
+      actions_.push_back(CommitFile{cur_});
+      return;
+    }
+    case FrameType::end: {
+      auto e = P::parse_end(f.payload);
+      if (!e) return violation(e.error().what);
+      if (state_ != State::idle) return violation("END while a file is open");
+      P::End mine{totals_.files_verified, totals_.bytes_verified};
+      send_control(FrameType::end, P::to_json(mine));
+      state_ = State::ended;
+      return;
+    }
+    case FrameType::error: {
+      auto e = P::parse_error(f.payload);
+      std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
+      return fatal(make_error(Errc::protocol, "sender reported an error: " + msg));
+    }
+    case FrameType::ping: {
+      std::uint64_t nonce;
+      if (!P::decode_nonce(f.payload, nonce)) return violation("malformed PING");
+      auto body = P::encode_nonce(nonce);
+      actions_.push_back(SendFrame{P::encode_frame(FrameType::pong, P::Bytes(body)), {}});
+      return;
+    }
+    case FrameType::pong:
+      return;
+    case FrameType::answer:
+    case FrameType::ack:
+    case FrameType::rpos:
+    case FrameType::verdict:
+      return violation(std::string(P::frame_type_name(f.header.type)) + " is a receiver's frame");
+  }
+}
+
+void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point) {
+  if (state_ != State::opening || file_id != cur_) return;  // connection already failed
+  if (!r) {
+    P::Answer a{cur_, P::AnswerStatus::refuse, 0, r.error().message()};
+    send_control(FrameType::answer, P::to_json(a));
+    ++totals_.files_failed;
+    event(EventType::file_failed, a.note);
+    state_ = State::idle;
+    return;
+  }
+  if (offer_.kind == P::EntryKind::directory) {
+    send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
+    ++totals_.files_verified;
+    event(EventType::file_verified, "directory");
+    state_ = State::idle;
+    return;
+  }
+  if (r->offset > offer_.size) {  // the driver's contract; treat as a local fault
+    return fatal(make_error(Errc::internal, "partial larger than the offered size: " + offer_.path));
+  }
+  file_open_ = true;
+  digest_ = r->prefix;
+  verified_ = written_ = acked_ = r->offset;
+  rpos_pending_ = false;
+  state_ = State::receiving;
+  send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, r->offset, r->note}));
+  event(EventType::file_start);
+  if (!r->note.empty()) event(EventType::warning, r->note);
+  if (r->offset > 0) event(EventType::resume);
+}
+
+void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t end, Result<void> r,
+                                       Clock::time_point) {
+  if (!file_open_ || file_id != cur_ || state_ == State::failed) return;
+  if (!r) {
+    // A local write failure (ENOSPC, EIO): tell the sender and end this connection.
+    // The journal describes only what was written before; a later run resumes.
+    send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(r.error().code), r.error().message()}));
+    event(EventType::file_failed, r.error().message());
+    return fatal(r.error());
+  }
+  written_ = end;
+  if (written_ - acked_ >= cfg_.window / 4) {
+    acked_ = written_;
+    send_position(FrameType::ack, acked_);
+  }
+}
+
+void ReceiverSession::on_input_drained(Clock::time_point) {
+  if (!file_open_ || state_ == State::failed || written_ == acked_) return;
+  acked_ = written_;
+  send_position(FrameType::ack, acked_);
+  event(EventType::progress);
+}
+
+void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point) {
+  if (state_ != State::committing || file_id != cur_) return;
+  file_open_ = false;  // the driver closed it as part of the commit
+  state_ = State::idle;
+  if (!r) {
+    P::Verdict v{cur_, P::VerdictStatus::failed, r.error().message()};
+    send_control(FrameType::verdict, P::to_json(v));
+    ++totals_.files_failed;
+    event(EventType::file_failed, v.reason);
+    return;
+  }
+  ++totals_.files_verified;
+  totals_.bytes_verified += offer_.size;
+  send_control(FrameType::verdict, P::to_json(P::Verdict{cur_, P::VerdictStatus::verified, {}}));
+  written_ = offer_.size;
+  event(EventType::file_verified);
+}
+
+void ReceiverSession::on_disconnected(const Error& why, Clock::time_point) {
+  if (state_ == State::ended || state_ == State::failed) return;
+  // A commit in flight completes on its own; anything else open keeps its journal.
+  if (state_ != State::committing) close_current(false);
+  failure_ = why;
+  state_ = State::failed;
+  event(EventType::connection_lost, why.message());
+}
+
+}  // namespace ferry::receiver

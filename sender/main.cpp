@@ -1,0 +1,29 @@
+// ferry-send: send files and directories over a byte stream, verified and resumable.
+#include <csignal>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "sender/send_app.hpp"
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an EPIPE error value, not a death
+  CLI::App app{"ferry-send: send files over an untrusted byte stream; each arrives whole and verified, or not at all"};
+  ferry::sender::SendOptions o;
+  ferry::add_common_options(app, o.common);
+  app.add_option("PATH", o.paths, "Files and directories to send")->required();
+  app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress (default 20; 0 = never)");
+  app.set_version_flag("--version", "ferry-send " FERRY_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : static_cast<int>(ferry::Errc::usage);
+  }
+  auto ok = ferry::finish_common_options(o.common);
+  if (!ok) {
+    std::fprintf(stderr, "ferry-send: error: %s\n", ok.error().message().c_str());
+    return ok.error().exit_code();
+  }
+  return ferry::sender::run_send(o);
+}

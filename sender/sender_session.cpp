@@ -1,0 +1,427 @@
+#include "sender/sender_session.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+namespace ferry::sender {
+
+using protocol::FrameType;
+namespace P = protocol;
+
+SenderSession::SenderSession(SenderConfig config, std::vector<SourceEntry> entries, Clock::time_point now)
+    : cfg_(std::move(config)), entries_(std::move(entries)) {
+  assert(cfg_.window >= cfg_.chunk_size);
+  last_rx_ = last_ack_progress_ = last_ping_ = now;
+}
+
+std::vector<Action> SenderSession::take_actions() { return std::exchange(actions_, {}); }
+std::vector<Event> SenderSession::take_events() { return std::exchange(events_, {}); }
+
+std::uint64_t SenderSession::in_flight() const { return next_read_ - acked_; }
+
+Result<void> SenderSession::outcome() const {
+  if (failure_) return *failure_;
+  if (totals_.files_failed > 0) {
+    const bool all_verification = files_failed_verification_ == totals_.files_failed;
+    return make_error(all_verification ? Errc::verification : Errc::partial, std::to_string(totals_.files_failed) + " of " +
+                                         std::to_string(entries_.size()) + " entries failed");
+  }
+  return {};
+}
+
+void SenderSession::event(EventType t, std::string detail) {
+  Event e;
+  e.type = t;
+  if (cur_ < entries_.size()) {
+    e.path = entries_[cur_].wire_path;
+    e.size = entries_[cur_].size;
+  }
+  e.offset = acked_;
+  e.detail = std::move(detail);
+  events_.push_back(std::move(e));
+}
+
+void SenderSession::send_control(FrameType t, const std::string& body) {
+  actions_.push_back(SendFrame{P::encode_frame(t, body), {}});
+}
+
+void SenderSession::fail(Error e) {
+  if (finished()) return;
+  failure_ = std::move(e);
+  state_ = State::failed;
+  token_base_ = next_token_;
+  ready_.clear();
+  if (connected_) {
+    actions_.push_back(CloseConnection{*failure_});
+    connected_ = false;
+  }
+}
+
+void SenderSession::drop_connection(Error e, Clock::time_point now) {
+  if (!connected_) return;
+  actions_.push_back(CloseConnection{e});
+  on_disconnected(e, now);
+}
+
+void SenderSession::on_connected(Clock::time_point now) {
+  if (finished()) return;
+  connected_ = true;
+  inbuf_.clear();
+  last_rx_ = last_ack_progress_ = last_ping_ = now;
+  state_ = State::awaiting_hello;
+  P::Hello h;
+  h.role = P::Role::sender;
+  h.session = cfg_.session_id;
+  h.software = cfg_.software;
+  send_control(FrameType::hello, P::to_json(h));
+}
+
+void SenderSession::on_disconnected(const Error& why, Clock::time_point) {
+  if (!connected_ || finished()) return;
+  connected_ = false;
+  state_ = State::disconnected;
+  token_base_ = next_token_;  // reads in flight are for the old connection
+  ready_.clear();
+  prefix_token_ = 0;
+  last_connection_error_ = why;
+  event(EventType::connection_lost, why.message());
+}
+
+void SenderSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
+  if (!connected_) return;
+  inbuf_.insert(inbuf_.end(), bytes.begin(), bytes.end());
+  std::size_t pos = 0;
+  while (connected_ && !finished()) {
+    auto r = P::decode_frame(P::Bytes(inbuf_).subspan(pos));
+    if (std::holds_alternative<P::NeedMore>(r)) break;
+    if (auto* m = std::get_if<P::Malformed>(&r)) {
+      drop_connection(make_error(Errc::connection, "corrupt frame from receiver: " + m->reason), now);
+      return;
+    }
+    auto& f = std::get<P::DecodedFrame>(r);
+    pos += f.consumed;
+    last_rx_ = now;
+    if (!f.payload_ok) {
+      drop_connection(make_error(Errc::connection, std::string("payload checksum mismatch in ") +
+                                                       std::string(P::frame_type_name(f.header.type)) +
+                                                       " from receiver"),
+                      now);
+      return;
+    }
+    handle_frame(f, now);
+  }
+  if (connected_) inbuf_.erase(inbuf_.begin(), inbuf_.begin() + static_cast<std::ptrdiff_t>(pos));
+}
+
+void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now) {
+  auto violation = [&](const std::string& what) {
+    auto e = make_error(Errc::protocol, "protocol violation by receiver: " + what);
+    send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+    fail(e);
+  };
+  const bool hello_done = state_ != State::awaiting_hello;
+  if (!hello_done && f.header.type != FrameType::hello && f.header.type != FrameType::error) {
+    return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(f.header.type)));
+  }
+  switch (f.header.type) {
+    case FrameType::hello: {
+      if (hello_done) return violation("second HELLO");
+      auto h = P::parse_hello(f.payload);
+      if (!h) return violation(h.error().what);
+      if (h->role != P::Role::receiver) return violation("peer is not a receiver");
+      P::Hello mine;
+      if (P::negotiate_version(mine, *h) == 0) {
+        auto e = make_error(Errc::protocol, "no common protocol version (receiver supports " +
+                                                std::to_string(h->min_version) + ".." +
+                                                std::to_string(h->max_version) + ")");
+        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+        return fail(e);
+      }
+      if (h->session != cfg_.session_id) return violation("HELLO echoes another session id");
+      event(EventType::session_start, h->software);
+      offer_current(now);
+      return;
+    }
+    case FrameType::answer: {
+      auto a = P::parse_answer(f.payload);
+      if (!a) return violation(a.error().what);
+      if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
+      const auto& ent = entries_[cur_];
+      if (a->status == P::AnswerStatus::refuse) {
+        finish_file(false, "refused by receiver: " + a->note);
+        return next_entry(now);
+      }
+      if (ent.kind == P::EntryKind::directory) {
+        finish_file(true, {});
+        return next_entry(now);
+      }
+      if (a->offset > ent.size) return violation("ANSWER offset beyond the file size");
+      if (!a->note.empty()) event(EventType::warning, a->note);
+      if (a->offset > 0) {
+        acked_ = a->offset;
+        event(EventType::resume, a->offset == ent.size ? "already complete, verifying" : "");
+      }
+      if (a->offset > prog_.hashed_upto) {
+        // The receiver holds more than this process has hashed: hash that prefix first.
+        prog_.digest = P::Digest128();
+        prog_.hashed_upto = 0;
+        prefix_token_ = next_token_++;
+        state_ = State::hashing_prefix;
+        actions_.push_back(HashPrefix{cur_, a->offset, prefix_token_});
+        return;
+      }
+      return start_streaming(a->offset, now);
+    }
+    case FrameType::ack:
+    case FrameType::rpos: {
+      P::Position p;
+      if (!P::decode_position(f.payload, p)) return violation("malformed ACK/RPOS body");
+      if ((state_ != State::streaming && state_ != State::awaiting_verdict) || p.file_id != cur_) {
+        return violation("ACK/RPOS for a file not being sent");
+      }
+      if (p.offset < acked_ || p.offset > next_send_) {
+        return violation("ACK/RPOS offset " + std::to_string(p.offset) + " outside [" +
+                         std::to_string(acked_) + ", " + std::to_string(next_send_) + "]");
+      }
+      if (p.offset > acked_) last_ack_progress_ = now;
+      acked_ = p.offset;
+      if (f.header.type == FrameType::rpos) {
+        // zmodem's ZRPOS: a chunk failed its checksum; everything from here is re-sent.
+        ++totals_.chunks_rejected;
+        token_base_ = next_token_;
+        ready_.clear();
+        next_read_ = next_send_ = p.offset;
+        commit_sent_ = false;
+        state_ = State::streaming;
+        event(EventType::warning, "chunk at offset " + std::to_string(p.offset) +
+                                      " failed its checksum on the receiver; re-sending from there");
+      } else {
+        event(EventType::progress);
+      }
+      pump(now);
+      return;
+    }
+    case FrameType::verdict: {
+      auto v = P::parse_verdict(f.payload);
+      if (!v) return violation(v.error().what);
+      if (state_ != State::awaiting_verdict || v->file_id != cur_) return violation("unexpected VERDICT");
+      if (v->status == P::VerdictStatus::verified) {
+        acked_ = entries_[cur_].size;
+        finish_file(true, {});
+        return next_entry(now);
+      }
+      ++prog_.attempts;
+      if (prog_.attempts >= cfg_.max_file_attempts) {
+        ++files_failed_verification_;
+        finish_file(false, "verification failed " + std::to_string(prog_.attempts) + " times: " + v->reason);
+        return next_entry(now);
+      }
+      event(EventType::warning, "verification failed (" + v->reason + "); sending the file again");
+      unsigned attempts = prog_.attempts;
+      prog_ = FileProgress{};
+      prog_.attempts = attempts;
+      offer_current(now);
+      return;
+    }
+    case FrameType::end: {
+      auto e = P::parse_end(f.payload);
+      if (!e) return violation(e.error().what);
+      if (state_ != State::awaiting_end) return violation("unexpected END");
+      state_ = State::done;
+      actions_.push_back(CloseConnection{make_error(Errc::connection, "transfer complete")});
+      connected_ = false;
+      return;
+    }
+    case FrameType::error: {
+      auto e = P::parse_error(f.payload);
+      std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
+      Errc code = Errc::protocol;
+      if (e && e->code == errc_name(Errc::local_io)) code = Errc::local_io;
+      return fail(make_error(code, "receiver reported an error: " + msg));
+    }
+    case FrameType::ping: {
+      std::uint64_t nonce;
+      if (!P::decode_nonce(f.payload, nonce)) return violation("malformed PING");
+      auto body = P::encode_nonce(nonce);
+      actions_.push_back(SendFrame{P::encode_frame(FrameType::pong, P::Bytes(body)), {}});
+      return;
+    }
+    case FrameType::pong:
+      return;  // last_rx_ already updated
+    case FrameType::offer:
+    case FrameType::data:
+    case FrameType::commit:
+      return violation(std::string(P::frame_type_name(f.header.type)) + " is a sender's frame");
+  }
+}
+
+void SenderSession::offer_current(Clock::time_point now) {
+  (void)now;
+  if (cur_ >= entries_.size()) {
+    P::End e{entries_.size(), totals_.bytes_verified};
+    send_control(FrameType::end, P::to_json(e));
+    state_ = State::awaiting_end;
+    return;
+  }
+  const auto& ent = entries_[cur_];
+  P::Offer o;
+  o.file_id = cur_;
+  o.path = ent.wire_path;
+  o.kind = ent.kind;
+  o.size = ent.size;
+  o.mtime_ns = ent.mtime_ns;
+  o.mode = ent.mode;
+  o.identity = ent.identity;
+  acked_ = 0;
+  send_control(FrameType::offer, P::to_json(o));
+  state_ = State::awaiting_answer;
+  if (prog_.attempts == 0 && prog_.sent_upto == 0) event(EventType::file_start);
+}
+
+void SenderSession::start_streaming(std::uint64_t offset, Clock::time_point now) {
+  acked_ = next_read_ = next_send_ = offset;
+  commit_sent_ = false;
+  token_base_ = next_token_;
+  ready_.clear();
+  state_ = State::streaming;
+  last_ack_progress_ = now;
+  pump(now);
+}
+
+void SenderSession::pump(Clock::time_point now) {
+  (void)now;
+  if (state_ != State::streaming || !connected_) return;
+  const auto& ent = entries_[cur_];
+  while (reads_in_flight_ < cfg_.max_reads_in_flight && next_read_ < ent.size) {
+    std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, ent.size - next_read_));
+    if (next_read_ - acked_ + len > cfg_.window) break;
+    std::uint64_t token = next_token_++;
+    read_offsets_[token] = next_read_;
+    actions_.push_back(ReadChunk{cur_, next_read_, len, token});
+    ++reads_in_flight_;
+    next_read_ += len;
+  }
+  if (next_send_ == ent.size && !commit_sent_) {
+    assert(prog_.hashed_upto == ent.size);
+    P::Commit c{cur_, ent.size, prog_.digest.hex()};
+    send_control(FrameType::commit, P::to_json(c));
+    commit_sent_ = true;
+    state_ = State::awaiting_verdict;
+  }
+}
+
+void SenderSession::on_read_done(std::uint64_t token, Result<std::vector<std::byte>> data, Clock::time_point now) {
+  auto it = read_offsets_.find(token);
+  if (it == read_offsets_.end()) return;
+  const std::uint64_t offset = it->second;
+  read_offsets_.erase(it);
+  --reads_in_flight_;
+  if (token < token_base_ || state_ != State::streaming) {
+    pump(now);  // a stale read freed a slot
+    return;
+  }
+  const auto& ent = entries_[cur_];
+  if (!data) {
+    finish_file(false, data.error().message());
+    return next_entry(now);
+  }
+  const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, ent.size - offset));
+  if (data->size() != want) {
+    finish_file(false, "source file changed during the transfer (it shrank): " + ent.wire_path);
+    return next_entry(now);
+  }
+  ready_.emplace(offset, std::move(*data));
+  emit_ready_chunks();
+  pump(now);
+}
+
+void SenderSession::emit_ready_chunks() {
+  while (!ready_.empty() && ready_.begin()->first == next_send_) {
+    auto node = ready_.extract(ready_.begin());
+    std::vector<std::byte> bytes = std::move(node.mapped());
+    const std::uint64_t off = node.key();
+    const std::uint64_t end = off + bytes.size();
+    if (off <= prog_.hashed_upto && end > prog_.hashed_upto) {
+      // The whole-file digest covers each byte once, in order, as first read.
+      prog_.digest.update(P::Bytes(bytes).subspan(static_cast<std::size_t>(prog_.hashed_upto - off)));
+      prog_.hashed_upto = end;
+    }
+    if (off < prog_.sent_upto) totals_.bytes_resent += std::min(end, prog_.sent_upto) - off;
+    prog_.sent_upto = std::max(prog_.sent_upto, end);
+    totals_.bytes_payload += bytes.size();
+    auto head = P::encode_data_head(cur_, off, bytes);
+    actions_.push_back(SendFrame{std::vector<std::byte>(head.begin(), head.end()), std::move(bytes)});
+    next_send_ = end;
+  }
+}
+
+void SenderSession::on_prefix_hashed(std::uint64_t token, Result<P::Digest128> digest, Clock::time_point now) {
+  if (token != prefix_token_ || state_ != State::hashing_prefix) return;
+  prefix_token_ = 0;
+  if (!digest) {
+    finish_file(false, digest.error().message());
+    return next_entry(now);
+  }
+  prog_.digest = *digest;
+  prog_.hashed_upto = acked_;
+  start_streaming(acked_, now);
+}
+
+void SenderSession::finish_file(bool verified, const std::string& why) {
+  if (verified) {
+    ++totals_.files_verified;
+    totals_.bytes_verified += entries_[cur_].size;
+    event(EventType::file_verified);
+  } else {
+    ++totals_.files_failed;
+    event(EventType::file_failed, why);
+  }
+}
+
+void SenderSession::next_entry(Clock::time_point now) {
+  ++cur_;
+  prog_ = FileProgress{};
+  acked_ = next_read_ = next_send_ = 0;
+  token_base_ = next_token_;
+  ready_.clear();
+  commit_sent_ = false;
+  if (connected_) offer_current(now);
+}
+
+std::optional<Clock::time_point> SenderSession::next_deadline() const {
+  if (!connected_ || finished() || state_ == State::hashing_prefix) return std::nullopt;
+  const bool outstanding = next_send_ > acked_;
+  const bool waiting = state_ != State::streaming || outstanding;
+  if (!waiting) return std::nullopt;
+  const auto quarter = cfg_.stall_timeout / 4;
+  Clock::time_point t = std::max(last_rx_, last_ping_) + quarter;  // next keepalive
+  t = std::min(t, last_rx_ + cfg_.stall_timeout);
+  if (outstanding) t = std::min(t, last_ack_progress_ + cfg_.stall_timeout);
+  return t;
+}
+
+void SenderSession::on_timeout(Clock::time_point now) {
+  auto deadline = next_deadline();
+  if (!deadline || now < *deadline) return;
+  const bool outstanding = next_send_ > acked_;
+  const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.stall_timeout).count() / 1000.0;
+  if (outstanding && now - last_ack_progress_ >= cfg_.stall_timeout) {
+    ++totals_.stall_timeouts;
+    return drop_connection(make_error(Errc::connection, "stalled: no acknowledgement for " +
+                                                            std::to_string(secs).substr(0, 4) + " s"),
+                           now);
+  }
+  if (now - last_rx_ >= cfg_.stall_timeout) {
+    ++totals_.stall_timeouts;
+    return drop_connection(make_error(Errc::connection, "stalled: receiver silent for " +
+                                                            std::to_string(secs).substr(0, 4) + " s"),
+                           now);
+  }
+  if (now - std::max(last_rx_, last_ping_) >= cfg_.stall_timeout / 4) {
+    last_ping_ = now;
+    auto body = P::encode_nonce(++ping_nonce_);
+    actions_.push_back(SendFrame{P::encode_frame(FrameType::ping, P::Bytes(body)), {}});
+  }
+}
+
+}  // namespace ferry::sender

@@ -1,0 +1,161 @@
+// SenderSession: the sending side of the ferry protocol as a sans-I/O state machine.
+//
+// It owns no socket, file or clock. The driver feeds it connection events, decoded
+// input bytes, completed file reads and the current time; it returns Actions (frames
+// to write, file reads and prefix hashes to perform, "close this connection") and
+// Events, and tells when it next needs on_timeout().
+//
+//   SenderSession s(cfg, entries, now);
+//   s.on_connected(now);
+//   for (;;) {
+//     for (auto& a : s.take_actions()) perform(a);     // SendFrame, ReadChunk, ...
+//     for (auto& e : s.take_events()) sink.emit(e);
+//     wait for bytes / read completion / s.next_deadline(); feed it back.
+//   }
+//
+// Invariant (tested): bytes of DATA sent but not acknowledged, plus bytes being read
+// for sending, never exceed config.window.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "lib/events.hpp"
+#include "lib/session_io.hpp"
+#include "lib/source_tree.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/digest.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/result.hpp"
+
+namespace ferry::sender {
+
+struct SenderConfig {
+  std::size_t chunk_size = protocol::kDefaultChunkSize;
+  std::uint64_t window = protocol::kDefaultWindow;  // >= chunk_size
+  unsigned max_reads_in_flight = 4;
+  unsigned max_file_attempts = 3;  // whole-file sends before a digest mismatch fails it
+  std::chrono::milliseconds stall_timeout{10'000};
+  std::string session_id;          // 32 hex digits
+  std::string software = "ferry";
+};
+
+// Read `length` bytes at `offset` of entry `entry`; answer with on_read_done().
+struct ReadChunk {
+  std::uint32_t entry;
+  std::uint64_t offset;
+  std::size_t length;
+  std::uint64_t token;  // pass back unchanged
+};
+// Hash bytes [0, length) of entry `entry` with XXH3-128; answer with on_prefix_hashed().
+struct HashPrefix {
+  std::uint32_t entry;
+  std::uint64_t length;
+  std::uint64_t token;
+};
+using Action = std::variant<SendFrame, ReadChunk, HashPrefix, CloseConnection>;
+
+class SenderSession {
+ public:
+  enum class State {
+    disconnected,     // no connection: waiting for on_connected()
+    awaiting_hello,   // HELLO sent, waiting for the receiver's
+    awaiting_answer,  // OFFER sent
+    hashing_prefix,   // driver hashes the part the receiver already holds
+    streaming,        // sending DATA under the window
+    awaiting_verdict, // COMMIT sent
+    awaiting_end,     // END sent
+    done,             // receiver confirmed END: outcome() is final
+    failed,           // unrecoverable: outcome() holds the error
+  };
+
+  SenderSession(SenderConfig config, std::vector<SourceEntry> entries, Clock::time_point now);
+
+  // A new connection is up (first or after a loss): sends HELLO and resumes.
+  void on_connected(Clock::time_point now);
+  // The connection is gone (EOF, error, or a CloseConnection the driver performed).
+  void on_disconnected(const Error& why, Clock::time_point now);
+  // Bytes read from the connection (any split). Precondition: connected.
+  void on_bytes(protocol::Bytes bytes, Clock::time_point now);
+  // Completion of a ReadChunk. data.size() < requested means the file shrank.
+  void on_read_done(std::uint64_t token, Result<std::vector<std::byte>> data, Clock::time_point now);
+  // Completion of a HashPrefix.
+  void on_prefix_hashed(std::uint64_t token, Result<protocol::Digest128> digest, Clock::time_point now);
+  // The driver's timer fired (at or after next_deadline()).
+  void on_timeout(Clock::time_point now);
+
+  std::vector<Action> take_actions();
+  std::vector<Event> take_events();
+  // Earliest time on_timeout() has work to do; nullopt when none.
+  std::optional<Clock::time_point> next_deadline() const;
+
+  State state() const { return state_; }
+  bool finished() const { return state_ == State::done || state_ == State::failed; }
+  // After finished(): ok, or the reason. Errc::partial when some files failed.
+  Result<void> outcome() const;
+  const Totals& totals() const { return totals_; }
+  // Bytes in flight now (sent or being read, not acknowledged), for tests.
+  std::uint64_t in_flight() const;
+  // Grows whenever the receiver confirms something new (an entry done or bytes
+  // acknowledged); the app resets its redial budget when it grows.
+  std::uint64_t progress_marker() const { return (std::uint64_t{cur_} << 40) + acked_; }
+
+ private:
+  struct FileProgress {
+    protocol::Digest128 digest;    // over bytes [0, hashed_upto)
+    std::uint64_t hashed_upto = 0; // bytes fed to digest, in order, first reads only
+    std::uint64_t sent_upto = 0;   // highest offset ever sent (to count re-sends)
+    unsigned attempts = 0;
+  };
+
+  void send_control(protocol::FrameType t, const std::string& body);
+  void handle_frame(const protocol::DecodedFrame& f, Clock::time_point now);
+  void offer_current(Clock::time_point now);
+  void start_streaming(std::uint64_t offset, Clock::time_point now);
+  void pump(Clock::time_point now);
+  void emit_ready_chunks();
+  void finish_file(bool verified, const std::string& why);
+  void next_entry(Clock::time_point now);
+  void fail(Error e);
+  void drop_connection(Error e, Clock::time_point now);
+  void event(EventType t, std::string detail = {});
+
+  SenderConfig cfg_;
+  std::vector<SourceEntry> entries_;
+  State state_ = State::disconnected;
+  bool connected_ = false;
+  std::vector<std::byte> inbuf_;
+  std::vector<Action> actions_;
+  std::vector<Event> events_;
+  Totals totals_;
+  std::optional<Error> failure_;
+  std::optional<Error> last_connection_error_;
+  std::uint64_t files_failed_verification_ = 0;
+
+  // Current entry.
+  std::uint32_t cur_ = 0;
+  FileProgress prog_;
+  std::uint64_t acked_ = 0;      // receiver's verified offset
+  std::uint64_t next_read_ = 0;  // next offset to request
+  std::uint64_t next_send_ = 0;  // next offset to put on the wire
+  std::uint64_t token_base_ = 1; // tokens below this are stale (rewind, reconnect)
+  std::uint64_t next_token_ = 1;
+  unsigned reads_in_flight_ = 0;
+  std::map<std::uint64_t, std::vector<std::byte>> ready_;  // read, not yet sent, by offset
+  std::map<std::uint64_t, std::uint64_t> read_offsets_;    // token -> offset
+  std::uint64_t prefix_token_ = 0;
+  bool commit_sent_ = false;
+
+  // Liveness.
+  Clock::time_point last_rx_{};
+  Clock::time_point last_ack_progress_{};
+  Clock::time_point last_ping_{};
+  std::uint64_t ping_nonce_ = 0;
+};
+
+}  // namespace ferry::sender
