@@ -176,7 +176,10 @@ class RecvApp {
     do {
       p.again = false;
       for (auto& a : p.session.take_actions()) perform(p, a);
-      for (auto& e : p.session.take_events()) sink_->emit(e);
+      for (auto& e : p.session.take_events()) {
+        if (e.type == EventType::session_start) supersede_older(p);
+        sink_->emit(e);
+      }
     } while (p.again);
     p.draining = false;
     if (p.session.ended() && !p.reported_end) {
@@ -211,8 +214,34 @@ class RecvApp {
   }
 
   void release_path(Peer& p) {
-    if (!p.busy_path.empty()) busy_.erase(p.busy_path);
-    p.busy_path.clear();
+    if (p.busy_path.empty()) return;
+    const std::string path = std::exchange(p.busy_path, {});
+    busy_.erase(path);
+    // Hand the path to the first live peer waiting for it.
+    auto it = waiting_.find(path);
+    if (it == waiting_.end()) return;
+    auto queue = std::move(it->second);
+    waiting_.erase(it);
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+      Peer* q = find(queue[i].first);
+      if (!q || !q->conn) continue;
+      open_file(*q, queue[i].second);
+      for (std::size_t j = i + 1; j < queue.size(); ++j) waiting_[path].push_back(std::move(queue[j]));
+      drain(*q);
+      return;
+    }
+  }
+
+  // A new connection of a session supersedes an older one still open (the sender
+  // redialled after a stall the receiver could not see): close the old one now so
+  // its partial is released for the resume.
+  void supersede_older(Peer& p) {
+    for (auto& [id, other] : peers_) {
+      if (other.get() == &p || !other->conn || other->session.session_id() != p.session.session_id()) continue;
+      sink_->emit(Event{EventType::warning, {}, 0, 0, "a new connection of session " + p.session.session_id() +
+                                                          " replaces the one from " + other->conn->peer(), {}, 0});
+      other->conn->close(make_error(Errc::connection, "superseded by a new connection of the same session"));
+    }
   }
 
   void open_file(Peer& p, const OpenFile& o) {
@@ -224,8 +253,8 @@ class RecvApp {
       return;
     }
     if (busy_.count(o.offer.path)) {
-      p.session.on_file_opened(o.file_id, make_error(Errc::local_io, "another sender is writing " + o.offer.path + " now"), now);
-      p.again = true;
+      // Another connection is writing this path (or still closing it): wait for it.
+      waiting_[o.offer.path].emplace_back(p.id, o);
       return;
     }
     busy_.insert(o.offer.path);
@@ -367,7 +396,8 @@ class RecvApp {
   std::unique_ptr<Listener> listener_;
   std::map<std::uint64_t, std::unique_ptr<Peer>> peers_;
   std::vector<std::unique_ptr<Connection>> graveyard_;
-  std::set<std::string> busy_;
+  std::set<std::string> busy_;                                   // paths with an open partial
+  std::map<std::string, std::vector<std::pair<std::uint64_t, OpenFile>>> waiting_;  // OpenFile waiting for a busy path
   Backoff backoff_;
   std::uint64_t next_id_ = 1;
   bool done_ = false;
