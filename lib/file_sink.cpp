@@ -12,7 +12,10 @@
 namespace ferry {
 namespace {
 
+// The journal is saved at least this often, and after this many bytes, so that a
+// killed receiver loses little verified progress.
 constexpr auto kJournalInterval = std::chrono::seconds(1);
+constexpr std::uint64_t kJournalBytes = 32u << 20;
 // Start writeback of written data in steps this large, so the final fsync is short.
 constexpr std::uint64_t kWritebackStep = 8u << 20;
 constexpr std::size_t kMaxPlainLeaf = 200;
@@ -302,7 +305,10 @@ Result<void> PartialFile::write(std::uint64_t offset, protocol::Bytes data) {
                       SYNC_FILE_RANGE_WRITE);
     synced_upto_ = written_;
   }
-  if (std::chrono::steady_clock::now() - last_save_ >= kJournalInterval) return save_journal();
+  if (written_ - journal_.verified >= kJournalBytes ||
+      std::chrono::steady_clock::now() - last_save_ >= kJournalInterval) {
+    return save_journal();
+  }
   return {};
 }
 
