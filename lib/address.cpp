@@ -11,11 +11,13 @@ std::string Address::to_string() const {
 }
 
 namespace {
-Result<std::uint16_t> parse_port(const std::string& s, const std::string& whole) {
+// Port 0 (the system picks a free port) only makes sense for listening.
+Result<std::uint16_t> parse_port(const std::string& s, const std::string& whole, AddressUse use) {
   unsigned v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v == 0 || v > 65535) {
-    return make_error(Errc::usage, "bad port in address '" + whole + "' (want 1-65535)");
+  const bool zero_ok = use == AddressUse::listen;
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || (v == 0 && !zero_ok) || v > 65535) {
+    return make_error(Errc::usage, "bad port in address '" + whole + (zero_ok ? "' (want 0-65535)" : "' (want 1-65535)"));
   }
   return static_cast<std::uint16_t>(v);
 }
@@ -57,7 +59,7 @@ Result<Address> parse_address(const std::string& text, AddressUse use) {
       }
     }
   }
-  auto port = parse_port(port_text, text);
+  auto port = parse_port(port_text, text, use);
   if (!port) return port.error();
   a.port = *port;
   if (a.host.empty()) {

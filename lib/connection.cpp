@@ -1,9 +1,12 @@
 #include "lib/connection.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -11,126 +14,262 @@ namespace ferry {
 namespace {
 
 constexpr std::size_t kReadBufferSize = 512 * 1024;
+constexpr int kReadsPerEvent = 16;     // then yield to the loop: fairness between peers
+constexpr std::size_t kMaxIov = 64;
+constexpr unsigned kRetryDelaysMs[] = {0, 1, 2, 4, 8, 10};
 
-// A write request owns its bytes until libuv calls back.
-struct WriteReq {
-  uv_write_t req{};
-  SendFrame frame;
-};
+bool is_transient_write_error(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS; }
+
+// Takes the descriptor out of a libuv stream: dup()s it (ours from then on) and
+// closes the handle with the original.
+Result<int> take_fd(UvOwner<AnyStream>& s, const std::string& what) {
+  uv_os_fd_t fd = -1;
+  int rc = uv_fileno(s.handle(), &fd);
+  if (rc != 0) return uv_error(Errc::connection, "fileno(" + what + ")", rc);
+  int mine = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (mine < 0) return make_error(Errc::connection, "dup(" + what + ")", errno);
+  s.reset();
+  return mine;
+}
+
+Result<std::unique_ptr<Connection>> adopt_stream(uv_loop_t* loop, std::string peer, UvOwner<AnyStream>& s) {
+  auto fd = take_fd(s, peer);
+  if (!fd) return fd.error();
+  return Connection::adopt(loop, std::move(peer), *fd, *fd);
+}
 
 }  // namespace
 
-Connection::Connection(std::string peer, UvOwner<AnyStream> in, UvOwner<AnyStream> out,
-                       UvOwner<uv_process_t> child)
-    : peer_(std::move(peer)), in_(std::move(in)), out_(std::move(out)), child_(std::move(child)) {
-  in_.handle()->data = this;
-  if (out_) out_.handle()->data = this;
-  if (child_) child_.handle()->data = nullptr;
+Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::string peer, int in_fd, int out_fd,
+                                                      UvOwner<uv_process_t> child) {
+  std::unique_ptr<Connection> c(new Connection());
+  c->loop_ = loop;
+  c->peer_ = std::move(peer);
+  c->in_fd_ = in_fd;
+  c->out_fd_ = out_fd;
+  c->same_fd_ = in_fd == out_fd;
+  c->child_ = std::move(child);
+  for (int fd : {in_fd, out_fd}) {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+      return make_error(Errc::connection, "fcntl(O_NONBLOCK, " + c->peer_ + ")", errno);
+    }
+  }
+  struct stat st{};
+  c->out_is_socket_ = ::fstat(out_fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  auto init_poll = [](int fd) {
+    return [fd](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, fd); };
+  };
+  c->in_poll_ = UvOwner<uv_poll_t>(loop, init_poll(in_fd));
+  if (!c->in_poll_) {
+    return uv_error(Errc::connection, "poll(" + c->peer_ + ") (it must be a pipe, socket or terminal)",
+                    c->in_poll_.status());
+  }
+  c->in_poll_.get()->data = c.get();
+  if (!c->same_fd_) {
+    c->out_poll_ = UvOwner<uv_poll_t>(loop, init_poll(out_fd));
+    if (!c->out_poll_) {
+      return uv_error(Errc::connection, "poll(" + c->peer_ + ") (it must be a pipe, socket or terminal)",
+                      c->out_poll_.status());
+    }
+    c->out_poll_.get()->data = c.get();
+  }
+  auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
+  c->retry_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+  c->flush_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+  if (!c->retry_timer_ || !c->flush_timer_) return make_error(Errc::connection, "timer_init");
+  c->retry_timer_.get()->data = c->flush_timer_.get()->data = c.get();
+  return c;
 }
 
-Connection::~Connection() = default;  // owners close the handles; callbacks see data == null
+Connection::~Connection() {
+  // Stop the polls before the descriptors go (uv_close unregisters them at once).
+  in_poll_.reset();
+  out_poll_.reset();
+  retry_timer_.reset();
+  flush_timer_.reset();
+  if (in_fd_ >= 0) ::close(in_fd_);
+  if (out_fd_ >= 0 && out_fd_ != in_fd_) ::close(out_fd_);
+}
 
 void Connection::start(Callbacks cb) {
   cb_ = std::move(cb);
-  int rc = uv_read_start(in_.stream(), &Connection::on_alloc, &Connection::on_read);
-  if (rc != 0) close(uv_error(Errc::connection, "read_start(" + peer_ + ")", rc));
+  reading_ = true;
+  update_polls();
 }
 
-void Connection::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+void Connection::update_polls() {
+  if (!open_) return;
+  int in_events = reading_ ? UV_READABLE : 0;
+  int out_events = want_write_ ? UV_WRITABLE : 0;
+  if (same_fd_) in_events |= out_events;
+  int rc = in_events ? uv_poll_start(in_poll_.get(), in_events, &Connection::on_poll) : uv_poll_stop(in_poll_.get());
+  if (rc == 0 && !same_fd_ && out_poll_) {
+    rc = out_events ? uv_poll_start(out_poll_.get(), out_events, &Connection::on_poll) : uv_poll_stop(out_poll_.get());
+  }
+  if (rc != 0) close(uv_error(Errc::connection, "poll(" + peer_ + ")", rc));
+}
+
+void Connection::on_poll(uv_poll_t* h, int status, int events) {
   auto* self = static_cast<Connection*>(h->data);
-  if (!self) {
-    *buf = uv_buf_init(nullptr, 0);
-    return;
+  if (!self || !self->open_) return;
+  if (status < 0) {
+    // EBADF and friends: the descriptor died underneath (FIELD-NOTES 4).
+    return self->close(uv_error(Errc::connection, "poll(" + self->peer_ + ")", status));
   }
-  if (self->readbuf_.empty()) self->readbuf_.resize(kReadBufferSize);
-  *buf = uv_buf_init(self->readbuf_.data(), static_cast<unsigned>(self->readbuf_.size()));
+  if (events & UV_WRITABLE) {
+    self->flush();
+    if (!self->open_) return;
+  }
+  if ((events & UV_READABLE) && h == self->in_poll_.get()) self->read_some();
 }
 
-void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<Connection*>(s->data);
-  if (!self || !self->open_) return;
-  if (nread > 0) {
-    self->cb_.on_bytes(protocol::Bytes(reinterpret_cast<const std::byte*>(buf->base),
-                                       static_cast<std::size_t>(nread)));
-    return;
-  }
-  if (nread == 0) return;  // EAGAIN: a readiness event is only a hint
-  if (nread == UV_EOF) {
-    self->close(make_error(Errc::connection, "connection closed by peer (" + self->peer_ + ")"));
-  } else {
-    self->close(uv_error(Errc::connection, "read(" + self->peer_ + ")", static_cast<int>(nread)));
+void Connection::read_some() {
+  if (readbuf_.empty()) readbuf_.resize(kReadBufferSize);
+  for (int i = 0; i < kReadsPerEvent && open_; ++i) {
+    ssize_t n = ::read(in_fd_, readbuf_.data(), readbuf_.size());
+    if (n > 0) {
+      if (flushing_) continue;  // lingering close: input is drained and dropped
+      cb_.on_bytes(protocol::Bytes(reinterpret_cast<const std::byte*>(readbuf_.data()), static_cast<std::size_t>(n)));
+      continue;
+    }
+    if (n == 0) {
+      if (flushing_) return close(*flush_reason_);
+      return close(make_error(Errc::connection, "connection closed by peer (" + peer_ + ")"));
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // a readiness event is a hint
+    return close(make_error(Errc::connection, "read(" + peer_ + ")", errno));
   }
 }
 
 void Connection::write(SendFrame frame) {
   if (!open_ || flushing_) return;
-  auto* w = new WriteReq{};
-  w->frame = std::move(frame);
-  uv_buf_t bufs[2];
-  unsigned n = 0;
-  bufs[n++] = uv_buf_init(reinterpret_cast<char*>(w->frame.head.data()),
-                          static_cast<unsigned>(w->frame.head.size()));
-  if (!w->frame.body.empty()) {
-    bufs[n++] = uv_buf_init(reinterpret_cast<char*>(w->frame.body.data()),
-                            static_cast<unsigned>(w->frame.body.size()));
-  }
-  int rc = uv_write(&w->req, out_stream(), bufs, n, [](uv_write_t* req, int status) {
-    auto* wr = reinterpret_cast<WriteReq*>(req);
-    auto* self = static_cast<Connection*>(req->handle->data);
-    delete wr;
-    if (status == 0 || status == UV_ECANCELED || !self || !self->open_) return;
-    self->close(uv_error(Errc::connection, "write(" + self->peer_ + ")", status));
-  });
-  if (rc != 0) {
-    delete w;
-    close(uv_error(Errc::connection, "write(" + peer_ + ")", rc));
-  }
+  queued_bytes_ += frame.head.size() + frame.body.size();
+  queue_.push_back(std::move(frame));
+  if (!want_write_) flush();  // nothing pending: try at once
 }
 
-std::size_t Connection::write_queue_bytes() const {
-  return open_ ? uv_stream_get_write_queue_size(out_stream()) : 0;
+void Connection::flush() {
+  while (open_ && !queue_.empty()) {
+    iovec iov[kMaxIov];
+    std::size_t cnt = 0;
+    std::size_t skip = front_done_;
+    for (auto it = queue_.begin(); it != queue_.end() && cnt + 2 <= kMaxIov; ++it) {
+      for (auto* part : {&it->head, &it->body}) {
+        if (part->empty()) continue;
+        if (skip >= part->size()) {
+          skip -= part->size();
+          continue;
+        }
+        iov[cnt].iov_base = part->data() + skip;
+        iov[cnt].iov_len = part->size() - skip;
+        skip = 0;
+        ++cnt;
+      }
+    }
+    ssize_t n;
+    if (out_is_socket_) {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = cnt;
+      n = ::sendmsg(out_fd_, &msg, MSG_NOSIGNAL);
+    } else {
+      n = ::writev(out_fd_, iov, static_cast<int>(cnt));
+    }
+    if (n < 0) {
+      const int e = errno;
+      if (e == EINTR) continue;
+      if (is_transient_write_error(e)) {
+        ++write_retries_;
+        return arm_retry();
+      }
+      return close(make_error(Errc::connection, "write(" + peer_ + ")", e));
+    }
+    // Drop what the kernel took.
+    auto left = static_cast<std::size_t>(n);
+    queued_bytes_ -= left;
+    while (left > 0) {
+      SendFrame& f = queue_.front();
+      const std::size_t total = f.head.size() + f.body.size();
+      const std::size_t take = std::min(left, total - front_done_);
+      front_done_ += take;
+      left -= take;
+      if (front_done_ == total) {
+        queue_.pop_front();
+        front_done_ = 0;
+      }
+    }
+  }
+  if (!open_) return;
+  // Drained: no writability wait, no retry timer.
+  retry_step_ = 0;
+  uv_timer_stop(retry_timer_.get());
+  if (want_write_) {
+    want_write_ = false;
+    update_polls();
+  }
+  if (flushing_) finish_flush();
+}
+
+// A write could not proceed: wait for writability, and retry on a timer too, since
+// after ENOBUFS the writability event may never come.
+void Connection::arm_retry() {
+  if (!want_write_) {
+    want_write_ = true;
+    update_polls();
+  }
+  if (!open_) return;
+  const unsigned delay = kRetryDelaysMs[std::min<std::size_t>(retry_step_, std::size(kRetryDelaysMs) - 1)];
+  ++retry_step_;
+  uv_timer_start(retry_timer_.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<Connection*>(t->data);
+    if (self && self->open_) self->flush();
+  }, delay, 0);
 }
 
 void Connection::close_after_flush(const Error& reason, std::chrono::milliseconds limit) {
   if (!open_ || flushing_) return;
   flushing_ = true;
   flush_reason_ = reason;
-  uv_read_stop(in_.stream());
-  uv_loop_t* loop = in_.handle()->loop;
-  flush_timer_ = UvOwner<uv_timer_t>(loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); });
-  if (flush_timer_) {
-    flush_timer_.get()->data = this;
-    uv_timer_start(flush_timer_.get(), [](uv_timer_t* t) {
-      auto* self = static_cast<Connection*>(t->data);
-      if (self) self->close(*self->flush_reason_);
-    }, static_cast<std::uint64_t>(limit.count()), 0);
-  }
-  // The shutdown callback runs once every queued write is done (or failed).
-  // The request is freed in its callback, which libuv always calls (ECANCELED if the
-  // stream is closed first), so it may outlive this Connection.
-  auto* req = new uv_shutdown_t{};
-  int rc = uv_shutdown(req, out_stream(), [](uv_shutdown_t* r, int) {
-    auto* self = static_cast<Connection*>(r->handle->data);
-    delete r;
+  uv_timer_start(flush_timer_.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<Connection*>(t->data);
     if (self && self->open_) self->close(*self->flush_reason_);
-  });
-  if (rc != 0) {
-    delete req;
-    close(reason);
+  }, static_cast<std::uint64_t>(limit.count()), 0);
+  if (queue_.empty()) finish_flush();
+}
+
+// Everything queued was written: half-close, then wait for the peer's EOF so that
+// closing with unread input does not turn into a reset that destroys our last frame.
+void Connection::finish_flush() {
+  if (write_shut_) return;
+  write_shut_ = true;
+  if (out_is_socket_) {
+    ::shutdown(out_fd_, SHUT_WR);
+  } else if (!same_fd_) {
+    out_poll_.reset();
+    ::close(out_fd_);
+    out_fd_ = -1;
+  } else {
+    return close(*flush_reason_);
   }
 }
 
 void Connection::close(const Error& reason) {
   if (!open_) return;
   open_ = false;
+  in_poll_.reset();
+  out_poll_.reset();
+  retry_timer_.reset();
   flush_timer_.reset();
-  uv_read_stop(in_.stream());
-  // Release the handles now: libuv cancels queued writes, then frees them.
-  in_.reset();
-  out_.reset();
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (in_fd_ >= 0) ::close(in_fd_);
+  if (out_fd_ >= 0 && out_fd_ != in_fd_) ::close(out_fd_);
+  in_fd_ = out_fd_ = -1;
   child_.reset();
   auto cb = std::move(cb_.on_closed);
-  if (cb) cb(reason);  // may destroy *this: nothing after this line
+  if (cb) cb(reason);
 }
 
 // ---------------------------------------------------------------------------
@@ -204,7 +343,8 @@ void Listener::on_connection(uv_stream_t* server, int status) {
       }
     }
   }
-  self->on_accept_(std::make_unique<Connection>(peer, std::move(client)));
+  auto c = adopt_stream(self->loop_, peer, client);
+  if (c) self->on_accept_(std::move(*c));  // a failed adoption leaves the listener serving
 }
 
 // ---------------------------------------------------------------------------
@@ -229,7 +369,7 @@ void finish_connect(uv_connect_t* req, int status) {
     return;
   }
   if (st->addr.kind == AddressKind::tcp) uv_tcp_nodelay(&st->stream.get()->tcp, 1);
-  st->done(std::unique_ptr<Connection>(new Connection(where, std::move(st->stream))));
+  st->done(adopt_stream(st->loop, where, st->stream));
 }
 
 }  // namespace
@@ -282,32 +422,16 @@ void dial(uv_loop_t* loop, const Address& addr, std::function<void(Result<std::u
 // ---------------------------------------------------------------------------
 // stdio and spawned commands
 
-namespace {
-
-Result<UvOwner<AnyStream>> open_fd_stream(uv_loop_t* loop, int fd, const char* name) {
-  int mine = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (mine < 0) return make_error(Errc::connection, std::string("dup(") + name + ")", errno);
-  UvOwner<AnyStream> s(loop, [](uv_loop_t* lp, AnyStream* x) { return uv_pipe_init(lp, &x->pipe, 0); });
-  if (!s) {
-    ::close(mine);
-    return uv_error(Errc::connection, "pipe_init", s.status());
-  }
-  int rc = uv_pipe_open(&s.get()->pipe, mine);
-  if (rc != 0) {
-    ::close(mine);
-    return uv_error(Errc::connection, std::string("open ") + name + " as a stream (it must be a pipe or socket)", rc);
-  }
-  return s;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Connection>> open_stdio(uv_loop_t* loop) {
-  auto in = open_fd_stream(loop, 0, "stdin");
-  if (!in) return in.error();
-  auto out = open_fd_stream(loop, 1, "stdout");
-  if (!out) return out.error();
-  return std::make_unique<Connection>("stdio", std::move(*in), std::move(*out));
+  int in = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
+  if (in < 0) return make_error(Errc::connection, "dup(stdin)", errno);
+  int out = ::fcntl(1, F_DUPFD_CLOEXEC, 3);
+  if (out < 0) {
+    int e = errno;
+    ::close(in);
+    return make_error(Errc::connection, "dup(stdout)", e);
+  }
+  return Connection::adopt(loop, "stdio", in, out);
 }
 
 Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command) {
@@ -338,8 +462,15 @@ Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::st
     return uv_error(Errc::connection, "spawn(/bin/sh -c " + command + ")", rc);
   }
   UvOwner<uv_process_t> child = UvOwner<uv_process_t>::adopt(proc);
-  return std::make_unique<Connection>("command '" + command + "'", std::move(from_child), std::move(to_child),
-                                      std::move(child));
+  const std::string peer = "command '" + command + "'";
+  auto in = take_fd(from_child, peer);
+  if (!in) return in.error();
+  auto out = take_fd(to_child, peer);
+  if (!out) {
+    ::close(*in);
+    return out.error();
+  }
+  return Connection::adopt(loop, peer, *in, *out, std::move(child));
 }
 
 }  // namespace ferry

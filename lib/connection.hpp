@@ -1,13 +1,21 @@
-// Connection: one byte stream to the peer, over libuv, whatever carries it
-// (TCP, unix socket, our stdin/stdout, or a spawned command's stdin/stdout).
+// Connection: one byte stream to the peer, whatever carries it (TCP, unix socket,
+// our stdin/stdout, or a spawned command's stdin/stdout), driven by libuv polls on
+// file descriptors that ferry owns (it dup()s what it is given).
+//
+// Why not uv_stream_t: libuv waits for writability after EAGAIN/ENOBUFS with no
+// timer, and on macOS that event may never come after ENOBUFS (FIELD-NOTES 2).
+// Here a write that cannot proceed arms the writability poll AND a one-shot retry
+// timer (next loop turn, then 1, 2, 4, 8, 10 ms), and every such retry is counted.
 //
 // Contract:
-// - on_bytes gets every byte read, in order; a read that returns nothing is ignored
-//   (a readiness event is a hint).
+// - on_bytes gets every byte read, in order; a readable event with nothing to read
+//   (EAGAIN) is normal and ignored. EINTR is retried.
 // - on_closed is called exactly once, with the reason, when the stream ends: EOF,
-//   a read or write error (ECONNRESET, EPIPE, EBADF, ...) or close(). After it, the
-//   Connection never writes again. It may destroy the Connection.
-// - write() queues a frame; its bytes are owned by the queue until libuv is done.
+//   a read or write error (ECONNRESET, EPIPE, EBADF, ENOTCONN, ...) or close().
+//   After it, the Connection never reads or writes again. It must not destroy the
+//   Connection from inside on_closed (move it aside and free it later).
+// - write() queues a frame; the queue owns its bytes until the kernel took them.
+//   Writes to sockets use MSG_NOSIGNAL: a closed peer is EPIPE, never SIGPIPE.
 // - ferry closes only descriptors it opened or dup()ed itself.
 //
 //   auto c = ...;  // from Listener, dial(), open_stdio() or spawn_command()
@@ -19,6 +27,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -32,7 +41,7 @@
 
 namespace ferry {
 
-// Storage for any libuv stream handle.
+// Storage for any libuv stream handle (used only to accept, connect and spawn).
 union AnyStream {
   uv_handle_t handle;
   uv_stream_t stream;
@@ -47,24 +56,27 @@ class Connection {
     std::function<void(const Error&)> on_closed;
   };
 
-  // `in` is read from; `out` written to (empty: the same stream as `in`).
-  Connection(std::string peer, UvOwner<AnyStream> in, UvOwner<AnyStream> out = {},
-             UvOwner<uv_process_t> child = {});
+  // Takes ownership of `in_fd` and `out_fd` (equal for a socket) and of `child`,
+  // also when it fails (they are closed then).
+  // Errc::connection when the descriptors cannot be polled (e.g. a regular file).
+  static Result<std::unique_ptr<Connection>> adopt(uv_loop_t* loop, std::string peer, int in_fd, int out_fd,
+                                                   UvOwner<uv_process_t> child = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   // Starts reading. Errors from here on arrive through on_closed.
   void start(Callbacks cb);
-  // Queues bytes for writing. Ignored after close.
+  // Queues bytes for writing and tries to write at once. Ignored after close.
   void write(SendFrame frame);
-  // Bytes queued in libuv, not yet handed to the kernel.
-  std::size_t write_queue_bytes() const;
-  // Closes now; on_closed(reason) follows synchronously unless already closed.
-  // Queued writes are cancelled.
+  // Bytes queued, not yet taken by the kernel.
+  std::size_t write_queue_bytes() const { return queued_bytes_; }
+  // Closes now; queued writes are dropped; on_closed(reason) follows synchronously
+  // unless already closed.
   void close(const Error& reason);
-  // Stops reading and writing new frames, lets queued writes reach the kernel (a
-  // final ERROR or END), then closes; at the latest after `limit`.
+  // Stops taking new frames, lets queued writes reach the kernel (a final ERROR or
+  // END), half-closes, waits for the peer's EOF, then closes; at the latest after
+  // `limit`.
   void close_after_flush(const Error& reason, std::chrono::milliseconds limit = std::chrono::seconds(2));
   bool is_open() const { return open_; }
   const std::string& peer() const { return peer_; }
@@ -72,19 +84,29 @@ class Connection {
   std::uint64_t write_retries() const { return write_retries_; }
 
  private:
-  static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  uv_stream_t* out_stream() const { return out_ ? out_.stream() : in_.stream(); }
+  Connection() = default;
+  static void on_poll(uv_poll_t* h, int status, int events);
+  void update_polls();
+  void read_some();
+  void flush();
+  void finish_flush();
+  void arm_retry();
 
+  uv_loop_t* loop_ = nullptr;
   std::string peer_;
-  UvOwner<AnyStream> in_;
-  UvOwner<AnyStream> out_;
+  int in_fd_ = -1, out_fd_ = -1;
+  bool same_fd_ = true, out_is_socket_ = false;
+  UvOwner<uv_poll_t> in_poll_, out_poll_;  // out_poll_ empty when same_fd_
+  UvOwner<uv_timer_t> retry_timer_, flush_timer_;
   UvOwner<uv_process_t> child_;
   Callbacks cb_;
-  bool open_ = true;
-  bool flushing_ = false;
+  bool open_ = true, reading_ = false, want_write_ = false;
+  bool flushing_ = false, write_shut_ = false;
   std::optional<Error> flush_reason_;
-  UvOwner<uv_timer_t> flush_timer_;
+  std::deque<SendFrame> queue_;
+  std::size_t front_done_ = 0;  // bytes of queue_.front() already written
+  std::size_t queued_bytes_ = 0;
+  unsigned retry_step_ = 0;
   std::vector<char> readbuf_;
   std::uint64_t write_retries_ = 0;
 };

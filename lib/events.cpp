@@ -144,7 +144,7 @@ class HumanSink final : public EventSink {
     std::string eta = "--:--";
     if (rate > 0 && e.size >= e.offset) {
       auto left = static_cast<long>(static_cast<double>(e.size - e.offset) / rate);
-      char b[16];
+      char b[48];
       std::snprintf(b, sizeof b, "%02ld:%02ld", left / 60, left % 60);
       eta = b;
     }

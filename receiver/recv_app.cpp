@@ -31,6 +31,7 @@ struct Peer {
   unsigned jobs = 0;      // pool jobs in flight that hold `file`
   bool draining = false, again = false;
   bool reported_end = false;  // END seen and acted upon
+  std::uint64_t write_retries = 0;
 };
 
 class RecvApp {
@@ -155,7 +156,10 @@ class RecvApp {
   void on_closed(std::uint64_t id, const Error& why) {
     Peer* p = find(id);
     if (!p) return;
-    if (p->conn) graveyard_.push_back(std::move(p->conn));
+    if (p->conn) {
+      p->write_retries += p->conn->write_retries();
+      graveyard_.push_back(std::move(p->conn));
+    }
     p->session.on_disconnected(why, Clock::now());
     drain(*p);
     schedule_reap();
@@ -349,7 +353,8 @@ class RecvApp {
 
   // A sender's whole transfer finished (END exchanged).
   void finish_transfer(Peer& p) {
-    const Totals& t = p.session.totals();
+    Totals t = p.session.totals();
+    t.write_retries = p.write_retries + (p.conn ? p.conn->write_retries() : 0);
     if (t.files_failed > 0) {
       auto e = make_error(Errc::partial, std::to_string(t.files_failed) + " entries failed in the transfer");
       return finish(e, e.exit_code(), &t);

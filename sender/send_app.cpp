@@ -111,7 +111,10 @@ class SendApp {
   }
 
   void on_closed(const Error& why) {
-    if (conn_) graveyard_.push_back(std::move(conn_));
+    if (conn_) {
+      write_retries_ += conn_->write_retries();
+      graveyard_.push_back(std::move(conn_));
+    }
     session_.on_disconnected(why, Clock::now());
     drain();
     if (done_ || session_.finished()) return;
@@ -227,6 +230,7 @@ class SendApp {
     e.type = EventType::session_end;
     e.totals = session_.totals();
     e.totals.reconnects = reconnects_;
+    e.totals.write_retries = write_retries_ + (conn_ ? conn_->write_retries() : 0);
     e.totals.files_skipped = totals_skipped_;
     e.exit_code = err ? err->exit_code() : 0;
     e.detail = err ? "failed" : "done";
@@ -254,6 +258,7 @@ class SendApp {
   Backoff backoff_;
   std::uint64_t marker_at_connect_ = 0;
   std::uint64_t reconnects_ = 0;
+  std::uint64_t write_retries_ = 0;  // of connections already closed
   std::size_t totals_skipped_ = 0;
   bool draining_ = false, again_ = false, done_ = false;
   int exit_code_ = 0;

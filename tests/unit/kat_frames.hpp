@@ -1,0 +1,114 @@
+// The fixed frames behind the known-answer vectors (tests/unit/vectors/frames.txt).
+//
+// Shared by gen_vectors.cpp, which prints them, and codec_kat_test.cpp, which checks
+// that today's encoder still produces the committed bytes. Every input here is a
+// constant: changing one changes the vectors, which must then be regenerated.
+//
+//   for (const auto& k : kat_frames()) std::cout << k.name << ' ' << to_hex(k.wire) << '\n';
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "protocol/codec.hpp"
+#include "protocol/messages.hpp"
+
+namespace ferry::kat {
+
+struct KatFrame {
+  std::string name;
+  protocol::FrameType type;
+  std::vector<std::byte> wire;
+};
+
+// The fixed message inputs, reused by the test to check what the vectors decode to.
+inline protocol::Hello kat_hello() {
+  return {1, 1, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
+}
+inline protocol::Offer kat_offer_file() {
+  return {7, "dir/sub/file.bin", protocol::EntryKind::file, 1048577, 1700000000123456789, 0640,
+          "size=1048577,mtime_ns=1700000000123456789"};
+}
+inline protocol::Offer kat_offer_dir() {
+  return {8, "dir/empty", protocol::EntryKind::directory, 0, -1, 0755, "dir"};
+}
+inline protocol::Answer kat_answer_accept() {
+  return {7, protocol::AnswerStatus::accept, 524288, "resuming"};
+}
+inline protocol::Answer kat_answer_refuse() {
+  return {9, protocol::AnswerStatus::refuse, 0, "unsafe path '../x': '..' path component"};
+}
+inline protocol::Commit kat_commit() {
+  return {7, 1048577, "85ca3a0dfcfe59849331f43fcdbd2eb8"};
+}
+inline protocol::Verdict kat_verdict_verified() { return {7, protocol::VerdictStatus::verified, ""}; }
+inline protocol::Verdict kat_verdict_failed() {
+  return {7, protocol::VerdictStatus::failed, "digest mismatch"};
+}
+inline protocol::ErrorBody kat_error() { return {"protocol", "unsupported framing version 2"}; }
+inline protocol::End kat_end() { return {3, 1048577}; }
+inline constexpr std::uint32_t kKatDataFile = 7;
+inline constexpr std::uint64_t kKatDataOffset = 0x0000000100000200ull;
+inline std::vector<std::byte> kat_data_bytes() {
+  std::vector<std::byte> d(300);
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = std::byte(static_cast<unsigned char>(i * 31 + 7));
+  return d;
+}
+inline constexpr protocol::Position kKatAck{7, 1048576};
+inline constexpr protocol::Position kKatRpos{7, 262144};
+inline constexpr std::uint64_t kKatPing = 0x0123456789abcdefull;
+inline constexpr std::uint64_t kKatPong = 0xfedcba9876543210ull;
+
+inline std::vector<std::byte> concat(protocol::Bytes a, protocol::Bytes b) {
+  std::vector<std::byte> out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+inline std::vector<KatFrame> kat_frames() {
+  using protocol::FrameType;
+  using protocol::encode_frame;
+  using protocol::to_json;
+  std::vector<KatFrame> v;
+  auto add_json = [&](std::string name, FrameType t, const std::string& body) {
+    v.push_back({std::move(name), t, encode_frame(t, body)});
+  };
+  add_json("hello", FrameType::hello, to_json(kat_hello()));
+  add_json("offer_file", FrameType::offer, to_json(kat_offer_file()));
+  add_json("offer_dir", FrameType::offer, to_json(kat_offer_dir()));
+  add_json("answer_accept", FrameType::answer, to_json(kat_answer_accept()));
+  add_json("answer_refuse", FrameType::answer, to_json(kat_answer_refuse()));
+  auto data = kat_data_bytes();
+  auto head = protocol::encode_data_head(kKatDataFile, kKatDataOffset, data);
+  v.push_back({"data", FrameType::data, concat(head, data)});
+  auto ack = protocol::encode_position(kKatAck);
+  v.push_back({"ack", FrameType::ack, encode_frame(FrameType::ack, protocol::Bytes(ack))});
+  auto rpos = protocol::encode_position(kKatRpos);
+  v.push_back({"rpos", FrameType::rpos, encode_frame(FrameType::rpos, protocol::Bytes(rpos))});
+  add_json("commit", FrameType::commit, to_json(kat_commit()));
+  add_json("verdict_verified", FrameType::verdict, to_json(kat_verdict_verified()));
+  add_json("verdict_failed", FrameType::verdict, to_json(kat_verdict_failed()));
+  add_json("error", FrameType::error, to_json(kat_error()));
+  add_json("end", FrameType::end, to_json(kat_end()));
+  auto ping = protocol::encode_nonce(kKatPing);
+  v.push_back({"ping", FrameType::ping, encode_frame(FrameType::ping, protocol::Bytes(ping))});
+  auto pong = protocol::encode_nonce(kKatPong);
+  v.push_back({"pong", FrameType::pong, encode_frame(FrameType::pong, protocol::Bytes(pong))});
+  return v;
+}
+
+inline std::string to_hex(protocol::Bytes b) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(b.size() * 2);
+  for (std::byte x : b) {
+    auto u = std::to_integer<unsigned>(x);
+    s += kHex[u >> 4];
+    s += kHex[u & 0xf];
+  }
+  return s;
+}
+
+}  // namespace ferry::kat

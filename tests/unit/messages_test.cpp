@@ -1,0 +1,351 @@
+// Tests protocol/messages: to_json/parse_* round trips for every JSON body, rejection
+// (Errc::protocol) of invalid JSON, non-objects, missing fields, wrong types, negative
+// or oversized numbers, bad enums, bad hex and oversized strings; negotiate_version.
+#include "protocol/messages.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace ferry::protocol {
+namespace {
+
+using json = nlohmann::json;
+
+const std::string kSession = "00112233445566778899aabbccddeeff";
+
+Bytes b(const std::string& s) { return as_bytes(s); }
+
+template <class T>
+void expect_protocol_error(const Result<T>& r, const std::string& what) {
+  ASSERT_FALSE(r) << "accepted: " << what;
+  EXPECT_EQ(r.error().code, Errc::protocol) << what;
+  EXPECT_FALSE(r.error().message().empty());
+}
+
+// Applies every parser to `body` and expects all of them to refuse it.
+void expect_all_refuse(const std::string& body) {
+  expect_protocol_error(parse_hello(b(body)), "hello " + body);
+  expect_protocol_error(parse_offer(b(body)), "offer " + body);
+  expect_protocol_error(parse_answer(b(body)), "answer " + body);
+  expect_protocol_error(parse_commit(b(body)), "commit " + body);
+  expect_protocol_error(parse_verdict(b(body)), "verdict " + body);
+  expect_protocol_error(parse_error(b(body)), "error " + body);
+  expect_protocol_error(parse_end(b(body)), "end " + body);
+}
+
+// ---------------------------------------------------------------------------
+// Round trips
+
+TEST(Messages, HelloRoundTrip) {
+  for (Role role : {Role::sender, Role::receiver}) {
+    Hello m{1, 7, role, kSession, "ferry 0.1.0 \"quoted\" \xc3\xa9"};
+    auto p = parse_hello(b(to_json(m)));
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p->min_version, m.min_version);
+    EXPECT_EQ(p->max_version, m.max_version);
+    EXPECT_EQ(p->role, m.role);
+    EXPECT_EQ(p->session, m.session);
+    EXPECT_EQ(p->software, m.software);
+  }
+}
+
+TEST(Messages, OfferRoundTrip) {
+  std::vector<Offer> offers = {
+      {0, "a", EntryKind::file, 0, 0, 0, ""},
+      {std::numeric_limits<std::uint32_t>::max(), "d/e/f \xe2\x82\xac.txt", EntryKind::file,
+       static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), std::numeric_limits<std::int64_t>::max(),
+       07777, std::string(256, 'i')},
+      {5, "dir", EntryKind::directory, 0, std::numeric_limits<std::int64_t>::min(), 0755, "dir"},
+      {6, std::string(4096, 'p'), EntryKind::file, 1, -1, 0644, "x"},
+  };
+  for (const auto& m : offers) {
+    auto p = parse_offer(b(to_json(m)));
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p->file_id, m.file_id);
+    EXPECT_EQ(p->path, m.path);
+    EXPECT_EQ(p->kind, m.kind);
+    EXPECT_EQ(p->size, m.size);
+    EXPECT_EQ(p->mtime_ns, m.mtime_ns);
+    EXPECT_EQ(p->mode, m.mode);
+    EXPECT_EQ(p->identity, m.identity);
+  }
+}
+
+TEST(Messages, AnswerRoundTrip) {
+  for (const Answer& m : {Answer{1, AnswerStatus::accept, 0, ""}, Answer{2, AnswerStatus::accept, 1ull << 40, "resume"},
+                          Answer{3, AnswerStatus::refuse, 0, std::string(1024, 'n')}}) {
+    auto p = parse_answer(b(to_json(m)));
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p->file_id, m.file_id);
+    EXPECT_EQ(p->status, m.status);
+    EXPECT_EQ(p->offset, m.offset);
+    EXPECT_EQ(p->note, m.note);
+  }
+}
+
+TEST(Messages, CommitRoundTrip) {
+  Commit m{9, 12345, "85ca3a0dfcfe59849331f43fcdbd2eb8"};
+  auto p = parse_commit(b(to_json(m)));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->file_id, 9u);
+  EXPECT_EQ(p->size, 12345u);
+  EXPECT_EQ(p->xxh3_128, m.xxh3_128);
+  // upper-case hex is accepted and normalised to lower case
+  Commit upper{9, 1, "85CA3A0DFCFE59849331F43FCDBD2EB8"};
+  auto q = parse_commit(b(to_json(upper)));
+  ASSERT_TRUE(q) << q.error().message();
+  EXPECT_EQ(q->xxh3_128, m.xxh3_128);
+}
+
+TEST(Messages, VerdictRoundTrip) {
+  for (const Verdict& m : {Verdict{1, VerdictStatus::verified, ""}, Verdict{2, VerdictStatus::failed, "mismatch"}}) {
+    auto p = parse_verdict(b(to_json(m)));
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p->file_id, m.file_id);
+    EXPECT_EQ(p->status, m.status);
+    EXPECT_EQ(p->reason, m.reason);
+  }
+}
+
+TEST(Messages, ErrorRoundTrip) {
+  ErrorBody m{"protocol", "line one\nstill one field"};
+  auto p = parse_error(b(to_json(m)));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->code, m.code);
+  EXPECT_EQ(p->message, m.message);
+}
+
+TEST(Messages, EndRoundTrip) {
+  End m{std::numeric_limits<std::uint64_t>::max(), 0};
+  auto p = parse_end(b(to_json(m)));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->files, m.files);
+  EXPECT_EQ(p->bytes, m.bytes);
+}
+
+TEST(Messages, OptionalTextFieldsMayBeAbsent) {
+  auto a = parse_answer(b(R"({"file":1,"status":"accept","offset":5})"));
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a->note, "");
+  auto v = parse_verdict(b(R"({"file":1,"status":"verified"})"));
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_EQ(v->reason, "");
+}
+
+TEST(Messages, UnknownFieldsAreIgnored) {
+  auto e = parse_end(b(R"({"files":1,"bytes":2,"future":{"x":[1,2]}})"));
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ(e->files, 1u);
+}
+
+TEST(Messages, InvalidUtf8IsNotAnException) {
+  // JSON text is UTF-8: an invalid byte in a name must not throw out of to_json.
+  Offer m{1, std::string("bad\xff" "name"), EntryKind::file, 1, 1, 0644, "id"};
+  std::string body;
+  EXPECT_NO_THROW(body = to_json(m));
+  auto p = parse_offer(b(body));
+  EXPECT_TRUE(p) << p.error().message();
+  EXPECT_NO_THROW((void)to_json(Answer{1, AnswerStatus::refuse, 0, "\xc3"}));
+  EXPECT_NO_THROW((void)to_json(Verdict{1, VerdictStatus::failed, "\xff"}));
+  EXPECT_NO_THROW((void)to_json(ErrorBody{"x", "\xfe"}));
+}
+
+TEST(Messages, FrameOfIsAnEncodedFrame) {
+  std::string body = to_json(End{1, 2});
+  auto wire = frame_of(FrameType::end, body);
+  auto r = decode_frame(wire);
+  ASSERT_TRUE(std::holds_alternative<DecodedFrame>(r));
+  const auto& f = std::get<DecodedFrame>(r);
+  EXPECT_EQ(f.header.type, FrameType::end);
+  EXPECT_TRUE(f.payload_ok);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.payload.data()), f.payload.size()), body);
+}
+
+// ---------------------------------------------------------------------------
+// Rejections
+
+TEST(Messages, InvalidJsonAndNonObjectsAreRefused) {
+  for (std::string body :
+       {std::string(""), std::string("{"), std::string("nul"), std::string("{\"files\":1,}"),
+        std::string("{\"files\":1,\"bytes\":2} trailing"), std::string("\xff\xfe"), std::string("{'files':1}"),
+        std::string("[]"), std::string("[{\"files\":1,\"bytes\":2}]"), std::string("1"), std::string("\"text\""),
+        std::string("null"), std::string("true"), std::string("{\"files\":1,\"bytes\":2}\0", 23)}) {
+    expect_all_refuse(body);
+  }
+}
+
+// For each valid body: dropping any field, or giving any field a value of a wrong type,
+// must be refused.
+struct BodyCase {
+  const char* name;
+  json valid;
+  std::function<bool(const std::string&)> parses;
+  std::vector<std::string> optional;
+};
+
+std::vector<BodyCase> body_cases() {
+  auto ok = [](auto parser) {
+    return [parser](const std::string& s) { return static_cast<bool>(parser(as_bytes(s))); };
+  };
+  return {
+      {"hello", json::parse(to_json(Hello{1, 1, Role::sender, kSession, "sw"})), ok(parse_hello), {}},
+      {"offer", json::parse(to_json(Offer{1, "p", EntryKind::file, 3, 4, 0644, "id"})), ok(parse_offer), {}},
+      {"answer", json::parse(to_json(Answer{1, AnswerStatus::accept, 3, "n"})), ok(parse_answer), {"note"}},
+      {"commit", json::parse(to_json(Commit{1, 3, std::string(32, 'a')})), ok(parse_commit), {}},
+      {"verdict", json::parse(to_json(Verdict{1, VerdictStatus::failed, "r"})), ok(parse_verdict), {"reason"}},
+      {"error", json::parse(to_json(ErrorBody{"c", "m"})), ok(parse_error), {}},
+      {"end", json::parse(to_json(End{1, 2})), ok(parse_end), {}},
+  };
+}
+
+TEST(Messages, MissingFieldsAreRefused) {
+  for (const auto& c : body_cases()) {
+    ASSERT_TRUE(c.parses(c.valid.dump())) << c.name;
+    for (const auto& [key, value] : c.valid.items()) {
+      json j = c.valid;
+      j.erase(key);
+      bool optional = std::find(c.optional.begin(), c.optional.end(), key) != c.optional.end();
+      EXPECT_EQ(c.parses(j.dump()), optional) << c.name << " without '" << key << "'";
+    }
+    EXPECT_FALSE(c.parses("{}")) << c.name;
+  }
+}
+
+TEST(Messages, WrongTypesAreRefused) {
+  std::vector<json> wrong = {json(nullptr), json(true), json::array(), json::object(), json(1.5), json("7"), json(7)};
+  for (const auto& c : body_cases()) {
+    for (const auto& [key, value] : c.valid.items()) {
+      for (const auto& w : wrong) {
+        if (w.type() == value.type()) continue;
+        if (value.is_number_integer() && w.is_number_unsigned()) continue;  // 7 is fine for an integer
+        json j = c.valid;
+        j[key] = w;
+        EXPECT_FALSE(c.parses(j.dump())) << c.name << " with '" << key << "' = " << w.dump();
+      }
+    }
+  }
+}
+
+TEST(Messages, NegativeAndOversizedNumbersAreRefused) {
+  const std::string o = R"("path":"p","kind":"file","mtime_ns":0,"mode":420,"identity":"i")";
+  std::vector<std::string> offers = {
+      "{\"file\":-1,\"size\":1," + o + "}",
+      "{\"file\":4294967296,\"size\":1," + o + "}",
+      "{\"file\":1,\"size\":-1," + o + "}",
+      "{\"file\":1,\"size\":9223372036854775808," + o + "}",
+      "{\"file\":1,\"size\":18446744073709551615," + o + "}",
+      "{\"file\":1,\"size\":18446744073709551616," + o + "}",
+      "{\"file\":1,\"size\":1e3," + o + "}",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":9223372036854775808,"mode":420,"identity":"i"})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":1.0,"mode":420,"identity":"i"})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":4096,"identity":"i"})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":-1,"identity":"i"})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":4294967296,"identity":"i"})",
+  };
+  for (const auto& s : offers) expect_protocol_error(parse_offer(b(s)), s);
+  // the largest legal values pass
+  auto ok = parse_offer(b(
+      R"({"file":4294967295,"size":9223372036854775807,"path":"p","kind":"file","mtime_ns":-9223372036854775808,"mode":4095,"identity":"i"})"));
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->mode, 07777u);
+
+  for (const std::string s : {R"({"min_version":-1,"max_version":1,"role":"sender","session":"00112233445566778899aabbccddeeff","software":""})",
+                              R"({"min_version":1,"max_version":4294967296,"role":"sender","session":"00112233445566778899aabbccddeeff","software":""})"}) {
+    expect_protocol_error(parse_hello(b(s)), s);
+  }
+  for (const std::string s : {R"({"file":1,"status":"accept","offset":-5})",
+                              R"({"file":1,"status":"accept","offset":9223372036854775808})",
+                              R"({"file":-1,"status":"accept","offset":0})"}) {
+    expect_protocol_error(parse_answer(b(s)), s);
+  }
+  for (const std::string s : {R"({"file":1,"size":-1,"xxh3_128":"00112233445566778899aabbccddeeff"})",
+                              R"({"file":1,"size":9223372036854775808,"xxh3_128":"00112233445566778899aabbccddeeff"})"}) {
+    expect_protocol_error(parse_commit(b(s)), s);
+  }
+  expect_protocol_error(parse_verdict(b(R"({"file":4294967296,"status":"verified"})")), "verdict file id");
+  expect_protocol_error(parse_end(b(R"({"files":-1,"bytes":0})")), "end files");
+  expect_protocol_error(parse_end(b(R"({"files":0,"bytes":18446744073709551616})")), "end bytes");
+}
+
+TEST(Messages, BadEnumsAreRefused) {
+  expect_protocol_error(parse_offer(b(R"({"file":1,"path":"p","kind":"symlink","size":0,"mtime_ns":0,"mode":0,"identity":""})")),
+                        "kind symlink");
+  expect_protocol_error(parse_offer(b(R"({"file":1,"path":"p","kind":"FILE","size":0,"mtime_ns":0,"mode":0,"identity":""})")),
+                        "kind FILE");
+  expect_protocol_error(parse_offer(b(R"({"file":1,"path":"p","kind":"","size":0,"mtime_ns":0,"mode":0,"identity":""})")),
+                        "kind empty");
+  expect_protocol_error(
+      parse_hello(b(R"({"min_version":1,"max_version":1,"role":"peer","session":"00112233445566778899aabbccddeeff","software":""})")),
+      "role peer");
+  expect_protocol_error(parse_answer(b(R"({"file":1,"status":"maybe","offset":0})")), "status maybe");
+  expect_protocol_error(parse_verdict(b(R"({"file":1,"status":"ok"})")), "status ok");
+}
+
+TEST(Messages, DirectoryWithSizeIsRefused) {
+  expect_protocol_error(parse_offer(b(R"({"file":1,"path":"d","kind":"dir","size":1,"mtime_ns":0,"mode":493,"identity":"dir"})")),
+                        "dir with size");
+  auto ok = parse_offer(b(R"({"file":1,"path":"d","kind":"dir","size":0,"mtime_ns":0,"mode":493,"identity":"dir"})"));
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->kind, EntryKind::directory);
+}
+
+TEST(Messages, BadSessionIdIsRefused) {
+  for (std::string s : {std::string(""), std::string(31, 'a'), std::string(33, 'a'), std::string(64, 'a'),
+                        std::string(65, 'a'), std::string(31, 'a') + "g", std::string(31, 'a') + " ",
+                        std::string("0x") + std::string(30, 'a')}) {
+    Hello m{1, 1, Role::sender, s, "sw"};
+    expect_protocol_error(parse_hello(b(to_json(m))), "session '" + s + "'");
+  }
+  Hello upper{1, 1, Role::sender, "00112233445566778899AABBCCDDEEFF", "sw"};
+  EXPECT_TRUE(parse_hello(b(to_json(upper))));
+}
+
+TEST(Messages, MinAboveMaxVersionIsRefused) {
+  expect_protocol_error(parse_hello(b(to_json(Hello{3, 2, Role::sender, kSession, ""}))), "min > max");
+}
+
+TEST(Messages, BadCommitDigestIsRefused) {
+  for (std::string h : {std::string(""), std::string(31, 'a'), std::string(33, 'a'), std::string(31, 'a') + "g",
+                        std::string(16, 'a'), std::string(31, 'a') + "-"}) {
+    expect_protocol_error(parse_commit(b(to_json(Commit{1, 1, h}))), "xxh3_128 '" + h + "'");
+  }
+}
+
+TEST(Messages, OversizedStringsAreRefused) {
+  expect_protocol_error(parse_hello(b(to_json(Hello{1, 1, Role::sender, kSession, std::string(1025, 's')}))),
+                        "software 1025");
+  EXPECT_TRUE(parse_hello(b(to_json(Hello{1, 1, Role::sender, kSession, std::string(1024, 's')}))));
+  expect_protocol_error(parse_offer(b(to_json(Offer{1, std::string(5000, 'p'), EntryKind::file, 0, 0, 0, ""}))),
+                        "path 5000");
+  expect_protocol_error(parse_offer(b(to_json(Offer{1, "p", EntryKind::file, 0, 0, 0, std::string(257, 'i')}))),
+                        "identity 257");
+  expect_protocol_error(parse_answer(b(to_json(Answer{1, AnswerStatus::refuse, 0, std::string(1025, 'n')}))),
+                        "note 1025");
+  expect_protocol_error(parse_verdict(b(to_json(Verdict{1, VerdictStatus::failed, std::string(1025, 'r')}))),
+                        "reason 1025");
+  expect_protocol_error(parse_error(b(to_json(ErrorBody{std::string(65, 'c'), "m"}))), "code 65");
+  expect_protocol_error(parse_error(b(to_json(ErrorBody{"c", std::string(1025, 'm')}))), "message 1025");
+}
+
+// ---------------------------------------------------------------------------
+// Version negotiation
+
+TEST(Messages, NegotiateVersion) {
+  auto h = [](std::uint32_t lo, std::uint32_t hi) { return Hello{lo, hi, Role::sender, kSession, ""}; };
+  EXPECT_EQ(negotiate_version(h(1, 1), h(1, 1)), 1u);
+  EXPECT_EQ(negotiate_version(h(1, 3), h(2, 5)), 3u);
+  EXPECT_EQ(negotiate_version(h(2, 5), h(1, 3)), 3u);
+  EXPECT_EQ(negotiate_version(h(1, 9), h(4, 4)), 4u);
+  EXPECT_EQ(negotiate_version(h(1, 1), h(2, 2)), 0u);
+  EXPECT_EQ(negotiate_version(h(3, 4), h(1, 2)), 0u);
+  EXPECT_EQ(negotiate_version(h(kProtocolVersion, kProtocolVersion), h(1, 100)), kProtocolVersion);
+}
+
+}  // namespace
+}  // namespace ferry::protocol
