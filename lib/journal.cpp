@@ -44,7 +44,12 @@ Result<Journal> Journal::from_json(const std::string& text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   try {
-    if (j.at("ferry_journal").get<int>() != 1) return bad("unknown journal version");
+    // nlohmann converts booleans and negative numbers to uint64_t silently: check types first.
+    for (const char* key : {"ferry_journal", "block_size", "size", "verified"}) {
+      if (!j.at(key).is_number_unsigned()) return bad(std::string("'") + key + "' is not an unsigned integer");
+    }
+    if (!j.at("blocks").is_array()) return bad("'blocks' is not an array");
+    if (j.at("ferry_journal").get<std::uint64_t>() != 1) return bad("unknown journal version");
     if (j.at("block_size").get<std::uint64_t>() != kJournalBlock) return bad("different block size");
     Journal out;
     out.path = j.at("path").get<std::string>();

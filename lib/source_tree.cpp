@@ -80,6 +80,22 @@ std::string source_identity(std::uint64_t size, std::int64_t mtime_ns) {
   return "size=" + std::to_string(size) + ",mtime_ns=" + std::to_string(mtime_ns);
 }
 
+Result<SourceEntry> restat_source(const SourceEntry& entry) {
+  struct stat st{};
+  if (::lstat(entry.local_path.c_str(), &st) != 0) {
+    return make_error(Errc::local_io, "lstat(" + entry.local_path + ")", errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return make_error(Errc::local_io, entry.local_path + " is no longer a regular file");
+  }
+  SourceEntry e = entry;
+  e.size = static_cast<std::uint64_t>(st.st_size);
+  e.mtime_ns = mtime_ns_of(st);
+  e.mode = st.st_mode & 07777;
+  e.identity = source_identity(e.size, e.mtime_ns);
+  return e;
+}
+
 Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
   SourceTree out;
   for (const auto& p : paths) {

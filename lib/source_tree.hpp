@@ -38,6 +38,10 @@ struct SourceTree {
 // Errc::local_io when a directory cannot be read.
 Result<SourceTree> walk_sources(const std::vector<std::string>& paths);
 
+// The entry as its file is now (size, mtime, mode, identity). Errc::local_io when it
+// is gone or no longer a regular file.
+Result<SourceEntry> restat_source(const SourceEntry& entry);
+
 // The identity string for a size and mtime, as put in OFFER.
 std::string source_identity(std::uint64_t size, std::int64_t mtime_ns);
 

@@ -157,6 +157,19 @@ class SendApp {
     return *s;
   }
 
+  // nullopt when the entry's file still has its listed size and mtime; else the
+  // entry as it is now (the open FileSource is dropped so it is reopened).
+  Result<std::optional<SourceEntry>> check_source(std::uint32_t entry) {
+    Result<void> err;
+    auto src = source(entry, err);
+    if (src && src->check_unchanged()) return std::optional<SourceEntry>{};
+    sources_.erase(entry);
+    auto fresh = restat_source(entries_[entry]);
+    if (!fresh) return fresh.error();
+    entries_[entry] = *fresh;
+    return std::optional<SourceEntry>(*fresh);
+  }
+
   void drain() {
     if (draining_) {
       again_ = true;
@@ -212,6 +225,9 @@ class SendApp {
         session_.on_prefix_hashed(token, std::move(d), Clock::now());
         drain();
       });
+    } else if (auto* k = std::get_if<CheckSource>(&a)) {
+      session_.on_source_checked(k->token, check_source(k->entry), Clock::now());
+      again_ = true;
     } else if (auto* c = std::get_if<CloseConnection>(&a)) {
       if (conn_) conn_->close_after_flush(c->reason);  // on_closed decides: redial, or finish
     }

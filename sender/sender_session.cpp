@@ -192,6 +192,7 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
         ready_.clear();
         next_read_ = next_send_ = p.offset;
         commit_sent_ = false;
+        check_token_ = 0;
         state_ = State::streaming;
         event(EventType::warning, "chunk at offset " + std::to_string(p.offset) +
                                       " failed its checksum on the receiver; re-sending from there");
@@ -217,11 +218,7 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
         return next_entry(now);
       }
       event(EventType::warning, "verification failed (" + v->reason + "); sending the file again");
-      unsigned attempts = prog_.attempts;
-      prog_ = FileProgress{};
-      prog_.attempts = attempts;
-      offer_current(now);
-      return;
+      return restart_file(now);
     }
     case FrameType::end: {
       auto e = P::parse_end(f.payload);
@@ -275,12 +272,16 @@ void SenderSession::offer_current(Clock::time_point now) {
   acked_ = 0;
   send_control(FrameType::offer, P::to_json(o));
   state_ = State::awaiting_answer;
-  if (prog_.attempts == 0 && prog_.sent_upto == 0) event(EventType::file_start);
+  if (!prog_.announced) {
+    prog_.announced = true;
+    event(EventType::file_start);
+  }
 }
 
 void SenderSession::start_streaming(std::uint64_t offset, Clock::time_point now) {
   acked_ = next_read_ = next_send_ = offset;
   commit_sent_ = false;
+  check_token_ = 0;
   token_base_ = next_token_;
   ready_.clear();
   state_ = State::streaming;
@@ -301,13 +302,48 @@ void SenderSession::pump(Clock::time_point now) {
     ++reads_in_flight_;
     next_read_ += len;
   }
-  if (next_send_ == ent.size && !commit_sent_) {
-    assert(prog_.hashed_upto == ent.size);
-    P::Commit c{cur_, ent.size, prog_.digest.hex()};
-    send_control(FrameType::commit, P::to_json(c));
-    commit_sent_ = true;
-    state_ = State::awaiting_verdict;
+  if (next_send_ == ent.size && !commit_sent_ && check_token_ == 0) {
+    check_token_ = next_token_++;
+    actions_.push_back(CheckSource{cur_, check_token_});
   }
+}
+
+void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<SourceEntry>> now_entry,
+                                      Clock::time_point now) {
+  if (token != check_token_ || token < token_base_ || state_ != State::streaming) return;
+  check_token_ = 0;
+  const auto& ent = entries_[cur_];
+  if (!now_entry) {
+    finish_file(false, now_entry.error().message());
+    return next_entry(now);
+  }
+  if (now_entry->has_value()) {
+    // Changed while being sent: what was read may mix old and new bytes. Start over
+    // with the file as it is now (its new identity makes the receiver start over too).
+    ++prog_.attempts;
+    if (prog_.attempts >= cfg_.max_file_attempts) {
+      finish_file(false, "source file kept changing during the transfer: " + ent.local_path);
+      return next_entry(now);
+    }
+    entries_[cur_] = std::move(**now_entry);
+    event(EventType::warning, "source file changed during the transfer; sending it again from the start");
+    return restart_file(now);
+  }
+  assert(prog_.hashed_upto == ent.size);
+  P::Commit c{cur_, ent.size, prog_.digest.hex()};
+  send_control(FrameType::commit, P::to_json(c));
+  commit_sent_ = true;
+  state_ = State::awaiting_verdict;
+}
+
+void SenderSession::restart_file(Clock::time_point now) {
+  const unsigned attempts = prog_.attempts;
+  prog_ = FileProgress{};
+  prog_.attempts = attempts;
+  prog_.announced = true;
+  token_base_ = next_token_;
+  ready_.clear();
+  offer_current(now);
 }
 
 void SenderSession::on_read_done(std::uint64_t token, Result<std::vector<std::byte>> data, Clock::time_point now) {

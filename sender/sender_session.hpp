@@ -58,7 +58,14 @@ struct HashPrefix {
   std::uint64_t length;
   std::uint64_t token;
 };
-using Action = std::variant<SendFrame, ReadChunk, HashPrefix, CloseConnection>;
+// Every byte was sent: check that the source still has the size and mtime it was
+// offered with; answer with on_source_checked(). A change restarts the file, so a
+// mix of old and new bytes can never verify.
+struct CheckSource {
+  std::uint32_t entry;
+  std::uint64_t token;
+};
+using Action = std::variant<SendFrame, ReadChunk, HashPrefix, CheckSource, CloseConnection>;
 
 class SenderSession {
  public:
@@ -86,6 +93,9 @@ class SenderSession {
   void on_read_done(std::uint64_t token, Result<std::vector<std::byte>> data, Clock::time_point now);
   // Completion of a HashPrefix.
   void on_prefix_hashed(std::uint64_t token, Result<protocol::Digest128> digest, Clock::time_point now);
+  // Completion of a CheckSource: nullopt when unchanged, else the entry as it is now
+  // (new size, mtime, identity); an Error when it can no longer be read.
+  void on_source_checked(std::uint64_t token, Result<std::optional<SourceEntry>> now_entry, Clock::time_point now);
   // The driver's timer fired (at or after next_deadline()).
   void on_timeout(Clock::time_point now);
 
@@ -111,12 +121,14 @@ class SenderSession {
     std::uint64_t hashed_upto = 0; // bytes fed to digest, in order, first reads only
     std::uint64_t sent_upto = 0;   // highest offset ever sent (to count re-sends)
     unsigned attempts = 0;
+    bool announced = false;        // file_start emitted
   };
 
   void send_control(protocol::FrameType t, const std::string& body);
   void handle_frame(const protocol::DecodedFrame& f, Clock::time_point now);
   void offer_current(Clock::time_point now);
   void start_streaming(std::uint64_t offset, Clock::time_point now);
+  void restart_file(Clock::time_point now);
   void pump(Clock::time_point now);
   void emit_ready_chunks();
   void finish_file(bool verified, const std::string& why);
@@ -149,6 +161,7 @@ class SenderSession {
   std::map<std::uint64_t, std::vector<std::byte>> ready_;  // read, not yet sent, by offset
   std::map<std::uint64_t, std::uint64_t> read_offsets_;    // token -> offset
   std::uint64_t prefix_token_ = 0;
+  std::uint64_t check_token_ = 0;  // CheckSource in flight (0: none)
   bool commit_sent_ = false;
 
   // Liveness.
