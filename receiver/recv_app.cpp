@@ -34,6 +34,9 @@ struct Peer {
   std::uint64_t write_retries = 0;
 };
 
+// Senders served at once; further connections are closed at once (bounded memory).
+constexpr std::size_t kMaxPeers = 256;
+
 class RecvApp {
  public:
   RecvApp(const RecvOptions& o, std::shared_ptr<DestDir> dest, std::unique_ptr<EventSink> sink)
@@ -124,9 +127,10 @@ class RecvApp {
   }
 
   void add_peer(std::unique_ptr<Connection> c) {
-    if (done_) {
-      c->close(make_error(Errc::connection, "receiver is shutting down"));
+    if (done_ || peers_.size() >= kMaxPeers) {
+      c->close(make_error(Errc::connection, done_ ? "receiver is shutting down" : "too many connections"));
       graveyard_.push_back(std::move(c));
+      schedule_reap();
       return;
     }
     uv_timer_stop(idle_timer_.get());
