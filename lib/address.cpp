@@ -2,10 +2,13 @@
 
 #include <charconv>
 
+#include "lib/vsock.hpp"
+
 namespace ferry {
 
 std::string Address::to_string() const {
   if (kind == AddressKind::unix_socket) return "unix:" + path;
+  if (kind == AddressKind::vsock) return "vsock:" + vsock_cid_name(vsock_cid) + ":" + std::to_string(vsock_port);
   if (host.find(':') != std::string::npos) return "tcp:[" + host + "]:" + std::to_string(port);
   return "tcp:" + host + ":" + std::to_string(port);
 }
@@ -33,7 +36,25 @@ Result<Address> parse_address(const std::string& text, AddressUse use) {
     return a;
   }
   if (text.rfind("vsock:", 0) == 0) {
-    return make_error(Errc::usage, "vsock addresses are not supported by this build: '" + text + "'");
+    a.kind = AddressKind::vsock;
+    const std::string rest = text.substr(6);
+    const auto colon = rest.find(':');
+    if (colon == std::string::npos) return make_error(Errc::usage, "vsock address '" + text + "' wants vsock:CID:PORT");
+    auto cid = parse_vsock_cid(rest.substr(0, colon));
+    if (!cid) return make_error(Errc::usage, "bad CID in '" + text + "' (a number, any, host or local)");
+    if (use == AddressUse::connect && *cid == kVsockCidAny) {
+      return make_error(Errc::usage, "cannot connect to CID any in '" + text + "'");
+    }
+    const std::string port_text = rest.substr(colon + 1);
+    std::uint32_t port = 0;
+    auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() ||
+        (use == AddressUse::connect && port == 0)) {
+      return make_error(Errc::usage, "bad port in '" + text + "'");
+    }
+    a.vsock_cid = *cid;
+    a.vsock_port = port == 0 ? kVsockPortAny : port;
+    return a;
   }
   std::string rest = text.rfind("tcp:", 0) == 0 ? text.substr(4) : text;
   std::string port_text;

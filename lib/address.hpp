@@ -1,6 +1,7 @@
 // Connection addresses as users write them.
 //
 //   ADDR := tcp:HOST:PORT | HOST:PORT | [IPV6]:PORT | tcp:[IPV6]:PORT | unix:PATH
+//         | vsock:CID:PORT   (CID: a number, any, host (2) or local (1))
 //
 // HOST is an IPv4 or IPv6 literal or a name resolved with getaddrinfo. For --listen
 // an address without a host (":PORT" or "PORT") binds loopback (127.0.0.1).
@@ -16,7 +17,7 @@
 
 namespace ferry {
 
-enum class AddressKind { tcp, unix_socket };
+enum class AddressKind { tcp, unix_socket, vsock };
 enum class AddressUse { listen, connect };
 
 struct Address {
@@ -24,6 +25,7 @@ struct Address {
   std::string host;  // tcp: literal or name, without brackets
   std::uint16_t port = 0;
   std::string path;  // unix
+  std::uint32_t vsock_cid = 0, vsock_port = 0;
   // "tcp:127.0.0.1:5000", "tcp:[::1]:5000", "unix:/tmp/s" (for messages)
   std::string to_string() const;
 };

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/vsock.hpp"
+
 namespace ferry {
 namespace {
 
@@ -114,8 +116,13 @@ void Connection::on_poll(uv_poll_t* h, int status, int events) {
   auto* self = static_cast<Connection*>(h->data);
   if (!self || !self->open_) return;
   if (status < 0) {
-    // EBADF and friends: the descriptor died underneath (FIELD-NOTES 4).
-    return self->close(uv_error(Errc::connection, "poll(" + self->peer_ + ")", status));
+    // libuv reports POLLERR as UV_EBADF; a socket's real reason (ECONNRESET, ...)
+    // is in SO_ERROR. A true EBADF means the descriptor died underneath (FIELD-NOTES 4).
+    int err = 0;
+    socklen_t len = sizeof err;
+    const int fd = h == self->in_poll_.get() ? self->in_fd_ : self->out_fd_;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = -status;
+    return self->close(make_error(Errc::connection, "poll(" + self->peer_ + ")", err));
   }
   if (events & UV_WRITABLE) {
     self->flush();
@@ -281,6 +288,16 @@ Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address&
   l->on_accept_ = std::move(on_accept);
   l->bound_ = addr;
   const std::string where = addr.to_string();
+  if (addr.kind == AddressKind::vsock) {
+    auto fd = vsock_listen(addr.vsock_cid, addr.vsock_port, l->bound_.vsock_port);
+    if (!fd) return fd.error();
+    l->vsock_fd_ = *fd;
+    l->vsock_poll_ = UvOwner<uv_poll_t>(loop, [fd = *fd](uv_loop_t* lp, uv_poll_t* h) { return uv_poll_init(lp, h, fd); });
+    if (!l->vsock_poll_) return uv_error(Errc::connection, "poll(" + where + ")", l->vsock_poll_.status());
+    l->vsock_poll_.get()->data = l.get();
+    uv_poll_start(l->vsock_poll_.get(), UV_READABLE, &Listener::on_vsock_ready);
+    return l;
+  }
   if (addr.kind == AddressKind::tcp) {
     l->server_ = UvOwner<AnyStream>(loop, [](uv_loop_t* lp, AnyStream* s) { return uv_tcp_init(lp, &s->tcp); });
     if (!l->server_) return uv_error(Errc::connection, "tcp_init", l->server_.status());
@@ -316,6 +333,8 @@ Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address&
 
 Listener::~Listener() {
   server_.reset();
+  vsock_poll_.reset();
+  if (vsock_fd_ >= 0) ::close(vsock_fd_);
   if (bound_.kind == AddressKind::unix_socket) ::unlink(bound_.path.c_str());
 }
 
@@ -345,6 +364,17 @@ void Listener::on_connection(uv_stream_t* server, int status) {
   }
   auto c = adopt_stream(self->loop_, peer, client);
   if (c) self->on_accept_(std::move(*c));  // a failed adoption leaves the listener serving
+}
+
+void Listener::on_vsock_ready(uv_poll_t* h, int status, int) {
+  auto* self = static_cast<Listener*>(h->data);
+  if (!self || status < 0) return;
+  for (int i = 0; i < 16; ++i) {
+    auto fd = vsock_accept(self->vsock_fd_);
+    if (!fd || !*fd) return;  // nothing pending, or a failed accept: keep serving
+    auto c = Connection::adopt(self->loop_, self->bound_.to_string(), **fd, **fd);
+    if (c) self->on_accept_(std::move(*c));
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -380,6 +410,14 @@ void dial(uv_loop_t* loop, const Address& addr, std::function<void(Result<std::u
   st->addr = addr;
   st->done = std::move(done);
   const std::string where = addr.to_string();
+  if (addr.kind == AddressKind::vsock) {
+    auto shared = std::shared_ptr<DialState>(st.release());
+    vsock_dial(loop, addr.vsock_cid, addr.vsock_port, [shared, where](Result<int> fd) {
+      if (!fd) return shared->done(fd.error());
+      shared->done(Connection::adopt(shared->loop, where, *fd, *fd));
+    });
+    return;
+  }
   if (addr.kind == AddressKind::unix_socket) {
     st->stream = UvOwner<AnyStream>(loop, [](uv_loop_t* lp, AnyStream* s) { return uv_pipe_init(lp, &s->pipe, 0); });
     if (!st->stream) return st->done(uv_error(Errc::connection, "pipe_init", st->stream.status()));

@@ -124,7 +124,10 @@ class Listener {
  private:
   Listener() = default;
   static void on_connection(uv_stream_t* server, int status);
+  static void on_vsock_ready(uv_poll_t* h, int status, int events);
   UvOwner<AnyStream> server_;
+  int vsock_fd_ = -1;  // vsock listens through a poll on our own socket
+  UvOwner<uv_poll_t> vsock_poll_;
   Address bound_;
   OnAccept on_accept_;
   uv_loop_t* loop_ = nullptr;

@@ -155,7 +155,7 @@ class HumanSink final : public EventSink {
     shown_ = true;
   }
   void summary(const Event& e) {
-    if (quiet_ && e.exit_code == 0) return;
+    if (quiet_) return;  // a failure still gets its one-line reason from main
     const Totals& t = e.totals;
     double secs = seconds_since(t0_);
     char buf[512];

@@ -1,0 +1,39 @@
+// Linux AF_VSOCK sockets, non-blocking, for the `vsock:CID:PORT` addresses.
+//
+// CID is a number or `any` (VMADDR_CID_ANY, to listen), `host` (2), `local` (1,
+// the vsock_loopback transport). After connect/accept the descriptor is handed to
+// Connection::adopt like any socket: resume, stall detection and reconnects apply.
+//
+//   auto fd = vsock_listen(kVsockCidAny, 5004, bound_port);   // Errc::connection on failure
+//   vsock_dial(loop, 2, 5004, [](Result<int> fd) { ... });
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "protocol/result.hpp"
+
+namespace ferry {
+
+inline constexpr std::uint32_t kVsockCidAny = 0xFFFFFFFFu;
+inline constexpr std::uint32_t kVsockCidLocal = 1;
+inline constexpr std::uint32_t kVsockCidHost = 2;
+inline constexpr std::uint32_t kVsockPortAny = 0xFFFFFFFFu;
+
+// "any", "host", "local" or a decimal number.
+std::optional<std::uint32_t> parse_vsock_cid(const std::string& text);
+std::string vsock_cid_name(std::uint32_t cid);
+
+// A bound, listening, non-blocking socket; `bound_port` gets the real port.
+// Errors name the call and say when the kernel has no vsock support.
+Result<int> vsock_listen(std::uint32_t cid, std::uint32_t port, std::uint32_t& bound_port);
+// Accepts one connection: the new descriptor, nullopt when none is pending, or an Error.
+Result<std::optional<int>> vsock_accept(int listen_fd);
+// Connects without blocking the loop; `done` gets the connected descriptor (ours).
+void vsock_dial(uv_loop_t* loop, std::uint32_t cid, std::uint32_t port, std::function<void(Result<int>)> done);
+
+}  // namespace ferry
