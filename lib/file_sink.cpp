@@ -81,6 +81,12 @@ Result<int> DestDir::open_parent(const std::string& wire_path, std::string& leaf
     return make_error(Errc::protocol, "unsafe path '" + wire_path + "': " + *why);
   }
   auto comps = protocol::split_wire_path(wire_path);
+  // Refuse ferry's own names before creating any missing parent.
+  for (const auto& c : comps) {
+    if (is_ferry_temp_name(c)) {
+      return make_error(Errc::protocol, "unsafe path '" + wire_path + "': uses a name reserved for ferry's own files");
+    }
+  }
   leaf = comps.back();
   comps.pop_back();
   int dfd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 3);
@@ -88,10 +94,6 @@ Result<int> DestDir::open_parent(const std::string& wire_path, std::string& leaf
   std::string so_far;
   for (const auto& c : comps) {
     so_far += so_far.empty() ? c : "/" + c;
-    if (is_ferry_temp_name(c)) {
-      ::close(dfd);
-      return make_error(Errc::protocol, "unsafe path '" + wire_path + "': uses a name reserved for ferry's own files");
-    }
     if (create && ::mkdirat(dfd, c.c_str(), 0755) != 0 && errno != EEXIST) {
       int e = errno;
       ::close(dfd);
@@ -108,10 +110,6 @@ Result<int> DestDir::open_parent(const std::string& wire_path, std::string& leaf
       return make_error(Errc::local_io, "open(" + path_ + "/" + so_far + ")", e);
     }
     dfd = nfd;
-  }
-  if (is_ferry_temp_name(leaf)) {
-    ::close(dfd);
-    return make_error(Errc::protocol, "unsafe path '" + wire_path + "': uses a name reserved for ferry's own files");
   }
   return dfd;
 }

@@ -74,6 +74,8 @@ struct Reader {
 
 Result<json> parse_object(Bytes payload, const char* frame) {
   auto begin = reinterpret_cast<const char*>(payload.data());
+  // nlohmann stops at a NUL byte as if the input ended there; JSON text never holds one.
+  if (std::find(begin, begin + payload.size(), '\0') != begin + payload.size()) return bad(frame, "NUL byte in JSON");
   json j = json::parse(begin, begin + payload.size(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return bad(frame, "not valid JSON");
   if (!j.is_object()) return bad(frame, "not a JSON object");
