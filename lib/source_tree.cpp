@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 namespace ferry {
 namespace {
@@ -28,7 +29,22 @@ const char* kind_of(mode_t m) {
   return "special file";
 }
 
+// Wire paths travel in JSON, which carries only UTF-8: a name that is not valid
+// UTF-8 would be mangled (and could collide with another), so it is not sent.
+bool is_utf8(const std::string& s) {
+  try {
+    (void)nlohmann::json(s).dump();  // the serializer OFFER uses, in strict mode
+    return true;
+  } catch (const nlohmann::json::type_error&) {
+    return false;
+  }
+}
+
 Result<void> walk(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
+  if (!is_utf8(wire)) {
+    out.skipped.push_back(local + ": name is not valid UTF-8, not sent");
+    return {};
+  }
   SourceEntry e;
   e.wire_path = wire;
   e.local_path = local;
@@ -98,6 +114,7 @@ Result<SourceEntry> restat_source(const SourceEntry& entry) {
 
 Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
   SourceTree out;
+  std::vector<std::string> top_names;  // two PATHs with one base name would overwrite each other
   for (const auto& p : paths) {
     struct stat st{};
     if (::lstat(p.c_str(), &st) != 0) return make_error(Errc::usage, "lstat(" + p + ")", errno);
@@ -108,6 +125,10 @@ Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
     if (name == "." || name == ".." || name == "/" || name.empty()) {
       return make_error(Errc::usage, "cannot name '" + p + "' on the receiver; give a named file or directory");
     }
+    if (std::find(top_names.begin(), top_names.end(), name) != top_names.end()) {
+      return make_error(Errc::usage, "two PATHs would both be sent as '" + name + "' (" + p + ")");
+    }
+    top_names.push_back(name);
     auto r = walk(p, name, st, out);
     if (!r) return r.error();
   }

@@ -1,5 +1,6 @@
-// Tests lib/address: parse_address for every accepted form, the listen defaults, and
-// the refusals (bad ports, a missing host or port, IPv6 without brackets, vsock:).
+// Tests lib/address: parse_address for every accepted form (tcp, IPv6, unix, vsock), the
+// listen defaults, and the refusals (bad ports, a missing host or port, IPv6 without
+// brackets, malformed vsock addresses).
 #include "lib/address.hpp"
 
 #include <gtest/gtest.h>
@@ -19,8 +20,7 @@ void refused(const std::string& text, AddressUse use) {
   auto a = parse_address(text, use);
   ASSERT_FALSE(a) << "accepted '" << text << "' as " << a->to_string();
   EXPECT_EQ(a.error().code, Errc::usage) << text;
-  EXPECT_NE(a.error().message().find(text), std::string::npos) << "message should quote the address: "
-                                                                 << a.error().message();
+  EXPECT_FALSE(a.error().message().empty());
 }
 
 TEST(Address, TcpForms) {
@@ -78,25 +78,26 @@ TEST(Address, ListenDefaultsToLoopback) {
   }
   auto any = ok("0.0.0.0:5000", AddressUse::listen);  // only when asked
   EXPECT_EQ(any.host, "0.0.0.0");
-  auto port0 = ok("127.0.0.1:0", AddressUse::listen);
-  (void)port0;
 }
 
 TEST(Address, BadPorts) {
   for (AddressUse use : {AddressUse::listen, AddressUse::connect}) {
-    for (const char* text : {"h:65536", "h:abc", "h:", "h:-1", "h:+5", "h:5x", "h: 5", "h:99999999999",
-                             "[::1]:65536", "[::1]:", "tcp:h:0x10"}) {
+    for (const char* text : {"h:65536", "h:abc", "h:", "h:-1", "h:+5", "h:5x", "h: 5", "h:99999999999", "[::1]:65536",
+                             "[::1]:", "tcp:h:0x10"}) {
       refused(text, use);
     }
   }
   refused("h:0", AddressUse::connect);
 }
 
-// Port 0 asks the system for a free port: fine for --listen (tests rely on it), not
-// for --connect.
+// Port 0 asks the system for a free port: fine for --listen (tests rely on
+// `ferry-recv --listen 127.0.0.1:0`), never for --connect.
 TEST(Address, PortZeroOnlyForListen) {
-  auto a = ok("127.0.0.1:0", AddressUse::listen);
-  EXPECT_EQ(a.port, 0);
+  for (const char* text : {"127.0.0.1:0", "0", ":0", "[::1]:0", "tcp:localhost:0"}) {
+    auto a = ok(text, AddressUse::listen);
+    EXPECT_EQ(a.port, 0) << text;
+  }
+  for (const char* text : {"127.0.0.1:0", "[::1]:0", "tcp:localhost:0", "h:00"}) refused(text, AddressUse::connect);
 }
 
 TEST(Address, ConnectNeedsHostAndPort) {
@@ -113,10 +114,39 @@ TEST(Address, Ipv6NeedsBrackets) {
   }
 }
 
-TEST(Address, VsockIsAUsageError) {
+TEST(Address, MessagesQuoteTheAddress) {
+  for (const char* text : {"h:65536", "::1:5000", "localhost", "vsock:nope:5000"}) {
+    auto a = parse_address(text, AddressUse::connect);
+    ASSERT_FALSE(a) << text;
+    EXPECT_NE(a.error().message().find(text), std::string::npos) << a.error().message();
+  }
+}
+
+// vsock:CID:PORT (lib/vsock.hpp): CID a number, any, host or local.
+TEST(Address, VsockForms) {
   for (AddressUse use : {AddressUse::listen, AddressUse::connect}) {
-    refused("vsock:2:5000", use);
-    refused("vsock:", use);
+    auto a = ok("vsock:2:5000", use);
+    EXPECT_EQ(a.kind, AddressKind::vsock);
+    EXPECT_EQ(a.vsock_cid, 2u);
+    EXPECT_EQ(a.vsock_port, 5000u);
+    EXPECT_EQ(a.to_string(), "vsock:2:5000");
+    EXPECT_EQ(ok("vsock:host:1", use).vsock_cid, 2u);
+    EXPECT_EQ(ok("vsock:local:1", use).vsock_cid, 1u);
+    EXPECT_EQ(ok("vsock:1234:7", use).vsock_cid, 1234u);
+  }
+  auto any = ok("vsock:any:5000", AddressUse::listen);
+  EXPECT_EQ(any.to_string(), "vsock:any:5000");
+  EXPECT_EQ(ok("vsock:any:0", AddressUse::listen).kind, AddressKind::vsock);  // any port, for listening
+  refused("vsock:any:5000", AddressUse::connect);
+  refused("vsock:2:0", AddressUse::connect);
+}
+
+TEST(Address, BadVsock) {
+  for (AddressUse use : {AddressUse::listen, AddressUse::connect}) {
+    for (const char* text : {"vsock:", "vsock:2", "vsock:2:", "vsock::5", "vsock:guest:5", "vsock:-1:5", "vsock:2:abc",
+                             "vsock:2:-1", "vsock:2:4294967296", "vsock:4294967296:5", "vsock:2:5:6", "vsock:0x2:5"}) {
+      refused(text, use);
+    }
   }
 }
 

@@ -60,13 +60,14 @@ std::vector<std::byte> from_hex(const std::string& hex) {
   return out;
 }
 
-Bytes bytes_of(const std::string& s) { return as_bytes(s); }
+Bytes bytes_of(const std::string& s) {
+  return as_bytes(s);
+}
 
 TEST(CodecKat, EncoderMatchesCommittedVectors) {
   auto vectors = load_vectors();
   auto frames = kat::kat_frames();
-  EXPECT_EQ(vectors.size(), frames.size()) << "the vector file and kat_frames() list different frames"
-                                           << kRegenerate;
+  EXPECT_EQ(vectors.size(), frames.size()) << "the vector file and kat_frames() list different frames" << kRegenerate;
   for (const auto& k : frames) {
     auto it = vectors.find(k.name);
     ASSERT_NE(it, vectors.end()) << "no committed vector for '" << k.name << "'" << kRegenerate;
@@ -113,7 +114,8 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->min_version, want.min_version);
     EXPECT_EQ(m->max_version, want.max_version);
   }
-  for (auto [name, want] : {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()}}) {
+  for (auto [name, want] :
+       {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()}}) {
     auto m = parse_offer(payload_of(name));
     ASSERT_TRUE(m) << name << ": " << m.error().message();
     EXPECT_EQ(m->file_id, want.file_id);

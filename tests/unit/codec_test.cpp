@@ -35,7 +35,9 @@ DecodeResult decode_exact(Bytes b) {
 }
 
 // Recomputes a header's check (bytes 20..23) after a test edited bytes 0..19.
-void reseal(std::byte* h) { put_u32(h + 20, static_cast<std::uint32_t>(XXH3_64bits(h, 20))); }
+void reseal(std::byte* h) {
+  put_u32(h + 20, static_cast<std::uint32_t>(XXH3_64bits(h, 20)));
+}
 
 std::vector<std::byte> header_only(FrameType type, std::uint32_t len) {
   auto h = encode_header(type, len, 0);
@@ -90,7 +92,9 @@ TEST(Codec, KnownTypesAndNames) {
   for (unsigned t = 0; t < 256; ++t) {
     bool known = t >= 1 && t <= 12;
     EXPECT_EQ(is_known_type(static_cast<std::uint8_t>(t)), known) << t;
-    if (known) EXPECT_NE(frame_type_name(static_cast<FrameType>(t)), "UNKNOWN") << t;
+    if (known) {
+      EXPECT_NE(frame_type_name(static_cast<FrameType>(t)), "UNKNOWN") << t;
+    }
   }
 }
 

@@ -42,8 +42,8 @@ TEST(Digest, KnownValues) {  // python3-xxhash 3.2.0, see codec_kat_test.cpp for
 TEST(Digest, StreamingInPiecesEqualsOneShot) {
   // Sizes around XXH3's internal boundaries (16, 128, 240 bytes, 64-byte stripes,
   // 1 KiB blocks, the 256-byte internal buffer) and a few MiB.
-  for (std::size_t n : {0u, 1u, 16u, 17u, 128u, 129u, 240u, 241u, 255u, 256u, 257u, 1023u, 1024u, 1025u,
-                        65536u, 3u * 1024u * 1024u + 7u}) {
+  for (std::size_t n : {0u, 1u, 16u, 17u, 128u, 129u, 240u, 241u, 255u, 256u, 257u, 1023u, 1024u, 1025u, 65536u,
+                        3u * 1024u * 1024u + 7u}) {
     auto d = sample(n, static_cast<unsigned>(n) + 1);
     const std::string want = one_shot(d);
     for (std::size_t piece : {1u, 3u, 63u, 64u, 65u, 255u, 256u, 4096u, 1u << 20}) {
@@ -119,10 +119,10 @@ TEST(Digest, Hex64RoundTrip) {
 }
 
 TEST(Digest, ParseHex64Rejects) {
-  for (std::string s : {std::string(""), std::string(15, '0'), std::string(17, '0'), std::string("0x23456789abcdef"),
-                        std::string("0123456789abcdeg"), std::string(" 123456789abcdef"), std::string("-123456789abcdef"),
-                        std::string("+123456789abcdef"), std::string("0123456789abcde\0", 16),
-                        std::string("0123456789abcdé")}) {
+  for (std::string s :
+       {std::string(""), std::string(15, '0'), std::string(17, '0'), std::string("0x23456789abcdef"),
+        std::string("0123456789abcdeg"), std::string(" 123456789abcdef"), std::string("-123456789abcdef"),
+        std::string("+123456789abcdef"), std::string("0123456789abcde\0", 16), std::string("0123456789abcdé")}) {
     EXPECT_FALSE(parse_hex64(s).has_value()) << "'" << s << "'";
   }
 }

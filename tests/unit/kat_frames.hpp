@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,12 @@ inline protocol::Hello kat_hello() {
   return {1, 1, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
 }
 inline protocol::Offer kat_offer_file() {
-  return {7, "dir/sub/file.bin", protocol::EntryKind::file, 1048577, 1700000000123456789, 0640,
+  return {7,
+          "dir/sub/file.bin",
+          protocol::EntryKind::file,
+          1048577,
+          1700000000123456789,
+          0640,
           "size=1048577,mtime_ns=1700000000123456789"};
 }
 inline protocol::Offer kat_offer_dir() {
@@ -43,12 +49,18 @@ inline protocol::Answer kat_answer_refuse() {
 inline protocol::Commit kat_commit() {
   return {7, 1048577, "85ca3a0dfcfe59849331f43fcdbd2eb8"};
 }
-inline protocol::Verdict kat_verdict_verified() { return {7, protocol::VerdictStatus::verified, ""}; }
+inline protocol::Verdict kat_verdict_verified() {
+  return {7, protocol::VerdictStatus::verified, ""};
+}
 inline protocol::Verdict kat_verdict_failed() {
   return {7, protocol::VerdictStatus::failed, "digest mismatch"};
 }
-inline protocol::ErrorBody kat_error() { return {"protocol", "unsupported framing version 2"}; }
-inline protocol::End kat_end() { return {3, 1048577}; }
+inline protocol::ErrorBody kat_error() {
+  return {"protocol", "unsupported framing version 2"};
+}
+inline protocol::End kat_end() {
+  return {3, 1048577};
+}
 inline constexpr std::uint32_t kKatDataFile = 7;
 inline constexpr std::uint64_t kKatDataOffset = 0x0000000100000200ull;
 inline std::vector<std::byte> kat_data_bytes() {
@@ -62,14 +74,16 @@ inline constexpr std::uint64_t kKatPing = 0x0123456789abcdefull;
 inline constexpr std::uint64_t kKatPong = 0xfedcba9876543210ull;
 
 inline std::vector<std::byte> concat(protocol::Bytes a, protocol::Bytes b) {
-  std::vector<std::byte> out(a.begin(), a.end());
-  out.insert(out.end(), b.begin(), b.end());
+  std::vector<std::byte> out(a.size() + b.size());
+  // memcpy, not insert: GCC 12 reports a false -Warray-bounds for insert from a std::array.
+  if (!a.empty()) std::memcpy(out.data(), a.data(), a.size());
+  if (!b.empty()) std::memcpy(out.data() + a.size(), b.data(), b.size());
   return out;
 }
 
 inline std::vector<KatFrame> kat_frames() {
-  using protocol::FrameType;
   using protocol::encode_frame;
+  using protocol::FrameType;
   using protocol::to_json;
   std::vector<KatFrame> v;
   auto add_json = [&](std::string name, FrameType t, const std::string& body) {

@@ -52,7 +52,7 @@ inline std::string read_file(const std::string& path) {
 }
 
 inline bool exists_nofollow(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
 }
 

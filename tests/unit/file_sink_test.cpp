@@ -1,0 +1,607 @@
+// Tests lib/file_sink on real files in a mkdtemp directory: partial + journal naming,
+// commit (rename, mtime in nanoseconds, mode, nothing left behind), resume after
+// close_keep with the right prefix digest, cut-back of truncated or corrupted partials
+// to the last good 1 MiB block, start-over on a changed source or a missing journal,
+// close_discard, an already complete final file, and refusal of unsafe paths (through
+// symlinks, ferry's own temp names, a directory or file in the way) with nothing
+// created outside DEST.
+#include "lib/file_sink.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/unit/temp_dir.hpp"
+
+namespace ferry {
+namespace {
+
+using protocol::Bytes;
+using protocol::EntryKind;
+using protocol::Offer;
+using test::exists_nofollow;
+using test::list_dir;
+using test::TempDir;
+
+constexpr std::uint64_t kMiB = 1024 * 1024;
+constexpr std::int64_t kMtime = 1'700'000'000'123'456'789;
+
+Offer file_offer(const std::string& path, std::uint64_t size, std::string identity = "id-1",
+                 std::int64_t mtime_ns = kMtime, std::uint32_t mode = 0640) {
+  return Offer{1, path, EntryKind::file, size, mtime_ns, mode, std::move(identity)};
+}
+
+Offer dir_offer(const std::string& path) {
+  return Offer{2, path, EntryKind::directory, 0, kMtime, 0755, "dir"};
+}
+
+std::vector<std::byte> content(std::size_t n, unsigned seed = 1) {
+  std::vector<std::byte> d(n);
+  std::uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
+  for (auto& b : d) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = std::byte(static_cast<unsigned char>(x >> 24));
+  }
+  return d;
+}
+
+std::string digest_of(const std::vector<std::byte>& d, std::uint64_t n) {
+  protocol::Digest128 g;
+  g.update(Bytes(d).first(static_cast<std::size_t>(n)));
+  return g.hex();
+}
+
+std::string as_string(const std::vector<std::byte>& d) {
+  return {reinterpret_cast<const char*>(d.data()), d.size()};
+}
+
+std::uint64_t file_size(const std::string& p) {
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0) return ~0ull;
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+// A DEST under a fresh temp dir.
+struct Fixture {
+  TempDir tmp;
+  std::string dest = tmp.path() + "/dest";
+  std::shared_ptr<DestDir> dir;
+  Fixture() {
+    auto d = DestDir::open(dest);
+    if (!d) throw std::runtime_error(d.error().message());
+    dir = *d;
+  }
+  std::unique_ptr<PartialFile> open(const Offer& o, PartialState& st) {
+    auto p = dir->open_partial(o, st);
+    EXPECT_TRUE(p) << o.path << ": " << (p ? "" : p.error().message());
+    return p ? std::move(*p) : nullptr;
+  }
+  std::string at(const std::string& rel) const { return dest + "/" + rel; }
+};
+
+// Writes data[from, to) in chunks of 256 KiB.
+void write_range(PartialFile& p, const std::vector<std::byte>& d, std::uint64_t from, std::uint64_t to) {
+  constexpr std::uint64_t kChunk = 256 * 1024;
+  for (std::uint64_t off = from; off < to;) {
+    std::uint64_t n = std::min(kChunk, to - off);
+    auto r = p.write(off, Bytes(d).subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(n)));
+    ASSERT_TRUE(r) << r.error().message();
+    off += n;
+  }
+  ASSERT_EQ(p.written(), to);
+}
+
+void flip_byte(const std::string& path, std::uint64_t off) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  unsigned char c = 0;
+  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(off)), 1);
+  c ^= 0x40;
+  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(off)), 1);
+  ::close(fd);
+}
+
+void truncate_to(const std::string& path, std::uint64_t size) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+  ::close(fd);
+}
+
+// Writes [0, held) of `d` for `o`, then closes keeping the partial.
+void leave_partial(Fixture& f, const Offer& o, const std::vector<std::byte>& d, std::uint64_t held) {
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(st.offset, 0u);
+  write_range(*p, d, 0, held);
+  p->close_keep();
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(FileSink, OpenCreatesTheDestination) {
+  TempDir t;
+  auto d = DestDir::open(t.path() + "/new");
+  ASSERT_TRUE(d) << d.error().message();
+  struct stat st {};
+  ASSERT_EQ(::stat((t.path() + "/new").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ((*d)->path(), t.path() + "/new");
+  auto again = DestDir::open(t.path() + "/new");  // existing is fine
+  EXPECT_TRUE(again);
+  auto deep = DestDir::open(t.path() + "/missing/parent");  // one level only
+  ASSERT_FALSE(deep);
+  EXPECT_EQ(deep.error().code, Errc::local_io);
+  test::write_file(t.path() + "/file", "x");
+  EXPECT_FALSE(DestDir::open(t.path() + "/file"));
+}
+
+TEST(FileSink, NewFileGoesToAHiddenPartialThenCommits) {
+  Fixture f;
+  const std::uint64_t size = 3 * kMiB + 5;
+  auto d = content(size);
+  auto o = file_offer("f.bin", size);
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 0u);
+  EXPECT_EQ(st.note, "");
+  EXPECT_EQ(st.prefix.hex(), protocol::Digest128().hex());
+  EXPECT_EQ(list_dir(f.dest), (std::vector<std::string>{".f.bin.ferry-journal", ".f.bin.ferry-part"}));
+  EXPECT_EQ(p->display_path(), f.dest + "/f.bin");
+
+  // The journal never claims more than the partial holds.
+  int dfd = ::open(f.dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dfd, 0);
+  for (std::uint64_t off = 0; off < size; off += 512 * 1024) {
+    write_range(*p, d, off, std::min(size, off + 512 * 1024));
+    auto j = Journal::load(dfd, ".f.bin.ferry-journal");
+    ASSERT_TRUE(j && j->has_value());
+    EXPECT_LE((*j)->verified, file_size(f.at(".f.bin.ferry-part")));
+    EXPECT_EQ((*j)->identity, "id-1");
+  }
+  ::close(dfd);
+  EXPECT_FALSE(exists_nofollow(f.at("f.bin"))) << "the final name appeared before commit";
+  EXPECT_EQ(file_size(f.at(".f.bin.ferry-part")), size);
+
+  auto c = p->commit();
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"f.bin"});
+  EXPECT_EQ(test::read_file(f.at("f.bin")), as_string(d));
+  struct stat fst {};
+  ASSERT_EQ(::stat(f.at("f.bin").c_str(), &fst), 0);
+  EXPECT_EQ(static_cast<std::int64_t>(fst.st_mtim.tv_sec) * 1'000'000'000 + fst.st_mtim.tv_nsec, kMtime);
+  EXPECT_EQ(fst.st_mode & 07777, 0640u);
+  EXPECT_TRUE(S_ISREG(fst.st_mode));
+}
+
+TEST(FileSink, CommitAppliesModeAndPreEpochMtime) {
+  Fixture f;
+  auto d = content(10);
+  auto o = file_offer("x", 10, "id", -1'500'000'001, 0600);
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  write_range(*p, d, 0, 10);
+  ASSERT_TRUE(p->commit());
+  struct stat fst {};
+  ASSERT_EQ(::stat(f.at("x").c_str(), &fst), 0);
+  EXPECT_EQ(static_cast<std::int64_t>(fst.st_mtim.tv_sec) * 1'000'000'000 + fst.st_mtim.tv_nsec, -1'500'000'001);
+  EXPECT_EQ(fst.st_mode & 07777, 0600u);
+}
+
+TEST(FileSink, EmptyFile) {
+  Fixture f;
+  PartialState st;
+  auto p = f.open(file_offer("empty", 0), st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 0u);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"empty"});
+  EXPECT_EQ(file_size(f.at("empty")), 0u);
+}
+
+TEST(FileSink, NestedPathCreatesParents) {
+  Fixture f;
+  auto d = content(kMiB + 1);
+  PartialState st;
+  auto p = f.open(file_offer("a/b/c.bin", d.size()), st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(list_dir(f.at("a/b")), (std::vector<std::string>{".c.bin.ferry-journal", ".c.bin.ferry-part"}));
+  write_range(*p, d, 0, d.size());
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"a"});
+  EXPECT_EQ(list_dir(f.at("a")), std::vector<std::string>{"b"});
+  EXPECT_EQ(list_dir(f.at("a/b")), std::vector<std::string>{"c.bin"});
+  EXPECT_EQ(test::read_file(f.at("a/b/c.bin")), as_string(d));
+}
+
+TEST(FileSink, CloseKeepThenResume) {
+  const std::uint64_t size = 4 * kMiB + 3;
+  auto d = content(size, 2);
+  for (std::uint64_t held : {std::uint64_t{0}, std::uint64_t{100}, kMiB, 2 * kMiB, 3 * kMiB + kMiB / 2, size}) {
+    SCOPED_TRACE("held " + std::to_string(held));
+    Fixture f;
+    auto o = file_offer("r.bin", size);
+    leave_partial(f, o, d, held);
+    EXPECT_EQ(file_size(f.at(".r.bin.ferry-part")), held);
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, held);
+    EXPECT_EQ(st.note, "");
+    EXPECT_EQ(st.prefix.hex(), digest_of(d, held));
+    EXPECT_EQ(p->written(), held);
+    write_range(*p, d, held, size);
+    ASSERT_TRUE(p->commit());
+    EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"r.bin"});
+    EXPECT_EQ(test::read_file(f.at("r.bin")), as_string(d));
+  }
+}
+
+// A resume from a tail must keep hashing that block correctly: a second resume after
+// writing across the block boundary must still find every block good.
+TEST(FileSink, ResumeTwiceAcrossABlockBoundary) {
+  Fixture f;
+  const std::uint64_t size = 5 * kMiB;
+  auto d = content(size, 3);
+  auto o = file_offer("t.bin", size);
+  leave_partial(f, o, d, kMiB + kMiB / 2);
+  {
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    ASSERT_EQ(st.offset, kMiB + kMiB / 2);
+    write_range(*p, d, st.offset, 2 * kMiB + 12345);
+    // destroyed without an explicit close: keeps the partial
+  }
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 2 * kMiB + 12345);
+  EXPECT_EQ(st.note, "");
+  EXPECT_EQ(st.prefix.hex(), digest_of(d, st.offset));
+  write_range(*p, d, st.offset, size);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(test::read_file(f.at("t.bin")), as_string(d));
+}
+
+TEST(FileSink, TruncatedPartialIsCutBackToTheLastGoodBlock) {
+  const std::uint64_t size = 4 * kMiB;
+  auto d = content(size, 4);
+  struct Case {
+    std::uint64_t truncate_to, want;
+  };
+  for (Case c : {Case{2 * kMiB + kMiB / 2, 2 * kMiB}, Case{3 * kMiB, 3 * kMiB}, Case{kMiB - 1, 0},
+                 Case{3 * kMiB + 1000, 3 * kMiB}}) {
+    SCOPED_TRACE("truncated to " + std::to_string(c.truncate_to));
+    Fixture f;
+    auto o = file_offer("p.bin", size);
+    leave_partial(f, o, d, 3 * kMiB + kMiB / 2);
+    truncate_to(f.at(".p.bin.ferry-part"), c.truncate_to);
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, c.want);
+    EXPECT_NE(st.note.find("truncated"), std::string::npos) << st.note;
+    EXPECT_NE(st.note.find(std::to_string(c.want)), std::string::npos) << st.note;
+    EXPECT_EQ(st.prefix.hex(), digest_of(d, c.want));
+    EXPECT_EQ(file_size(f.at(".p.bin.ferry-part")), c.want);
+    write_range(*p, d, st.offset, size);
+    ASSERT_TRUE(p->commit());
+    EXPECT_EQ(test::read_file(f.at("p.bin")), as_string(d));
+  }
+}
+
+TEST(FileSink, CorruptedByteCutsBackToItsBlock) {
+  const std::uint64_t size = 4 * kMiB;
+  const std::uint64_t held = 3 * kMiB + kMiB / 2;
+  auto d = content(size, 5);
+  for (std::uint64_t k = 0; k <= 3; ++k) {  // block 3 is the tail
+    SCOPED_TRACE("block " + std::to_string(k));
+    Fixture f;
+    auto o = file_offer("c.bin", size);
+    leave_partial(f, o, d, held);
+    flip_byte(f.at(".c.bin.ferry-part"), k * kMiB + 777);
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, k * kMiB);
+    EXPECT_FALSE(st.note.empty());
+    EXPECT_EQ(st.prefix.hex(), digest_of(d, k * kMiB));
+    EXPECT_EQ(file_size(f.at(".c.bin.ferry-part")), k * kMiB);
+    write_range(*p, d, st.offset, size);
+    ASSERT_TRUE(p->commit());
+    EXPECT_EQ(test::read_file(f.at("c.bin")), as_string(d));
+  }
+}
+
+// Bytes written after the last journal save are not trusted: cut back to what the
+// journal records.
+TEST(FileSink, BytesBeyondTheJournalAreDropped) {
+  Fixture f;
+  const std::uint64_t size = 3 * kMiB;
+  auto d = content(size, 6);
+  auto o = file_offer("b.bin", size);
+  leave_partial(f, o, d, kMiB + 10);
+  {
+    int fd = ::open(f.at(".b.bin.ferry-part").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "junk", 4), 4);
+    ::close(fd);
+  }
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, kMiB + 10);
+  EXPECT_EQ(file_size(f.at(".b.bin.ferry-part")), kMiB + 10);
+  EXPECT_EQ(st.prefix.hex(), digest_of(d, kMiB + 10));
+}
+
+TEST(FileSink, ChangedSourceStartsOver) {
+  const std::uint64_t size = 3 * kMiB;
+  auto d = content(size, 7);
+  for (int what = 0; what < 2; ++what) {
+    Fixture f;
+    leave_partial(f, file_offer("s.bin", size), d, 2 * kMiB + kMiB / 2);
+    auto changed = what == 0 ? file_offer("s.bin", size, "id-2") : file_offer("s.bin", size + 1);
+    PartialState st;
+    auto p = f.open(changed, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, 0u);
+    EXPECT_NE(st.note.find("starting over"), std::string::npos) << st.note;
+    EXPECT_EQ(st.prefix.hex(), protocol::Digest128().hex());
+    EXPECT_EQ(file_size(f.at(".s.bin.ferry-part")), 0u);
+  }
+}
+
+TEST(FileSink, PartialWithoutJournalStartsOver) {
+  Fixture f;
+  const std::uint64_t size = 2 * kMiB;
+  auto d = content(size, 8);
+  auto o = file_offer("n.bin", size);
+  leave_partial(f, o, d, kMiB + kMiB / 2);
+  ASSERT_EQ(::unlink(f.at(".n.bin.ferry-journal").c_str()), 0);
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 0u);
+  EXPECT_NE(st.note.find("without a journal"), std::string::npos) << st.note;
+  EXPECT_EQ(file_size(f.at(".n.bin.ferry-part")), 0u);
+}
+
+TEST(FileSink, UnreadableJournalStartsOver) {
+  Fixture f;
+  const std::uint64_t size = 2 * kMiB;
+  auto d = content(size, 9);
+  auto o = file_offer("u.bin", size);
+  leave_partial(f, o, d, kMiB + 1);
+  test::write_file(f.at(".u.bin.ferry-journal"), "{\"ferry_journal\": 1, \"verified\": 99999999}");
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 0u);
+  EXPECT_FALSE(st.note.empty());
+  EXPECT_EQ(file_size(f.at(".u.bin.ferry-part")), 0u);
+}
+
+TEST(FileSink, CloseDiscardRemovesPartialAndJournal) {
+  Fixture f;
+  auto d = content(kMiB + 3, 10);
+  PartialState st;
+  auto p = f.open(file_offer("dir/gone.bin", d.size()), st);
+  ASSERT_TRUE(p);
+  write_range(*p, d, 0, d.size());
+  p->close_discard();
+  EXPECT_EQ(list_dir(f.at("dir")), std::vector<std::string>{});
+  p.reset();  // the destructor must not bring anything back
+  EXPECT_EQ(list_dir(f.at("dir")), std::vector<std::string>{});
+}
+
+TEST(FileSink, CompleteFinalFileIsReportedAndLeftInPlace) {
+  Fixture f;
+  const std::uint64_t size = 2 * kMiB + 77;
+  auto d = content(size, 11);
+  auto o = file_offer("done.bin", size);
+  {
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    write_range(*p, d, 0, size);
+    ASSERT_TRUE(p->commit());
+  }
+  struct stat before {};
+  ASSERT_EQ(::stat(f.at("done.bin").c_str(), &before), 0);
+
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, size);
+  EXPECT_EQ(st.prefix.hex(), digest_of(d, size));
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"done.bin"}) << "no partial for a complete file";
+  ASSERT_TRUE(p->commit());
+  p.reset();
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"done.bin"});
+  struct stat after {};
+  ASSERT_EQ(::stat(f.at("done.bin").c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+  EXPECT_EQ(test::read_file(f.at("done.bin")), as_string(d));
+}
+
+TEST(FileSink, FinalFileWithAnotherMtimeIsTransferredAgain) {
+  Fixture f;
+  auto d = content(1000, 12);
+  test::write_file(f.at("old.bin"), std::string(1000, 'o'));
+  PartialState st;
+  auto p = f.open(file_offer("old.bin", 1000), st);  // same size, another mtime
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 0u);
+  write_range(*p, d, 0, d.size());
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(test::read_file(f.at("old.bin")), as_string(d));
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"old.bin"});
+}
+
+// ---------------------------------------------------------------------------
+// Refusals
+
+void expect_refused(Fixture& f, const std::string& path, Errc code = Errc::protocol) {
+  PartialState st;
+  auto p = f.dir->open_partial(file_offer(path, 10), st);
+  ASSERT_FALSE(p) << "accepted '" << path << "'";
+  EXPECT_EQ(p.error().code, code) << path << ": " << p.error().message();
+}
+
+TEST(FileSink, PathThroughASymlinkIsRefused) {
+  Fixture f;
+  TempDir elsewhere;
+  ASSERT_EQ(::symlink(elsewhere.path().c_str(), f.at("link").c_str()), 0);
+  for (const char* path : {"link/x", "link/sub/x", "link/sub/deeper/x"}) {
+    expect_refused(f, path);
+    EXPECT_EQ(list_dir(elsewhere.path()), std::vector<std::string>{}) << "created through the symlink: " << path;
+  }
+  for (const char* path : {"link", "link/sub"}) {
+    auto r = f.dir->make_directory(dir_offer(path));
+    ASSERT_FALSE(r) << path;
+    EXPECT_EQ(r.error().code, Errc::protocol) << r.error().message();
+  }
+  EXPECT_EQ(list_dir(elsewhere.path()), std::vector<std::string>{});
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"link"});
+
+  // A dangling symlink is not created through either.
+  const std::string missing = elsewhere.path() + "/missing";
+  ASSERT_EQ(::symlink(missing.c_str(), f.at("dangling").c_str()), 0);
+  expect_refused(f, "dangling/x");
+  EXPECT_FALSE(f.dir->make_directory(dir_offer("dangling/y")));
+  EXPECT_FALSE(exists_nofollow(missing));
+}
+
+TEST(FileSink, SymlinkInADeeperComponentIsRefused) {
+  Fixture f;
+  TempDir elsewhere;
+  ASSERT_TRUE(f.dir->make_directory(dir_offer("a/b")));
+  ASSERT_EQ(::symlink(elsewhere.path().c_str(), f.at("a/b/c").c_str()), 0);
+  expect_refused(f, "a/b/c/x");
+  EXPECT_EQ(list_dir(elsewhere.path()), std::vector<std::string>{});
+}
+
+// A symlink at the leaf is replaced by the committed file, never written through.
+TEST(FileSink, SymlinkAtTheLeafIsNotWrittenThrough) {
+  Fixture f;
+  TempDir elsewhere;
+  const std::string target = elsewhere.path() + "/target";
+  test::write_file(target, "precious");
+  ASSERT_EQ(::symlink(target.c_str(), f.at("leaf").c_str()), 0);
+  auto d = content(100, 13);
+  PartialState st;
+  auto p = f.dir->open_partial(file_offer("leaf", d.size()), st);
+  if (p) {
+    write_range(**p, d, 0, d.size());
+    auto c = (*p)->commit();
+    if (c) {
+      struct stat lst {};
+      ASSERT_EQ(::lstat(f.at("leaf").c_str(), &lst), 0);
+      EXPECT_TRUE(S_ISREG(lst.st_mode));
+      EXPECT_EQ(test::read_file(f.at("leaf")), as_string(d));
+    }
+  }
+  EXPECT_EQ(test::read_file(target), "precious");
+  EXPECT_EQ(list_dir(elsewhere.path()), std::vector<std::string>{"target"});
+}
+
+TEST(FileSink, FerryTempNamesAreRefused) {
+  Fixture f;
+  for (const char* path : {".x.ferry-part", ".x.ferry-journal", ".x.ferry-journal.tmp", "d/.x.ferry-part",
+                           ".d.ferry-part/x", "a/.b.ferry-journal/c"}) {
+    expect_refused(f, path);
+    EXPECT_FALSE(f.dir->make_directory(dir_offer(path))) << path;
+  }
+  EXPECT_TRUE(is_ferry_temp_name(partial_name("x")));
+  EXPECT_TRUE(is_ferry_temp_name(journal_name("x")));
+  EXPECT_FALSE(is_ferry_temp_name("x.ferry-part"));
+  EXPECT_FALSE(is_ferry_temp_name(".hidden"));
+  EXPECT_EQ(partial_name("x"), ".x.ferry-part");
+  EXPECT_EQ(journal_name("x"), ".x.ferry-journal");
+  // nothing was created, not even the parent "d" of a refused leaf
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{});
+}
+
+TEST(FileSink, UnsafeWirePathsAreRefused) {
+  Fixture f;
+  for (const std::string& path : {std::string(""), std::string("../x"), std::string("/abs"), std::string("a/../../x"),
+                                  std::string("a//b"), std::string("./x"), std::string("x/"), std::string("a\0b", 3)}) {
+    expect_refused(f, path);
+    EXPECT_FALSE(f.dir->make_directory(dir_offer(path))) << path;
+  }
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{});
+  EXPECT_EQ(list_dir(f.tmp.path()), std::vector<std::string>{"dest"});
+}
+
+TEST(FileSink, LongNamesGetHashedTempNames) {
+  Fixture f;
+  const std::string leaf(255, 'L');
+  EXPECT_LE(partial_name(leaf).size(), 255u);
+  EXPECT_LE(journal_name(leaf).size() + 4, 255u);  // and its ".tmp"
+  EXPECT_TRUE(is_ferry_temp_name(partial_name(leaf)));
+  EXPECT_NE(partial_name(leaf), partial_name(std::string(254, 'L') + "M"));
+  auto d = content(2000, 14);
+  PartialState st;
+  auto p = f.open(file_offer(leaf, d.size()), st);
+  ASSERT_TRUE(p);
+  write_range(*p, d, 0, d.size());
+  p->close_keep();
+  p = f.open(file_offer(leaf, d.size()), st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, d.size());
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{leaf});
+}
+
+TEST(FileSink, DirectoryInTheWay) {
+  Fixture f;
+  ASSERT_EQ(::mkdir(f.at("d").c_str(), 0755), 0);
+  test::write_file(f.at("d/keep"), "k");
+  PartialState st;
+  auto p = f.dir->open_partial(file_offer("d", 10), st);
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().message().find("directory"), std::string::npos) << p.error().message();
+  EXPECT_EQ(list_dir(f.at("d")), std::vector<std::string>{"keep"});
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"d"});
+}
+
+TEST(FileSink, FileInTheWayOfADirectory) {
+  Fixture f;
+  test::write_file(f.at("plain"), "p");
+  expect_refused(f, "plain/x");
+  auto r = f.dir->make_directory(dir_offer("plain"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::protocol);
+  EXPECT_FALSE(f.dir->make_directory(dir_offer("plain/sub")));
+  EXPECT_EQ(test::read_file(f.at("plain")), "p");
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"plain"});
+}
+
+TEST(FileSink, MakeDirectoryNested) {
+  Fixture f;
+  auto r = f.dir->make_directory(dir_offer("a/b/c"));
+  ASSERT_TRUE(r) << r.error().message();
+  for (const char* p : {"a", "a/b", "a/b/c"}) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(f.at(p).c_str(), &st), 0) << p;
+    EXPECT_TRUE(S_ISDIR(st.st_mode)) << p;
+  }
+  EXPECT_TRUE(f.dir->make_directory(dir_offer("a/b/c")));  // again: fine
+  EXPECT_TRUE(f.dir->make_directory(dir_offer("a")));
+  EXPECT_EQ(list_dir(f.at("a/b/c")), std::vector<std::string>{});
+}
+
+}  // namespace
+}  // namespace ferry
