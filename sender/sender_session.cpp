@@ -158,7 +158,7 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
       if (a->offset > ent.size) return violation("ANSWER offset beyond the file size");
       if (!a->note.empty()) event(EventType::warning, a->note);
       if (a->offset > 0) {
-        acked_ = a->offset;
+        acked_ = next_read_ = next_send_ = a->offset;
         event(EventType::resume, a->offset == ent.size ? "already complete, verifying" : "");
       }
       if (a->offset > prog_.hashed_upto) {
@@ -269,7 +269,9 @@ void SenderSession::offer_current(Clock::time_point now) {
   o.mtime_ns = ent.mtime_ns;
   o.mode = ent.mode;
   o.identity = ent.identity;
-  acked_ = 0;
+  // Nothing is in flight for this offer yet (after a reconnect or a re-send the old
+  // positions would count as outstanding and trip the stall timer while we wait).
+  acked_ = next_read_ = next_send_ = 0;
   send_control(FrameType::offer, P::to_json(o));
   state_ = State::awaiting_answer;
   if (!prog_.announced) {

@@ -1,0 +1,555 @@
+// Tests ReceiverSession alone, without sockets or files: the test plays the sender
+// (hand-built frames) and the driver (completes OpenFile with an OpenedFile it
+// chooses, performs WriteChunk into an in-memory buffer, completes CommitFile).
+// Covers bad chunks and RPOS, ACK pacing, commit verdicts, unsafe paths, protocol
+// violations, END, and corrupt input.
+#include "receiver/receiver_session.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace ferry::receiver {
+namespace {
+
+namespace P = protocol;
+
+const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(1);
+constexpr char kSession[] = "00112233445566778899aabbccddeeff";
+constexpr std::size_t kChunk = 4096;
+
+std::vector<std::byte> bytes_of(std::size_t n, unsigned seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937 g(seed);
+  for (auto& b : v) b = static_cast<std::byte>(g());
+  return v;
+}
+
+std::string hex128(P::Bytes b) {
+  P::Digest128 d;
+  d.update(b);
+  return d.hex();
+}
+
+std::vector<std::byte> data_frame(std::uint32_t file, std::uint64_t offset, P::Bytes data) {
+  auto head = P::encode_data_head(file, offset, data);
+  std::vector<std::byte> out(head.begin(), head.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+// A DATA frame whose payload no longer matches its checksum (one bit flipped).
+std::vector<std::byte> bad_data_frame(std::uint32_t file, std::uint64_t offset, P::Bytes data) {
+  auto out = data_frame(file, offset, data);
+  out[P::kDataHeadSize + data.size() / 2] ^= std::byte{0x08};
+  return out;
+}
+
+struct Sent {
+  P::FrameType type{};
+  std::vector<std::byte> payload;
+  P::Position pos;  // ACK, RPOS
+};
+
+class Harness {
+ public:
+  explicit Harness(std::uint64_t window = 1024 * 1024) : r(ReceiverConfig{window, "test-receiver"}, kT0) {}
+
+  // Performs the session's actions as recv_app does: WriteChunk at once (its span is
+  // valid until the next on_bytes), OpenFile and CommitFile left for the test.
+  void collect() {
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto actions = r.take_actions();
+      if (actions.empty()) break;
+      for (auto& a : actions) {
+        if (auto* f = std::get_if<SendFrame>(&a)) {
+          auto res = P::decode_frame(f->head);
+          auto* d = std::get_if<P::DecodedFrame>(&res);
+          ASSERT_TRUE(d) << "the receiver wrote an undecodable frame";
+          ASSERT_TRUE(d->payload_ok);
+          Sent s;
+          s.type = d->header.type;
+          s.payload.assign(d->payload.begin(), d->payload.end());
+          if (s.type == P::FrameType::ack || s.type == P::FrameType::rpos) {
+            EXPECT_TRUE(P::decode_position(d->payload, s.pos));
+          }
+          frames.push_back(std::move(s));
+        } else if (auto* o = std::get_if<OpenFile>(&a)) {
+          opens.push_back(*o);
+        } else if (auto* w = std::get_if<WriteChunk>(&a)) {
+          EXPECT_EQ(w->offset, file.size()) << "writes are in order";
+          file.insert(file.end(), w->data.begin(), w->data.end());
+          ++writes;
+          r.on_chunk_written(w->file_id, w->offset + w->data.size(), Result<void>(), now);
+        } else if (auto* c = std::get_if<CommitFile>(&a)) {
+          commits.push_back(*c);
+        } else if (auto* cl = std::get_if<CloseFile>(&a)) {
+          closes_file.push_back(*cl);
+        } else if (auto* cc = std::get_if<CloseConnection>(&a)) {
+          closes.push_back(*cc);
+        }
+      }
+    }
+  }
+
+  void feed(const std::vector<std::byte>& wire) {
+    r.on_bytes(wire, now);
+    collect();
+  }
+  void feed(P::FrameType t, const std::string& body) { feed(P::encode_frame(t, body)); }
+  void drained() {
+    r.on_input_drained(now);
+    collect();
+  }
+
+  void hello() {
+    P::Hello h;
+    h.role = P::Role::sender;
+    h.session = kSession;
+    h.software = "test-sender";
+    feed(P::FrameType::hello, P::to_json(h));
+  }
+  void offer(std::uint32_t id, const std::string& path, std::uint64_t size) {
+    P::Offer o;
+    o.file_id = id;
+    o.path = path;
+    o.size = size;
+    o.mtime_ns = 5;
+    o.identity = "size=" + std::to_string(size) + ",mtime_ns=5";
+    feed(P::FrameType::offer, P::to_json(o));
+  }
+  // Completes the pending OpenFile with `offset` bytes already held (from `held`).
+  void open(std::uint64_t offset = 0, const std::vector<std::byte>& held = {}) {
+    ASSERT_EQ(opens.size(), 1u);
+    OpenedFile of;
+    of.offset = offset;
+    of.prefix.update(P::Bytes(held).first(offset));
+    file.assign(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(offset));
+    const auto id = opens[0].file_id;
+    opens.clear();
+    r.on_file_opened(id, of, now);
+    collect();
+  }
+  // HELLO, OFFER, open at 0.
+  void start(std::uint64_t size, const std::string& path = "a.bin") {
+    hello();
+    offer(0, path, size);
+    open();
+    frames.clear();
+  }
+
+  std::vector<Sent> of_type(P::FrameType t) const {
+    std::vector<Sent> out;
+    for (const auto& f : frames) {
+      if (f.type == t) out.push_back(f);
+    }
+    return out;
+  }
+
+  ReceiverSession r;
+  Clock::time_point now = kT0;
+  std::vector<Sent> frames;
+  std::vector<OpenFile> opens;
+  std::vector<CommitFile> commits;
+  std::vector<CloseFile> closes_file;
+  std::vector<CloseConnection> closes;
+  std::vector<std::byte> file;  // the destination file's bytes
+  unsigned writes = 0;
+};
+
+void expect_violation(Harness& h) {
+  EXPECT_TRUE(h.r.failed());
+  EXPECT_EQ(h.of_type(P::FrameType::error).size(), 1u) << "the sender is told why";
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_EQ(h.closes[0].reason.code, Errc::protocol) << h.closes[0].reason.message();
+  ASSERT_TRUE(h.r.failure().has_value());
+  auto e = P::parse_error(h.of_type(P::FrameType::error)[0].payload);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->code, "protocol");
+  EXPECT_FALSE(e->message.empty());
+}
+
+// --- handshake ----------------------------------------------------------------------------
+
+TEST(ReceiverHandshake, EchoesSessionAsReceiver) {
+  Harness h;
+  h.hello();
+  auto hellos = h.of_type(P::FrameType::hello);
+  ASSERT_EQ(hellos.size(), 1u);
+  auto m = P::parse_hello(hellos[0].payload);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->role, P::Role::receiver);
+  EXPECT_EQ(m->session, kSession);
+  EXPECT_EQ(h.r.session_id(), kSession);
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+}
+
+TEST(ReceiverHandshake, FramesBeforeHelloAreViolations) {
+  {
+    Harness h;
+    h.offer(0, "a.bin", 10);
+    expect_violation(h);
+    EXPECT_TRUE(h.opens.empty());
+  }
+  {
+    Harness h;
+    auto d = bytes_of(100, 1);
+    h.feed(data_frame(0, 0, d));
+    expect_violation(h);
+    EXPECT_EQ(h.writes, 0u);
+  }
+  {
+    Harness h;
+    h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+    expect_violation(h);
+  }
+}
+
+TEST(ReceiverHandshake, SenderHelloWithWrongRoleIsAViolation) {
+  Harness h;
+  P::Hello m;
+  m.role = P::Role::receiver;
+  m.session = kSession;
+  h.feed(P::FrameType::hello, P::to_json(m));
+  expect_violation(h);
+}
+
+// --- DATA, RPOS ----------------------------------------------------------------------------
+
+TEST(ReceiverData, BadChunkIsNotWrittenAndProducesOneRposThenStaleDataIsDropped) {
+  const auto src = bytes_of(8 * kChunk, 2);
+  auto chunk = [&](std::size_t i) { return P::Bytes(src).subspan(i * kChunk, kChunk); };
+  Harness h;
+  h.start(src.size());
+
+  h.feed(data_frame(0, 0, chunk(0)));
+  EXPECT_EQ(h.file.size(), kChunk);
+  h.feed(bad_data_frame(0, kChunk, chunk(1)));
+  EXPECT_EQ(h.file.size(), kChunk) << "a bad chunk is not written";
+  auto rpos = h.of_type(P::FrameType::rpos);
+  ASSERT_EQ(rpos.size(), 1u);
+  EXPECT_EQ(rpos[0].pos.file_id, 0u);
+  EXPECT_EQ(rpos[0].pos.offset, kChunk) << "RPOS names the verified offset";
+
+  // Chunks the sender had in flight before it saw the RPOS: dropped, good or bad.
+  h.feed(data_frame(0, 2 * kChunk, chunk(2)));
+  h.feed(bad_data_frame(0, 3 * kChunk, chunk(3)));
+  h.feed(data_frame(0, 4 * kChunk, chunk(4)));
+  EXPECT_EQ(h.file.size(), kChunk);
+  EXPECT_EQ(h.of_type(P::FrameType::rpos).size(), 1u) << "exactly one RPOS";
+  EXPECT_TRUE(h.closes.empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::error).empty());
+  h.drained();
+  for (const auto& a : h.of_type(P::FrameType::ack)) EXPECT_LE(a.pos.offset, kChunk);
+
+  // The rewound stream arrives: from the RPOS offset on, all written.
+  for (std::size_t i = 1; i < 8; ++i) h.feed(data_frame(0, i * kChunk, chunk(i)));
+  EXPECT_TRUE(h.file == src);
+  EXPECT_EQ(h.r.totals().chunks_rejected, 2u);
+  EXPECT_TRUE(h.closes.empty());
+}
+
+TEST(ReceiverData, OneFrameSplitAcrossManyReads) {
+  const auto src = bytes_of(3 * kChunk + 5, 3);
+  Harness h;
+  h.start(src.size());
+  std::vector<std::byte> wire;
+  for (std::size_t off = 0; off < src.size(); off += kChunk) {
+    auto f = data_frame(0, off, P::Bytes(src).subspan(off, std::min(kChunk, src.size() - off)));
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  for (std::size_t i = 0; i < wire.size(); i += 7) {
+    h.feed(std::vector<std::byte>(wire.begin() + static_cast<std::ptrdiff_t>(i),
+                                  wire.begin() + static_cast<std::ptrdiff_t>(std::min(i + 7, wire.size()))));
+  }
+  EXPECT_TRUE(h.file == src);
+}
+
+TEST(ReceiverData, DataAtAnUnexpectedOffsetIsAViolation) {
+  const auto src = bytes_of(4 * kChunk, 4);
+  Harness h;
+  h.start(src.size());
+  h.feed(data_frame(0, kChunk, P::Bytes(src).subspan(kChunk, kChunk)));  // a gap, no RPOS pending
+  expect_violation(h);
+  EXPECT_EQ(h.writes, 0u);
+}
+
+TEST(ReceiverData, DataBeyondTheOfferedSizeIsAViolation) {
+  const auto src = bytes_of(101, 5);
+  Harness h;
+  h.start(100);
+  h.feed(data_frame(0, 0, src));
+  expect_violation(h);
+  EXPECT_EQ(h.writes, 0u);
+}
+
+TEST(ReceiverData, DataBeforeOfferIsAViolation) {
+  const auto src = bytes_of(100, 6);
+  Harness h;
+  h.hello();
+  h.feed(data_frame(0, 0, src));
+  expect_violation(h);
+  EXPECT_EQ(h.writes, 0u);
+}
+
+TEST(ReceiverData, DataForAnotherFileIsAViolation) {
+  const auto src = bytes_of(100, 7);
+  Harness h;
+  h.start(100);
+  h.feed(data_frame(1, 0, src));
+  expect_violation(h);
+}
+
+// --- ACK pacing --------------------------------------------------------------------------------
+
+TEST(ReceiverAck, AtLeastEveryQuarterWindowAndWhenDrained) {
+  const std::uint64_t window = 16 * kChunk;
+  const auto src = bytes_of(40 * kChunk + 100, 8);
+  Harness h(window);
+  h.start(src.size());
+  // Everything in one read: only the quarter-window rule can ACK during it.
+  std::vector<std::byte> wire;
+  for (std::size_t off = 0; off < src.size(); off += kChunk) {
+    auto f = data_frame(0, off, P::Bytes(src).subspan(off, std::min(kChunk, src.size() - off)));
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  h.feed(wire);
+  ASSERT_TRUE(h.file == src);
+  auto acks = h.of_type(P::FrameType::ack);
+  ASSERT_FALSE(acks.empty());
+  std::uint64_t prev = 0;
+  for (const auto& a : acks) {
+    EXPECT_GT(a.pos.offset, prev);
+    EXPECT_LE(a.pos.offset - prev, window / 4 + kChunk) << "an ACK at least every window/4 (chunk granularity)";
+    prev = a.pos.offset;
+  }
+  EXPECT_LE(src.size() - prev, window / 4);
+  EXPECT_LT(prev, src.size()) << "the tail waits for the drain";
+  h.frames.clear();
+  h.drained();
+  acks = h.of_type(P::FrameType::ack);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].pos.offset, src.size());
+  h.frames.clear();
+  h.drained();
+  EXPECT_TRUE(h.of_type(P::FrameType::ack).empty()) << "nothing new, no ACK";
+}
+
+TEST(ReceiverAck, DrainAcksASingleSmallChunk) {
+  const auto src = bytes_of(10 * kChunk, 9);
+  Harness h(4 * 1024 * 1024);
+  h.start(src.size());
+  h.feed(data_frame(0, 0, P::Bytes(src).first(kChunk)));
+  EXPECT_TRUE(h.of_type(P::FrameType::ack).empty());
+  h.drained();
+  auto acks = h.of_type(P::FrameType::ack);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].pos.offset, kChunk);
+  EXPECT_EQ(h.r.written(), kChunk);
+}
+
+// --- commit ---------------------------------------------------------------------------------------
+
+void send_all(Harness& h, const std::vector<std::byte>& src, std::uint64_t from = 0) {
+  for (std::uint64_t off = from; off < src.size(); off += kChunk) {
+    h.feed(data_frame(0, off, P::Bytes(src).subspan(off, std::min<std::uint64_t>(kChunk, src.size() - off))));
+  }
+}
+
+TEST(ReceiverCommit, MismatchingDigestFailsAndDiscards) {
+  const auto src = bytes_of(3 * kChunk + 1, 10);
+  Harness h;
+  h.start(src.size());
+  send_all(h, src);
+  h.frames.clear();
+  auto other = src;
+  other[0] ^= std::byte{1};
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(other)}));
+  EXPECT_TRUE(h.commits.empty()) << "never committed";
+  auto v = h.of_type(P::FrameType::verdict);
+  ASSERT_EQ(v.size(), 1u);
+  auto verdict = P::parse_verdict(v[0].payload);
+  ASSERT_TRUE(verdict.ok());
+  EXPECT_EQ(verdict->status, P::VerdictStatus::failed);
+  EXPECT_FALSE(verdict->reason.empty());
+  ASSERT_EQ(h.closes_file.size(), 1u);
+  EXPECT_TRUE(h.closes_file[0].discard);
+  EXPECT_TRUE(h.closes.empty()) << "the connection goes on (the file is re-sent)";
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+  // The re-offer is served.
+  h.offer(0, "a.bin", src.size());
+  EXPECT_EQ(h.opens.size(), 1u);
+}
+
+TEST(ReceiverCommit, MatchingDigestCommitsThenAnswersVerified) {
+  const auto src = bytes_of(5 * kChunk, 11);
+  Harness h;
+  h.start(src.size());
+  send_all(h, src);
+  h.frames.clear();
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  ASSERT_EQ(h.commits.size(), 1u);
+  EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty()) << "VERDICT only after the commit is done";
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::committing);
+  h.r.on_file_committed(0, Result<void>(), h.now);
+  h.collect();
+  auto v = h.of_type(P::FrameType::verdict);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(P::parse_verdict(v[0].payload)->status, P::VerdictStatus::verified);
+  EXPECT_EQ(h.r.totals().files_verified, 1u);
+  EXPECT_TRUE(h.closes_file.empty());
+}
+
+TEST(ReceiverCommit, ResumedFileVerifiesWithThePrefixDigest) {
+  const auto src = bytes_of(6 * kChunk + 9, 12);
+  Harness h;
+  h.hello();
+  h.offer(0, "r.bin", src.size());
+  const std::uint64_t held = 2 * kChunk + 3;
+  h.open(held, src);
+  auto answers = h.of_type(P::FrameType::answer);
+  ASSERT_EQ(answers.size(), 1u);
+  auto a = P::parse_answer(answers[0].payload);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->status, P::AnswerStatus::accept);
+  EXPECT_EQ(a->offset, held);
+  send_all(h, src, held);
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  EXPECT_EQ(h.commits.size(), 1u);
+  EXPECT_TRUE(h.file == src);
+}
+
+TEST(ReceiverCommit, CommitBeforeAllDataIsAViolation) {
+  const auto src = bytes_of(3 * kChunk, 13);
+  Harness h;
+  h.start(src.size());
+  h.feed(data_frame(0, 0, P::Bytes(src).first(kChunk)));
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  expect_violation(h);
+  EXPECT_TRUE(h.commits.empty());
+}
+
+TEST(ReceiverCommit, FailedCommitAnswersFailed) {
+  const auto src = bytes_of(kChunk, 14);
+  Harness h;
+  h.start(src.size());
+  send_all(h, src);
+  h.frames.clear();
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  ASSERT_EQ(h.commits.size(), 1u);
+  h.r.on_file_committed(0, make_error(Errc::local_io, "rename(/dest/a.bin)", 28), h.now);
+  h.collect();
+  auto v = h.of_type(P::FrameType::verdict);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(P::parse_verdict(v[0].payload)->status, P::VerdictStatus::failed);
+}
+
+// --- paths ----------------------------------------------------------------------------------------
+
+TEST(ReceiverPaths, UnsafePathsAreRefusedAndTheNextOfferIsServed) {
+  Harness h;
+  h.hello();
+  const std::vector<std::string> bad = {"../x", "/abs", "a/../b", "", "a//b", "./a", std::string("a\0b", 3)};
+  std::uint32_t id = 0;
+  for (const auto& p : bad) {
+    SCOPED_TRACE("path '" + p + "'");
+    h.frames.clear();
+    h.offer(id, p, 10);
+    EXPECT_TRUE(h.opens.empty()) << "no OpenFile for an unsafe path";
+    auto answers = h.of_type(P::FrameType::answer);
+    ASSERT_EQ(answers.size(), 1u);
+    auto a = P::parse_answer(answers[0].payload);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->status, P::AnswerStatus::refuse);
+    EXPECT_EQ(a->file_id, id);
+    EXPECT_FALSE(a->note.empty()) << "the sender is told why";
+    EXPECT_TRUE(h.closes.empty());
+    ++id;
+  }
+  h.offer(id, "fine/name.bin", 10);
+  ASSERT_EQ(h.opens.size(), 1u);
+  EXPECT_EQ(h.opens[0].offer.path, "fine/name.bin");
+  EXPECT_EQ(h.r.totals().files_failed, bad.size());
+}
+
+TEST(ReceiverPaths, RefusedOpenAnswersRefuseAndGoesOn) {
+  Harness h;
+  h.hello();
+  h.offer(0, "a.bin", 10);
+  ASSERT_EQ(h.opens.size(), 1u);
+  h.opens.clear();
+  h.r.on_file_opened(0, make_error(Errc::local_io, "open(/dest/a.bin)", 13), h.now);
+  h.collect();
+  auto answers = h.of_type(P::FrameType::answer);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(P::parse_answer(answers[0].payload)->status, P::AnswerStatus::refuse);
+  h.offer(1, "b.bin", 10);
+  EXPECT_EQ(h.opens.size(), 1u);
+}
+
+// --- END, corrupt input, disconnect ------------------------------------------------------------------
+
+TEST(ReceiverEnd, EndIsAnsweredWithEnd) {
+  Harness h;
+  h.hello();
+  h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+  auto ends = h.of_type(P::FrameType::end);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_TRUE(P::parse_end(ends[0].payload).ok());
+  EXPECT_TRUE(h.r.ended());
+  EXPECT_TRUE(h.closes.empty()) << "the sender closes after END";
+}
+
+TEST(ReceiverEnd, EndWhileAFileIsOpenIsAViolation) {
+  Harness h;
+  h.start(100);
+  h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+  expect_violation(h);
+  EXPECT_FALSE(h.r.ended());
+}
+
+TEST(ReceiverInput, CorruptHeaderClosesTheConnection) {
+  for (std::size_t at : {std::size_t{0}, std::size_t{2}, std::size_t{9}, std::size_t{21}}) {
+    SCOPED_TRACE("flipped header byte " + std::to_string(at));
+    Harness k;
+    k.hello();
+    auto wire = P::encode_frame(P::FrameType::end, P::to_json(P::End{0, 0}));
+    wire[at] ^= std::byte{0x10};
+    k.feed(wire);
+    ASSERT_EQ(k.closes.size(), 1u);
+    EXPECT_TRUE(k.r.failed());
+    EXPECT_FALSE(k.r.ended());
+  }
+}
+
+TEST(ReceiverInput, BadControlPayloadChecksumClosesTheConnection) {
+  Harness h;
+  h.hello();
+  P::Offer o;
+  o.path = "a.bin";
+  o.size = 10;
+  auto wire = P::encode_frame(P::FrameType::offer, P::to_json(o));
+  wire[P::kHeaderSize + 3] ^= std::byte{0x01};  // inside the JSON
+  h.feed(wire);
+  EXPECT_TRUE(h.opens.empty()) << "a damaged OFFER is never acted upon";
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_TRUE(h.r.failed());
+}
+
+TEST(ReceiverInput, DisconnectKeepsThePartial) {
+  const auto src = bytes_of(3 * kChunk, 15);
+  Harness h;
+  h.start(src.size());
+  h.feed(data_frame(0, 0, P::Bytes(src).first(kChunk)));
+  h.r.on_disconnected(make_error(Errc::connection, "test: reset"), h.now);
+  h.collect();
+  ASSERT_EQ(h.closes_file.size(), 1u);
+  EXPECT_FALSE(h.closes_file[0].discard) << "the journal is kept for a resume";
+  EXPECT_TRUE(h.r.failed());
+}
+
+}  // namespace
+}  // namespace ferry::receiver

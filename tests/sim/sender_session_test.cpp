@@ -1,0 +1,841 @@
+// Tests SenderSession alone, without sockets, files or clocks: the test plays the
+// receiver with hand-built frames (protocol/codec + messages) and the driver,
+// completing ReadChunk / HashPrefix / CheckSource from in-memory bytes. Covers the
+// handshake, the window under late and odd ACKs, ACK/RPOS checks, rewinds, resume,
+// commit digests, verdicts, refusals, stall and keepalive timers, and reconnects.
+#include "sender/sender_session.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lib/source_tree.hpp"
+
+namespace ferry::sender {
+namespace {
+
+namespace P = protocol;
+using std::chrono::milliseconds;
+
+const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(1);
+constexpr char kSession[] = "0123456789abcdef0123456789abcdef";
+constexpr std::size_t kChunk = 4096;
+constexpr std::uint64_t kWindow = 16 * kChunk;
+constexpr milliseconds kStall{8000};
+
+std::vector<std::byte> bytes_of(std::size_t n, unsigned seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937 g(seed);
+  for (auto& b : v) b = static_cast<std::byte>(g());
+  return v;
+}
+
+std::string hex128(P::Bytes b) {
+  P::Digest128 d;
+  d.update(b);
+  return d.hex();
+}
+
+// A frame the sender wrote, decoded.
+struct Sent {
+  P::FrameType type{};
+  std::vector<std::byte> payload;
+  std::uint32_t file = 0;        // DATA, PING nonce low bits unused
+  std::uint64_t offset = 0;      // DATA
+  std::vector<std::byte> data;   // DATA
+  std::string text() const { return std::string(reinterpret_cast<const char*>(payload.data()), payload.size()); }
+};
+
+SenderConfig config(unsigned attempts = 3) {
+  SenderConfig c;
+  c.chunk_size = kChunk;
+  c.window = kWindow;
+  c.max_reads_in_flight = 4;
+  c.max_file_attempts = attempts;
+  c.stall_timeout = kStall;
+  c.session_id = kSession;
+  c.software = "test-sender";
+  return c;
+}
+
+SourceEntry entry(const std::string& path, std::size_t size) {
+  SourceEntry e;
+  e.wire_path = path;
+  e.local_path = "mem:" + path;
+  e.size = size;
+  e.mtime_ns = 1'000'000'000;
+  e.identity = source_identity(size, e.mtime_ns);
+  return e;
+}
+
+// The receiver and the driver, by hand.
+class Harness {
+ public:
+  explicit Harness(std::vector<std::vector<std::byte>> contents, SenderConfig config_in = config())
+      : files(std::move(contents)), cfg(config_in), s(cfg, entries(files), kT0) {}
+
+  static std::vector<SourceEntry> entries(const std::vector<std::vector<std::byte>>& contents) {
+    std::vector<SourceEntry> out;
+    for (std::size_t i = 0; i < contents.size(); ++i) out.push_back(entry("f" + std::to_string(i), contents[i].size()));
+    return out;
+  }
+
+  // Takes the session's actions: frames are decoded into `frames`, file work is queued.
+  void collect() {
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto actions = s.take_actions();
+      if (actions.empty()) break;
+      for (auto& a : actions) {
+        if (auto* f = std::get_if<SendFrame>(&a)) {
+          std::vector<std::byte> wire = f->head;
+          wire.insert(wire.end(), f->body.begin(), f->body.end());
+          auto r = P::decode_frame(wire);
+          auto* d = std::get_if<P::DecodedFrame>(&r);
+          ASSERT_TRUE(d) << "the sender wrote an undecodable frame";
+          ASSERT_EQ(d->consumed, wire.size());
+          ASSERT_TRUE(d->payload_ok);
+          Sent sent;
+          sent.type = d->header.type;
+          sent.payload.assign(d->payload.begin(), d->payload.end());
+          if (sent.type == P::FrameType::data) {
+            P::DataView v;
+            ASSERT_TRUE(P::decode_data(d->payload, v));
+            sent.file = v.file_id;
+            sent.offset = v.offset;
+            sent.data.assign(v.data.begin(), v.data.end());
+            // Independent of in_flight(): no DATA beyond what the receiver confirmed + window.
+            EXPECT_LE(sent.offset + sent.data.size(), confirmed + cfg.window)
+                << "DATA at " << sent.offset << " beyond confirmed " << confirmed << " + window";
+          }
+          frames.push_back(std::move(sent));
+        } else if (auto* r = std::get_if<ReadChunk>(&a)) {
+          reads.push_back(*r);
+        } else if (auto* h = std::get_if<HashPrefix>(&a)) {
+          hashes.push_back(*h);
+        } else if (auto* k = std::get_if<CheckSource>(&a)) {
+          ++checks;
+          if (auto_check) s.on_source_checked(k->token, std::optional<SourceEntry>{}, now);
+        } else if (auto* c = std::get_if<CloseConnection>(&a)) {
+          closes.push_back(*c);
+        }
+      }
+    }
+    EXPECT_LE(s.in_flight(), cfg.window);
+  }
+
+  void connect() {
+    s.on_connected(now);
+    collect();
+  }
+  void feed(P::FrameType t, const std::string& body) {
+    s.on_bytes(P::encode_frame(t, body), now);
+    collect();
+  }
+  void feed_position(P::FrameType t, std::uint32_t file, std::uint64_t offset) {
+    auto body = P::encode_position({file, offset});
+    s.on_bytes(P::encode_frame(t, P::Bytes(body)), now);
+    if (t == P::FrameType::ack || t == P::FrameType::rpos) confirmed = std::max(confirmed, offset);
+    if (t == P::FrameType::rpos) confirmed = offset;
+    collect();
+  }
+  void receiver_hello(const std::string& session = kSession, P::Role role = P::Role::receiver,
+                      std::uint32_t min_v = P::kProtocolVersion, std::uint32_t max_v = P::kProtocolVersion) {
+    P::Hello h;
+    h.role = role;
+    h.session = session;
+    h.software = "test-receiver";
+    h.min_version = min_v;
+    h.max_version = max_v;
+    feed(P::FrameType::hello, P::to_json(h));
+  }
+  void answer(std::uint32_t file, std::uint64_t offset, P::AnswerStatus st = P::AnswerStatus::accept) {
+    confirmed = offset;
+    feed(P::FrameType::answer, P::to_json(P::Answer{file, st, offset, st == P::AnswerStatus::refuse ? "no" : ""}));
+  }
+  void verdict(std::uint32_t file, bool ok) {
+    feed(P::FrameType::verdict, P::to_json(P::Verdict{file, ok ? P::VerdictStatus::verified : P::VerdictStatus::failed,
+                                                      ok ? "" : "digest mismatch"}));
+  }
+  // Completes the pending read at `index` from the in-memory file.
+  void complete_read(std::size_t index) {
+    ReadChunk r = reads.at(index);
+    reads.erase(reads.begin() + static_cast<std::ptrdiff_t>(index));
+    const auto& f = files.at(r.entry);
+    std::vector<std::byte> d(f.begin() + static_cast<std::ptrdiff_t>(r.offset),
+                             f.begin() + static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(r.offset + r.length, f.size())));
+    s.on_read_done(r.token, std::move(d), now);
+    collect();
+  }
+  void complete_all_reads() {
+    for (int guard = 0; guard < 100'000 && !reads.empty(); ++guard) complete_read(0);
+  }
+  void complete_hash(std::size_t index = 0) {
+    HashPrefix h = hashes.at(index);
+    hashes.erase(hashes.begin() + static_cast<std::ptrdiff_t>(index));
+    P::Digest128 d;
+    d.update(P::Bytes(files.at(h.entry)).first(h.length));
+    s.on_prefix_hashed(h.token, d, now);
+    collect();
+  }
+  // HELLO exchange; returns with the OFFER of entry 0 sent.
+  void handshake() {
+    connect();
+    receiver_hello();
+  }
+
+  std::vector<Sent> of_type(P::FrameType t) const {
+    std::vector<Sent> out;
+    for (const auto& f : frames) {
+      if (f.type == t) out.push_back(f);
+    }
+    return out;
+  }
+  std::vector<Sent> take_frames() { return std::exchange(frames, {}); }
+  std::uint64_t data_bytes() const {
+    std::uint64_t n = 0;
+    for (const auto& f : frames) {
+      if (f.type == P::FrameType::data) n += f.data.size();
+    }
+    return n;
+  }
+
+  std::vector<std::vector<std::byte>> files;
+  SenderConfig cfg;
+  SenderSession s;
+  Clock::time_point now = kT0;
+  std::uint64_t confirmed = 0;
+  bool auto_check = true;
+  std::vector<Sent> frames;
+  std::vector<ReadChunk> reads;
+  std::vector<HashPrefix> hashes;
+  unsigned checks = 0;
+  std::vector<CloseConnection> closes;
+};
+
+void expect_protocol_failure(Harness& h) {
+  EXPECT_EQ(h.s.state(), SenderSession::State::failed);
+  EXPECT_TRUE(h.s.finished());
+  auto o = h.s.outcome();
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error().code, Errc::protocol) << o.error().message();
+  EXPECT_FALSE(o.error().what.empty());
+  EXPECT_FALSE(h.of_type(P::FrameType::error).empty()) << "the receiver is told why";
+  EXPECT_EQ(h.closes.size(), 1u);
+}
+
+// --- handshake ------------------------------------------------------------------
+
+TEST(SenderHandshake, HelloFirstThenOfferAfterReceiverHello) {
+  Harness h({bytes_of(100, 1)});
+  h.connect();
+  ASSERT_EQ(h.frames.size(), 1u);
+  EXPECT_EQ(h.frames[0].type, P::FrameType::hello);
+  auto hello = P::parse_hello(h.frames[0].payload);
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(hello->role, P::Role::sender);
+  EXPECT_EQ(hello->session, kSession);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_hello);
+  h.receiver_hello();
+  ASSERT_EQ(h.frames.size(), 2u);
+  ASSERT_EQ(h.frames[1].type, P::FrameType::offer);
+  auto offer = P::parse_offer(h.frames[1].payload);
+  ASSERT_TRUE(offer.ok());
+  EXPECT_EQ(offer->file_id, 0u);
+  EXPECT_EQ(offer->path, "f0");
+  EXPECT_EQ(offer->size, 100u);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_answer);
+}
+
+TEST(SenderHandshake, HelloWithAnotherSessionIdFails) {
+  Harness h({bytes_of(100, 1)});
+  h.connect();
+  h.receiver_hello("ffffffffffffffffffffffffffffffff");
+  expect_protocol_failure(h);
+  EXPECT_TRUE(h.of_type(P::FrameType::offer).empty());
+}
+
+TEST(SenderHandshake, HelloWithWrongRoleFails) {
+  Harness h({bytes_of(100, 1)});
+  h.connect();
+  h.receiver_hello(kSession, P::Role::sender);
+  expect_protocol_failure(h);
+}
+
+TEST(SenderHandshake, HelloWithNoCommonVersionFails) {
+  Harness h({bytes_of(100, 1)});
+  h.connect();
+  h.receiver_hello(kSession, P::Role::receiver, P::kProtocolVersion + 1, P::kProtocolVersion + 5);
+  expect_protocol_failure(h);
+  EXPECT_NE(h.s.outcome().error().what.find("version"), std::string::npos) << h.s.outcome().error().what;
+}
+
+TEST(SenderHandshake, AnyOtherFrameBeforeHelloFails) {
+  Harness h({bytes_of(100, 1)});
+  h.connect();
+  h.feed(P::FrameType::answer, P::to_json(P::Answer{0, P::AnswerStatus::accept, 0, ""}));
+  expect_protocol_failure(h);
+}
+
+// --- window, ACK, RPOS -------------------------------------------------------------
+
+TEST(SenderWindow, NeverExceededWithLateAndOddAcks) {
+  const auto file = bytes_of(1024 * 1024 + 123, 2);
+  for (unsigned seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Harness h({file});
+    h.handshake();
+    h.answer(0, 0);
+    std::mt19937_64 g(seed);
+    std::vector<std::byte> got(file.size());
+    std::uint64_t acked = 0, sent = 0;
+    bool committed = false;
+    std::string commit_hex;
+    for (int step = 0; step < 200'000 && !committed; ++step) {
+      // Whatever the session wrote so far.
+      for (const auto& f : h.take_frames()) {
+        if (f.type == P::FrameType::data) {
+          ASSERT_EQ(f.offset, sent) << "DATA in order";
+          std::copy(f.data.begin(), f.data.end(), got.begin() + static_cast<std::ptrdiff_t>(f.offset));
+          sent += f.data.size();
+        }
+        if (f.type == P::FrameType::commit) {
+          committed = true;
+          auto c = P::parse_commit(f.payload);
+          ASSERT_TRUE(c.ok());
+          commit_hex = c->xxh3_128;
+        }
+      }
+      ASSERT_LE(h.s.in_flight(), kWindow);
+      ASSERT_LE(sent - acked, kWindow);
+      switch (g() % 3) {
+        case 0:  // a read completes, in any order
+          if (!h.reads.empty()) h.complete_read(g() % h.reads.size());
+          break;
+        case 1:  // a late ACK of an odd amount, anywhere in (acked, sent]
+          if (sent > acked && g() % 4 == 0) {
+            acked += 1 + g() % (sent - acked);
+            h.feed_position(P::FrameType::ack, 0, acked);
+          }
+          break;
+        default:
+          if (h.reads.empty() && sent > acked) {  // stuck on the window: the ACK comes
+            acked = sent;
+            h.feed_position(P::FrameType::ack, 0, acked);
+          }
+          break;
+      }
+    }
+    ASSERT_TRUE(committed);
+    EXPECT_EQ(sent, file.size());
+    EXPECT_TRUE(got == file) << "the DATA frames carry the file";
+    EXPECT_EQ(commit_hex, hex128(file));
+  }
+}
+
+TEST(SenderWindow, AcksAdvanceTheWindowAndMoreReadsAppear) {
+  Harness h({bytes_of(40 * kChunk, 3)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+  EXPECT_TRUE(h.reads.empty());
+  EXPECT_EQ(h.data_bytes(), kWindow) << "one window, then it waits";
+  EXPECT_EQ(h.s.in_flight(), kWindow);
+  h.take_frames();
+
+  const std::uint64_t ack = 2 * kChunk + 1000;  // odd: 2 whole chunks fit behind it
+  h.feed_position(P::FrameType::ack, 0, ack);
+  ASSERT_EQ(h.reads.size(), 2u);
+  std::uint64_t requested = 0;
+  for (const auto& r : h.reads) {
+    EXPECT_GE(r.offset, kWindow);
+    requested += r.length;
+  }
+  EXPECT_LE(requested, ack);
+  EXPECT_EQ(h.reads.front().offset, kWindow);
+  h.complete_all_reads();
+  EXPECT_EQ(h.data_bytes(), 2 * kChunk);
+  EXPECT_LE(h.s.in_flight(), kWindow);
+}
+
+TEST(SenderWindow, AckBeyondWhatWasSentIsAViolation) {
+  Harness h({bytes_of(10 * kChunk, 4)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_read(0);  // one chunk sent
+  ASSERT_EQ(h.data_bytes(), kChunk);
+  h.feed_position(P::FrameType::ack, 0, kChunk + 1);
+  expect_protocol_failure(h);
+}
+
+TEST(SenderWindow, AckGoingBackwardsIsAViolation) {
+  Harness h({bytes_of(10 * kChunk, 5)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+  h.feed_position(P::FrameType::ack, 0, 3 * kChunk);
+  ASSERT_FALSE(h.s.finished());
+  h.feed_position(P::FrameType::ack, 0, 2 * kChunk);
+  expect_protocol_failure(h);
+}
+
+TEST(SenderWindow, AckForAnotherFileIsAViolation) {
+  Harness h({bytes_of(10 * kChunk, 6), bytes_of(10, 7)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+  h.feed_position(P::FrameType::ack, 1, kChunk);
+  expect_protocol_failure(h);
+}
+
+TEST(SenderRpos, RewindsToTheOffsetAndCountsResentBytes) {
+  const auto file = bytes_of(12 * kChunk, 8);
+  Harness h({file});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+  static_assert(12 * kChunk < kWindow);
+  ASSERT_EQ(h.data_bytes(), 12 * kChunk);
+  const std::uint64_t sent_before = h.data_bytes();
+  h.take_frames();
+  EXPECT_EQ(h.s.totals().bytes_resent, 0u);
+
+  const std::uint64_t x = 5 * kChunk;
+  h.feed_position(P::FrameType::rpos, 0, x);
+  EXPECT_FALSE(h.s.finished());
+  EXPECT_EQ(h.s.totals().chunks_rejected, 1u);
+  h.complete_all_reads();
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.front().offset, x) << "the next DATA restarts at the RPOS offset";
+  for (std::size_t i = 0; i < data.size(); ++i) EXPECT_EQ(data[i].offset, x + i * kChunk);
+  EXPECT_EQ(h.s.totals().bytes_resent, sent_before - x);
+
+  // The whole file was within the window: the re-sent tail is followed by the COMMIT.
+  EXPECT_EQ(data.back().offset + data.back().data.size(), file.size());
+  auto commits = h.of_type(P::FrameType::commit);
+  ASSERT_EQ(commits.size(), 1u);
+  auto c = P::parse_commit(commits[0].payload);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->xxh3_128, hex128(file)) << "re-sent bytes are hashed once";
+}
+
+TEST(SenderRpos, StaleReadsFromBeforeTheRewindAreNotSent) {
+  Harness h({bytes_of(12 * kChunk, 9)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_read(0);
+  h.complete_read(0);  // two chunks sent, more reads pending
+  ASSERT_GE(h.reads.size(), 2u);
+  auto stale = h.reads;
+  h.reads.clear();
+  h.take_frames();
+  h.feed_position(P::FrameType::rpos, 0, kChunk);
+  for (const auto& r : stale) {  // they complete after the rewind, with marker bytes
+    h.s.on_read_done(r.token, std::vector<std::byte>(r.length, std::byte{0xEE}), h.now);
+    h.collect();
+  }
+  h.complete_all_reads();
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.front().offset, kChunk);
+  const auto& f = h.files[0];
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    if (i > 0) {
+      EXPECT_EQ(data[i].offset, data[i - 1].offset + kChunk);
+    }
+    EXPECT_TRUE(std::equal(data[i].data.begin(), data[i].data.end(), f.begin() + static_cast<std::ptrdiff_t>(data[i].offset)))
+        << "DATA at " << data[i].offset << " came from a read issued before the rewind";
+  }
+}
+
+// --- resume, commit, verdicts ---------------------------------------------------------
+
+TEST(SenderResume, AnswerOffsetHashesThePrefixThenSendsFromThere) {
+  const auto file = bytes_of(10 * kChunk + 77, 10);
+  Harness h({file});
+  h.handshake();
+  const std::uint64_t x = 3 * kChunk + 17;
+  h.answer(0, x);
+  ASSERT_EQ(h.hashes.size(), 1u);
+  EXPECT_EQ(h.hashes[0].length, x);
+  EXPECT_EQ(h.hashes[0].entry, 0u);
+  EXPECT_TRUE(h.reads.empty()) << "no read before the prefix is hashed";
+  EXPECT_EQ(h.s.state(), SenderSession::State::hashing_prefix);
+  EXPECT_EQ(h.s.in_flight(), 0u);
+  h.complete_hash();
+  ASSERT_FALSE(h.reads.empty());
+  EXPECT_EQ(h.reads.front().offset, x);
+  for (int round = 0; round < 10 && h.of_type(P::FrameType::commit).empty(); ++round) {
+    h.complete_all_reads();
+    std::uint64_t end = x;
+    for (const auto& f : h.of_type(P::FrameType::data)) end = std::max(end, f.offset + f.data.size());
+    h.feed_position(P::FrameType::ack, 0, end);
+  }
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.front().offset, x);
+  EXPECT_EQ(h.data_bytes(), file.size() - x);
+  auto commits = h.of_type(P::FrameType::commit);
+  ASSERT_EQ(commits.size(), 1u);
+  EXPECT_EQ(P::parse_commit(commits[0].payload)->xxh3_128, hex128(file));
+}
+
+TEST(SenderResume, AnswerAtFullSizeSendsNoDataOnlyTheCommit) {
+  const auto file = bytes_of(5 * kChunk + 3, 11);
+  Harness h({file});
+  h.handshake();
+  h.answer(0, file.size());
+  ASSERT_EQ(h.hashes.size(), 1u);
+  EXPECT_EQ(h.hashes[0].length, file.size());
+  h.complete_hash();
+  EXPECT_TRUE(h.reads.empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::data).empty());
+  EXPECT_EQ(h.checks, 1u) << "the source is re-checked before the COMMIT";
+  auto commits = h.of_type(P::FrameType::commit);
+  ASSERT_EQ(commits.size(), 1u);
+  auto c = P::parse_commit(commits[0].payload);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->size, file.size());
+  EXPECT_EQ(c->xxh3_128, hex128(file));
+  h.verdict(0, true);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  h.feed(P::FrameType::end, P::to_json(P::End{1, file.size()}));
+  EXPECT_EQ(h.s.state(), SenderSession::State::done);
+  EXPECT_TRUE(h.s.outcome().ok());
+  EXPECT_EQ(h.s.totals().bytes_payload, 0u);
+}
+
+TEST(SenderCommit, DigestIsXxh3_128OfTheWholeFile) {
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, kChunk - 1, kChunk, kChunk + 1, 3 * kWindow + 5}) {
+    SCOPED_TRACE("size " + std::to_string(size));
+    const auto file = bytes_of(size, 12 + static_cast<unsigned>(size));
+    Harness h({file});
+    h.handshake();
+    h.answer(0, 0);
+    for (int round = 0; round < 100 && h.of_type(P::FrameType::commit).empty(); ++round) {
+      h.complete_all_reads();
+      std::uint64_t end = 0;
+      for (const auto& f : h.of_type(P::FrameType::data)) end = std::max(end, f.offset + f.data.size());
+      if (end > 0) h.feed_position(P::FrameType::ack, 0, end);
+    }
+    auto commits = h.of_type(P::FrameType::commit);
+    ASSERT_EQ(commits.size(), 1u);
+    auto c = P::parse_commit(commits[0].payload);
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->size, size);
+    EXPECT_EQ(c->xxh3_128, hex128(file));
+    EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_verdict);
+  }
+}
+
+// Sends the whole current file (ANSWER 0) up to its COMMIT.
+void send_whole_file(Harness& h, std::uint32_t file) {
+  h.answer(file, 0);
+  for (int round = 0; round < 1000 && h.of_type(P::FrameType::commit).empty(); ++round) {
+    h.complete_all_reads();
+    std::uint64_t end = 0;
+    bool any = false;
+    for (const auto& f : h.of_type(P::FrameType::data)) {
+      end = std::max(end, f.offset + f.data.size());
+      any = true;
+    }
+    if (any) h.feed_position(P::FrameType::ack, file, end);
+  }
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+}
+
+TEST(SenderVerdict, FailedReoffersFromZeroAndFailsAfterMaxAttempts) {
+  const auto file = bytes_of(3 * kChunk, 13);
+  Harness h({file}, config(/*attempts=*/2));
+  h.handshake();
+  h.take_frames();
+  send_whole_file(h, 0);
+  h.take_frames();
+  h.verdict(0, false);
+  // Attempt 2: offered again, sent again from 0.
+  auto offers = h.of_type(P::FrameType::offer);
+  ASSERT_EQ(offers.size(), 1u);
+  EXPECT_EQ(P::parse_offer(offers[0].payload)->file_id, 0u);
+  EXPECT_FALSE(h.s.finished());
+  h.take_frames();
+  send_whole_file(h, 0);
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.front().offset, 0u);
+  EXPECT_EQ(h.data_bytes(), file.size());
+  EXPECT_EQ(P::parse_commit(h.of_type(P::FrameType::commit)[0].payload)->xxh3_128, hex128(file));
+  h.take_frames();
+  h.verdict(0, false);
+  // Failed for good: no third offer; the session ends.
+  EXPECT_TRUE(h.of_type(P::FrameType::offer).empty());
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+  ASSERT_TRUE(h.s.finished());
+  auto o = h.s.outcome();
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error().code, Errc::verification) << o.error().message();
+  EXPECT_EQ(h.s.totals().files_failed, 1u);
+}
+
+TEST(SenderVerdict, RefusedAnswerMovesOnAndEndsPartial) {
+  const auto good = bytes_of(kChunk + 1, 14);
+  Harness h({bytes_of(100, 15), good});
+  h.handshake();
+  h.take_frames();
+  h.answer(0, 0, P::AnswerStatus::refuse);
+  auto offers = h.of_type(P::FrameType::offer);
+  ASSERT_EQ(offers.size(), 1u);
+  EXPECT_EQ(P::parse_offer(offers[0].payload)->file_id, 1u);
+  EXPECT_TRUE(h.reads.empty()) << "nothing read for the refused file";
+  h.take_frames();
+  send_whole_file(h, 1);
+  h.verdict(1, true);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  h.feed(P::FrameType::end, P::to_json(P::End{1, good.size()}));
+  ASSERT_TRUE(h.s.finished());
+  auto o = h.s.outcome();
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error().code, Errc::partial) << o.error().message();
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+  EXPECT_EQ(h.s.totals().files_failed, 1u);
+}
+
+// --- timers ---------------------------------------------------------------------------
+
+TEST(SenderTimers, NoAckWithBytesOutstandingStallsAndCloses) {
+  Harness h({bytes_of(10 * kChunk, 16)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+  ASSERT_GT(h.data_bytes(), 0u);
+  const auto since = h.now;
+  auto deadline = h.s.next_deadline();
+  ASSERT_TRUE(deadline.has_value());
+  // Not before the deadline.
+  h.now = *deadline - milliseconds(1);
+  h.s.on_timeout(h.now);
+  h.collect();
+  EXPECT_TRUE(h.closes.empty());
+  // Keepalives on the way are answered (PONGs), but PONGs are not acknowledgements.
+  for (int guard = 0; guard < 100 && h.closes.empty(); ++guard) {
+    deadline = h.s.next_deadline();
+    ASSERT_TRUE(deadline.has_value());
+    h.now = *deadline;
+    h.s.on_timeout(h.now);
+    h.take_frames();
+    h.collect();
+    for (const auto& f : h.of_type(P::FrameType::ping)) {
+      std::uint64_t nonce = 0;
+      ASSERT_TRUE(P::decode_nonce(f.payload, nonce));
+      auto body = P::encode_nonce(nonce);
+      h.s.on_bytes(P::encode_frame(P::FrameType::pong, P::Bytes(body)), h.now);
+      h.collect();
+    }
+    if (h.closes.empty()) {
+      EXPECT_LT(h.now - since, kStall);
+    }
+  }
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_GE(h.now - since, kStall);
+  EXPECT_EQ(h.s.totals().stall_timeouts, 1u);
+  EXPECT_EQ(h.closes[0].reason.code, Errc::connection);
+  EXPECT_FALSE(h.s.finished()) << "a stall is retryable";
+  EXPECT_EQ(h.s.state(), SenderSession::State::disconnected);
+  EXPECT_FALSE(h.s.next_deadline().has_value());
+}
+
+TEST(SenderTimers, TimeoutAtDeadlinePlusStallTimeoutCloses) {
+  Harness h({bytes_of(10 * kChunk, 17)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+  auto deadline = h.s.next_deadline();
+  ASSERT_TRUE(deadline.has_value());
+  h.now = *deadline + kStall;
+  h.s.on_timeout(h.now);
+  h.collect();
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_EQ(h.s.totals().stall_timeouts, 1u);
+}
+
+TEST(SenderTimers, KeepalivePingWhileWaiting) {
+  Harness h({bytes_of(100, 18)});
+  h.handshake();  // OFFER sent, waiting for the ANSWER
+  h.take_frames();
+  auto deadline = h.s.next_deadline();
+  ASSERT_TRUE(deadline.has_value());
+  EXPECT_LE(*deadline - h.now, kStall);
+  h.s.on_timeout(*deadline - milliseconds(1));
+  h.collect();
+  EXPECT_TRUE(h.frames.empty()) << "nothing before the deadline";
+  h.now = *deadline;
+  h.s.on_timeout(h.now);
+  h.collect();
+  auto pings = h.of_type(P::FrameType::ping);
+  ASSERT_EQ(pings.size(), 1u);
+  EXPECT_TRUE(h.closes.empty());
+  std::uint64_t nonce = 0;
+  ASSERT_TRUE(P::decode_nonce(pings[0].payload, nonce));
+  auto body = P::encode_nonce(nonce);
+  h.s.on_bytes(P::encode_frame(P::FrameType::pong, P::Bytes(body)), h.now);
+  h.collect();
+  auto next = h.s.next_deadline();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_GT(*next, h.now) << "a PONG pushes the deadline out";
+  EXPECT_EQ(h.s.totals().stall_timeouts, 0u);
+}
+
+TEST(SenderTimers, SilentReceiverWhileWaitingForAnswerCloses) {
+  Harness h({bytes_of(100, 19)});
+  h.handshake();
+  for (int guard = 0; guard < 100 && h.closes.empty(); ++guard) {
+    auto d = h.s.next_deadline();
+    ASSERT_TRUE(d.has_value());
+    h.now = *d;
+    h.s.on_timeout(h.now);
+    h.collect();
+  }
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_GE(h.now - kT0, kStall);
+  EXPECT_EQ(h.s.totals().stall_timeouts, 1u);
+}
+
+TEST(SenderTimers, PeerPingIsAnsweredWithPong) {
+  Harness h({bytes_of(100, 20)});
+  h.handshake();
+  h.take_frames();
+  auto body = P::encode_nonce(0xfeedbeef);
+  h.s.on_bytes(P::encode_frame(P::FrameType::ping, P::Bytes(body)), h.now);
+  h.collect();
+  auto pongs = h.of_type(P::FrameType::pong);
+  ASSERT_EQ(pongs.size(), 1u);
+  std::uint64_t nonce = 0;
+  ASSERT_TRUE(P::decode_nonce(pongs[0].payload, nonce));
+  EXPECT_EQ(nonce, 0xfeedbeefu);
+}
+
+// --- reconnect ----------------------------------------------------------------------------
+
+TEST(SenderReconnect, ResendsHelloReoffersAndIgnoresOldReads) {
+  const auto file = bytes_of(20 * kChunk, 21);
+  Harness h({file});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_read(0);
+  h.complete_read(0);
+  ASSERT_FALSE(h.reads.empty());
+  auto old_reads = h.reads;
+  h.reads.clear();
+  h.s.on_disconnected(make_error(Errc::connection, "test: connection reset"), h.now);
+  h.collect();
+  EXPECT_EQ(h.s.state(), SenderSession::State::disconnected);
+  EXPECT_FALSE(h.s.next_deadline().has_value());
+  h.take_frames();
+
+  h.now += milliseconds(500);
+  h.connect();
+  ASSERT_EQ(h.frames.size(), 1u);
+  EXPECT_EQ(h.frames[0].type, P::FrameType::hello);
+  // A read for the old connection completes now (marker bytes): nothing is sent from it.
+  for (const auto& r : old_reads) {
+    h.s.on_read_done(r.token, std::vector<std::byte>(r.length, std::byte{0xEE}), h.now);
+    h.collect();
+  }
+  EXPECT_TRUE(h.of_type(P::FrameType::data).empty());
+  h.receiver_hello();
+  auto offers = h.of_type(P::FrameType::offer);
+  ASSERT_EQ(offers.size(), 1u);
+  EXPECT_EQ(P::parse_offer(offers[0].payload)->file_id, 0u) << "the current file is offered again";
+  EXPECT_EQ(h.s.in_flight(), 0u) << "nothing is in flight on the new connection";
+  h.take_frames();
+  // The receiver holds one chunk (the other was lost with the connection).
+  h.answer(0, kChunk);
+  h.complete_all_reads();
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.front().offset, kChunk);
+  for (const auto& d : data) {
+    EXPECT_TRUE(std::equal(d.data.begin(), d.data.end(), file.begin() + static_cast<std::ptrdiff_t>(d.offset)))
+        << "DATA at " << d.offset << " came from a read of the old connection";
+  }
+  EXPECT_EQ(h.s.totals().bytes_resent, kChunk);
+}
+
+// After a reconnect the receiver may take longer than the stall timeout to answer
+// (it re-hashes a large partial) while it answers PINGs: that is not a stall.
+TEST(SenderReconnect, SlowAnswerAfterReconnectIsNotAStall) {
+  Harness h({bytes_of(20 * kChunk, 22)});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();  // a window outstanding
+  h.s.on_disconnected(make_error(Errc::connection, "test: cut"), h.now);
+  h.collect();
+  h.connect();
+  h.receiver_hello();  // OFFER sent; no ANSWER for 3 stall timeouts, PINGs answered
+  const auto since = h.now;
+  while (h.now - since < 3 * kStall) {
+    auto d = h.s.next_deadline();
+    ASSERT_TRUE(d.has_value());
+    h.now = *d;
+    h.take_frames();
+    h.s.on_timeout(h.now);
+    h.collect();
+    ASSERT_TRUE(h.closes.empty()) << "closed after " << (h.now - since).count() << " ns";
+    for (const auto& f : h.of_type(P::FrameType::ping)) {
+      std::uint64_t nonce = 0;
+      ASSERT_TRUE(P::decode_nonce(f.payload, nonce));
+      auto body = P::encode_nonce(nonce);
+      h.s.on_bytes(P::encode_frame(P::FrameType::pong, P::Bytes(body)), h.now);
+      h.collect();
+    }
+  }
+  EXPECT_EQ(h.s.totals().stall_timeouts, 0u);
+}
+
+TEST(SenderReconnect, DisconnectWhileHashingIgnoresTheLateHash) {
+  const auto file = bytes_of(10 * kChunk, 23);
+  Harness h({file});
+  h.handshake();
+  h.answer(0, 4 * kChunk);
+  ASSERT_EQ(h.hashes.size(), 1u);
+  auto stale = h.hashes[0];
+  h.hashes.clear();
+  h.s.on_disconnected(make_error(Errc::connection, "test: cut"), h.now);
+  h.connect();
+  P::Digest128 d;
+  d.update(P::Bytes(file).first(stale.length));
+  h.s.on_prefix_hashed(stale.token, d, h.now);
+  h.collect();
+  EXPECT_TRUE(h.reads.empty());
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_hello);
+}
+
+TEST(SenderEnd, NoEntriesSendsEndAndFinishesOnTheReply) {
+  Harness h({});
+  h.handshake();
+  auto ends = h.of_type(P::FrameType::end);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_FALSE(h.s.finished());
+  h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+  EXPECT_EQ(h.s.state(), SenderSession::State::done);
+  EXPECT_TRUE(h.s.outcome().ok());
+  ASSERT_EQ(h.closes.size(), 1u);
+}
+
+TEST(SenderInput, CorruptFrameFromReceiverDropsTheConnection) {
+  Harness h({bytes_of(100, 24)});
+  h.connect();
+  auto wire = P::encode_frame(P::FrameType::hello, std::string("{}"));
+  wire[0] = std::byte{0};  // bad magic
+  h.s.on_bytes(wire, h.now);
+  h.collect();
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_EQ(h.closes[0].reason.code, Errc::connection);
+  EXPECT_FALSE(h.s.finished()) << "retryable: the app redials";
+}
+
+}  // namespace
+}  // namespace ferry::sender
