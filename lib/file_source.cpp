@@ -53,8 +53,11 @@ Result<void> FileSource::check_unchanged() const {
   struct stat st{};
   if (::fstat(fd_, &st) != 0) return make_error(Errc::local_io, "fstat(" + entry_.local_path + ")", errno);
   std::int64_t mtime = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  if (static_cast<std::uint64_t>(st.st_size) != entry_.size || mtime != entry_.mtime_ns) {
-    return make_error(Errc::local_io, "source file changed since it was listed (size or mtime): " + entry_.local_path);
+  std::int64_t ctime = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+  if (static_cast<std::uint64_t>(st.st_size) != entry_.size || mtime != entry_.mtime_ns ||
+      ctime != entry_.ctime_ns || static_cast<std::uint64_t>(st.st_ino) != entry_.inode) {
+    return make_error(Errc::local_io,
+                      "source file changed since it was listed (size, mtime or ctime): " + entry_.local_path);
   }
   return {};
 }

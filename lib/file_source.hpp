@@ -32,7 +32,8 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
   void read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
             std::function<void(Result<std::vector<std::byte>>)> done);
   void hash_prefix(uv_loop_t* loop, std::uint64_t length, std::function<void(Result<protocol::Digest128>)> done);
-  // Re-checks size and mtime against the entry: Errc::local_io when they changed.
+  // Re-checks size, mtime, ctime and inode against the entry: Errc::local_io when
+  // any changed (a rewrite that restores size and mtime still moves ctime).
   Result<void> check_unchanged() const;
 
  private:

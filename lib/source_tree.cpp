@@ -15,6 +15,10 @@ std::int64_t mtime_ns_of(const struct stat& st) {
   return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
+std::int64_t ctime_ns_of(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+}
+
 std::string base_name(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   auto slash = p.rfind('/');
@@ -49,6 +53,8 @@ Result<void> walk(const std::string& local, const std::string& wire, const struc
   e.wire_path = wire;
   e.local_path = local;
   e.mtime_ns = mtime_ns_of(st);
+  e.ctime_ns = ctime_ns_of(st);
+  e.inode = static_cast<std::uint64_t>(st.st_ino);
   e.mode = st.st_mode & 07777;
   if (S_ISREG(st.st_mode)) {
     e.kind = protocol::EntryKind::file;
@@ -107,6 +113,8 @@ Result<SourceEntry> restat_source(const SourceEntry& entry) {
   SourceEntry e = entry;
   e.size = static_cast<std::uint64_t>(st.st_size);
   e.mtime_ns = mtime_ns_of(st);
+  e.ctime_ns = ctime_ns_of(st);
+  e.inode = static_cast<std::uint64_t>(st.st_ino);
   e.mode = st.st_mode & 07777;
   e.identity = source_identity(e.size, e.mtime_ns);
   return e;

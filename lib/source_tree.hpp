@@ -27,6 +27,10 @@ struct SourceEntry {
   std::int64_t mtime_ns = 0;
   std::uint32_t mode = 0644;
   std::string identity;    // size and mtime: a change restarts a resume from 0
+  // Also compared before COMMIT (not part of the identity): a rewrite that restores
+  // size and mtime still changes ctime; a replaced file has another inode.
+  std::int64_t ctime_ns = 0;
+  std::uint64_t inode = 0;
 };
 
 struct SourceTree {

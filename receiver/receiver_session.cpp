@@ -45,6 +45,13 @@ void ReceiverSession::violation(const std::string& what) {
   fatal(std::move(e));
 }
 
+// A file fails for good only if the sender does not send it again and verify it
+// later in the same session (after a digest mismatch it usually does).
+void ReceiverSession::mark_failed() {
+  failed_paths_.insert(offer_.path);
+  totals_.files_failed = failed_paths_.size();
+}
+
 void ReceiverSession::close_current(bool discard) {
   if (!file_open_) return;
   actions_.push_back(CloseFile{cur_, discard});
@@ -127,7 +134,7 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
         // Refused, not fatal: the sender goes on with its other files.
         P::Answer a{cur_, P::AnswerStatus::refuse, 0, "unsafe path: " + *why};
         send_control(FrameType::answer, P::to_json(a));
-        ++totals_.files_failed;
+        mark_failed();
         event(EventType::file_failed, a.note);
         state_ = State::idle;
         return;
@@ -168,7 +175,7 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
         close_current(true);
         P::Verdict v{cur_, P::VerdictStatus::failed, why};
         send_control(FrameType::verdict, P::to_json(v));
-        ++totals_.files_failed;
+        mark_failed();
         event(EventType::file_failed, why);
         state_ = State::idle;
         return;
@@ -213,7 +220,7 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
   if (!r) {
     P::Answer a{cur_, P::AnswerStatus::refuse, 0, r.error().message()};
     send_control(FrameType::answer, P::to_json(a));
-    ++totals_.files_failed;
+    mark_failed();
     event(EventType::file_failed, a.note);
     state_ = State::idle;
     return;
@@ -221,6 +228,8 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
   if (offer_.kind == P::EntryKind::directory) {
     send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
     ++totals_.files_verified;
+    failed_paths_.erase(offer_.path);
+    totals_.files_failed = failed_paths_.size();
     event(EventType::file_verified, "directory");
     state_ = State::idle;
     return;
@@ -270,11 +279,13 @@ void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, C
   if (!r) {
     P::Verdict v{cur_, P::VerdictStatus::failed, r.error().message()};
     send_control(FrameType::verdict, P::to_json(v));
-    ++totals_.files_failed;
+    mark_failed();
     event(EventType::file_failed, v.reason);
     return;
   }
   ++totals_.files_verified;
+  failed_paths_.erase(offer_.path);
+  totals_.files_failed = failed_paths_.size();
   totals_.bytes_verified += offer_.size;
   send_control(FrameType::verdict, P::to_json(P::Verdict{cur_, P::VerdictStatus::verified, {}}));
   written_ = offer_.size;

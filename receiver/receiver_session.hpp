@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -112,6 +113,7 @@ class ReceiverSession {
   void violation(const std::string& what);
   void fatal(Error e);
   void close_current(bool discard);
+  void mark_failed();
   void event(EventType t, std::string detail = {});
 
   ReceiverConfig cfg_;
@@ -123,6 +125,7 @@ class ReceiverSession {
   Totals totals_;
   std::optional<Error> failure_;
   std::string session_id_;
+  std::set<std::string> failed_paths_;  // failed and not verified since; files_failed counts them
 
   bool file_open_ = false;
   std::uint32_t cur_ = 0;

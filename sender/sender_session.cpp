@@ -177,7 +177,10 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
       P::Position p;
       if (!P::decode_position(f.payload, p)) return violation("malformed ACK/RPOS body");
       if ((state_ != State::streaming && state_ != State::awaiting_verdict) || p.file_id != cur_) {
-        return violation("ACK/RPOS for a file not being sent");
+        // Positions for an attempt we abandoned (the source changed, the file failed)
+        // were in flight when we moved on: stale, not a violation.
+        if (p.file_id <= cur_) return;
+        return violation("ACK/RPOS for a file not offered yet");
       }
       if (p.offset < acked_ || p.offset > next_send_) {
         return violation("ACK/RPOS offset " + std::to_string(p.offset) + " outside [" +
