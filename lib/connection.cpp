@@ -257,9 +257,20 @@ void Connection::finish_flush() {
     out_poll_.reset();
     ::close(out_fd_);
     out_fd_ = -1;
+    release_process_fd();
   } else {
     return close(*flush_reason_);
   }
+}
+
+void Connection::release_process_fd() {
+  if (release_fd_ < 0) return;
+  int nul = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (nul >= 0) {
+    ::dup2(nul, release_fd_);
+    ::close(nul);
+  }
+  release_fd_ = -1;
 }
 
 void Connection::close(const Error& reason) {
@@ -274,6 +285,7 @@ void Connection::close(const Error& reason) {
   if (in_fd_ >= 0) ::close(in_fd_);
   if (out_fd_ >= 0 && out_fd_ != in_fd_) ::close(out_fd_);
   in_fd_ = out_fd_ = -1;
+  release_process_fd();
   child_.reset();
   auto cb = std::move(cb_.on_closed);
   if (cb) cb(reason);
@@ -469,7 +481,9 @@ Result<std::unique_ptr<Connection>> open_stdio(uv_loop_t* loop) {
     ::close(in);
     return make_error(Errc::connection, "dup(stdout)", e);
   }
-  return Connection::adopt(loop, "stdio", in, out);
+  auto c = Connection::adopt(loop, "stdio", in, out);
+  if (c) (*c)->release_on_shutdown(1);
+  return c;
 }
 
 Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command) {

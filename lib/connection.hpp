@@ -78,6 +78,10 @@ class Connection {
   // END), half-closes, waits for the peer's EOF, then closes; at the latest after
   // `limit`.
   void close_after_flush(const Error& reason, std::chrono::milliseconds limit = std::chrono::seconds(2));
+  // Stdio mode: when our side of the stream is done, also point the process's own
+  // `fd` (stdout) at /dev/null, or the peer would never see EOF while fd 1 holds
+  // the pipe open. The descriptor number stays valid.
+  void release_on_shutdown(int fd) { release_fd_ = fd; }
   bool is_open() const { return open_; }
   const std::string& peer() const { return peer_; }
   // Transient write retries (EAGAIN/ENOBUFS) seen so far.
@@ -109,6 +113,8 @@ class Connection {
   unsigned retry_step_ = 0;
   std::vector<char> readbuf_;
   std::uint64_t write_retries_ = 0;
+  int release_fd_ = -1;
+  void release_process_fd();
 };
 
 // Accepts connections on a TCP or unix address.
