@@ -18,6 +18,9 @@ struct SendFrame {
 
 struct CloseConnection {
   Error reason;  // why, for the log; Errc::connection with "transfer complete" on success
+  // true: let queued frames (a final END or ERROR) reach the peer first; false: the
+  // connection is presumed dead (stall, corrupt stream), drop it at once.
+  bool flush = true;
 };
 
 }  // namespace ferry

@@ -117,10 +117,10 @@ DecodeResult decode_frame(Bytes in) {
   if (get_u32(h + 20) != header_check(h)) return Malformed{"header checksum mismatch"};
   const auto version = std::to_integer<std::uint8_t>(h[2]);
   if (version != kFrameVersion) {
-    return Malformed{"unsupported framing version " + std::to_string(version)};
+    return Malformed{"unsupported framing version " + std::to_string(version), true};
   }
   const auto type = std::to_integer<std::uint8_t>(h[3]);
-  if (!is_known_type(type)) return Malformed{"unknown frame type " + std::to_string(type)};
+  if (!is_known_type(type)) return Malformed{"unknown frame type " + std::to_string(type), true};
   if (get_u16(h + 4) != 0 || get_u16(h + 6) != 0) return Malformed{"nonzero flags or reserved bits"};
   const std::uint32_t len = get_u32(h + 8);
   if (len > kMaxPayload) return Malformed{"payload length " + std::to_string(len) + " over limit"};

@@ -38,6 +38,9 @@ struct NeedMore {
 };
 struct Malformed {
   std::string reason;
+  // The header was intact (its check matched) but names a framing version or frame
+  // type this build does not know: a peer we cannot talk to, not a damaged stream.
+  bool incompatible = false;
 };
 struct DecodedFrame {
   FrameHeader header;

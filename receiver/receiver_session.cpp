@@ -69,6 +69,11 @@ void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
     auto r = P::decode_frame(P::Bytes(inbuf_).subspan(consumed_));
     if (std::holds_alternative<P::NeedMore>(r)) break;
     if (auto* m = std::get_if<P::Malformed>(&r)) {
+      if (m->incompatible) {  // tell the peer why, then close
+        auto e = make_error(Errc::protocol, "incompatible frame from sender: " + m->reason);
+        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+        return fatal(std::move(e));
+      }
       // The stream cannot be resynchronised: end this connection; the sender resumes.
       return fatal(make_error(Errc::connection, "corrupt frame from sender: " + m->reason));
     }
@@ -187,7 +192,8 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
     case FrameType::end: {
       auto e = P::parse_end(f.payload);
       if (!e) return violation(e.error().what);
-      if (state_ != State::idle) return violation("END while a file is open");
+      if (state_ != State::idle && state_ != State::receiving) return violation("END while a file is busy");
+      close_current(false);  // the sender gave up on its last file (e.g. it shrank): keep the partial
       P::End mine{totals_.files_verified, totals_.bytes_verified};
       send_control(FrameType::end, P::to_json(mine));
       state_ = State::ended;

@@ -60,8 +60,11 @@ class RecvApp {
 
   ~RecvApp() {
     close_everything();
-    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_run(&loop_, UV_RUN_DEFAULT);  // connections flush and close; reaps run
+    reap_timer_.reset();
+    graveyard_.clear();
     peers_.clear();
+    uv_run(&loop_, UV_RUN_DEFAULT);  // the last close callbacks free their handles
     uv_loop_close(&loop_);
   }
 
@@ -201,7 +204,8 @@ class RecvApp {
     if (auto* f = std::get_if<SendFrame>(&a)) {
       if (p.conn) p.conn->write(std::move(*f));
     } else if (auto* c = std::get_if<CloseConnection>(&a)) {
-      if (p.conn) p.conn->close_after_flush(c->reason);
+      if (p.conn && c->flush) p.conn->close_after_flush(c->reason);
+      else if (p.conn) p.conn->close(c->reason);
     } else if (auto* o = std::get_if<OpenFile>(&a)) {
       open_file(p, *o);
     } else if (auto* w = std::get_if<WriteChunk>(&a)) {
@@ -326,6 +330,7 @@ class RecvApp {
   }
 
   void schedule_reap() {
+    if (!reap_timer_) return;  // shutting down: the destructor frees what is left
     uv_timer_start(reap_timer_.get(), [](uv_timer_t* t) { static_cast<RecvApp*>(t->data)->reap(); }, 0, 0);
   }
 
@@ -389,11 +394,7 @@ class RecvApp {
       // Let a final END or ERROR reach the sender; partials keep their journals.
       if (p->conn) p->conn->close_after_flush(make_error(Errc::connection, "receiver finished"));
     }
-    schedule_reap_if_alive();
-  }
-
-  void schedule_reap_if_alive() {
-    if (reap_timer_) schedule_reap();
+    schedule_reap();
   }
 
   const RecvOptions& opts_;

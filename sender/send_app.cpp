@@ -229,7 +229,9 @@ class SendApp {
       session_.on_source_checked(k->token, check_source(k->entry), Clock::now());
       again_ = true;
     } else if (auto* c = std::get_if<CloseConnection>(&a)) {
-      if (conn_) conn_->close_after_flush(c->reason);  // on_closed decides: redial, or finish
+      // on_closed decides: redial, or finish
+      if (conn_ && c->flush) conn_->close_after_flush(c->reason);
+      else if (conn_) conn_->close(c->reason);
     }
   }
 
@@ -248,12 +250,14 @@ class SendApp {
     e.totals.reconnects = reconnects_;
     e.totals.write_retries = write_retries_ + (conn_ ? conn_->write_retries() : 0);
     e.totals.files_skipped = totals_skipped_;
+    if (!err && totals_skipped_ > 0) {
+      err = make_error(Errc::partial, std::to_string(totals_skipped_) + " local entries were skipped (not sent)");
+    }
     e.exit_code = err ? err->exit_code() : 0;
     e.detail = err ? "failed" : "done";
     sink_->emit(e);
     if (err) std::fprintf(stderr, "ferry-send: error: %s\n", err->message().c_str());
     exit_code_ = e.exit_code;
-    if (!err && totals_skipped_ > 0) exit_code_ = static_cast<int>(Errc::partial);
     uv_timer_stop(timer_.get());
     uv_timer_stop(redial_timer_.get());
     listener_.reset();

@@ -59,7 +59,7 @@ void SenderSession::fail(Error e) {
 
 void SenderSession::drop_connection(Error e, Clock::time_point now) {
   if (!connected_) return;
-  actions_.push_back(CloseConnection{e});
+  actions_.push_back(CloseConnection{e, /*flush=*/false});
   on_disconnected(e, now);
 }
 
@@ -78,6 +78,14 @@ void SenderSession::on_connected(Clock::time_point now) {
 
 void SenderSession::on_disconnected(const Error& why, Clock::time_point) {
   if (!connected_ || finished()) return;
+  if (state_ == State::awaiting_end) {
+    // Every entry already has its verdict; only the receiver's END reply was lost.
+    connected_ = false;
+    state_ = State::done;
+    event(EventType::warning, "connection lost before the receiver confirmed END (" + why.message() +
+                                  "); every file already has its verdict");
+    return;
+  }
   connected_ = false;
   state_ = State::disconnected;
   token_base_ = next_token_;  // reads in flight are for the old connection
@@ -95,6 +103,11 @@ void SenderSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
     auto r = P::decode_frame(P::Bytes(inbuf_).subspan(pos));
     if (std::holds_alternative<P::NeedMore>(r)) break;
     if (auto* m = std::get_if<P::Malformed>(&r)) {
+      if (m->incompatible) {  // no reconnect can help: say why and stop
+        auto e = make_error(Errc::protocol, "incompatible frame from receiver: " + m->reason);
+        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+        return fail(std::move(e));
+      }
       drop_connection(make_error(Errc::connection, "corrupt frame from receiver: " + m->reason), now);
       return;
     }
