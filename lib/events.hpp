@@ -63,7 +63,8 @@ class EventSink {
   virtual void emit(const Event& e) = 0;
 };
 
-// JSON lines on `out` (not owned). Progress is limited to 4 per second per file.
+// JSON lines on `out` (not owned). Progress events are limited to 4 per second
+// (per sink, i.e. per process); the last one of a file is always written.
 std::unique_ptr<EventSink> make_json_sink(std::FILE* out);
 // Human output on stderr: a live progress line when stderr is a terminal (and not
 // quiet), one line per finished file when verbose, failures and the summary always
