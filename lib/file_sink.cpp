@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "lib/posix_io.hpp"
 #include "protocol/wire_path.hpp"
 
 namespace ferry {
@@ -30,19 +31,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-Result<std::size_t> pread_full(int fd, std::byte* buf, std::size_t len, std::uint64_t off, const std::string& name) {
-  std::size_t got = 0;
-  while (got < len) {
-    ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(off + got));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::local_io, "read(" + name + ")", errno);
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  return got;
-}
 
 std::int64_t mtime_ns_of(const struct stat& st) {
   return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;

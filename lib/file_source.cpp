@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include "lib/posix_io.hpp"
+
 namespace ferry {
 
 namespace {
@@ -62,22 +64,6 @@ Result<void> FileSource::check_unchanged() const {
   return {};
 }
 
-namespace {
-// Reads up to `len` bytes at `off`; fewer only at end of file.
-Result<std::size_t> pread_full(int fd, std::byte* buf, std::size_t len, std::uint64_t off, const std::string& name) {
-  std::size_t got = 0;
-  while (got < len) {
-    ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(off + got));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::local_io, "read(" + name + ")", errno);
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  return got;
-}
-}  // namespace
 
 void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
                       std::function<void(Result<std::vector<std::byte>>)> done) {

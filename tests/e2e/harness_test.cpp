@@ -33,7 +33,9 @@ class TreeCompare : public ::testing::Test {
   TempDir t_;
 };
 
-TEST_F(TreeCompare, EqualTreesCompareEqual) { EXPECT_EQ(compare_trees(t_ / "a", t_ / "b"), ""); }
+TEST_F(TreeCompare, EqualTreesCompareEqual) {
+  EXPECT_EQ(compare_trees(t_ / "a", t_ / "b"), "");
+}
 
 TEST_F(TreeCompare, MissingEmptyDirectoryIsSeen) {
   ::rmdir((t_ / "b/empty").c_str());

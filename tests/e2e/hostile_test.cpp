@@ -133,7 +133,9 @@ class RawClient {
   std::string why_;
 };
 
-std::string session_id() { return "0123456789abcdef0123456789abcdef"; }
+std::string session_id() {
+  return "0123456789abcdef0123456789abcdef";
+}
 
 // HELLO as a sender; expects the receiver's HELLO.
 void handshake(RawClient& c) {
@@ -200,12 +202,12 @@ TEST_F(HostileSender, UnsafePathsAreRefused) {
       {"./x", P::EntryKind::file},
       {"a//x", P::EntryKind::file},
       {std::string("a\0x", 3), P::EntryKind::file},
-      {"link/x", P::EntryKind::file},          // through the planted symlink
+      {"link/x", P::EntryKind::file},  // through the planted symlink
       {"link/sub/x", P::EntryKind::file},
       {"link/evil-dir", P::EntryKind::directory},
-      {"link", P::EntryKind::directory},       // the symlink itself as a directory
+      {"link", P::EntryKind::directory},  // the symlink itself as a directory
       {"../evil-dir", P::EntryKind::directory},
-      {".x.ferry-part", P::EntryKind::file},   // ferry's own temporary names
+      {".x.ferry-part", P::EntryKind::file},  // ferry's own temporary names
   };
   RawClient c(recv_.port);
   handshake(c);
@@ -257,10 +259,13 @@ struct MalformedCase {
   std::string name;
   bool after_hello;
   std::vector<std::byte> bytes;
+  bool error_first = false;  // an intact header naming an unknown version or type
 };
 
 // Malformed framing (docs/PROTOCOL.md section 2): the receiver closes the connection
-// (without acting on anything), whether or not HELLO came first.
+// (without acting on anything), whether or not HELLO came first. A header that checks
+// out but names an unknown framing version or frame type is rejected with a clear
+// ERROR frame (code "protocol") before the close.
 TEST_F(HostileSender, MalformedFramingClosesTheConnection) {
   const auto v = P::kFrameVersion;
   std::mt19937_64 rng(99);
@@ -285,8 +290,9 @@ TEST_F(HostileSender, MalformedFramingClosesTheConnection) {
       {"huge DATA length after HELLO", true, header(v, kType(P::FrameType::data), 0xFFFFFFF0u)},
       {"control frame over 64 KiB", true,
        header(v, kType(P::FrameType::offer), static_cast<std::uint32_t>(P::kMaxControlPayload + 1))},
-      {"unknown frame type", true, header(v, 200, 0)},
-      {"framing version 2", false, header(2, kType(P::FrameType::hello), 10)},
+      {"unknown frame type", true, header(v, 200, 0), true},
+      {"unknown frame type as the first frame", false, header(v, 13, 0), true},
+      {"framing version 2", false, header(2, kType(P::FrameType::hello), 10), true},
       {"random bytes", false, junk},
       {"random bytes after HELLO", true, junk},
       {"magic then noise", true, magic_then_noise},
@@ -300,6 +306,15 @@ TEST_F(HostileSender, MalformedFramingClosesTheConnection) {
       if (HasFatalFailure()) return;
     }
     (void)client.send_bytes(P::Bytes(c.bytes));  // may fail once the receiver hung up
+    if (c.error_first) {
+      auto f = client.read_frame();
+      ASSERT_TRUE(f.has_value()) << "no ERROR frame: " << client.why();
+      EXPECT_EQ(f->type, P::FrameType::error) << f->payload;
+      auto e = P::parse_error(P::as_bytes(f->payload));
+      ASSERT_TRUE(e.ok()) << f->payload;
+      EXPECT_EQ(e->code, "protocol") << f->payload;
+      EXPECT_FALSE(e->message.empty());
+    }
     EXPECT_TRUE(client.closed_by_peer()) << "the receiver kept the connection: " << client.why();
   }
   EXPECT_FALSE(exists_nofollow(dest_ + "/victim"));

@@ -40,9 +40,12 @@ Pipe make_pipe() {
 
 std::ostream& operator<<(std::ostream& os, const ExitStatus& s) {
   switch (s.how) {
-    case ExitStatus::How::exited: return os << "exit code " << s.value;
-    case ExitStatus::How::signalled: return os << "killed by signal " << s.value;
-    case ExitStatus::How::timed_out: return os << "timed out (killed)";
+    case ExitStatus::How::exited:
+      return os << "exit code " << s.value;
+    case ExitStatus::How::signalled:
+      return os << "killed by signal " << s.value;
+    case ExitStatus::How::timed_out:
+      return os << "timed out (killed)";
   }
   return os;
 }
@@ -61,7 +64,9 @@ ExitStatus decode_status(int st) {
   return {};
 }
 
-std::string tail(const std::string& s, std::size_t n) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
+std::string tail(const std::string& s, std::size_t n) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
 
 }  // namespace
 
@@ -163,8 +168,12 @@ ExitStatus Process::kill_now() {
   return *status_;
 }
 
-std::string Process::stdout_text() const { return stdout_path_.empty() ? std::string() : read_whole(stdout_path_); }
-std::string Process::stderr_text() const { return read_whole(stderr_path_); }
+std::string Process::stdout_text() const {
+  return stdout_path_.empty() ? std::string() : read_whole(stdout_path_);
+}
+std::string Process::stderr_text() const {
+  return read_whole(stderr_path_);
+}
 
 std::vector<nlohmann::json> Process::json_events(bool from_stderr) const {
   std::vector<nlohmann::json> out;
@@ -240,7 +249,9 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);  // does not follow symlinks
 }
 
-void make_dirs(const std::string& path) { fs::create_directories(path); }
+void make_dirs(const std::string& path) {
+  fs::create_directories(path);
+}
 
 void write_random_file(const std::string& path, std::uint64_t size, std::uint64_t seed) {
   make_dirs(fs::path(path).parent_path());
@@ -271,10 +282,12 @@ void write_text_file(const std::string& path, const std::string& text) {
   if (!f) throw std::runtime_error("cannot write " + path);
 }
 
-std::uint64_t file_size(const std::string& path) { return fs::file_size(path); }
+std::uint64_t file_size(const std::string& path) {
+  return fs::file_size(path);
+}
 
 bool exists_nofollow(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
 }
 

@@ -30,7 +30,9 @@ sockaddr_in loopback(std::uint16_t port) {
   return a;
 }
 
-void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void set_nonblocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 // One direction of a relayed connection.
 struct Flow {
@@ -124,8 +126,10 @@ void Relay::run() {
     auto wants = [&](const Flow& f, Bucket& b, short& from_ev, short& to_ev) {
       if (f.pending()) to_ev |= POLLOUT;
       if (!f.eof && !f.pending()) {
-        if (b.allowance(1) > 0) from_ev |= POLLIN;
-        else throttled = true;
+        if (b.allowance(1) > 0)
+          from_ev |= POLLIN;
+        else
+          throttled = true;
       }
     };
     for (auto& l : links) {
@@ -155,8 +159,10 @@ void Relay::run() {
               b.take(static_cast<std::size_t>(n));
             } else {
               f.buf.clear();
-              if (n == 0) f.eof = true;
-              else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) l.dead = true;
+              if (n == 0)
+                f.eof = true;
+              else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                l.dead = true;
             }
           }
         }

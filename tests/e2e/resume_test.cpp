@@ -22,15 +22,18 @@ namespace {
 
 constexpr std::uint64_t kMiB = 1ull << 20;
 constexpr std::uint64_t kBigSize = 64 * kMiB;
-constexpr std::uint64_t kRelayRate = 16 * kMiB;   // bytes/s: the 64 MiB take about 4 s
-constexpr std::uint64_t kWindow = 4 * kMiB;       // ferry-send's default --window
-constexpr std::uint64_t kChunk = 256 * 1024;      // ferry-send's default --chunk-size
-constexpr Millis kProgressLimit = 30s;            // for the relay to reach a mark
+constexpr std::uint64_t kRelayRate = 16 * kMiB;  // bytes/s: the 64 MiB take about 4 s
+constexpr std::uint64_t kWindow = 4 * kMiB;      // ferry-send's default --window
+constexpr std::uint64_t kChunk = 256 * 1024;     // ferry-send's default --chunk-size
+constexpr Millis kProgressLimit = 30s;           // for the relay to reach a mark
 
 struct BigFile {
   explicit BigFile(const TempDir& t)
-      : src(t / "src/big.bin"), dest(t / "dest"), final_name(dest + "/big.bin"),
-        part(dest + "/.big.bin.ferry-part"), journal(dest + "/.big.bin.ferry-journal") {
+      : src(t / "src/big.bin"),
+        dest(t / "dest"),
+        final_name(dest + "/big.bin"),
+        part(dest + "/.big.bin.ferry-part"),
+        journal(dest + "/.big.bin.ferry-journal") {
     write_random_file(src, kBigSize, 7);
   }
   std::string src, dest, final_name, part, journal;
@@ -67,10 +70,11 @@ void kill_sender_after(const TempDir& t, const BigFile& f, Relay& relay, std::ui
 // Waits until the receiver (with --json) reports the lost connection: by then it has
 // closed the partial and saved its journal.
 void await_connection_lost(Receiver& r) {
-  ASSERT_TRUE(wait_until([&] { return find_event(r.proc->json_events(), "connection_lost") != nullptr ||
-                                      !r.proc->running(); },
-                         kProgressLimit))
-      << "the receiver did not notice the sender's death\n" << r.proc->describe();
+  ASSERT_TRUE(
+      wait_until([&] { return find_event(r.proc->json_events(), "connection_lost") != nullptr || !r.proc->running(); },
+                 kProgressLimit))
+      << "the receiver did not notice the sender's death\n"
+      << r.proc->describe();
 }
 
 // Partial and journal present, nothing under the final name; returns the partial's size.
@@ -83,7 +87,7 @@ std::uint64_t expect_interrupted_state(const BigFile& f) {
 
 struct Rerun {
   std::unique_ptr<Process> proc;
-  std::uint64_t payload = 0;                 // session_end totals.bytes_payload
+  std::uint64_t payload = 0;                   // session_end totals.bytes_payload
   std::optional<std::uint64_t> resume_offset;  // the resume event's offset
 };
 
@@ -145,8 +149,8 @@ TEST(Resume, ReceiverKilledMidFile) {
   Receiver r1 = start_receiver(t.path(), "recv-killed", "127.0.0.1:0", {"--once", f.dest});
   {
     Relay relay(r1.port, kRelayRate);
-    auto send = Process::start({kSendBin, "--connect", relay.address(), "--retries", "0", "--json", f.src},
-                               t.path(), "send-first");
+    auto send = Process::start({kSendBin, "--connect", relay.address(), "--retries", "0", "--json", f.src}, t.path(),
+                               "send-first");
     // Kill once the receiver's journal records some verified bytes (it is saved about
     // once a second) and the transfer is still under way.
     const bool reached = wait_until(
@@ -227,9 +231,13 @@ void check_repair(Damage damage) {
   EXPECT_TRUE(reported) << "the receiver did not report the repair\n" << r.proc->describe();
 }
 
-TEST(Resume, TruncatedPartialIsRepaired) { check_repair(Damage::truncate); }
+TEST(Resume, TruncatedPartialIsRepaired) {
+  check_repair(Damage::truncate);
+}
 
-TEST(Resume, PartialDamagedInTheMiddleIsRepaired) { check_repair(Damage::overwrite_middle); }
+TEST(Resume, PartialDamagedInTheMiddleIsRepaired) {
+  check_repair(Damage::overwrite_middle);
+}
 
 }  // namespace
 }  // namespace ferry::e2e

@@ -20,10 +20,14 @@ enum class Transport { tcp, unix_socket, stdio, rsh };
 
 std::string transport_name(Transport t) {
   switch (t) {
-    case Transport::tcp: return "tcp";
-    case Transport::unix_socket: return "unix";
-    case Transport::stdio: return "stdio";
-    case Transport::rsh: return "rsh";
+    case Transport::tcp:
+      return "tcp";
+    case Transport::unix_socket:
+      return "unix";
+    case Transport::stdio:
+      return "stdio";
+    case Transport::rsh:
+      return "rsh";
   }
   return "?";
 }
@@ -189,7 +193,8 @@ TEST(RshTransfer, ReceiverBehindTheCommandExitsZero) {
         return std::getline(f, rc) && !rc.empty();
       },
       kStartLimit))
-      << "the shell did not record ferry-recv's exit code\n" << send->describe();
+      << "the shell did not record ferry-recv's exit code\n"
+      << send->describe();
   EXPECT_EQ(rc, "0") << send->describe();
   EXPECT_EQ(compare_trees(t / "src", t / "dest"), "");
 }
