@@ -1,11 +1,14 @@
 #include "lib/vsock.hpp"
 
+#include <fcntl.h>
 #include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <memory>
 
 #include "lib/uv_owner.hpp"
@@ -13,14 +16,55 @@
 namespace ferry {
 namespace {
 
+// As the user wrote it: VMADDR_PORT_ANY is port 0 on the command line.
 std::string where(std::uint32_t cid, std::uint32_t port) {
-  return "vsock:" + vsock_cid_name(cid) + ":" + std::to_string(port);
+  return "vsock:" + vsock_cid_name(cid) + ":" + std::to_string(port == kVsockPortAny ? 0 : port);
 }
 
+// What an errno from a vsock call means for the user, or "" when strerror says it all.
+std::string vsock_hint(const std::string& call, std::uint32_t cid, std::uint32_t port, int e) {
+  const std::string at_cid = "CID " + vsock_cid_name(cid);
+  switch (e) {
+    case EAFNOSUPPORT:
+      return "no vsock in this kernel: load the vsock module and a transport "
+             "(vmw_vsock_virtio_transport in a guest, vhost_vsock on a host, vsock_loopback for CID 1)";
+    case ENODEV:
+    case EHOSTUNREACH:
+    case EADDRNOTAVAIL: {
+      if (call == "bind") return at_cid + " is not this machine's (listen on vsock:any:PORT)";
+      auto local = vsock_local_cid();
+      if (local && *local == cid) {
+        return at_cid + " is this machine's own; connecting to it needs the vsock_loopback module";
+      }
+      return "no such CID reachable: " + at_cid +
+             " (connecting to this machine's own CID needs the vsock_loopback module)";
+    }
+    case ECONNREFUSED:
+    case ECONNRESET:
+      return "nothing listens on port " + std::to_string(port) + " at " + at_cid;
+    case ETIMEDOUT:
+      if (cid == kVsockCidLocal) return "no answer: CID 1 needs the vsock_loopback module";
+      return "no answer from " + at_cid + ": is that VM running, with a listener on port " + std::to_string(port) + "?";
+    case EACCES:
+    case EPERM:
+      if (port < 1024) return "ports below 1024 need CAP_NET_BIND_SERVICE";
+      return "";
+    case EADDRINUSE:
+      return "port " + std::to_string(port) + " is taken";
+    default:
+      return "";
+  }
+}
+
+// "call(vsock:CID:PORT) (ENAME: hint): strerror" -- one line naming the call, the
+// address and the errno (message() appends the strerror text).
 Error vsock_error(const std::string& call, std::uint32_t cid, std::uint32_t port, int e) {
   std::string what = call + "(" + where(cid, port) + ")";
-  if (e == EAFNOSUPPORT) what += " (this kernel has no vsock support: load vsock / vmw_vsock_virtio_transport)";
-  if (e == ENODEV || e == EHOSTUNREACH || e == EADDRNOTAVAIL) what += " (no such CID reachable)";
+  const char* name = ::strerrorname_np(e);
+  const std::string hint = vsock_hint(call, cid, port, e);
+  std::string paren = name ? name : "errno " + std::to_string(e);
+  if (!hint.empty()) paren += ": " + hint;
+  what += " (" + paren + ")";
   return make_error(Errc::connection, what, e);
 }
 
@@ -49,6 +93,17 @@ std::string vsock_cid_name(std::uint32_t cid) {
   return std::to_string(cid);
 }
 
+Result<std::uint32_t> vsock_local_cid() {
+  int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(Errc::connection, "open(/dev/vsock)", errno);
+  unsigned int cid = kVsockCidAny;
+  const int rc = ::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid);
+  const int e = errno;
+  ::close(fd);
+  if (rc != 0) return make_error(Errc::connection, "ioctl(/dev/vsock, IOCTL_VM_SOCKETS_GET_LOCAL_CID)", e);
+  return std::uint32_t{cid};
+}
+
 Result<int> vsock_listen(std::uint32_t cid, std::uint32_t port, std::uint32_t& bound_port) {
   int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return vsock_error("socket", cid, port, errno);
@@ -65,7 +120,12 @@ Result<int> vsock_listen(std::uint32_t cid, std::uint32_t port, std::uint32_t& b
   }
   sockaddr_vm got{};
   socklen_t len = sizeof got;
-  bound_port = ::getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len) == 0 ? got.svm_port : port;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len) != 0) {
+    int e = errno;
+    ::close(fd);
+    return vsock_error("getsockname", cid, port, e);
+  }
+  bound_port = got.svm_port;
   return fd;
 }
 
@@ -88,7 +148,8 @@ void vsock_dial(uv_loop_t* loop, std::uint32_t cid, std::uint32_t port, std::fun
     rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   } while (rc != 0 && errno == EINTR);
   if (rc == 0) return done(fd);
-  if (errno != EINPROGRESS) {
+  // EALREADY: a connect interrupted by a signal (EINTR) goes on in the background.
+  if (errno != EINPROGRESS && errno != EALREADY) {
     int e = errno;
     ::close(fd);
     return done(vsock_error("connect", cid, port, e));
@@ -108,7 +169,7 @@ void vsock_dial(uv_loop_t* loop, std::uint32_t cid, std::uint32_t port, std::fun
     return owned->done(uv_error(Errc::connection, "poll(" + where(cid, port) + ")", owned->poll.status()));
   }
   p->poll.get()->data = p;
-  uv_poll_start(p->poll.get(), UV_WRITABLE, [](uv_poll_t* h, int status, int) {
+  const int started = uv_poll_start(p->poll.get(), UV_WRITABLE, [](uv_poll_t* h, int status, int) {
     std::unique_ptr<Pending> owned(static_cast<Pending*>(h->data));
     owned->poll.reset();
     int err = 0;
@@ -122,6 +183,12 @@ void vsock_dial(uv_loop_t* loop, std::uint32_t cid, std::uint32_t port, std::fun
     }
     owned->done(owned->fd);
   });
+  if (started != 0) {
+    std::unique_ptr<Pending> owned(p);
+    owned->poll.reset();
+    ::close(fd);
+    owned->done(uv_error(Errc::connection, "poll(" + where(cid, port) + ")", started));
+  }
 }
 
 }  // namespace ferry

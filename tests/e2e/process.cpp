@@ -220,7 +220,7 @@ Receiver start_receiver(const std::string& capture_dir, const std::string& name,
   argv.insert(argv.end(), args.begin(), args.end());
   Receiver r;
   r.proc = Process::start(argv, capture_dir, name);
-  static const std::regex listening(R"(listening on ((tcp|unix):[^\s"]+))");
+  static const std::regex listening(R"(listening on ((tcp|unix|vsock):[^\s"]+))");
   std::smatch m;
   std::string text;
   const bool seen = wait_until(

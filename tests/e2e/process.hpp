@@ -138,7 +138,7 @@ bool wait_until(const std::function<bool()>& cond, Millis limit);
 // A ferry-recv listening on a real address.
 struct Receiver {
   std::unique_ptr<Process> proc;
-  std::string address;     // as printed: "tcp:127.0.0.1:PORT" or "unix:/path"
+  std::string address;     // as printed: "tcp:127.0.0.1:PORT", "unix:/path" or "vsock:any:PORT"
   std::uint16_t port = 0;  // tcp only
 };
 // Starts `ferry-recv --listen LISTEN ARGS...` and waits (bounded) for its line

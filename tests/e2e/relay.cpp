@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/vm_sockets.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -79,17 +80,31 @@ struct Bucket {
 
 Relay::Relay(std::uint16_t target_port, std::uint64_t bytes_per_second)
     : target_port_(target_port), rate_(bytes_per_second) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  start();
+}
+
+Relay::Relay(std::uint32_t target_cid, std::uint32_t target_port, std::uint64_t bytes_per_second)
+    : vsock_(true), target_cid_(target_cid), target_port_(target_port), rate_(bytes_per_second) {
+  start();
+}
+
+void Relay::start() {
+  listen_fd_ = ::socket(vsock_ ? AF_VSOCK : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (listen_fd_ < 0) throw std::runtime_error(std::string("relay socket: ") + std::strerror(errno));
   sockaddr_in a = loopback(0);
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  sockaddr_vm v{};
+  v.svm_family = AF_VSOCK;
+  v.svm_cid = VMADDR_CID_ANY;
+  v.svm_port = VMADDR_PORT_ANY;
+  auto* addr = vsock_ ? reinterpret_cast<sockaddr*>(&v) : reinterpret_cast<sockaddr*>(&a);
+  socklen_t len = vsock_ ? sizeof v : sizeof a;
+  if (::bind(listen_fd_, addr, len) != 0 || ::listen(listen_fd_, 16) != 0 ||
+      ::getsockname(listen_fd_, addr, &len) != 0) {
     int e = errno;
     ::close(listen_fd_);
     throw std::runtime_error(std::string("relay listen: ") + std::strerror(e));
   }
-  port_ = ntohs(a.sin_port);
+  port_ = vsock_ ? v.svm_port : ntohs(a.sin_port);
   if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) {
     ::close(listen_fd_);
     throw std::runtime_error(std::string("relay pipe: ") + std::strerror(errno));
@@ -110,6 +125,23 @@ void Relay::stop() {
   char c = 1;
   (void)!::write(wake_[1], &c, 1);
   thread_.join();
+}
+
+int Relay::connect_target() const {
+  int t = ::socket(vsock_ ? AF_VSOCK : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (t < 0) return -1;
+  sockaddr_in a = loopback(static_cast<std::uint16_t>(target_port_));
+  sockaddr_vm v{};
+  v.svm_family = AF_VSOCK;
+  v.svm_cid = target_cid_;
+  v.svm_port = target_port_;
+  const int rc = vsock_ ? ::connect(t, reinterpret_cast<sockaddr*>(&v), sizeof v)
+                        : ::connect(t, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  if (rc != 0) {
+    ::close(t);
+    return -1;
+  }
+  return t;
 }
 
 void Relay::run() {
@@ -193,13 +225,14 @@ void Relay::run() {
       int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (c >= 0) {
         ++accepted_;
-        int t = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a = loopback(target_port_);
-        if (t >= 0 && ::connect(t, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        int t = connect_target();
+        if (t >= 0) {
           set_nonblocking(t);
           int one = 1;
-          ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          ::setsockopt(t, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          if (!vsock_) {
+            ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            ::setsockopt(t, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          }
           Link& l = links.emplace_back();
           l.client = c;
           l.target = t;
