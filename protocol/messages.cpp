@@ -38,6 +38,15 @@ struct Reader {
     out = static_cast<U>(v);
     return true;
   }
+  // An optional unsigned field: absent leaves `out` nullopt; present, it must be an
+  // unsigned integer <= max.
+  bool opt_uint(const char* key, std::optional<std::uint64_t>& out, std::uint64_t max) {
+    if (!j.contains(key)) return true;
+    std::uint64_t v = 0;
+    if (!uint(key, v, max)) return false;
+    out = v;
+    return true;
+  }
   bool int64(const char* key, std::int64_t& out) {
     auto it = j.find(key);
     if (it == j.end() || !it->is_number_integer()) {
@@ -85,12 +94,18 @@ Result<json> parse_object(Bytes payload, const char* frame) {
 }  // namespace
 
 std::string to_json(const Hello& m) {
-  return json{{"min_version", m.min_version},
-              {"max_version", m.max_version},
-              {"role", m.role == Role::sender ? "sender" : "receiver"},
-              {"session", m.session},
-              {"software", m.software}}
-      .dump();
+  json j{{"min_version", m.min_version},
+         {"max_version", m.max_version},
+         {"role", m.role == Role::sender ? "sender" : "receiver"},
+         {"session", m.session},
+         {"software", m.software}};
+  // Written only when set, so a HELLO without them is byte-identical to version 1's
+  // original form (the known-answer vectors).
+  if (m.files_total) j["files_total"] = *m.files_total;
+  if (m.bytes_total) j["bytes_total"] = *m.bytes_total;
+  if (m.files_done) j["files_done"] = *m.files_done;
+  if (m.bytes_done) j["bytes_done"] = *m.bytes_done;
+  return j.dump();
 }
 
 std::string to_json(const Offer& m) {
@@ -136,9 +151,19 @@ Result<Hello> parse_hello(Bytes payload) {
   Hello m;
   Reader r{*j, {}};
   std::string role;
+  constexpr std::uint64_t kMaxFiles = std::uint64_t{1} << 32;  // file ids are 32-bit
+  constexpr auto kMaxBytes = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   if (!r.uint("min_version", m.min_version) || !r.uint("max_version", m.max_version) ||
-      !r.text("role", role) || !r.text("session", m.session, 64) || !r.text("software", m.software)) {
+      !r.text("role", role) || !r.text("session", m.session, 64) || !r.text("software", m.software) ||
+      !r.opt_uint("files_total", m.files_total, kMaxFiles) || !r.opt_uint("bytes_total", m.bytes_total, kMaxBytes) ||
+      !r.opt_uint("files_done", m.files_done, kMaxFiles) || !r.opt_uint("bytes_done", m.bytes_done, kMaxBytes)) {
     return bad("HELLO", r.why);
+  }
+  if (m.files_total && m.files_done && *m.files_done > *m.files_total) {
+    return bad("HELLO", "field 'files_done' above 'files_total'");
+  }
+  if (m.bytes_total && m.bytes_done && *m.bytes_done > *m.bytes_total) {
+    return bad("HELLO", "field 'bytes_done' above 'bytes_total'");
   }
   if (role == "sender") m.role = Role::sender;
   else if (role == "receiver") m.role = Role::receiver;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "protocol/codec.hpp"
@@ -26,6 +27,13 @@ struct Hello {
   Role role = Role::sender;
   std::string session;   // 32 hex digits, chosen by the sender; the receiver echoes it
   std::string software;  // free text, e.g. "ferry 0.1.0"
+  // Optional, informative, sender only (PROTOCOL.md 4.3): the whole transfer's size and
+  // what was finished before this connection. Absent fields are nullopt and are not
+  // written. A receiver may show them; it must not rely on them for anything else.
+  std::optional<std::uint64_t> files_total{};  // entries the sender will offer, <= 2^32
+  std::optional<std::uint64_t> bytes_total{};  // sum of their sizes, <= 2^63-1
+  std::optional<std::uint64_t> files_done{};   // entries finished (verified, failed, refused); <= files_total
+  std::optional<std::uint64_t> bytes_done{};   // sum of the sizes of those entries; <= bytes_total
 };
 
 enum class EntryKind { file, directory };

@@ -1,11 +1,21 @@
 #include "receiver/receiver_session.hpp"
 
+#include <algorithm>
+#include <limits>
+
 #include "protocol/wire_path.hpp"
 
 namespace ferry::receiver {
 
 using protocol::FrameType;
 namespace P = protocol;
+
+namespace {
+// The figures are the sender's word, or sums of its offered sizes: never wrap.
+std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) {
+  return b > std::numeric_limits<std::uint64_t>::max() - a ? std::numeric_limits<std::uint64_t>::max() : a + b;
+}
+}  // namespace
 
 ReceiverSession::ReceiverSession(ReceiverConfig config, Clock::time_point) : cfg_(std::move(config)) {}
 
@@ -19,7 +29,26 @@ void ReceiverSession::event(EventType t, std::string detail) {
   e.size = offer_.size;
   e.offset = written_;
   e.detail = std::move(detail);
+  e.transfer = transfer();
   events_.push_back(std::move(e));
+}
+
+TransferProgress ReceiverSession::transfer() const {
+  TransferProgress t = hello_progress_;
+  t.files_done = sat_add(t.files_done, sat_add(totals_.files_verified, totals_.files_failed));
+  t.bytes_done = sat_add(t.bytes_done, sat_add(totals_.bytes_verified, failed_bytes_));
+  const bool busy = file_open_ || state_ == State::opening || state_ == State::committing;
+  if (busy) {
+    // The current entry again after a failure: it is in progress, not done.
+    if (auto it = failed_paths_.find(offer_.path); it != failed_paths_.end()) {
+      t.files_done -= std::min<std::uint64_t>(t.files_done, 1);
+      t.bytes_done -= std::min(t.bytes_done, it->second);
+    }
+    t.bytes_done = sat_add(t.bytes_done, written_);
+  }
+  if (t.files_total > 0) t.files_done = std::min(t.files_done, t.files_total);
+  if (t.bytes_total > 0) t.bytes_done = std::min(t.bytes_done, t.bytes_total);
+  return t;
 }
 
 void ReceiverSession::send_control(FrameType t, const std::string& body) {
@@ -47,9 +76,24 @@ void ReceiverSession::violation(const std::string& what) {
 
 // A file fails for good only if the sender does not send it again and verify it
 // later in the same session (after a digest mismatch it usually does).
+// The paths are remembered only up to kMaxTrackedFailures (peer input is hostile:
+// a sender offering a million bad paths must not grow this without bound); beyond
+// that, failures are only counted and can no longer be taken back by a later verify.
 void ReceiverSession::mark_failed() {
-  failed_paths_.insert(offer_.path);
-  totals_.files_failed = failed_paths_.size();
+  if (failed_paths_.count(offer_.path) == 0 && failed_paths_.size() >= kMaxTrackedFailures) {
+    ++untracked_failures_;
+  } else if (failed_paths_.emplace(offer_.path, offer_.size).second) {
+    failed_bytes_ = sat_add(failed_bytes_, offer_.size);
+  }
+  totals_.files_failed = failed_paths_.size() + untracked_failures_;
+}
+
+void ReceiverSession::unmark_failed() {
+  if (auto it = failed_paths_.find(offer_.path); it != failed_paths_.end()) {
+    failed_bytes_ -= std::min(failed_bytes_, it->second);
+    failed_paths_.erase(it);
+  }
+  totals_.files_failed = failed_paths_.size() + untracked_failures_;
 }
 
 void ReceiverSession::close_current(bool discard) {
@@ -123,6 +167,9 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
         return fatal(std::move(e));
       }
       session_id_ = h->session;
+      // For display only (parse_hello checked their ranges and done <= total).
+      hello_progress_ = TransferProgress{h->files_done.value_or(0), h->files_total.value_or(0),
+                                         h->bytes_done.value_or(0), h->bytes_total.value_or(0)};
       send_control(FrameType::hello, P::to_json(mine));
       state_ = State::idle;
       event(EventType::session_start, h->software);
@@ -135,13 +182,14 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
       close_current(false);  // an OFFER abandons the current file; its partial stays
       cur_ = o->file_id;
       offer_ = *o;
+      verified_ = written_ = acked_ = 0;  // nothing of this entry yet (events report offset 0)
       if (auto why = P::wire_path_problem(o->path)) {
         // Refused, not fatal: the sender goes on with its other files.
         P::Answer a{cur_, P::AnswerStatus::refuse, 0, "unsafe path: " + *why};
         send_control(FrameType::answer, P::to_json(a));
+        state_ = State::idle;
         mark_failed();
         event(EventType::file_failed, a.note);
-        state_ = State::idle;
         return;
       }
       state_ = State::opening;
@@ -180,9 +228,9 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
         close_current(true);
         P::Verdict v{cur_, P::VerdictStatus::failed, why};
         send_control(FrameType::verdict, P::to_json(v));
+        state_ = State::idle;
         mark_failed();
         event(EventType::file_failed, why);
-        state_ = State::idle;
         return;
       }
       state_ = State::committing;
@@ -226,18 +274,17 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
   if (!r) {
     P::Answer a{cur_, P::AnswerStatus::refuse, 0, r.error().message()};
     send_control(FrameType::answer, P::to_json(a));
+    state_ = State::idle;
     mark_failed();
     event(EventType::file_failed, a.note);
-    state_ = State::idle;
     return;
   }
   if (offer_.kind == P::EntryKind::directory) {
     send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
     ++totals_.files_verified;
-    failed_paths_.erase(offer_.path);
-    totals_.files_failed = failed_paths_.size();
-    event(EventType::file_verified, "directory");
+    unmark_failed();
     state_ = State::idle;
+    event(EventType::file_verified, "directory");
     return;
   }
   if (r->offset > offer_.size) {  // the driver's contract; treat as a local fault
@@ -290,8 +337,7 @@ void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, C
     return;
   }
   ++totals_.files_verified;
-  failed_paths_.erase(offer_.path);
-  totals_.files_failed = failed_paths_.size();
+  unmark_failed();
   totals_.bytes_verified += offer_.size;
   send_control(FrameType::verdict, P::to_json(P::Verdict{cur_, P::VerdictStatus::verified, {}}));
   written_ = offer_.size;

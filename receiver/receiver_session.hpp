@@ -19,8 +19,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -103,8 +103,14 @@ class ReceiverSession {
   const std::string& session_id() const { return session_id_; }
   const Totals& totals() const { return totals_; }
   std::optional<Error> failure() const { return failure_; }
-  // Bytes written and confirmed for the current file.
+  // Bytes written and confirmed for the current file (0 until a file is opened).
   std::uint64_t written() const { return written_; }
+  // The whole transfer as events report it (lib/events.hpp): totals from the sender's
+  // HELLO (0, unknown, when it did not send them); done = the HELLO's figures plus
+  // the entries finished on this connection (a failed one counts until it is offered
+  // again) and what is held of the current file. Display only: the sender's figures
+  // are not checked against anything, just clamped to the totals.
+  TransferProgress transfer() const;
 
  private:
   void handle_frame(const protocol::DecodedFrame& f, Clock::time_point now);
@@ -114,6 +120,7 @@ class ReceiverSession {
   void fatal(Error e);
   void close_current(bool discard);
   void mark_failed();
+  void unmark_failed();  // the current entry was verified after all
   void event(EventType t, std::string detail = {});
 
   ReceiverConfig cfg_;
@@ -125,7 +132,13 @@ class ReceiverSession {
   Totals totals_;
   std::optional<Error> failure_;
   std::string session_id_;
-  std::set<std::string> failed_paths_;  // failed and not verified since; files_failed counts them
+  // Failed and not verified since, with their offered sizes; files_failed counts them
+  // and the failures past the bound (see mark_failed).
+  static constexpr std::size_t kMaxTrackedFailures = 10'000;
+  std::map<std::string, std::uint64_t> failed_paths_;
+  std::uint64_t untracked_failures_ = 0;
+  std::uint64_t failed_bytes_ = 0;  // sum of those sizes (saturating)
+  TransferProgress hello_progress_;  // the sender's HELLO figures
 
   bool file_open_ = false;
   std::uint32_t cur_ = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <limits>
 
 namespace ferry::sender {
 
@@ -11,6 +12,7 @@ namespace P = protocol;
 SenderSession::SenderSession(SenderConfig config, std::vector<SourceEntry> entries, Clock::time_point now)
     : cfg_(std::move(config)), entries_(std::move(entries)) {
   assert(cfg_.window >= cfg_.chunk_size);
+  for (const auto& e : entries_) bytes_total_ += e.size;
   last_rx_ = last_ack_progress_ = last_ping_ = now;
 }
 
@@ -29,6 +31,10 @@ Result<void> SenderSession::outcome() const {
   return {};
 }
 
+TransferProgress SenderSession::transfer() const {
+  return TransferProgress{files_done_, entries_.size(), bytes_done_ + cur_done_, bytes_total_};
+}
+
 void SenderSession::event(EventType t, std::string detail) {
   Event e;
   e.type = t;
@@ -38,6 +44,7 @@ void SenderSession::event(EventType t, std::string detail) {
   }
   e.offset = acked_;
   e.detail = std::move(detail);
+  e.transfer = transfer();
   events_.push_back(std::move(e));
 }
 
@@ -73,6 +80,15 @@ void SenderSession::on_connected(Clock::time_point now) {
   h.role = P::Role::sender;
   h.session = cfg_.session_id;
   h.software = cfg_.software;
+  // Informative totals for the receiver's display: only finished entries count as
+  // done, since the receiver adds what it holds of the current file itself.
+  // (Sizes beyond the field's range, 2^63-1 bytes, are left out rather than refused.)
+  h.files_total = entries_.size();
+  h.files_done = files_done_;
+  if (bytes_total_ <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    h.bytes_total = bytes_total_;
+    h.bytes_done = bytes_done_;
+  }
   send_control(FrameType::hello, P::to_json(h));
 }
 
@@ -172,6 +188,7 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
       if (!a->note.empty()) event(EventType::warning, a->note);
       if (a->offset > 0) {
         acked_ = next_read_ = next_send_ = a->offset;
+        note_acked();
         event(EventType::resume, a->offset == ent.size ? "already complete, verifying" : "");
       }
       if (a->offset > prog_.hashed_upto) {
@@ -201,6 +218,7 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
       }
       if (p.offset > acked_) last_ack_progress_ = now;
       acked_ = p.offset;
+      note_acked();
       if (f.header.type == FrameType::rpos) {
         // zmodem's ZRPOS: a chunk failed its checksum; everything from here is re-sent.
         ++totals_.chunks_rejected;
@@ -343,7 +361,9 @@ void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<
       finish_file(false, "source file kept changing during the transfer: " + ent.local_path);
       return next_entry(now);
     }
+    bytes_total_ = bytes_total_ - ent.size + (*now_entry)->size;
     entries_[cur_] = std::move(**now_entry);
+    cur_done_ = std::min(cur_done_, entries_[cur_].size);
     event(EventType::warning, "source file changed during the transfer; sending it again from the start");
     return restart_file(now);
   }
@@ -422,6 +442,10 @@ void SenderSession::on_prefix_hashed(std::uint64_t token, Result<P::Digest128> d
 }
 
 void SenderSession::finish_file(bool verified, const std::string& why) {
+  // The entry counts as done whole, whatever was acknowledged of it.
+  ++files_done_;
+  bytes_done_ += entries_[cur_].size;
+  cur_done_ = 0;
   if (verified) {
     ++totals_.files_verified;
     totals_.bytes_verified += entries_[cur_].size;
@@ -434,6 +458,7 @@ void SenderSession::finish_file(bool verified, const std::string& why) {
 
 void SenderSession::next_entry(Clock::time_point now) {
   ++cur_;
+  cur_done_ = 0;
   prog_ = FileProgress{};
   acked_ = next_read_ = next_send_ = 0;
   token_base_ = next_token_;

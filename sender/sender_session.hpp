@@ -17,6 +17,7 @@
 // for sending, never exceed config.window.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -114,6 +115,12 @@ class SenderSession {
   // Grows whenever the receiver confirms something new (an entry done or bytes
   // acknowledged); the app resets its redial budget when it grows.
   std::uint64_t progress_marker() const { return (std::uint64_t{cur_} << 40) + acked_; }
+  // The whole transfer as events report it (lib/events.hpp): files_total = entries,
+  // bytes_total = sum of their sizes; done = finished entries (verified, failed or
+  // refused) and their sizes, plus the most the receiver ever acknowledged of the
+  // current file (so a resumed part counts as done, a re-send does not count twice,
+  // and bytes_done never goes down while the entry list is unchanged).
+  TransferProgress transfer() const;
 
  private:
   struct FileProgress {
@@ -136,6 +143,7 @@ class SenderSession {
   void fail(Error e);
   void drop_connection(Error e, Clock::time_point now);
   void event(EventType t, std::string detail = {});
+  void note_acked() { cur_done_ = std::max(cur_done_, acked_); }
 
   SenderConfig cfg_;
   std::vector<SourceEntry> entries_;
@@ -148,6 +156,10 @@ class SenderSession {
   std::optional<Error> failure_;
   std::optional<Error> last_connection_error_;
   std::uint64_t files_failed_verification_ = 0;
+  std::uint64_t bytes_total_ = 0;  // sum of entries_' sizes (a source that changed counts as it is now)
+  std::uint64_t files_done_ = 0;   // entries finished (verified, failed or refused)
+  std::uint64_t bytes_done_ = 0;   // sum of their sizes
+  std::uint64_t cur_done_ = 0;     // highest acknowledged offset of the current entry, any attempt
 
   // Current entry.
   std::uint32_t cur_ = 0;

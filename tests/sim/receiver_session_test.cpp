@@ -2,12 +2,13 @@
 // (hand-built frames) and the driver (completes OpenFile with an OpenedFile it
 // chooses, performs WriteChunk into an in-memory buffer, completes CommitFile).
 // Covers bad chunks and RPOS, ACK pacing, commit verdicts, unsafe paths, protocol
-// violations, END, and corrupt input.
+// violations, END, corrupt input, and the whole-transfer figures of events.
 #include "receiver/receiver_session.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -105,11 +106,17 @@ class Harness {
     collect();
   }
 
-  void hello() {
+  void hello(const std::optional<TransferProgress>& figures = std::nullopt) {
     P::Hello h;
     h.role = P::Role::sender;
     h.session = kSession;
     h.software = "test-sender";
+    if (figures) {
+      h.files_total = figures->files_total;
+      h.bytes_total = figures->bytes_total;
+      h.files_done = figures->files_done;
+      h.bytes_done = figures->bytes_done;
+    }
     feed(P::FrameType::hello, P::to_json(h));
   }
   void offer(std::uint32_t id, const std::string& path, std::uint64_t size) {
@@ -513,6 +520,174 @@ TEST(ReceiverEnd, EndWhileAFileIsOpenKeepsThePartialAndEnds) {
   EXPECT_FALSE(h.closes_file[0].discard);
   EXPECT_TRUE(h.closes.empty());
   EXPECT_TRUE(h.r.ended());
+}
+
+// --- whole-transfer figures ------------------------------------------------------------------------
+
+// Sends `src` as DATA of `file` from `from` on, then drains (an ACK and a progress event).
+void send_file(Harness& h, std::uint32_t file, const std::vector<std::byte>& src, std::uint64_t from = 0) {
+  for (std::uint64_t off = from; off < src.size(); off += kChunk) {
+    h.feed(data_frame(file, off, P::Bytes(src).subspan(off, std::min<std::uint64_t>(kChunk, src.size() - off))));
+  }
+  h.drained();
+}
+
+void commit(Harness& h, std::uint32_t file, const std::vector<std::byte>& src, bool good = true) {
+  auto digest_of = src;
+  if (!good) digest_of.at(0) ^= std::byte{1};
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{file, src.size(), hex128(digest_of)}));
+  if (!good) return;
+  ASSERT_EQ(h.commits.size(), 1u);
+  h.commits.clear();
+  h.r.on_file_committed(file, Result<void>(), h.now);
+  h.collect();
+}
+
+void offer_dir(Harness& h, std::uint32_t id, const std::string& path) {
+  P::Offer o;
+  o.file_id = id;
+  o.path = path;
+  o.kind = P::EntryKind::directory;
+  o.identity = "dir";
+  h.feed(P::FrameType::offer, P::to_json(o));
+}
+
+const Event* last_of(const std::vector<Event>& events, EventType t, const std::string& path) {
+  const Event* found = nullptr;
+  for (const auto& e : events) {
+    if (e.type == t && e.path == path) found = &e;
+  }
+  return found;
+}
+
+TEST(ReceiverTransfer, FiguresAreTheSendersHelloPlusThisConnection) {
+  // The sender had finished 2 entries (5000 bytes) of 6 (5000 + a + 100) before this connection.
+  const auto a = bytes_of(3 * kChunk + 5, 30);
+  const std::uint64_t total = 5000 + a.size() + 100;
+  Harness h;
+  h.hello(TransferProgress{2, 6, 5000, total});
+  std::vector<Event> ev;
+  auto take = [&] {
+    for (auto& e : h.r.take_events()) ev.push_back(std::move(e));
+  };
+  EXPECT_EQ(h.r.transfer().files_total, 6u);
+  EXPECT_EQ(h.r.transfer().bytes_done, 5000u);
+
+  h.offer(2, "a.bin", a.size());
+  h.open();
+  take();
+  const Event* start = last_of(ev, EventType::file_start, "a.bin");
+  ASSERT_NE(start, nullptr);
+  EXPECT_EQ(start->transfer.files_done, 2u);
+  EXPECT_EQ(start->transfer.bytes_done, 5000u);
+  EXPECT_EQ(start->transfer.files_total, 6u);
+  EXPECT_EQ(start->transfer.bytes_total, total);
+  send_file(h, 2, a);
+  take();
+  const Event* prog = last_of(ev, EventType::progress, "a.bin");
+  ASSERT_NE(prog, nullptr);
+  EXPECT_EQ(prog->transfer.bytes_done, 5000 + a.size()) << "what is written of the current file counts";
+  EXPECT_EQ(prog->transfer.files_done, 2u);
+  commit(h, 2, a);
+  take();
+  const Event* ver = last_of(ev, EventType::file_verified, "a.bin");
+  ASSERT_NE(ver, nullptr);
+  EXPECT_EQ(ver->transfer.files_done, 3u);
+  EXPECT_EQ(ver->transfer.bytes_done, 5000 + a.size());
+
+  offer_dir(h, 3, "d");
+  h.open();
+  take();
+  const Event* dir = last_of(ev, EventType::file_verified, "d");
+  ASSERT_NE(dir, nullptr);
+  EXPECT_EQ(dir->offset, 0u) << "a directory's offset is not the previous file's";
+  EXPECT_EQ(dir->size, 0u);
+  EXPECT_EQ(dir->transfer.files_done, 4u);
+
+  h.offer(4, "../x", 100);  // refused: finished, its size done
+  take();
+  const Event* bad = last_of(ev, EventType::file_failed, "../x");
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ(bad->offset, 0u);
+  EXPECT_EQ(bad->transfer.files_done, 5u);
+  EXPECT_EQ(bad->transfer.bytes_done, total);
+
+  TransferProgress prev;
+  for (const auto& e : ev) {
+    SCOPED_TRACE(std::string(event_type_name(e.type)) + " " + e.path);
+    EXPECT_LE(e.transfer.files_done, e.transfer.files_total);
+    EXPECT_LE(e.transfer.bytes_done, e.transfer.bytes_total);
+    EXPECT_GE(e.transfer.bytes_done, prev.bytes_done);
+    prev = e.transfer;
+  }
+}
+
+TEST(ReceiverTransfer, WithoutHelloFiguresTotalsAreUnknownAndDoneIsThisConnection) {
+  const auto a = bytes_of(2 * kChunk, 31);
+  Harness h;
+  h.hello();
+  h.offer(0, "a.bin", a.size());
+  const std::uint64_t held = kChunk;
+  h.open(held, a);
+  auto ev = h.r.take_events();
+  const Event* resume = last_of(ev, EventType::resume, "a.bin");
+  ASSERT_NE(resume, nullptr);
+  EXPECT_EQ(resume->transfer.files_total, 0u) << "unknown";
+  EXPECT_EQ(resume->transfer.bytes_total, 0u) << "unknown";
+  EXPECT_EQ(resume->transfer.bytes_done, held) << "the resumed part is done";
+  send_file(h, 0, a, held);
+  commit(h, 0, a);
+  ev = h.r.take_events();
+  const Event* ver = last_of(ev, EventType::file_verified, "a.bin");
+  ASSERT_NE(ver, nullptr);
+  EXPECT_EQ(ver->transfer.files_done, 1u);
+  EXPECT_EQ(ver->transfer.bytes_done, a.size());
+  EXPECT_EQ(ver->transfer.files_total, 0u);
+}
+
+TEST(ReceiverTransfer, AFileSentAgainAfterAMismatchCountsOnce) {
+  const auto a = bytes_of(2 * kChunk + 1, 32);
+  Harness h;
+  h.hello(TransferProgress{0, 1, 0, a.size()});
+  h.offer(0, "a.bin", a.size());
+  h.open();
+  send_file(h, 0, a);
+  commit(h, 0, a, /*good=*/false);
+  auto ev = h.r.take_events();
+  const Event* failed = last_of(ev, EventType::file_failed, "a.bin");
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->transfer.files_done, 1u) << "failed, as far as the receiver knows";
+  EXPECT_EQ(failed->transfer.bytes_done, a.size());
+  // Offered again: in progress, not done; its bytes count as they arrive again.
+  h.offer(0, "a.bin", a.size());
+  h.open();
+  ev = h.r.take_events();
+  const Event* start = last_of(ev, EventType::file_start, "a.bin");
+  ASSERT_NE(start, nullptr);
+  EXPECT_EQ(start->transfer.files_done, 0u);
+  EXPECT_EQ(start->transfer.bytes_done, 0u);
+  send_file(h, 0, a);
+  commit(h, 0, a);
+  ev = h.r.take_events();
+  const Event* ver = last_of(ev, EventType::file_verified, "a.bin");
+  ASSERT_NE(ver, nullptr);
+  EXPECT_EQ(ver->transfer.files_done, 1u);
+  EXPECT_EQ(ver->transfer.bytes_done, a.size());
+  EXPECT_EQ(h.r.totals().files_failed, 0u);
+}
+
+TEST(ReceiverTransfer, ASendersFiguresAreClampedToItsTotals) {
+  // Files beyond what the sender announced (a lying or buggy sender): never above total.
+  Harness h;
+  h.hello(TransferProgress{1, 1, 10, 10});
+  h.offer(0, "a.bin", 50);
+  h.open();
+  send_file(h, 0, bytes_of(50, 33));
+  auto ev = h.r.take_events();
+  const Event* prog = last_of(ev, EventType::progress, "a.bin");
+  ASSERT_NE(prog, nullptr);
+  EXPECT_EQ(prog->transfer.files_done, 1u);
+  EXPECT_EQ(prog->transfer.bytes_done, 10u);
 }
 
 TEST(ReceiverInput, CorruptHeaderClosesTheConnection) {

@@ -2,7 +2,8 @@
 // receiver with hand-built frames (protocol/codec + messages) and the driver,
 // completing ReadChunk / HashPrefix / CheckSource from in-memory bytes. Covers the
 // handshake, the window under late and odd ACKs, ACK/RPOS checks, rewinds, resume,
-// commit digests, verdicts, refusals, stall and keepalive timers, and reconnects.
+// commit digests, verdicts, refusals, stall and keepalive timers, reconnects, and the
+// whole-transfer figures in events and HELLO.
 #include "sender/sender_session.hpp"
 
 #include <gtest/gtest.h>
@@ -811,6 +812,177 @@ TEST(SenderReconnect, DisconnectWhileHashingIgnoresTheLateHash) {
   h.collect();
   EXPECT_TRUE(h.reads.empty());
   EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_hello);
+}
+
+// --- whole-transfer figures -------------------------------------------------------------------
+
+// Checks what every event says about the whole transfer against the totals and the
+// previous event: done never above total, and never going down.
+void check_transfer_events(const std::vector<Event>& events, std::uint64_t files_total, std::uint64_t bytes_total) {
+  TransferProgress prev;
+  for (const auto& e : events) {
+    SCOPED_TRACE(std::string(event_type_name(e.type)) + " " + e.path + " at " + std::to_string(e.offset));
+    const auto& t = e.transfer;
+    EXPECT_EQ(t.files_total, files_total);
+    EXPECT_EQ(t.bytes_total, bytes_total);
+    EXPECT_LE(t.files_done, t.files_total);
+    EXPECT_LE(t.bytes_done, t.bytes_total);
+    EXPECT_GE(t.files_done, prev.files_done) << "files_done went down";
+    EXPECT_GE(t.bytes_done, prev.bytes_done) << "bytes_done went down";
+    prev = t;
+  }
+}
+
+// Sends the current file from the ANSWER offset already given up to its COMMIT,
+// acknowledging everything sent.
+void send_rest(Harness& h, std::uint32_t file) {
+  if (!h.hashes.empty()) h.complete_hash();
+  for (int round = 0; round < 1000 && h.of_type(P::FrameType::commit).empty(); ++round) {
+    h.complete_all_reads();
+    std::uint64_t end = 0;
+    for (const auto& f : h.of_type(P::FrameType::data)) end = std::max(end, f.offset + f.data.size());
+    if (end > 0) h.feed_position(P::FrameType::ack, file, end);
+  }
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+}
+
+const Event* last_of(const std::vector<Event>& events, EventType t, const std::string& path) {
+  const Event* found = nullptr;
+  for (const auto& e : events) {
+    if (e.type == t && e.path == path) found = &e;
+  }
+  return found;
+}
+
+TEST(SenderTransfer, FiguresAcrossFilesARefusalAResumeAndAResend) {
+  // f0 sent whole, f1 refused, f2 resumed at 2 chunks, f3 fails its verdict once and is sent again.
+  const std::vector<std::size_t> sizes = {3 * kChunk, 100, 5 * kChunk + 7, 2 * kChunk};
+  std::vector<std::vector<std::byte>> files;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    files.push_back(bytes_of(sizes[i], 40 + static_cast<unsigned>(i)));
+    total += sizes[i];
+  }
+  Harness h(files);
+  std::vector<Event> ev;
+  auto take = [&] {
+    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
+  };
+  EXPECT_EQ(h.s.transfer().files_total, 4u);
+  EXPECT_EQ(h.s.transfer().bytes_total, total);
+  EXPECT_EQ(h.s.transfer().bytes_done, 0u);
+  h.handshake();
+  take();
+  ASSERT_NE(last_of(ev, EventType::file_start, "f0"), nullptr);
+  EXPECT_EQ(last_of(ev, EventType::file_start, "f0")->transfer.files_done, 0u);
+
+  h.take_frames();
+  send_whole_file(h, 0);
+  take();
+  const Event* p0 = last_of(ev, EventType::progress, "f0");
+  ASSERT_NE(p0, nullptr);
+  EXPECT_EQ(p0->transfer.bytes_done, sizes[0]) << "the acknowledged offset counts while the file is open";
+  EXPECT_EQ(p0->transfer.files_done, 0u);
+  h.verdict(0, true);
+  take();
+  const Event* v0 = last_of(ev, EventType::file_verified, "f0");
+  ASSERT_NE(v0, nullptr);
+  EXPECT_EQ(v0->transfer.files_done, 1u);
+  EXPECT_EQ(v0->transfer.bytes_done, sizes[0]);
+
+  h.take_frames();
+  h.answer(1, 0, P::AnswerStatus::refuse);
+  take();
+  const Event* f1 = last_of(ev, EventType::file_failed, "f1");
+  ASSERT_NE(f1, nullptr);
+  EXPECT_EQ(f1->transfer.files_done, 2u) << "a refused entry is finished";
+  EXPECT_EQ(f1->transfer.bytes_done, sizes[0] + sizes[1]) << "and its size is done";
+
+  h.take_frames();
+  const std::uint64_t held = 2 * kChunk;
+  h.answer(2, held);
+  take();
+  const Event* r2 = last_of(ev, EventType::resume, "f2");
+  ASSERT_NE(r2, nullptr);
+  EXPECT_EQ(r2->offset, held);
+  EXPECT_EQ(r2->transfer.bytes_done, sizes[0] + sizes[1] + held) << "the resumed part counts as done";
+  send_rest(h, 2);
+  h.verdict(2, true);
+  take();
+  const Event* v2 = last_of(ev, EventType::file_verified, "f2");
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v2->transfer.files_done, 3u);
+  EXPECT_EQ(v2->transfer.bytes_done, sizes[0] + sizes[1] + sizes[2]);
+
+  h.take_frames();
+  send_whole_file(h, 3);
+  h.verdict(3, false);  // offered again, sent again from 0
+  take();
+  const std::size_t resend_from = ev.size();
+  h.take_frames();
+  send_whole_file(h, 3);
+  take();
+  for (std::size_t i = resend_from; i < ev.size(); ++i) {
+    if (ev[i].type != EventType::progress) continue;
+    // The first attempt was acknowledged whole: the re-send adds nothing.
+    EXPECT_EQ(ev[i].transfer.bytes_done, total)
+        << "a re-send does not count its bytes again (offset " << ev[i].offset << ")";
+  }
+  EXPECT_NE(last_of(ev, EventType::progress, "f3"), nullptr);
+  h.verdict(3, true);
+  take();
+  const Event* v3 = last_of(ev, EventType::file_verified, "f3");
+  ASSERT_NE(v3, nullptr);
+  EXPECT_EQ(v3->transfer.files_done, 4u);
+  EXPECT_EQ(v3->transfer.bytes_done, total);
+  check_transfer_events(ev, 4, total);
+  for (const auto& e : ev) {
+    if (e.type == EventType::file_start || e.type == EventType::progress) {
+      EXPECT_LT(e.transfer.files_done, 4u) << "an entry in progress is not done";
+    }
+  }
+}
+
+TEST(SenderTransfer, HelloCarriesTotalsAndWhatWasFinishedBeforeThisConnection) {
+  const auto a = bytes_of(2 * kChunk, 50), c = bytes_of(10 * kChunk, 51);
+  Harness h({a, c});
+  h.connect();
+  auto hello = P::parse_hello(h.frames.at(0).payload);
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(hello->files_total, std::optional<std::uint64_t>(2));
+  EXPECT_EQ(hello->bytes_total, std::optional<std::uint64_t>(a.size() + c.size()));
+  EXPECT_EQ(hello->files_done, std::optional<std::uint64_t>(0));
+  EXPECT_EQ(hello->bytes_done, std::optional<std::uint64_t>(0));
+  h.receiver_hello();
+  send_whole_file(h, 0);
+  h.verdict(0, true);
+  h.take_frames();
+  h.answer(1, 0);
+  h.complete_all_reads();
+  h.feed_position(P::FrameType::ack, 1, 4 * kChunk);
+  const std::uint64_t before = h.s.transfer().bytes_done;
+  EXPECT_EQ(before, a.size() + 4 * kChunk);
+  h.s.on_disconnected(make_error(Errc::connection, "test: cut"), h.now);
+  h.collect();
+  h.take_frames();
+  h.connect();
+  hello = P::parse_hello(h.frames.at(0).payload);
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(hello->files_total, std::optional<std::uint64_t>(2));
+  EXPECT_EQ(hello->files_done, std::optional<std::uint64_t>(1));
+  EXPECT_EQ(hello->bytes_done, std::optional<std::uint64_t>(a.size()))
+      << "the current file's part is not included: the receiver adds what it holds";
+  // The receiver lost some of what it acknowledged: the figure does not go back.
+  h.receiver_hello();
+  h.answer(1, 2 * kChunk);
+  EXPECT_EQ(h.s.transfer().bytes_done, before);
+  h.s.take_events();
+  send_rest(h, 1);
+  h.verdict(1, true);
+  auto ev = h.s.take_events();
+  check_transfer_events(ev, 2, a.size() + c.size());
+  ASSERT_NE(last_of(ev, EventType::file_verified, "f1"), nullptr);
+  EXPECT_EQ(last_of(ev, EventType::file_verified, "f1")->transfer.bytes_done, a.size() + c.size());
 }
 
 TEST(SenderEnd, NoEntriesSendsEndAndFinishesOnTheReply) {

@@ -1,6 +1,7 @@
 // Tests protocol/messages: to_json/parse_* round trips for every JSON body, rejection
 // (Errc::protocol) of invalid JSON, non-objects, missing fields, wrong types, negative
-// or oversized numbers, bad enums, bad hex and oversized strings; negotiate_version.
+// or oversized numbers, bad enums, bad hex and oversized strings; negotiate_version;
+// HELLO's optional transfer totals (absent, present, out of range, done > total).
 #include "protocol/messages.hpp"
 
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,62 @@ TEST(Messages, HelloRoundTrip) {
     EXPECT_EQ(p->session, m.session);
     EXPECT_EQ(p->software, m.software);
   }
+}
+
+Hello hello_with_totals() {
+  Hello m{1, 1, Role::sender, kSession, "sw"};
+  m.files_total = 10;
+  m.bytes_total = 1000;
+  m.files_done = 3;
+  m.bytes_done = 250;
+  return m;
+}
+
+TEST(Messages, HelloTotalsRoundTrip) {
+  auto p = parse_hello(b(to_json(hello_with_totals())));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->files_total, std::optional<std::uint64_t>(10));
+  EXPECT_EQ(p->bytes_total, std::optional<std::uint64_t>(1000));
+  EXPECT_EQ(p->files_done, std::optional<std::uint64_t>(3));
+  EXPECT_EQ(p->bytes_done, std::optional<std::uint64_t>(250));
+  // The largest legal values.
+  Hello big{1, 1, Role::sender, kSession, "sw"};
+  big.files_total = big.files_done = std::uint64_t{1} << 32;
+  big.bytes_total = big.bytes_done = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  auto q = parse_hello(b(to_json(big)));
+  ASSERT_TRUE(q) << q.error().message();
+  EXPECT_EQ(q->files_done, big.files_done);
+  EXPECT_EQ(q->bytes_done, big.bytes_done);
+}
+
+TEST(Messages, HelloWithoutTotalsIsTheOriginalBody) {
+  // Not set, not written: the body is byte for byte version 1's (the KAT vectors).
+  Hello m{1, 1, Role::sender, kSession, "ferry-send 0.1.0"};
+  EXPECT_EQ(to_json(m), std::string(R"({"max_version":1,"min_version":1,"role":"sender","session":")") + kSession +
+                            R"(","software":"ferry-send 0.1.0"})");
+  auto p = parse_hello(b(to_json(m)));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_FALSE(p->files_total || p->bytes_total || p->files_done || p->bytes_done);
+  // Any subset may be present; done without its total is fine.
+  auto only_done = parse_hello(b(std::string(R"({"min_version":1,"max_version":1,"role":"sender","session":")") +
+                                 kSession + R"(","software":"","files_done":4,"bytes_done":5})"));
+  ASSERT_TRUE(only_done) << only_done.error().message();
+  EXPECT_EQ(only_done->files_done, std::optional<std::uint64_t>(4));
+  EXPECT_FALSE(only_done->files_total.has_value());
+}
+
+TEST(Messages, HelloTotalsOutOfRangeOrOfWrongTypeAreRefused) {
+  const std::string head = std::string(R"({"min_version":1,"max_version":1,"role":"sender","session":")") + kSession +
+                           R"(","software":"")";
+  for (const char* tail : {
+           R"(,"files_total":4294967297})", R"(,"files_done":4294967297})",
+           R"(,"bytes_total":9223372036854775808})", R"(,"bytes_done":18446744073709551615})",
+           R"(,"files_total":-1})", R"(,"bytes_done":-1})", R"(,"bytes_total":1.5})", R"(,"files_total":1e3})",
+           R"(,"files_done":"3"})", R"(,"bytes_total":null})", R"(,"files_total":true})", R"(,"bytes_done":[1]})",
+           R"(,"files_total":2,"files_done":3})", R"(,"bytes_total":10,"bytes_done":11})"}) {
+    expect_protocol_error(parse_hello(b(head + tail)), tail);
+  }
+  EXPECT_TRUE(parse_hello(b(head + R"(,"files_total":3,"files_done":3,"bytes_total":0,"bytes_done":0})")));
 }
 
 TEST(Messages, OfferRoundTrip) {
@@ -205,6 +263,10 @@ std::vector<BodyCase> body_cases() {
   };
   return {
       {"hello", json::parse(to_json(Hello{1, 1, Role::sender, kSession, "sw"})), ok(parse_hello), {}},
+      {"hello with totals",
+       json::parse(to_json(hello_with_totals())),
+       ok(parse_hello),
+       {"files_total", "bytes_total", "files_done", "bytes_done"}},
       {"offer", json::parse(to_json(Offer{1, "p", EntryKind::file, 3, 4, 0644, "id"})), ok(parse_offer), {}},
       {"answer", json::parse(to_json(Answer{1, AnswerStatus::accept, 3, "n"})), ok(parse_answer), {"note"}},
       {"commit", json::parse(to_json(Commit{1, 3, std::string(32, 'a')})), ok(parse_commit), {}},
