@@ -8,6 +8,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "protocol/wire_path.hpp"
+
 namespace ferry {
 namespace {
 
@@ -25,46 +27,22 @@ std::string base_name(std::string p) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-const char* kind_of(mode_t m) {
-  if (S_ISLNK(m)) return "symlink";
-  if (S_ISFIFO(m)) return "FIFO";
-  if (S_ISSOCK(m)) return "socket";
-  if (S_ISCHR(m) || S_ISBLK(m)) return "device";
-  return "special file";
-}
-
-// Wire paths travel in JSON, which carries only UTF-8: a name that is not valid
-// UTF-8 would be mangled (and could collide with another), so it is not sent.
-bool is_utf8(const std::string& s) {
-  try {
-    (void)nlohmann::json(s).dump();  // the serializer OFFER uses, in strict mode
-    return true;
-  } catch (const nlohmann::json::type_error&) {
-    return false;
-  }
-}
-
 Result<void> walk(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
-  if (!is_utf8(wire)) {
+  if (!is_valid_utf8(wire)) {
     out.skipped.push_back(local + ": name is not valid UTF-8, not sent");
     return {};
   }
   SourceEntry e;
   e.wire_path = wire;
   e.local_path = local;
-  e.mtime_ns = mtime_ns_of(st);
-  e.ctime_ns = ctime_ns_of(st);
-  e.inode = static_cast<std::uint64_t>(st.st_ino);
-  e.mode = st.st_mode & 07777;
+  fill_from_stat(e, st);
   if (S_ISREG(st.st_mode)) {
     e.kind = protocol::EntryKind::file;
-    e.size = static_cast<std::uint64_t>(st.st_size);
-    e.identity = source_identity(e.size, e.mtime_ns);
     out.entries.push_back(std::move(e));
     return {};
   }
   if (!S_ISDIR(st.st_mode)) {
-    out.skipped.push_back(local + ": " + kind_of(st.st_mode) + " not sent");
+    out.skipped.push_back(local + ": " + special_kind_name(st.st_mode) + " not sent");
     return {};
   }
   e.kind = protocol::EntryKind::directory;
@@ -98,6 +76,22 @@ Result<void> walk(const std::string& local, const std::string& wire, const struc
 
 }  // namespace
 
+Result<SourceEntry> source_file_entry(const std::string& local_path, const std::string& wire_path) {
+  if (auto why = protocol::wire_path_problem(wire_path)) {
+    return make_error(Errc::usage, "cannot send " + local_path + " as '" + wire_path + "': " + *why);
+  }
+  if (!is_valid_utf8(wire_path)) return make_error(Errc::usage, "wire path of " + local_path + " is not valid UTF-8");
+  struct stat st{};
+  if (::lstat(local_path.c_str(), &st) != 0) return make_error(Errc::local_io, "lstat(" + local_path + ")", errno);
+  if (!S_ISREG(st.st_mode)) {
+    return make_error(Errc::usage, local_path + " is a " + special_kind_name(st.st_mode) + "; only regular files are sent");
+  }
+  SourceEntry e;
+  e.wire_path = wire_path;
+  e.local_path = local_path;
+  return restat_source(e);
+}
+
 std::string source_identity(std::uint64_t size, std::int64_t mtime_ns) {
   return "size=" + std::to_string(size) + ",mtime_ns=" + std::to_string(mtime_ns);
 }
@@ -111,13 +105,40 @@ Result<SourceEntry> restat_source(const SourceEntry& entry) {
     return make_error(Errc::local_io, entry.local_path + " is no longer a regular file");
   }
   SourceEntry e = entry;
-  e.size = static_cast<std::uint64_t>(st.st_size);
+  fill_from_stat(e, st);
+  return e;
+}
+
+void fill_from_stat(SourceEntry& e, const struct stat& st) {
   e.mtime_ns = mtime_ns_of(st);
   e.ctime_ns = ctime_ns_of(st);
   e.inode = static_cast<std::uint64_t>(st.st_ino);
   e.mode = st.st_mode & 07777;
-  e.identity = source_identity(e.size, e.mtime_ns);
-  return e;
+  if (S_ISREG(st.st_mode)) {
+    e.size = static_cast<std::uint64_t>(st.st_size);
+    e.identity = source_identity(e.size, e.mtime_ns);
+  }
+}
+
+bool same_version(const SourceEntry& a, const SourceEntry& b) {
+  return a.size == b.size && a.mtime_ns == b.mtime_ns && a.ctime_ns == b.ctime_ns && a.inode == b.inode;
+}
+
+const char* special_kind_name(mode_t mode) {
+  if (S_ISLNK(mode)) return "symlink";
+  if (S_ISFIFO(mode)) return "FIFO";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "device";
+  return "special file";
+}
+
+bool is_valid_utf8(const std::string& name) {
+  try {
+    (void)nlohmann::json(name).dump();  // the serializer OFFER uses, in strict mode
+    return true;
+  } catch (const nlohmann::json::type_error&) {
+    return false;
+  }
 }
 
 Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
@@ -127,7 +148,7 @@ Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
     struct stat st{};
     if (::lstat(p.c_str(), &st) != 0) return make_error(Errc::usage, "lstat(" + p + ")", errno);
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-      return make_error(Errc::usage, p + " is a " + kind_of(st.st_mode) + "; only files and directories are sent");
+      return make_error(Errc::usage, p + " is a " + special_kind_name(st.st_mode) + "; only files and directories are sent");
     }
     std::string name = base_name(p);
     if (name == "." || name == ".." || name == "/" || name.empty()) {

@@ -10,6 +10,8 @@
 //   for (auto& s : tree->skipped) warn(s);
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,7 +48,29 @@ Result<SourceTree> walk_sources(const std::vector<std::string>& paths);
 // is gone or no longer a regular file.
 Result<SourceEntry> restat_source(const SourceEntry& entry);
 
+// One regular file at `local_path`, to be sent as `wire_path`. Errc::usage when the
+// wire path breaks the rules (protocol/wire_path.hpp) or is not UTF-8, or the file is
+// not a regular file (a symlink is not followed); Errc::local_io when it cannot be
+// stat'ed.
+Result<SourceEntry> source_file_entry(const std::string& local_path, const std::string& wire_path);
+
 // The identity string for a size and mtime, as put in OFFER.
 std::string source_identity(std::uint64_t size, std::int64_t mtime_ns);
+
+// Sets the fields of `e` that come from a stat of its file: mtime_ns, ctime_ns, inode,
+// mode and, for a regular file, size and identity. Paths and kind are left alone.
+void fill_from_stat(SourceEntry& e, const struct stat& st);
+
+// True when `a` and `b` describe the same version of a file: equal size, mtime_ns,
+// ctime_ns and inode (the signature a change of content or a replacement alters).
+bool same_version(const SourceEntry& a, const SourceEntry& b);
+
+// What a file that is neither regular nor a directory is, for messages: "symlink",
+// "FIFO", "socket", "device" or "special file".
+const char* special_kind_name(mode_t mode);
+
+// True when `name` is valid UTF-8: wire paths travel in JSON, which carries nothing
+// else, so a name that is not would be mangled (and could collide with another).
+bool is_valid_utf8(const std::string& name);
 
 }  // namespace ferry
