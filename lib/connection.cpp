@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "lib/vsock.hpp"
 
@@ -90,8 +92,14 @@ Connection::~Connection() {
   out_poll_.reset();
   retry_timer_.reset();
   flush_timer_.reset();
+  close_descriptors();
+}
+
+void Connection::close_descriptors() {
   if (in_fd_ >= 0) ::close(in_fd_);
   if (out_fd_ >= 0 && out_fd_ != in_fd_) ::close(out_fd_);
+  in_fd_ = out_fd_ = -1;
+  if (auto hook = std::exchange(fds_closed_hook_, nullptr)) hook();
 }
 
 void Connection::start(Callbacks cb) {
@@ -102,6 +110,13 @@ void Connection::start(Callbacks cb) {
 
 void Connection::update_polls() {
   if (!open_) return;
+  // A descriptor closed underneath us (FIELD-NOTES 4: a hypervisor closing every fd it
+  // vended) would make libuv abort when it re-arms epoll: end the connection instead.
+  for (int fd : {in_fd_, out_fd_}) {
+    if (fd >= 0 && ::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      return close(make_error(Errc::connection, "poll(" + peer_ + ")", EBADF));
+    }
+  }
   int in_events = reading_ ? UV_READABLE : 0;
   int out_events = want_write_ ? UV_WRITABLE : 0;
   if (same_fd_) in_events |= out_events;
@@ -282,9 +297,7 @@ void Connection::close(const Error& reason) {
   flush_timer_.reset();
   queue_.clear();
   queued_bytes_ = 0;
-  if (in_fd_ >= 0) ::close(in_fd_);
-  if (out_fd_ >= 0 && out_fd_ != in_fd_) ::close(out_fd_);
-  in_fd_ = out_fd_ = -1;
+  close_descriptors();
   release_process_fd();
   child_.reset();
   auto cb = std::move(cb_.on_closed);
@@ -307,7 +320,8 @@ Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address&
     l->vsock_poll_ = UvOwner<uv_poll_t>(loop, [fd = *fd](uv_loop_t* lp, uv_poll_t* h) { return uv_poll_init(lp, h, fd); });
     if (!l->vsock_poll_) return uv_error(Errc::connection, "poll(" + where + ")", l->vsock_poll_.status());
     l->vsock_poll_.get()->data = l.get();
-    uv_poll_start(l->vsock_poll_.get(), UV_READABLE, &Listener::on_vsock_ready);
+    const int rc = uv_poll_start(l->vsock_poll_.get(), UV_READABLE, &Listener::on_vsock_ready);
+    if (rc != 0) return uv_error(Errc::connection, "poll(" + where + ")", rc);
     return l;
   }
   if (addr.kind == AddressKind::tcp) {
@@ -523,6 +537,75 @@ Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::st
     return out.error();
   }
   return Connection::adopt(loop, peer, *in, *out, std::move(child));
+}
+
+// ---------------------------------------------------------------------------
+// lent descriptors and the one way to open a connection for a Transport
+
+void release(BorrowedFd& b) {
+  if (auto hook = std::exchange(b.on_released, nullptr)) hook();
+}
+
+std::string Transport::describe() const {
+  switch (kind) {
+    case TransportKind::listen:
+    case TransportKind::connect: return address.to_string();
+    case TransportKind::stdio: return "stdio";
+    case TransportKind::command: return "command '" + command + "'";
+    case TransportKind::dial: return "the caller's dial function";
+    case TransportKind::provided: return "connections from the caller";
+  }
+  return "?";
+}
+
+Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b) {
+  const std::string peer = b.peer.empty() ? "fd " + std::to_string(b.fd) : b.peer;
+  const int mine = b.fd < 0 ? -1 : ::fcntl(b.fd, F_DUPFD_CLOEXEC, 3);
+  if (mine < 0) {
+    const int e = b.fd < 0 ? EBADF : errno;
+    release(b);
+    return make_error(Errc::connection, "dup(" + peer + ")", e);
+  }
+  auto c = Connection::adopt(loop, peer, mine, mine);
+  if (!c) {
+    release(b);  // adopt closed our dup
+    return c.error();
+  }
+  (*c)->on_descriptors_closed(std::move(b.on_released));
+  return c;
+}
+
+void open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done) {
+  switch (t.kind) {
+    case TransportKind::connect: return dial(loop, t.address, std::move(done));
+    case TransportKind::stdio: return done(open_stdio(loop));
+    case TransportKind::command: return done(spawn_command(loop, t.command));
+    case TransportKind::dial: {
+      if (!t.dial) return done(make_error(Errc::usage, "dial transport without a dial function"));
+      // The caller may answer from any thread: hop to the loop through the mailbox.
+      auto shared_done = std::make_shared<ConnectionDone>(std::move(done));
+      auto answered = std::make_shared<std::atomic<bool>>(false);
+      t.dial([loop, poster, shared_done, answered](Result<BorrowedFd> r) {
+        if (answered->exchange(true)) {  // a second answer: only give its descriptor back
+          if (r) release(*r);
+          return;
+        }
+        auto box = std::make_shared<Result<BorrowedFd>>(std::move(r));
+        poster.post([loop, shared_done, box](bool live) {
+          if (!live) {
+            if (*box) release(**box);
+            return;
+          }
+          if (!*box) return (*shared_done)(box->error());
+          (*shared_done)(adopt_borrowed(loop, std::move(**box)));
+        });
+      });
+      return;
+    }
+    case TransportKind::listen:
+    case TransportKind::provided:
+      return done(make_error(Errc::internal, "open_connection: " + t.describe() + " connections are not dialled"));
+  }
 }
 
 }  // namespace ferry

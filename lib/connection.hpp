@@ -35,7 +35,9 @@
 #include <vector>
 
 #include "lib/address.hpp"
+#include "lib/loop_mailbox.hpp"
 #include "lib/session_io.hpp"
+#include "lib/transport.hpp"
 #include "lib/uv_owner.hpp"
 #include "protocol/codec.hpp"
 
@@ -82,6 +84,9 @@ class Connection {
   // `fd` (stdout) at /dev/null, or the peer would never see EOF while fd 1 holds
   // the pipe open. The descriptor number stays valid.
   void release_on_shutdown(int fd) { release_fd_ = fd; }
+  // Runs `hook` once, right after the Connection closed its descriptors (in close()
+  // or the destructor): how a lent descriptor's owner learns it may let go of it.
+  void on_descriptors_closed(std::function<void()> hook) { fds_closed_hook_ = std::move(hook); }
   bool is_open() const { return open_; }
   const std::string& peer() const { return peer_; }
   // Transient write retries (EAGAIN/ENOBUFS) seen so far.
@@ -114,10 +119,12 @@ class Connection {
   std::vector<char> readbuf_;
   std::uint64_t write_retries_ = 0;
   int release_fd_ = -1;
+  std::function<void()> fds_closed_hook_;
   void release_process_fd();
+  void close_descriptors();
 };
 
-// Accepts connections on a TCP or unix address.
+// Accepts connections on a TCP, unix or vsock address.
 class Listener {
  public:
   using OnAccept = std::function<void(std::unique_ptr<Connection>)>;
@@ -151,5 +158,19 @@ Result<std::unique_ptr<Connection>> open_stdio(uv_loop_t* loop);
 
 // Runs `/bin/sh -c command` and speaks over its stdin/stdout; its stderr is ours.
 Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command);
+
+// A descriptor lent by the caller (lib/transport.hpp): dup()s it and adopts the dup;
+// b.on_released runs once the dup is closed, or before this returns when it fails
+// (Errc::connection: a negative or dead descriptor, or one libuv cannot poll).
+Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b);
+
+using ConnectionDone = std::function<void(Result<std::unique_ptr<Connection>>)>;
+// Makes one connection the way `t` says: connect, stdio, command or dial (listen and
+// provided connections arrive by themselves: Errc::internal). `done` runs once on the
+// loop thread, possibly before this returns; for `dial`, not at all if the mailbox
+// behind `poster` closed first (its owner is gone; the descriptor is released). The
+// caller guards `done` against having been destroyed meanwhile (connect and dial
+// answer later).
+void open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done);
 
 }  // namespace ferry

@@ -1,6 +1,7 @@
 #include "lib/options.hpp"
 
 #include <cctype>
+#include <memory>
 #include <random>
 
 #include "protocol/digest.hpp"
@@ -21,24 +22,32 @@ Result<std::uint64_t> parse_size(const std::string& text) {
   std::string suffix = text.substr(i);
   for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   unsigned shift = 0;
-  if (suffix.empty() || suffix == "B") shift = 0;
-  else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
-  else if (suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
-  else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
-  else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
-  else return make_error(Errc::usage, "unknown size suffix in '" + text + "' (use K, M, G or T)");
+  if (suffix.empty() || suffix == "B")
+    shift = 0;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB")
+    shift = 10;
+  else if (suffix == "M" || suffix == "MB" || suffix == "MIB")
+    shift = 20;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB")
+    shift = 30;
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB")
+    shift = 40;
+  else
+    return make_error(Errc::usage, "unknown size suffix in '" + text + "' (use K, M, G or T)");
   if (shift && v > (UINT64_MAX >> shift)) return make_error(Errc::usage, "size too large: '" + text + "'");
   return v << shift;
 }
 
 void add_common_options(CLI::App& app, CommonOptions& o) {
-  app.add_option("--listen", o.listen, "Listen on ADDR (tcp:HOST:PORT, HOST:PORT, [IPv6]:PORT, unix:PATH)");
-  app.add_option("--connect", o.connect, "Connect to ADDR");
+  app.add_option("--listen", o.listen,
+                 "Listen on ADDR (tcp:HOST:PORT, HOST:PORT, [IPv6]:PORT, unix:PATH, vsock:CID:PORT)");
+  app.add_option("--connect", o.connect, "Connect to ADDR (as for --listen; vsock:host:PORT reaches the VM host)");
   app.add_flag("--stdio", o.stdio, "Speak the protocol on stdin/stdout");
   app.add_option("-e,--rsh", o.rsh, "Run CMD with /bin/sh -c and speak over its stdin/stdout");
   app.add_option("--chunk-size", o.chunk_size_text, "DATA chunk size (1K..16M, default 256K)");
   app.add_option("--window", o.window_text, "Most unacknowledged bytes in flight (default 4M)");
-  app.add_option("--stall-timeout", o.stall_timeout_s, "Seconds without progress before a connection is presumed dead (default 10)");
+  app.add_option("--stall-timeout", o.stall_timeout_s,
+                 "Seconds without progress before a connection is presumed dead (default 10)");
   app.add_flag("--json", o.json, "One JSON object per event on stdout (stderr with --stdio)");
   app.add_flag("-q,--quiet", o.quiet, "No progress or summary; errors only");
   app.add_flag("-v,--verbose", o.verbose, "One line per file");
@@ -64,22 +73,54 @@ Result<void> finish_common_options(CommonOptions& o) {
   }
   auto chunk = parse_size(o.chunk_size_text);
   if (!chunk) return chunk.error();
-  if (*chunk < protocol::kMinChunkSize || *chunk > protocol::kMaxChunkSize) {
-    return make_error(Errc::usage, "--chunk-size must be between 1K and 16M");
-  }
   auto window = parse_size(o.window_text);
   if (!window) return window.error();
-  if (*window < protocol::kMinWindow || *window > protocol::kMaxWindow) {
-    return make_error(Errc::usage, "--window must be between 64K and 1G");
-  }
-  if (*window < *chunk) return make_error(Errc::usage, "--window must be at least --chunk-size");
   if (!(o.stall_timeout_s > 0 && o.stall_timeout_s <= 86400)) {
     return make_error(Errc::usage, "--stall-timeout must be between 0 and 86400 seconds");
   }
+  if (*chunk > protocol::kMaxChunkSize) return make_error(Errc::usage, "--chunk-size must be between 1K and 16M");
   o.chunk_size = static_cast<std::size_t>(*chunk);
   o.window = *window;
   o.stall_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.stall_timeout_s * 1000));
+  return check_transfer_limits(o.chunk_size, o.window, o.stall_timeout);
+}
+
+Result<void> check_transfer_limits(std::size_t chunk_size, std::uint64_t window,
+                                   std::chrono::milliseconds stall_timeout) {
+  if (chunk_size < protocol::kMinChunkSize || chunk_size > protocol::kMaxChunkSize) {
+    return make_error(Errc::usage, "--chunk-size must be between 1K and 16M");
+  }
+  if (window < protocol::kMinWindow || window > protocol::kMaxWindow) {
+    return make_error(Errc::usage, "--window must be between 64K and 1G");
+  }
+  if (window < chunk_size) return make_error(Errc::usage, "--window must be at least --chunk-size");
+  if (stall_timeout.count() <= 0 || stall_timeout > std::chrono::hours(24)) {
+    return make_error(Errc::usage, "--stall-timeout must be between 0 and 86400 seconds");
+  }
   return {};
+}
+
+Transport transport_from(const CommonOptions& o) {
+  switch (o.mode) {
+    case ConnectMode::listen:
+      return Transport::listen_on(o.address);
+    case ConnectMode::connect:
+      return Transport::connect_to(o.address);
+    case ConnectMode::stdio:
+      return Transport::stdio();
+    case ConnectMode::command:
+      return Transport::run_command(o.rsh);
+  }
+  return Transport::provided_by_caller();
+}
+
+std::function<void(const Event&)> cli_event_printer(const CommonOptions& o, const std::string& role) {
+  std::shared_ptr<EventSink> sink = o.json ? make_json_sink(o.mode == ConnectMode::stdio ? stderr : stdout)
+                                           : make_human_sink(o.quiet, o.verbose, role);
+  return [sink, human = !o.json](const Event& e) {
+    if (human && e.type == EventType::session_end && e.exit_code == static_cast<int>(Errc::usage)) return;
+    sink->emit(e);
+  };
 }
 
 std::string random_session_id() {

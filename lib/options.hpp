@@ -11,10 +11,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "lib/address.hpp"
+#include "lib/events.hpp"
+#include "lib/transport.hpp"
 #include "protocol/result.hpp"
 
 namespace ferry {
@@ -40,6 +43,18 @@ struct CommonOptions {
 void add_common_options(CLI::App& app, CommonOptions& o);
 // Checks exactly one connection mode and the sizes; fills the derived fields.
 Result<void> finish_common_options(CommonOptions& o);
+// The Transport the (finished) connection options ask for.
+Transport transport_from(const CommonOptions& o);
+
+// How the executables show events: --json lines on stdout (stderr with --stdio, whose
+// stdout carries the protocol), else the human sink for `role` ("send", "recv"), which
+// omits the summary of a usage error (nothing was attempted; main prints the reason).
+std::function<void(const Event&)> cli_event_printer(const CommonOptions& o, const std::string& role);
+
+// The limits every transfer obeys, whoever sets them (command line or library):
+// chunk 1K..16M, window 64K..1G and >= chunk, stall timeout (0, 1 day]. Errc::usage.
+Result<void> check_transfer_limits(std::size_t chunk_size, std::uint64_t window,
+                                   std::chrono::milliseconds stall_timeout);
 
 // 32 random hex digits (a session id).
 std::string random_session_id();

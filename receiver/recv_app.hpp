@@ -1,6 +1,6 @@
-// The ferry-recv application: serves senders into DEST_DIR. In --listen mode many
-// senders at once, each on its own ReceiverSession, isolated from the others'
-// errors; in --connect, --stdio and -e modes a single connection.
+// The ferry-recv command line: turns RecvOptions into a ferry::Receiver on a loop of
+// its own, ends it cleanly on SIGINT/SIGTERM (exit 128+N), renders its events for a
+// person or as JSON, and returns the process exit code.
 //
 //   RecvOptions o; ...; return run_recv(o);   // process exit code
 #pragma once
@@ -15,9 +15,9 @@ namespace ferry::receiver {
 struct RecvOptions {
   CommonOptions common;
   std::string dest;
-  bool once = false;                        // exit after one complete transfer
+  bool once = false;                          // exit after one complete transfer
   std::chrono::milliseconds idle_timeout{0};  // 0: none; with --once default 300 s
-  unsigned retries = 20;                    // redials in --connect / -e mode
+  unsigned retries = 20;                      // redials in --connect / -e mode
 };
 
 int run_recv(const RecvOptions& options);

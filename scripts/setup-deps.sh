@@ -12,6 +12,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libxxhash-dev nlohmann-json3-dev libgtest-dev libcli11-dev
   socat time fiu-utils libfiu-dev
+  groff-base man-db  # tests/install: rendering the man pages
 )
 
 missing=()

@@ -1,11 +1,11 @@
-// The ferry-send application: walks the sources, connects (or listens, or runs a
-// command), and drives a SenderSession over libuv until every entry is verified or
-// the transfer fails. Reconnects and resumes after a lost connection, up to
-// `retries` times in a row without progress.
+// The ferry-send command line: turns SendOptions into a ferry::Sender (or, with
+// --watch, a spool), renders its events for a person or as JSON, and returns the
+// process exit code.
 //
 //   SendOptions o; ...; return run_send(o);   // process exit code
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,7 +16,12 @@ namespace ferry::sender {
 struct SendOptions {
   CommonOptions common;
   std::vector<std::string> paths;
-  unsigned retries = 20;  // redials in a row without progress; 0 = never redial
+  // Redials in a row without progress; 0 = never redial. Unset: 20, or unlimited
+  // with --watch.
+  std::optional<unsigned> retries;
+  std::string watch_dir;    // --watch: spool mode (sender/spool.hpp)
+  double settle_s = 1;      // --settle
+  std::string on_sent;      // --on-sent; empty: move to WATCHDIR/.sent
 };
 
 // Runs a whole transfer; returns the exit code (0 only when every entry verified).

@@ -1,0 +1,85 @@
+# ferry as an installed package: what `cmake --install BUILD [--prefix P]` puts in P.
+#
+#   bin/ferry-send, bin/ferry-recv
+#   lib/libferry_{sender,receiver,lib,protocol}.a          (${CMAKE_INSTALL_LIBDIR})
+#   include/ferry/{sender,receiver,lib,protocol}/*.hpp     the public headers, below
+#   lib/cmake/ferry/ferryConfig.cmake (+ Version, Targets)  find_package(ferry) -> ferry::ferry
+#   lib/pkgconfig/ferry.pc                                  pkg-config --cflags --libs ferry
+#   share/man/man1/ferry-send.1, ferry-recv.1
+#
+# A program includes <ferry/receiver/receiver.hpp> (or "receiver/receiver.hpp"): the
+# exported include directories are ${includedir} and ${includedir}/ferry, the latter so
+# that the headers' own includes, rooted at the repository top ("lib/transport.hpp"),
+# resolve. docs/examples/embed-receiver builds against it; tests/install proves it.
+# Included from the top-level CMakeLists.txt after the library targets exist.
+include(CMakePackageConfigHelpers)
+
+set(FERRY_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/ferry")
+
+# ferry::ferry: everything a program embedding ferry::Sender / ferry::Receiver links.
+add_library(ferry_ferry INTERFACE)
+add_library(ferry::ferry ALIAS ferry_ferry)
+target_link_libraries(ferry_ferry INTERFACE ferry_sender ferry_receiver)
+target_compile_features(ferry_ferry INTERFACE cxx_std_20)
+
+set_target_properties(ferry_protocol PROPERTIES EXPORT_NAME protocol)
+set_target_properties(ferry_lib PROPERTIES EXPORT_NAME lib)
+set_target_properties(ferry_sender PROPERTIES EXPORT_NAME sender)
+set_target_properties(ferry_receiver PROPERTIES EXPORT_NAME receiver)
+set_target_properties(ferry_ferry PROPERTIES EXPORT_NAME ferry)
+
+# A sanitizer build's static libraries call into the sanitizer runtime: whatever links
+# them needs the same -fsanitize link options (in the build tree ferry_warnings gives
+# them; this carries them into the installed package and ferry.pc).
+if(_ferry_san)
+  target_link_options(ferry_protocol INTERFACE ${_ferry_san})
+endif()
+list(JOIN _ferry_san " " FERRY_PC_EXTRA_LIBS)
+if(FERRY_PC_EXTRA_LIBS)
+  string(PREPEND FERRY_PC_EXTRA_LIBS " ")
+endif()
+
+install(TARGETS ferry_protocol ferry_lib ferry_sender ferry_receiver ferry_ferry
+        EXPORT ferryTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} ${CMAKE_INSTALL_INCLUDEDIR}/ferry)
+
+# The public headers: exactly what sender/sender.hpp and receiver/receiver.hpp include,
+# transitively (tests/install compiles both against the installed tree alone). A new
+# include in one of them must be added here.
+set(FERRY_PUBLIC_HEADERS
+  sender/sender.hpp
+  receiver/receiver.hpp
+  lib/address.hpp
+  lib/events.hpp
+  lib/outcome.hpp
+  lib/transport.hpp
+  protocol/result.hpp)
+foreach(_h IN LISTS FERRY_PUBLIC_HEADERS)
+  get_filename_component(_dir "${_h}" DIRECTORY)
+  install(FILES "${PROJECT_SOURCE_DIR}/${_h}" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/ferry/${_dir}")
+endforeach()
+
+install(EXPORT ferryTargets NAMESPACE ferry:: DESTINATION ${FERRY_INSTALL_CMAKEDIR})
+configure_package_config_file(cmake/ferryConfig.cmake.in "${PROJECT_BINARY_DIR}/ferryConfig.cmake"
+                              INSTALL_DESTINATION ${FERRY_INSTALL_CMAKEDIR})
+write_basic_package_version_file("${PROJECT_BINARY_DIR}/ferryConfigVersion.cmake"
+                                 VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES "${PROJECT_BINARY_DIR}/ferryConfig.cmake" "${PROJECT_BINARY_DIR}/ferryConfigVersion.cmake"
+        DESTINATION ${FERRY_INSTALL_CMAKEDIR})
+
+# ferry.pc is relocatable: its prefix is found from the .pc file's own place
+# (${pcfiledir}), so `cmake --install --prefix ANYWHERE` gives a working file.
+file(RELATIVE_PATH _ferry_pc_up "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/$" "" FERRY_PC_PREFIX "\${pcfiledir}/${_ferry_pc_up}")
+foreach(_kind LIBDIR INCLUDEDIR)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${_kind}}")
+    set(FERRY_PC_${_kind} "${CMAKE_INSTALL_${_kind}}")
+  else()
+    set(FERRY_PC_${_kind} "\${prefix}/${CMAKE_INSTALL_${_kind}}")
+  endif()
+endforeach()
+configure_file(cmake/ferry.pc.in "${PROJECT_BINARY_DIR}/ferry.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/ferry.pc" DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+install(FILES docs/ferry-send.1 docs/ferry-recv.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -1,0 +1,139 @@
+// Engine and EngineHost: what ferry::Sender and ferry::Receiver share.
+//
+// An Engine is the libuv driver of one role (sender/sender.cpp, receiver/receiver.cpp).
+// It lives in a shared_ptr; callbacks that can outlive it (dials, thread-pool jobs,
+// mailbox posts) hold a weak_ptr (see guarded()). An EngineHost runs it in one of
+// three ways — on the caller's loop, on a thread and loop of its own, or on a loop of
+// its own in the calling thread — and carries calls from other threads to the loop
+// through a LoopMailbox.
+//
+//   class Impl final : public Engine { ... };
+//   EngineHost host(std::make_shared<Impl>(options));
+//   Outcome o = host.run();
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "lib/connection.hpp"
+#include "lib/events.hpp"
+#include "lib/loop_mailbox.hpp"
+#include "lib/outcome.hpp"
+#include "lib/transport.hpp"
+
+namespace ferry {
+
+class Engine : public std::enable_shared_from_this<Engine> {
+ public:
+  explicit Engine(std::function<void(const Event&)> on_event) : on_event_(std::move(on_event)) {}
+  virtual ~Engine() = default;
+
+  // Creates the loop handles (the mailbox here, the rest in attach_handles()); no
+  // callback runs before the loop does. On the loop thread or before the loop runs.
+  void attach(uv_loop_t* loop);
+  // Starts the work (lists sources, connects, listens). Loop thread.
+  virtual void begin() = 0;
+  // Serves or uses a lent descriptor, or releases it. Loop thread.
+  virtual void add_connection(BorrowedFd b) = 0;
+  // Ends the work now, as the owner asked (Sender: cancelled; Receiver: stopped).
+  virtual void end_now(int exit_code, const std::string& reason) = 0;
+  // Closes every handle; work still running ends as by end_now(); silent: no more
+  // events (for destructors). Loop thread; idempotent.
+  virtual void shutdown(bool silent) = 0;
+  // Set once the work ended (session_end was emitted). Loop thread, or after the loop.
+  const std::optional<Outcome>& outcome() const { return outcome_; }
+
+  bool attached() const { return attached_; }
+  // Valid from attach() on; thread-safe.
+  const MailboxPoster& poster() const { return poster_; }
+
+ protected:
+  // The derived engine's own handles; false when libuv cannot make them.
+  virtual bool attach_handles(uv_loop_t* loop) = 0;
+
+  // Hands `e` to the caller's callback (exceptions are swallowed: none may cross libuv).
+  void emit(const Event& e);
+  // Records the outcome, emits session_end, and lets the loop end once the engine's
+  // own handles are idle (the mailbox stops holding it).
+  void report_end(const Totals& totals, std::optional<Error> err, int exit_code);
+  // Closes the mailbox (what is queued runs with live == false). Part of shutdown().
+  void detach();
+  void silence() { on_event_ = nullptr; }
+
+  // Where the derived engine's connections come from. start_transport():
+  // listen: opens the listener (its address announced as a warning event);
+  // connect/stdio/command/dial: makes the first connection, unless a descriptor was
+  // lent before begin(); provided: nothing. Then every descriptor lent before begin()
+  // goes to add_connection(). An Error when the listener cannot be opened.
+  using OnConnection = std::function<void(std::unique_ptr<Connection>)>;
+  using OnFailed = std::function<void(const Error&)>;
+  Result<void> start_transport(const Transport& t, OnConnection on_connection, OnFailed on_failed);
+  // The next connection of an active transport (a redial): on_connection or on_failed
+  // later, unless the engine ended or is gone by then.
+  void dial_next();
+  // Before begin(): keeps `b` for it and returns true.
+  bool hold_until_begun(BorrowedFd& b);
+  // Adopts a lent descriptor; when it is unusable, a warning event and the Error.
+  Result<std::unique_ptr<Connection>> adopt_lent(BorrowedFd b);
+  // Closes the listener and releases descriptors still held. Idempotent.
+  void stop_transport();
+
+  // Wraps `fn(Self&, args...)` so that it runs only if the engine still exists.
+  template <class Self, class Fn>
+  static auto guarded(Self* self, Fn fn) {
+    return [weak = self->weak_from_this(), fn = std::move(fn)](auto&&... args) mutable {
+      if (auto alive = weak.lock()) fn(static_cast<Self&>(*alive), std::forward<decltype(args)>(args)...);
+    };
+  }
+
+  uv_loop_t* loop_ = nullptr;
+  bool failed_to_attach_ = false;
+  bool begun_ = false;  // begin() ran
+  bool done_ = false;   // the work ended (set first thing when ending)
+
+ private:
+  std::function<void(const Event&)> on_event_;
+  std::unique_ptr<LoopMailbox> mailbox_;
+  MailboxPoster poster_;
+  std::atomic<bool> attached_{false};
+  std::optional<Outcome> outcome_;
+  Transport transport_;
+  OnConnection on_connection_;
+  OnFailed on_failed_;
+  std::unique_ptr<Listener> listener_;
+  std::vector<BorrowedFd> held_;  // lent before begin()
+};
+
+class EngineHost {
+ public:
+  explicit EngineHost(std::shared_ptr<Engine> engine) : engine_(std::move(engine)) {}
+  // Thread mode: end_now() and join; caller's loop: shutdown(silent).
+  ~EngineHost();
+  EngineHost(const EngineHost&) = delete;
+  EngineHost& operator=(const EngineHost&) = delete;
+
+  void start(uv_loop_t* loop);
+  Result<void> start_thread();
+  Outcome run();
+  Outcome wait();
+  // Thread-safe once started (before: from the thread that starts it).
+  void add_connection(BorrowedFd fd);
+  // Thread-safe.
+  void end_now(int exit_code, std::string reason);
+  std::optional<Outcome> outcome() const { return engine_->outcome(); }
+
+ private:
+  // Runs fn(engine) on the loop thread, if the engine is still there then.
+  void post(std::function<void(Engine&)> fn);
+  std::shared_ptr<Engine> engine_;
+  uv_loop_t thread_loop_{};
+  std::thread thread_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,441 @@
+#include "receiver/receiver.hpp"
+
+#include <map>
+#include <set>
+#include <vector>
+
+#include "lib/backoff.hpp"
+#include "lib/connection.hpp"
+#include "lib/engine.hpp"
+#include "lib/file_sink.hpp"
+#include "lib/file_source.hpp"
+#include "lib/uv_owner.hpp"
+#include "receiver/receiver_session.hpp"
+
+namespace ferry {
+
+using receiver::ReceiverConfig;
+using receiver::ReceiverSession;
+
+namespace {
+
+// One connected sender.
+struct Peer {
+  Peer(std::uint64_t i, std::unique_ptr<Connection> c, ReceiverConfig cfg)
+      : id(i), conn(std::move(c)), session(std::move(cfg), Clock::now()) {}
+  std::uint64_t id;
+  std::unique_ptr<Connection> conn;  // null once closed
+  ReceiverSession session;
+  // Shared with the pool job that commits it, so that the job never outlives it.
+  std::shared_ptr<PartialFile> file;
+  std::string busy_path;  // the wire path this peer holds in ReceiverEngine::busy_
+  unsigned jobs = 0;      // pool jobs in flight that hold `file`
+  bool draining = false, again = false;
+  bool reported_end = false;  // END seen and acted upon
+  std::uint64_t write_retries = 0;
+};
+
+}  // namespace
+
+// Serves senders into one destination: in listen / provided mode many at once, each
+// on its own ReceiverSession and isolated from the others' errors; otherwise a single
+// sender's transfer over connections it makes itself.
+class ReceiverEngine final : public Engine {
+ public:
+  explicit ReceiverEngine(ReceiverOptions o) : Engine(std::move(o.on_event)), opts_(std::move(o)) {
+    if (opts_.software.empty()) opts_.software = "ferry-recv " FERRY_VERSION;
+  }
+  ~ReceiverEngine() override { shutdown(/*silent=*/true); }
+
+  void begin() override {
+    if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
+    auto dest = DestDir::open(opts_.dest);
+    if (!dest) return finish(dest.error());
+    dest_ = std::move(*dest);
+    auto t = start_transport(
+        opts_.transport, [this](std::unique_ptr<Connection> c) { add_peer(std::move(c)); },
+        [this](const Error& e) { connection_failed(e); });
+    if (!t) return finish(t.error());
+    arm_idle();
+  }
+
+  void add_connection(BorrowedFd b) override {
+    if (hold_until_begun(b)) return;
+    if (done_ || (single_connection() && !peers_.empty())) return release(b);
+    auto c = adopt_lent(std::move(b));
+    if (c) return add_peer(std::move(*c));
+    if (single_connection()) connection_failed(c.error());
+  }
+
+  void end_now(int exit_code, const std::string& reason) override {
+    if (exit_code == 0) return finish(std::nullopt, 0);
+    finish(make_error(Errc::connection, reason), exit_code);
+  }
+
+  void shutdown(bool silent) override {
+    if (!loop_) return;
+    if (silent) silence();
+    if (!done_) end_now(0, "stopped");
+    detach();
+    close_everything();
+    reap_timer_.reset();
+    graveyard_.clear();
+    peers_.clear();
+    loop_ = nullptr;
+  }
+
+ protected:
+  bool attach_handles(uv_loop_t* loop) override {
+    auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
+    idle_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    reap_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    redial_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    if (!idle_timer_ || !reap_timer_ || !redial_timer_) return false;
+    idle_timer_.get()->data = reap_timer_.get()->data = redial_timer_.get()->data = this;
+    return true;
+  }
+
+ private:
+  // One sender's transfer over connections of our own making (or one stdio stream).
+  bool single_connection() const {
+    return opts_.transport.kind != TransportKind::listen && opts_.transport.kind != TransportKind::provided;
+  }
+
+  bool retries_left() const { return !opts_.retries || backoff_.attempts() < *opts_.retries; }
+
+  void connection_failed(const Error& why) {
+    if (done_) return;
+    if (why.code != Errc::connection || !opts_.transport.can_redial() || !retries_left()) {
+      return finish(why, why.exit_code());
+    }
+    auto delay = backoff_.next();
+    emit(Event{
+        EventType::reconnect, {}, 0, 0, why.message() + "; retry in " + std::to_string(delay.count()) + " ms", {}, 0});
+    uv_timer_start(
+        redial_timer_.get(), [](uv_timer_t* t) { static_cast<ReceiverEngine*>(t->data)->dial_next(); },
+        static_cast<std::uint64_t>(delay.count()), 0);
+  }
+
+  void add_peer(std::unique_ptr<Connection> c) {
+    if (done_ || peers_.size() >= opts_.max_senders) {
+      c->close(make_error(Errc::connection, done_ ? "receiver is shutting down" : "too many connections"));
+      graveyard_.push_back(std::move(c));
+      schedule_reap();
+      return;
+    }
+    uv_timer_stop(idle_timer_.get());
+    const std::uint64_t id = next_id_++;
+    ReceiverConfig cfg;
+    cfg.window = opts_.window;
+    cfg.software = opts_.software;
+    auto peer = std::make_unique<Peer>(id, std::move(c), cfg);
+    Peer* p = peer.get();
+    peers_[id] = std::move(peer);
+    p->conn->start({[this, id](protocol::Bytes b) {
+                      Peer* q = find(id);
+                      if (!q || done_) return;
+                      q->session.on_bytes(b, Clock::now());
+                      drain(*q);
+                      q->session.on_input_drained(Clock::now());
+                      drain(*q);
+                    },
+                    [this, id](const Error& why) { on_closed(id, why); }});
+  }
+
+  Peer* find(std::uint64_t id) {
+    auto it = peers_.find(id);
+    return it == peers_.end() ? nullptr : it->second.get();
+  }
+
+  void on_closed(std::uint64_t id, const Error& why) {
+    Peer* p = find(id);
+    if (!p) return;
+    if (p->conn) {
+      p->write_retries += p->conn->write_retries();
+      graveyard_.push_back(std::move(p->conn));
+    }
+    p->session.on_disconnected(why, Clock::now());
+    drain(*p);
+    schedule_reap();
+    if (single_connection() && !done_) {
+      if (p->session.ended()) return finish_transfer(*p);
+      if (p->session.state() != ReceiverSession::State::awaiting_hello) backoff_.reset();
+      auto f = p->session.failure();
+      connection_failed(f ? *f : why);
+    }
+  }
+
+  void drain(Peer& p) {
+    if (p.draining) {
+      p.again = true;
+      return;
+    }
+    p.draining = true;
+    do {
+      p.again = false;
+      for (auto& a : p.session.take_actions()) perform(p, a);
+      for (auto& e : p.session.take_events()) {
+        if (e.type == EventType::session_start) supersede_older(p);
+        emit(e);
+      }
+    } while (p.again);
+    p.draining = false;
+    if (p.session.ended() && !p.reported_end) {
+      p.reported_end = true;
+      if (opts_.once) finish_transfer(p);
+    }
+  }
+
+  void perform(Peer& p, receiver::Action& a) {
+    const auto now = Clock::now();
+    if (auto* f = std::get_if<SendFrame>(&a)) {
+      if (p.conn) p.conn->write(std::move(*f));
+    } else if (auto* c = std::get_if<CloseConnection>(&a)) {
+      if (p.conn && c->flush)
+        p.conn->close_after_flush(c->reason);
+      else if (p.conn)
+        p.conn->close(c->reason);
+    } else if (auto* o = std::get_if<receiver::OpenFile>(&a)) {
+      open_file(p, *o);
+    } else if (auto* w = std::get_if<receiver::WriteChunk>(&a)) {
+      Result<void> r = p.file ? p.file->write(w->offset, w->data)
+                              : Result<void>(make_error(Errc::internal, "write without an open file"));
+      p.session.on_chunk_written(w->file_id, w->offset + w->data.size(), std::move(r), now);
+      p.again = true;
+    } else if (auto* cm = std::get_if<receiver::CommitFile>(&a)) {
+      commit_file(p, cm->file_id);
+    } else if (auto* cl = std::get_if<receiver::CloseFile>(&a)) {
+      if (p.file && p.jobs == 0) {
+        if (cl->discard)
+          p.file->close_discard();
+        else
+          p.file->close_keep();
+        p.file.reset();
+      }
+      release_path(p);
+    }
+  }
+
+  void release_path(Peer& p) {
+    if (p.busy_path.empty()) return;
+    const std::string path = std::exchange(p.busy_path, {});
+    busy_.erase(path);
+    // Hand the path to the first live peer waiting for it.
+    auto it = waiting_.find(path);
+    if (it == waiting_.end()) return;
+    auto queue = std::move(it->second);
+    waiting_.erase(it);
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+      Peer* q = find(queue[i].first);
+      if (!q || !q->conn) continue;
+      open_file(*q, queue[i].second);
+      for (std::size_t j = i + 1; j < queue.size(); ++j) waiting_[path].push_back(std::move(queue[j]));
+      drain(*q);
+      return;
+    }
+  }
+
+  // A new connection of a session supersedes an older one still open (the sender
+  // redialled after a stall the receiver could not see): close the old one now so
+  // its partial is released for the resume.
+  void supersede_older(Peer& p) {
+    for (auto& [id, other] : peers_) {
+      if (other.get() == &p || !other->conn || other->session.session_id() != p.session.session_id()) continue;
+      emit(Event{
+          EventType::warning,
+          {},
+          0,
+          0,
+          "a new connection of session " + p.session.session_id() + " replaces the one from " + other->conn->peer(),
+          {},
+          0});
+      other->conn->close(make_error(Errc::connection, "superseded by a new connection of the same session"));
+    }
+  }
+
+  void open_file(Peer& p, const receiver::OpenFile& o) {
+    const auto now = Clock::now();
+    if (o.offer.kind == protocol::EntryKind::directory) {
+      auto r = dest_->make_directory(o.offer);
+      p.session.on_file_opened(
+          o.file_id, r ? Result<receiver::OpenedFile>(receiver::OpenedFile{}) : Result<receiver::OpenedFile>(r.error()),
+          now);
+      p.again = true;
+      return;
+    }
+    if (busy_.count(o.offer.path)) {
+      // Another connection is writing this path (or still closing it): wait for it.
+      waiting_[o.offer.path].emplace_back(p.id, o);
+      return;
+    }
+    busy_.insert(o.offer.path);
+    p.busy_path = o.offer.path;
+    ++p.jobs;
+    struct Job {
+      protocol::Offer offer;
+      PartialState state;
+      Result<std::unique_ptr<PartialFile>> file{std::unique_ptr<PartialFile>()};
+    };
+    auto job = std::make_shared<Job>();
+    job->offer = o.offer;
+    const std::uint64_t id = p.id;
+    const std::uint32_t file_id = o.file_id;
+    auto dest = dest_;
+    run_on_pool(
+        loop_, [job, dest] { job->file = dest->open_partial(job->offer, job->state); },
+        guarded(this, [job, id, file_id](ReceiverEngine& self) {
+          Peer* q = self.find(id);
+          if (!q) return;  // the job's partial, if any, is closed with its journal kept
+          --q->jobs;
+          if (!job->file) {
+            self.release_path(*q);
+            q->session.on_file_opened(file_id, job->file.error(), Clock::now());
+          } else {
+            q->file = std::move(*job->file);
+            if (!q->conn) {  // the sender left while we were checking the partial
+              q->file->close_keep();
+              q->file.reset();
+              self.release_path(*q);
+              self.schedule_reap();
+              return;
+            }
+            receiver::OpenedFile opened{job->state.offset, job->state.prefix, job->state.note};
+            q->session.on_file_opened(file_id, std::move(opened), Clock::now());
+          }
+          self.drain(*q);
+        }));
+  }
+
+  void commit_file(Peer& p, std::uint32_t file_id) {
+    if (!p.file) {
+      p.session.on_file_committed(file_id, make_error(Errc::internal, "commit without an open file"), Clock::now());
+      p.again = true;
+      return;
+    }
+    ++p.jobs;
+    auto result = std::make_shared<Result<void>>();
+    std::shared_ptr<PartialFile> file = p.file;
+    const std::uint64_t id = p.id;
+    run_on_pool(
+        loop_, [file, result] { *result = file->commit(); }, guarded(this, [id, file_id, result](ReceiverEngine& self) {
+          Peer* q = self.find(id);
+          if (!q) return;
+          --q->jobs;
+          q->file.reset();
+          self.release_path(*q);
+          q->session.on_file_committed(file_id, *result, Clock::now());
+          self.drain(*q);
+          self.schedule_reap();
+        }));
+  }
+
+  void schedule_reap() {
+    if (!reap_timer_) return;  // shutting down: shutdown() frees what is left
+    uv_timer_start(
+        reap_timer_.get(), [](uv_timer_t* t) { static_cast<ReceiverEngine*>(t->data)->reap(); }, 0, 0);
+  }
+
+  // Frees peers whose connection closed and whose pool jobs are done.
+  void reap() {
+    graveyard_.clear();
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      Peer& p = *it->second;
+      if (!p.conn && p.jobs == 0) {
+        if (p.file) p.file->close_keep();
+        release_path(p);
+        it = peers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    arm_idle();
+  }
+
+  void arm_idle() {
+    if (done_ || !peers_.empty() || opts_.idle_timeout.count() == 0 || single_connection()) return;
+    uv_timer_start(
+        idle_timer_.get(),
+        [](uv_timer_t* t) {
+          auto* self = static_cast<ReceiverEngine*>(t->data);
+          const auto secs = std::chrono::duration_cast<std::chrono::seconds>(self->opts_.idle_timeout).count();
+          auto e =
+              make_error(Errc::connection, "no sender connected for " + std::to_string(secs) + " s (idle timeout)");
+          self->finish(e, e.exit_code());
+        },
+        static_cast<std::uint64_t>(opts_.idle_timeout.count()), 0);
+  }
+
+  // A sender's whole transfer finished (END exchanged).
+  void finish_transfer(Peer& p) {
+    Totals t = p.session.totals();
+    t.write_retries = p.write_retries + (p.conn ? p.conn->write_retries() : 0);
+    if (t.files_failed > 0) {
+      auto e = make_error(Errc::partial, std::to_string(t.files_failed) + " entries failed in the transfer");
+      return finish(e, e.exit_code(), &t);
+    }
+    finish(std::nullopt, 0, &t);
+  }
+
+  void finish(std::optional<Error> err) {
+    const int code = err ? err->exit_code() : 0;
+    finish(std::move(err), code);
+  }
+
+  void finish(std::optional<Error> err, int code, const Totals* totals = nullptr) {
+    if (done_) return;
+    done_ = true;
+    close_everything();
+    report_end(totals ? *totals : Totals{}, std::move(err), code);
+  }
+
+  void close_everything() {
+    stop_transport();
+    idle_timer_.reset();
+    redial_timer_.reset();
+    for (auto& [id, p] : peers_) {
+      // Let a final END or ERROR reach the sender; partials keep their journals.
+      if (p->conn) p->conn->close_after_flush(make_error(Errc::connection, "receiver finished"));
+    }
+    schedule_reap();
+  }
+
+  ReceiverOptions opts_;
+  std::shared_ptr<DestDir> dest_;
+  UvOwner<uv_timer_t> idle_timer_, reap_timer_, redial_timer_;
+  std::map<std::uint64_t, std::unique_ptr<Peer>> peers_;
+  std::vector<std::unique_ptr<Connection>> graveyard_;
+  std::set<std::string> busy_;  // paths with an open partial
+  std::map<std::string, std::vector<std::pair<std::uint64_t, receiver::OpenFile>>>
+      waiting_;  // OpenFile waiting for a busy path
+  Backoff backoff_;
+  std::uint64_t next_id_ = 1;
+};
+
+// ---------------------------------------------------------------------------
+
+Receiver::Receiver(ReceiverOptions options)
+    : host_(std::make_unique<EngineHost>(std::make_shared<ReceiverEngine>(std::move(options)))) {}
+Receiver::~Receiver() = default;
+void Receiver::start(uv_loop_t* loop) {
+  host_->start(loop);
+}
+Result<void> Receiver::start_thread() {
+  return host_->start_thread();
+}
+Outcome Receiver::run() {
+  return host_->run();
+}
+Outcome Receiver::wait() {
+  return host_->wait();
+}
+void Receiver::add_connection(BorrowedFd fd) {
+  host_->add_connection(std::move(fd));
+}
+void Receiver::stop(int exit_code, std::string reason) {
+  host_->end_now(exit_code, std::move(reason));
+}
+std::optional<Outcome> Receiver::outcome() const {
+  return host_->outcome();
+}
+
+}  // namespace ferry

@@ -1,0 +1,95 @@
+// ferry::Receiver: ferry-recv as a library. Writes what ferry senders send into one
+// destination directory; a file appears under its final name only after its
+// whole-file digest matched and it was fsynced; anything else stays a hidden partial
+// with a journal, which a later connection (of the same or a restarted sender)
+// resumes from.
+//
+// Three ways to run it, as for ferry::Sender (sender/sender.hpp): start(loop) on the
+// caller's libuv loop (events on the loop thread), start_thread() on a thread and loop
+// of its own, or run() in the calling thread until the end.
+//
+// Connections come from `options.transport` (lib/transport.hpp):
+//   - listen / provided: serves many senders at once, each isolated from the others'
+//     errors (provided: only those the caller lends with add_connection(), e.g. a host
+//     app handing over each guest connection its hypervisor accepted); ends on stop(),
+//     after `idle_timeout` with no sender, or, with `once`, after one whole transfer;
+//   - connect / command / dial / stdio: one sender's transfer; a lost connection is
+//     made again (not stdio) and the transfer resumes; ends when it is complete.
+// The caller's descriptors are never closed by ferry (see BorrowedFd).
+//
+//   ferry::ReceiverOptions o;
+//   o.dest = "/srv/inbox";
+//   o.transport = ferry::Transport::dial_with(my_dial);  // e.g. the hypervisor's connect
+//   o.on_event = [](const ferry::Event& e) { ... };
+//   ferry::Receiver r(std::move(o));
+//   r.start(my_loop);                                  // my_loop runs elsewhere in the app
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "lib/events.hpp"
+#include "lib/outcome.hpp"
+#include "lib/transport.hpp"
+
+namespace ferry {
+
+class EngineHost;
+
+struct ReceiverOptions {
+  Transport transport;
+  std::string dest;  // destination directory (created if missing, one level)
+  // listen / provided: end with success after one sender's transfer was delivered and
+  // verified in full.
+  bool once = false;
+  // listen / provided: end with Errc::connection after this long with no sender
+  // connected; 0: never.
+  std::chrono::milliseconds idle_timeout{0};
+  // connect / command / dial: reconnects in a row without progress before giving up;
+  // nullopt: never give up.
+  std::optional<unsigned> retries = 20;
+  std::uint64_t window = 4 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes
+  std::size_t max_senders = 256;           // connections served at once; more are closed
+  std::string software;                    // sent in HELLO; default "ferry-recv VERSION"
+  // Every event, on the loop's thread, in order; must not throw and must not destroy
+  // the Receiver. Events of concurrent senders interleave.
+  std::function<void(const Event&)> on_event;
+};
+
+class Receiver {
+ public:
+  explicit Receiver(ReceiverOptions options);
+  // As ~Sender: safe at any time; open connections are closed (partials keep their
+  // journals); start(loop) mode: on the loop thread, and the loop must run again to
+  // free the handles; start_thread() mode: stops and joins. Not from inside on_event.
+  ~Receiver();
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+
+  void start(uv_loop_t* loop);
+  Result<void> start_thread();
+  Outcome run();
+  Outcome wait();
+
+  // Thread-safe once started (before start(), from the thread that will call it).
+  // Serves one more sender over a lent, connected descriptor (dup()ed; see
+  // BorrowedFd). Released at once if the receiver has ended or is full.
+  void add_connection(BorrowedFd fd);
+  // Thread-safe. Ends serving: open connections are closed after their last frame,
+  // partials keep their journals. The outcome gets `exit_code` and, when it is not 0,
+  // an Errc::connection error saying `reason`.
+  void stop(int exit_code = 0, std::string reason = "stopped");
+
+  std::optional<Outcome> outcome() const;
+
+ private:
+  std::unique_ptr<EngineHost> host_;
+};
+
+}  // namespace ferry

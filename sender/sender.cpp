@@ -1,0 +1,346 @@
+#include "sender/sender.hpp"
+
+#include <map>
+#include <set>
+
+#include "lib/backoff.hpp"
+#include "lib/connection.hpp"
+#include "lib/engine.hpp"
+#include "lib/file_source.hpp"
+#include "lib/options.hpp"
+#include "lib/source_tree.hpp"
+#include "lib/uv_owner.hpp"
+#include "sender/sender_session.hpp"
+
+namespace ferry {
+
+using sender::SenderConfig;
+using sender::SenderSession;
+
+// The driver of one SenderSession: connections (dialled, accepted or lent), file
+// reads on the thread pool, the session's timer, redials with backoff.
+class SenderEngine final : public Engine {
+ public:
+  explicit SenderEngine(SenderOptions o) : Engine(std::move(o.on_event)), opts_(std::move(o)) {
+    if (opts_.software.empty()) opts_.software = "ferry-send " FERRY_VERSION;
+  }
+  ~SenderEngine() override { shutdown(/*silent=*/true); }
+
+  // Lists the sources and makes the first connection (or starts listening).
+  void begin() override {
+    if (failed_to_attach_) return finish_with(make_error(Errc::internal, "cannot create libuv handles"));
+    auto limits = check_transfer_limits(opts_.chunk_size, opts_.window, opts_.stall_timeout);
+    if (!limits) return finish_with(limits.error());
+    auto entries = list_entries();
+    if (!entries) return finish_with(entries.error());
+    entries_ = *entries;
+    session_.emplace(make_config(), std::move(*entries), Clock::now());
+    auto t = start_transport(
+        opts_.transport, [this](std::unique_ptr<Connection> c) { adopt(std::move(c)); },
+        [this](const Error& e) { connection_failed(e); });
+    if (!t) return finish_with(t.error());
+  }
+
+  void add_connection(BorrowedFd b) override {
+    if (hold_until_begun(b)) return;
+    if (done_ || conn_) return release(b);  // busy or over: give it back
+    auto c = adopt_lent(std::move(b));
+    if (c) adopt(std::move(*c));  // an unusable one was reported; keep waiting
+  }
+
+  void end_now(int, const std::string& reason) override { finish_with(make_error(Errc::connection, reason)); }
+
+  void shutdown(bool silent) override {
+    if (!loop_) return;
+    if (silent) silence();
+    if (session_ && !done_) end_now(0, "cancelled");
+    detach();
+    stop_transport();
+    conn_.reset();
+    graveyard_.clear();
+    sources_.clear();
+    timer_.reset();
+    redial_timer_.reset();
+    loop_ = nullptr;
+  }
+
+ protected:
+  bool attach_handles(uv_loop_t* loop) override {
+    auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
+    timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    redial_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    if (!timer_ || !redial_timer_) return false;
+    timer_.get()->data = redial_timer_.get()->data = this;
+    return true;
+  }
+
+ private:
+  Result<std::vector<SourceEntry>> list_entries() {
+    std::vector<SourceEntry> out;
+    if (opts_.paths.empty() && opts_.files.empty()) return make_error(Errc::usage, "nothing to send");
+    if (!opts_.paths.empty()) {
+      auto tree = walk_sources(opts_.paths);
+      if (!tree) return tree.error();
+      for (const auto& s : tree->skipped) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});
+      skipped_ = tree->skipped.size();
+      out = std::move(tree->entries);
+    }
+    std::set<std::string> names;
+    for (const auto& have : out) names.insert(have.wire_path);
+    for (const auto& f : opts_.files) {
+      auto e = source_file_entry(f.local_path, f.wire_path);
+      if (!e) return e.error();
+      if (!names.insert(e->wire_path).second) {
+        return make_error(Errc::usage, "two entries would be sent as '" + e->wire_path + "'");
+      }
+      out.push_back(std::move(*e));
+    }
+    return out;
+  }
+
+  SenderConfig make_config() const {
+    SenderConfig c;
+    c.chunk_size = opts_.chunk_size;
+    c.window = opts_.window;
+    c.stall_timeout = opts_.stall_timeout;
+    c.session_id = random_session_id();
+    c.software = opts_.software;
+    return c;
+  }
+
+  void redial() {
+    graveyard_.clear();
+    dial_next();
+  }
+
+  void adopt(std::unique_ptr<Connection> c) {
+    if (done_ || conn_) {
+      c->close(make_error(Errc::connection, "a transfer is already connected"));
+      graveyard_.push_back(std::move(c));
+      return;
+    }
+    conn_ = std::move(c);
+    marker_at_connect_ = session_->progress_marker();
+    conn_->start({[this](protocol::Bytes b) {
+                    if (done_) return;
+                    session_->on_bytes(b, Clock::now());
+                    drain();
+                  },
+                  [this](const Error& why) { on_closed(why); }});
+    session_->on_connected(Clock::now());
+    drain();
+  }
+
+  void on_closed(const Error& why) {
+    if (conn_) {
+      write_retries_ += conn_->write_retries();
+      graveyard_.push_back(std::move(conn_));
+    }
+    if (done_) return;  // our own close after the end: nothing more to report
+    session_->on_disconnected(why, Clock::now());
+    drain();
+    if (done_ || session_->finished()) return;
+    if (session_->progress_marker() > marker_at_connect_) backoff_.reset();
+    connection_failed(why);
+  }
+
+  bool retries_left() const { return !opts_.retries || backoff_.attempts() < *opts_.retries; }
+
+  // A connection could not be made or was lost: redial, wait for one, or give up.
+  void connection_failed(const Error& why) {
+    if (done_) return;
+    if (why.code != Errc::connection) return finish_with(why);  // e.g. a dial function's own verdict
+    if (!retries_left()) return finish_with(why);
+    if (!opts_.transport.can_redial()) {
+      if (opts_.transport.kind == TransportKind::stdio) return finish_with(why);
+      backoff_.next();  // listen / provided: count it; the peer or the caller brings the next one
+      ++reconnects_;
+      const char* who = opts_.transport.kind == TransportKind::listen ? "the receiver to connect again"
+                                                                      : "the caller to provide a connection";
+      emit(Event{EventType::reconnect, {}, 0, 0, why.message() + "; waiting for " + who, {}, 0});
+      return;
+    }
+    auto delay = backoff_.next();
+    ++reconnects_;
+    const std::string of = opts_.retries ? " of " + std::to_string(*opts_.retries) : "";
+    emit(Event{EventType::reconnect,
+               {},
+               0,
+               0,
+               why.message() + "; retry " + std::to_string(backoff_.attempts()) + of + " in " +
+                   std::to_string(delay.count()) + " ms",
+               {},
+               0});
+    uv_timer_start(
+        redial_timer_.get(), [](uv_timer_t* t) { static_cast<SenderEngine*>(t->data)->redial(); },
+        static_cast<std::uint64_t>(delay.count()), 0);
+  }
+
+  std::shared_ptr<FileSource> source(std::uint32_t entry, Result<void>& err) {
+    auto it = sources_.find(entry);
+    if (it != sources_.end()) return it->second;
+    sources_.clear();  // one file at a time: release the previous one
+    auto s = FileSource::open(entries_[entry]);
+    if (!s) {
+      err = s.error();
+      return nullptr;
+    }
+    sources_[entry] = *s;
+    return *s;
+  }
+
+  // nullopt when the entry's file still has its listed size and mtime; else the
+  // entry as it is now (the open FileSource is dropped so it is reopened).
+  Result<std::optional<SourceEntry>> check_source(std::uint32_t entry) {
+    Result<void> err;
+    auto src = source(entry, err);
+    if (src && src->check_unchanged()) return std::optional<SourceEntry>{};
+    sources_.erase(entry);
+    auto fresh = restat_source(entries_[entry]);
+    if (!fresh) return fresh.error();
+    entries_[entry] = *fresh;
+    return std::optional<SourceEntry>(*fresh);
+  }
+
+  void drain() {
+    if (draining_) {
+      again_ = true;
+      return;
+    }
+    draining_ = true;
+    do {
+      again_ = false;
+      for (auto& a : session_->take_actions()) perform(a);
+      for (auto& e : session_->take_events()) emit(e);
+    } while (again_ && !done_);
+    draining_ = false;
+    if (done_) return;
+    if (session_->finished()) return finish();
+    auto deadline = session_->next_deadline();
+    if (deadline) {
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+      uv_timer_start(
+          timer_.get(),
+          [](uv_timer_t* t) {
+            auto* self = static_cast<SenderEngine*>(t->data);
+            self->session_->on_timeout(Clock::now());
+            self->drain();
+          },
+          static_cast<std::uint64_t>(std::max<long long>(ms, 0)), 0);
+    } else {
+      uv_timer_stop(timer_.get());
+    }
+  }
+
+  void perform(sender::Action& a) {
+    if (auto* f = std::get_if<SendFrame>(&a)) {
+      if (conn_) conn_->write(std::move(*f));
+    } else if (auto* r = std::get_if<sender::ReadChunk>(&a)) {
+      Result<void> err;
+      auto src = source(r->entry, err);
+      const auto token = r->token;
+      if (!src) {
+        session_->on_read_done(token, err.error(), Clock::now());
+        again_ = true;
+        return;
+      }
+      src->read(loop_, r->offset, r->length,
+                guarded(this, [token](SenderEngine& self, Result<std::vector<std::byte>> data) {
+                  if (self.done_) return;
+                  self.session_->on_read_done(token, std::move(data), Clock::now());
+                  self.drain();
+                }));
+    } else if (auto* h = std::get_if<sender::HashPrefix>(&a)) {
+      Result<void> err;
+      auto src = source(h->entry, err);
+      const auto token = h->token;
+      if (!src) {
+        session_->on_prefix_hashed(token, err.error(), Clock::now());
+        again_ = true;
+        return;
+      }
+      src->hash_prefix(loop_, h->length, guarded(this, [token](SenderEngine& self, Result<protocol::Digest128> d) {
+                         if (self.done_) return;
+                         self.session_->on_prefix_hashed(token, std::move(d), Clock::now());
+                         self.drain();
+                       }));
+    } else if (auto* k = std::get_if<sender::CheckSource>(&a)) {
+      session_->on_source_checked(k->token, check_source(k->entry), Clock::now());
+      again_ = true;
+    } else if (auto* c = std::get_if<CloseConnection>(&a)) {
+      // on_closed decides: redial, or finish
+      if (conn_ && c->flush)
+        conn_->close_after_flush(c->reason);
+      else if (conn_)
+        conn_->close(c->reason);
+    }
+  }
+
+  void finish() {
+    auto out = session_->outcome();
+    if (!out) return finish_with(out.error());
+    finish_with(std::nullopt);
+  }
+
+  void finish_with(std::optional<Error> err) {
+    if (done_) return;
+    done_ = true;
+    Totals t;
+    if (session_) t = session_->totals();
+    t.reconnects = reconnects_;
+    t.write_retries = write_retries_ + (conn_ ? conn_->write_retries() : 0);
+    t.files_skipped = skipped_;
+    if (!err && skipped_ > 0) {
+      err = make_error(Errc::partial, std::to_string(skipped_) + " local entries were skipped (not sent)");
+    }
+    if (timer_) uv_timer_stop(timer_.get());
+    if (redial_timer_) uv_timer_stop(redial_timer_.get());
+    stop_transport();
+    if (conn_) conn_->close_after_flush(make_error(Errc::connection, "transfer ended"));
+    const int code = err ? err->exit_code() : 0;
+    report_end(t, std::move(err), code);
+  }
+
+  SenderOptions opts_;
+  std::vector<SourceEntry> entries_;
+  std::optional<SenderSession> session_;
+  UvOwner<uv_timer_t> timer_, redial_timer_;
+  std::unique_ptr<Connection> conn_;
+  std::vector<std::unique_ptr<Connection>> graveyard_;  // closed; freed outside their callbacks
+  std::map<std::uint32_t, std::shared_ptr<FileSource>> sources_;
+  Backoff backoff_;
+  std::uint64_t marker_at_connect_ = 0;
+  std::uint64_t reconnects_ = 0;
+  std::uint64_t write_retries_ = 0;  // of connections already closed
+  std::size_t skipped_ = 0;
+  bool draining_ = false, again_ = false;
+};
+
+// ---------------------------------------------------------------------------
+
+Sender::Sender(SenderOptions options)
+    : host_(std::make_unique<EngineHost>(std::make_shared<SenderEngine>(std::move(options)))) {}
+Sender::~Sender() = default;
+void Sender::start(uv_loop_t* loop) {
+  host_->start(loop);
+}
+Result<void> Sender::start_thread() {
+  return host_->start_thread();
+}
+Outcome Sender::run() {
+  return host_->run();
+}
+Outcome Sender::wait() {
+  return host_->wait();
+}
+void Sender::add_connection(BorrowedFd fd) {
+  host_->add_connection(std::move(fd));
+}
+void Sender::cancel() {
+  host_->end_now(static_cast<int>(Errc::connection), "cancelled");
+}
+std::optional<Outcome> Sender::outcome() const {
+  return host_->outcome();
+}
+
+}  // namespace ferry
