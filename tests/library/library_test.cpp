@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -48,6 +49,7 @@ bool fd_is_open(int fd) {
 // host application does with the connection object its descriptor came from.
 struct Pair {
   int a = -1, b = -1;
+  int held = -1;  // a dup the test itself keeps of one end (see BrokenPipe...)
   std::atomic<int> released_a{0}, released_b{0};
   bool a_open_at_release = false, b_open_at_release = false;
 };
@@ -58,6 +60,7 @@ class Lender {
     for (auto& p : pairs_) {
       if (p->a >= 0) ::close(p->a);
       if (p->b >= 0) ::close(p->b);
+      if (p->held >= 0) ::close(p->held);
     }
   }
   Pair& make() {
@@ -279,8 +282,15 @@ TEST(Library, DialFunctionReconnectsAndResumesAfterAShutdown) {
 }
 
 TEST(Library, BrokenPipeEndsOnlyThatConnection) {
-  // The peer stops reading: the sender's next write fails with EPIPE (no SIGPIPE).
-  run_with_cut([](Pair& p) { ::shutdown(p.b, SHUT_RD); }, 8 * 1024 * 1024, 11, "Broken pipe");
+  // Writing is shut down under the sender (on the socket its dup shares): its next
+  // write fails with EPIPE (no SIGPIPE). The test keeps the receiver's end open, so the
+  // sender cannot see an EOF first.
+  run_with_cut(
+      [](Pair& p) {
+        p.held = ::dup(p.b);
+        ::shutdown(p.a, SHUT_WR);
+      },
+      8 * 1024 * 1024, 11, "Broken pipe");
 }
 
 // ferry's dups of `fd` (other descriptors of this process on the same socket).
@@ -315,6 +325,60 @@ TEST(Library, DescriptorClosedUnderneathEndsOnlyThatConnection) {
         ::close(dups[0]);
       },
       8 * 1024 * 1024, 3, "Bad file descriptor");
+}
+
+// A connected TCP socket whose peer was closed with a reset (SO_LINGER 0): the first
+// read or write on it fails with ECONNRESET (or EPIPE after it).
+int reset_tcp_socket() {
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (l < 0 || ::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 1) != 0 ||
+      ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw std::runtime_error("listen");
+  }
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+  int peer = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  ::close(l);
+  linger lg{1, 0};
+  ::setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::close(peer);  // sends RST
+  return c;
+}
+
+TEST(Library, ConnectionResetIsRetriedThroughTheDialFunction) {
+  Files f;
+  const auto a = f.file("a.bin", 1024 * 1024, 12);
+  Lender lend;
+  EventLog slog, rlog;
+  TestLoop loop;
+  Receiver r(receiver_options(f.dest, rlog));
+  int dials = 0, reset_fd = -1, reset_released = 0;
+  auto dial = [&](DialDone done) {
+    if (++dials == 1) {
+      reset_fd = reset_tcp_socket();
+      return done(BorrowedFd{reset_fd, "reset-tcp", [&] { ++reset_released; }});
+    }
+    Pair& p = lend.make();
+    r.add_connection(Lender::lend_b(p));
+    done(Lender::lend_a(p));
+  };
+  Sender s(sender_options(Transport::dial_with(dial), {a}, slog));
+  r.start(loop.get());
+  s.start(loop.get());
+  ASSERT_TRUE(loop.run_until([&] { return s.outcome() && r.outcome(); })) << slog.dump();
+  EXPECT_EQ(s.outcome()->exit_code, 0) << slog.dump();
+  EXPECT_EQ(dials, 2);
+  const std::string log = slog.dump();
+  EXPECT_TRUE(log.find("Connection reset by peer") != std::string::npos || log.find("Broken pipe") != std::string::npos)
+      << log;
+  EXPECT_EQ(reset_released, 1);
+  EXPECT_TRUE(fd_is_open(reset_fd));  // ferry closed its dup only
+  ::close(reset_fd);
+  EXPECT_EQ(e2e::compare_files(a, f.dest + "/a.bin"), "");
 }
 
 TEST(Library, DialAnsweredFromAnotherThread) {
