@@ -4,7 +4,7 @@
 #   bash scripts/bench.sh                      # from the repo top
 #   SIZE=256M RUNS=3 bash scripts/bench.sh     # a quicker run
 #
-# In one run it builds ferry-send/ferry-recv (Release, BUILD_DIR, default build/),
+# In one run it builds ferry-send/ferry-recv (Release, BUILD_DIR, default build-bench/),
 # makes a random file of SIZE (default 1G; reused if already in BENCH_DIR, default
 # /tmp/ferry-bench), then RUNS times (default 5, at least 3), alternating:
 #   socat   socat -u -b 1048576 TCP-LISTEN:PORT,reuseaddr OPEN:out,creat,trunc
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_dir=${BUILD_DIR:-$top/build}
+build_dir=${BUILD_DIR:-$top/build-bench}  # not build/: the tests build there in RelWithDebInfo
 [[ "$build_dir" = /* ]] || build_dir="$top/$build_dir"
 bench_dir=${BENCH_DIR:-/tmp/ferry-bench}
 size=${SIZE:-1G}
