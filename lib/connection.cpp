@@ -1,6 +1,7 @@
 #include "lib/connection.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -18,11 +20,13 @@ namespace ferry {
 namespace {
 
 constexpr std::size_t kReadBufferSize = 512 * 1024;
-constexpr int kReadsPerEvent = 16;     // then yield to the loop: fairness between peers
+constexpr int kReadsPerEvent = 16;  // then yield to the loop: fairness between peers
 constexpr std::size_t kMaxIov = 64;
 constexpr unsigned kRetryDelaysMs[] = {0, 1, 2, 4, 8, 10};
 
-bool is_transient_write_error(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS; }
+bool is_transient_write_error(int e) {
+  return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS;
+}
 
 // Takes the descriptor out of a libuv stream: dup()s it (ours from then on) and
 // closes the handle with the original.
@@ -45,7 +49,7 @@ Result<std::unique_ptr<Connection>> adopt_stream(uv_loop_t* loop, std::string pe
 }  // namespace
 
 Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::string peer, int in_fd, int out_fd,
-                                                      UvOwner<uv_process_t> child) {
+                                                      std::unique_ptr<ChildProcess> child) {
   std::unique_ptr<Connection> c(new Connection());
   c->loop_ = loop;
   c->peer_ = std::move(peer);
@@ -59,11 +63,9 @@ Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::stri
       return make_error(Errc::connection, "fcntl(O_NONBLOCK, " + c->peer_ + ")", errno);
     }
   }
-  struct stat st{};
+  struct stat st {};
   c->out_is_socket_ = ::fstat(out_fd, &st) == 0 && S_ISSOCK(st.st_mode);
-  auto init_poll = [](int fd) {
-    return [fd](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, fd); };
-  };
+  auto init_poll = [](int fd) { return [fd](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, fd); }; };
   c->in_poll_ = UvOwner<uv_poll_t>(loop, init_poll(in_fd));
   if (!c->in_poll_) {
     return uv_error(Errc::connection, "poll(" + c->peer_ + ") (it must be a pipe, socket or terminal)",
@@ -95,6 +97,11 @@ Connection::~Connection() {
   close_descriptors();
 }
 
+void Connection::forget_dead(int fd) {
+  if (in_fd_ == fd) in_fd_ = -1;
+  if (out_fd_ == fd) out_fd_ = -1;
+}
+
 void Connection::close_descriptors() {
   if (in_fd_ >= 0) ::close(in_fd_);
   if (out_fd_ >= 0 && out_fd_ != in_fd_) ::close(out_fd_);
@@ -114,6 +121,7 @@ void Connection::update_polls() {
   // vended) would make libuv abort when it re-arms epoll: end the connection instead.
   for (int fd : {in_fd_, out_fd_}) {
     if (fd >= 0 && ::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      forget_dead(fd);
       return close(make_error(Errc::connection, "poll(" + peer_ + ")", EBADF));
     }
   }
@@ -161,7 +169,9 @@ void Connection::read_some() {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // a readiness event is a hint
-    return close(make_error(Errc::connection, "read(" + peer_ + ")", errno));
+    const int e = errno;
+    if (e == EBADF) forget_dead(in_fd_);
+    return close(make_error(Errc::connection, "read(" + peer_ + ")", e));
   }
 }
 
@@ -206,6 +216,7 @@ void Connection::flush() {
         ++write_retries_;
         return arm_retry();
       }
+      if (e == EBADF) forget_dead(out_fd_);
       return close(make_error(Errc::connection, "write(" + peer_ + ")", e));
     }
     // Drop what the kernel took.
@@ -244,20 +255,26 @@ void Connection::arm_retry() {
   if (!open_) return;
   const unsigned delay = kRetryDelaysMs[std::min<std::size_t>(retry_step_, std::size(kRetryDelaysMs) - 1)];
   ++retry_step_;
-  uv_timer_start(retry_timer_.get(), [](uv_timer_t* t) {
-    auto* self = static_cast<Connection*>(t->data);
-    if (self && self->open_) self->flush();
-  }, delay, 0);
+  uv_timer_start(
+      retry_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Connection*>(t->data);
+        if (self && self->open_) self->flush();
+      },
+      delay, 0);
 }
 
 void Connection::close_after_flush(const Error& reason, std::chrono::milliseconds limit) {
   if (!open_ || flushing_) return;
   flushing_ = true;
   flush_reason_ = reason;
-  uv_timer_start(flush_timer_.get(), [](uv_timer_t* t) {
-    auto* self = static_cast<Connection*>(t->data);
-    if (self && self->open_) self->close(*self->flush_reason_);
-  }, static_cast<std::uint64_t>(limit.count()), 0);
+  uv_timer_start(
+      flush_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Connection*>(t->data);
+        if (self && self->open_) self->close(*self->flush_reason_);
+      },
+      static_cast<std::uint64_t>(limit.count()), 0);
   if (queue_.empty()) finish_flush();
 }
 
@@ -297,6 +314,9 @@ void Connection::close(const Error& reason) {
   flush_timer_.reset();
   queue_.clear();
   queued_bytes_ = 0;
+  // A closed connection may wait a while to be freed (a graveyard): give back the
+  // read buffer now. Safe here: on_bytes consumers never keep the span.
+  std::vector<char>().swap(readbuf_);
   close_descriptors();
   release_process_fd();
   child_.reset();
@@ -317,7 +337,8 @@ Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address&
     auto fd = vsock_listen(addr.vsock_cid, addr.vsock_port, l->bound_.vsock_port);
     if (!fd) return fd.error();
     l->vsock_fd_ = *fd;
-    l->vsock_poll_ = UvOwner<uv_poll_t>(loop, [fd = *fd](uv_loop_t* lp, uv_poll_t* h) { return uv_poll_init(lp, h, fd); });
+    l->vsock_poll_ =
+        UvOwner<uv_poll_t>(loop, [fd = *fd](uv_loop_t* lp, uv_poll_t* h) { return uv_poll_init(lp, h, fd); });
     if (!l->vsock_poll_) return uv_error(Errc::connection, "poll(" + where + ")", l->vsock_poll_.status());
     l->vsock_poll_.get()->data = l.get();
     const int rc = uv_poll_start(l->vsock_poll_.get(), UV_READABLE, &Listener::on_vsock_ready);
@@ -338,7 +359,7 @@ Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address&
     l->server_ = UvOwner<AnyStream>(loop, [](uv_loop_t* lp, AnyStream* s) { return uv_pipe_init(lp, &s->pipe, 0); });
     if (!l->server_) return uv_error(Errc::connection, "pipe_init", l->server_.status());
     // A socket file left by a dead receiver would make bind fail: remove only a socket.
-    struct stat st{};
+    struct stat st {};
     if (::lstat(addr.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(addr.path.c_str());
     int rc = uv_pipe_bind(&l->server_.get()->pipe, addr.path.c_str());
     if (rc != 0) return uv_error(Errc::connection, "bind(" + where + ")", rc);
@@ -381,7 +402,8 @@ void Listener::on_connection(uv_stream_t* server, int status) {
     if (uv_tcp_getpeername(&client.get()->tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
       if (ss.ss_family == AF_INET6) {
         uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&ss), ip, sizeof ip);
-        peer = std::string("tcp:[") + ip + "]:" + std::to_string(ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port));
+        peer =
+            std::string("tcp:[") + ip + "]:" + std::to_string(ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port));
       } else {
         uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), ip, sizeof ip);
         peer = std::string("tcp:") + ip + ":" + std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port));
@@ -408,79 +430,134 @@ void Listener::on_vsock_ready(uv_poll_t* h, int status, int) {
 
 namespace {
 
+// One attempt to dial a TCP or unix address: name resolution, then connect, within a
+// deadline; cancellable. It keeps itself alive (`keep`) while libuv holds one of its
+// requests, and reports exactly once.
 struct DialState {
-  uv_loop_t* loop;
+  uv_loop_t* loop = nullptr;
   Address addr;
-  std::function<void(Result<std::unique_ptr<Connection>>)> done;
+  ConnectionDone done;
+  std::chrono::milliseconds timeout{0};
   UvOwner<AnyStream> stream;
+  UvOwner<uv_timer_t> timer;
   uv_connect_t connect_req{};
   uv_getaddrinfo_t gai_req{};
+  std::shared_ptr<DialState> keep;
+  std::optional<Error> aborted;  // why cancel() or the deadline ended it
+  bool finished = false;
+
+  void finish(Result<std::unique_ptr<Connection>> r) {
+    if (finished) return;
+    finished = true;
+    timer.reset();
+    auto self = std::move(keep);  // freed when this returns
+    auto d = std::move(done);
+    d(std::move(r));
+  }
+  // Ends the attempt: closing the stream makes libuv answer a pending connect with
+  // UV_ECANCELED; a resolution not started yet is cancelled, one running is waited for.
+  void abort(Error why) {
+    if (finished || aborted) return;
+    aborted = std::move(why);
+    timer.reset();
+    if (stream) {
+      stream.reset();
+    } else if (uv_cancel(reinterpret_cast<uv_req_t*>(&gai_req)) != 0) {
+      // running on the thread pool: its callback sees `aborted`
+    }
+  }
 };
 
 void finish_connect(uv_connect_t* req, int status) {
-  std::unique_ptr<DialState> st(static_cast<DialState*>(req->data));
+  auto* st = static_cast<DialState*>(req->data);
   const std::string where = st->addr.to_string();
-  if (status != 0) {
-    st->done(uv_error(Errc::connection, "connect(" + where + ")", status));
-    return;
-  }
+  if (st->aborted) return st->finish(*st->aborted);
+  if (status != 0) return st->finish(uv_error(Errc::connection, "connect(" + where + ")", status));
   if (st->addr.kind == AddressKind::tcp) uv_tcp_nodelay(&st->stream.get()->tcp, 1);
-  st->done(adopt_stream(st->loop, where, st->stream));
+  st->finish(adopt_stream(st->loop, where, st->stream));
+}
+
+void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* s = static_cast<DialState*>(req->data);
+  const std::string w = s->addr.to_string();
+  if (s->aborted) {
+    if (res) uv_freeaddrinfo(res);
+    return s->finish(*s->aborted);
+  }
+  if (status != 0 || !res) {
+    if (res) uv_freeaddrinfo(res);
+    return s->finish(uv_error(Errc::connection, "resolve(" + s->addr.host + ")", status ? status : UV_EAI_NONAME));
+  }
+  sockaddr_storage ss{};
+  std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
+  uv_freeaddrinfo(res);
+  if (ss.ss_family == AF_INET6)
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(s->addr.port);
+  else
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(s->addr.port);
+  s->stream = UvOwner<AnyStream>(s->loop, [](uv_loop_t* lp, AnyStream* x) { return uv_tcp_init(lp, &x->tcp); });
+  if (!s->stream) return s->finish(uv_error(Errc::connection, "tcp_init", s->stream.status()));
+  s->connect_req.data = s;
+  int r = uv_tcp_connect(&s->connect_req, &s->stream.get()->tcp, reinterpret_cast<sockaddr*>(&ss), finish_connect);
+  if (r != 0) return s->finish(uv_error(Errc::connection, "connect(" + w + ")", r));
 }
 
 }  // namespace
 
-void dial(uv_loop_t* loop, const Address& addr, std::function<void(Result<std::unique_ptr<Connection>>)> done) {
-  auto st = std::make_unique<DialState>();
+DialCancel dial(uv_loop_t* loop, const Address& addr, ConnectionDone done, std::chrono::milliseconds timeout) {
+  const std::string where = addr.to_string();
+  if (addr.kind == AddressKind::vsock) {
+    // The kernel bounds a vsock connect itself (2 s by default).
+    vsock_dial(loop, addr.vsock_cid, addr.vsock_port, [loop, where, done = std::move(done)](Result<int> fd) {
+      if (!fd) return done(fd.error());
+      done(Connection::adopt(loop, where, *fd, *fd));
+    });
+    return {};
+  }
+  auto st = std::make_shared<DialState>();
   st->loop = loop;
   st->addr = addr;
   st->done = std::move(done);
-  const std::string where = addr.to_string();
-  if (addr.kind == AddressKind::vsock) {
-    auto shared = std::shared_ptr<DialState>(st.release());
-    vsock_dial(loop, addr.vsock_cid, addr.vsock_port, [shared, where](Result<int> fd) {
-      if (!fd) return shared->done(fd.error());
-      shared->done(Connection::adopt(shared->loop, where, *fd, *fd));
-    });
-    return;
+  st->timeout = timeout;
+  st->keep = st;
+  st->connect_req.data = st->gai_req.data = st.get();
+  st->timer = UvOwner<uv_timer_t>(loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); });
+  if (st->timer && timeout.count() > 0) {
+    st->timer.get()->data = st.get();
+    uv_timer_start(
+        st->timer.get(),
+        [](uv_timer_t* t) {
+          auto* s = static_cast<DialState*>(t->data);
+          if (!s) return;
+          const auto secs = std::chrono::duration<double>(s->timeout).count();
+          char what[64];
+          std::snprintf(what, sizeof what, " (no answer in %.3g s)", secs);
+          s->abort(make_error(Errc::connection, "connect(" + s->addr.to_string() + ")" + what, ETIMEDOUT));
+        },
+        static_cast<std::uint64_t>(timeout.count()), 0);
   }
+  std::weak_ptr<DialState> weak = st;
+  DialCancel cancel = [weak] {
+    if (auto s = weak.lock()) s->abort(make_error(Errc::connection, "connect(" + s->addr.to_string() + "): cancelled"));
+  };
   if (addr.kind == AddressKind::unix_socket) {
     st->stream = UvOwner<AnyStream>(loop, [](uv_loop_t* lp, AnyStream* s) { return uv_pipe_init(lp, &s->pipe, 0); });
-    if (!st->stream) return st->done(uv_error(Errc::connection, "pipe_init", st->stream.status()));
-    st->connect_req.data = st.get();
+    if (!st->stream) {
+      st->finish(uv_error(Errc::connection, "pipe_init", st->stream.status()));
+      return {};
+    }
     uv_pipe_connect(&st->connect_req, &st->stream.get()->pipe, addr.path.c_str(), finish_connect);
-    st.release();
-    return;
+    return cancel;
   }
-  st->gai_req.data = st.get();
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(
-      loop, &st->gai_req,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        std::unique_ptr<DialState> s(static_cast<DialState*>(req->data));
-        const std::string w = s->addr.to_string();
-        if (status != 0 || !res) {
-          if (res) uv_freeaddrinfo(res);
-          s->done(uv_error(Errc::connection, "resolve(" + s->addr.host + ")", status ? status : UV_EAI_NONAME));
-          return;
-        }
-        sockaddr_storage ss{};
-        std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
-        uv_freeaddrinfo(res);
-        if (ss.ss_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(s->addr.port);
-        else reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(s->addr.port);
-        s->stream = UvOwner<AnyStream>(s->loop, [](uv_loop_t* lp, AnyStream* x) { return uv_tcp_init(lp, &x->tcp); });
-        if (!s->stream) return s->done(uv_error(Errc::connection, "tcp_init", s->stream.status()));
-        s->connect_req.data = s.get();
-        int r = uv_tcp_connect(&s->connect_req, &s->stream.get()->tcp, reinterpret_cast<sockaddr*>(&ss), finish_connect);
-        if (r != 0) return s->done(uv_error(Errc::connection, "connect(" + w + ")", r));
-        s.release();
-      },
-      addr.host.c_str(), nullptr, &hints);
-  if (rc != 0) return st->done(uv_error(Errc::connection, "resolve(" + addr.host + ")", rc));
-  st.release();
+  int rc = uv_getaddrinfo(loop, &st->gai_req, on_resolved, addr.host.c_str(), nullptr, &hints);
+  if (rc != 0) {
+    st->finish(uv_error(Errc::connection, "resolve(" + addr.host + ")", rc));
+    return {};
+  }
+  return cancel;
 }
 
 // ---------------------------------------------------------------------------
@@ -519,15 +596,8 @@ Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::st
   opts.args = args;
   opts.stdio = stdio;
   opts.stdio_count = 3;
-  opts.exit_cb = [](uv_process_t*, int64_t, int) {};
-  // A failed uv_spawn still registers the handle, so it must be closed, not deleted.
-  auto* proc = new uv_process_t{};
-  int rc = uv_spawn(loop, proc, &opts);
-  if (rc != 0) {
-    uv_close(reinterpret_cast<uv_handle_t*>(proc), [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
-    return uv_error(Errc::connection, "spawn(/bin/sh -c " + command + ")", rc);
-  }
-  UvOwner<uv_process_t> child = UvOwner<uv_process_t>::adopt(proc);
+  auto child = ChildProcess::spawn(loop, opts, "spawn(/bin/sh -c " + command + ")");
+  if (!child) return child.error();
   const std::string peer = "command '" + command + "'";
   auto in = take_fd(from_child, peer);
   if (!in) return in.error();
@@ -536,7 +606,71 @@ Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::st
     ::close(*in);
     return out.error();
   }
-  return Connection::adopt(loop, peer, *in, *out, std::move(child));
+  return Connection::adopt(loop, peer, *in, *out, std::move(*child));
+}
+
+// ---------------------------------------------------------------------------
+// ChildProcess
+
+struct ChildProcess::State {
+  uv_process_t proc{};
+  uv_timer_t grace{};
+  int open_handles = 0;
+  bool exited = false, abandoned = false;
+  int signals_sent = 0;
+};
+
+namespace {
+constexpr std::uint64_t kChildGraceMs = 2000;
+
+void on_child_handle_closed(uv_handle_t* h) {
+  auto* s = static_cast<ChildProcess::State*>(h->data);
+  if (--s->open_handles == 0) delete s;
+}
+
+void finish_child(ChildProcess::State* s) {
+  uv_timer_stop(&s->grace);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->grace), on_child_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->proc), on_child_handle_closed);
+}
+}  // namespace
+
+Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(uv_loop_t* loop, uv_process_options_t opts,
+                                                          const std::string& what) {
+  auto* s = new State();
+  s->proc.data = s->grace.data = s;
+  uv_timer_init(loop, &s->grace);  // cannot fail on Unix
+  ++s->open_handles;
+  opts.exit_cb = [](uv_process_t* p, int64_t, int) {
+    auto* st = static_cast<State*>(p->data);
+    st->exited = true;
+    if (st->abandoned) finish_child(st);
+  };
+  const int rc = uv_spawn(loop, &s->proc, &opts);
+  ++s->open_handles;  // a failed uv_spawn still registers the handle: it must be closed
+  if (rc != 0) {
+    s->exited = true;
+    finish_child(s);
+    return uv_error(Errc::connection, what, rc);
+  }
+  return std::unique_ptr<ChildProcess>(new ChildProcess(s));
+}
+
+ChildProcess::~ChildProcess() {
+  s_->abandoned = true;
+  if (s_->exited) {
+    finish_child(s_);
+    return;
+  }
+  // Its pipes are closed now; a carrier that does not exit at EOF is told to.
+  uv_timer_start(
+      &s_->grace,
+      [](uv_timer_t* t) {
+        auto* st = static_cast<State*>(t->data);
+        uv_process_kill(&st->proc, st->signals_sent++ == 0 ? SIGTERM : SIGKILL);
+        if (st->signals_sent < 2) uv_timer_again(t);
+      },
+      kChildGraceMs, kChildGraceMs);
 }
 
 // ---------------------------------------------------------------------------
@@ -549,11 +683,16 @@ void release(BorrowedFd& b) {
 std::string Transport::describe() const {
   switch (kind) {
     case TransportKind::listen:
-    case TransportKind::connect: return address.to_string();
-    case TransportKind::stdio: return "stdio";
-    case TransportKind::command: return "command '" + command + "'";
-    case TransportKind::dial: return "the caller's dial function";
-    case TransportKind::provided: return "connections from the caller";
+    case TransportKind::connect:
+      return address.to_string();
+    case TransportKind::stdio:
+      return "stdio";
+    case TransportKind::command:
+      return "command '" + command + "'";
+    case TransportKind::dial:
+      return "the caller's dial function";
+    case TransportKind::provided:
+      return "connections from the caller";
   }
   return "?";
 }
@@ -575,13 +714,22 @@ Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b
   return c;
 }
 
-void open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done) {
+DialCancel open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done,
+                           std::chrono::milliseconds timeout) {
   switch (t.kind) {
-    case TransportKind::connect: return dial(loop, t.address, std::move(done));
-    case TransportKind::stdio: return done(open_stdio(loop));
-    case TransportKind::command: return done(spawn_command(loop, t.command));
+    case TransportKind::connect:
+      return dial(loop, t.address, std::move(done), timeout);
+    case TransportKind::stdio:
+      done(open_stdio(loop));
+      return {};
+    case TransportKind::command:
+      done(spawn_command(loop, t.command));
+      return {};
     case TransportKind::dial: {
-      if (!t.dial) return done(make_error(Errc::usage, "dial transport without a dial function"));
+      if (!t.dial) {
+        done(make_error(Errc::usage, "dial transport without a dial function"));
+        return {};
+      }
       // The caller may answer from any thread: hop to the loop through the mailbox.
       auto shared_done = std::make_shared<ConnectionDone>(std::move(done));
       auto answered = std::make_shared<std::atomic<bool>>(false);
@@ -600,12 +748,14 @@ void open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& p
           (*shared_done)(adopt_borrowed(loop, std::move(**box)));
         });
       });
-      return;
+      return {};  // the caller's dial function has no way to be cancelled
     }
     case TransportKind::listen:
     case TransportKind::provided:
-      return done(make_error(Errc::internal, "open_connection: " + t.describe() + " connections are not dialled"));
+      done(make_error(Errc::internal, "open_connection: " + t.describe() + " connections are not dialled"));
+      return {};
   }
+  return {};
 }
 
 }  // namespace ferry

@@ -51,6 +51,27 @@ union AnyStream {
   uv_pipe_t pipe;
 };
 
+// A command spawned to carry a connection (-e CMD). Dropping it never leaves a zombie:
+// a child still running keeps its libuv handle open until libuv has reaped it, and
+// one that ignores its closed pipes gets SIGTERM after 2 s, then SIGKILL after 2 s
+// more. (Closing the handle at once, as before, left every exited child a zombie:
+// libuv reaps only children whose handle is open.)
+class ChildProcess {
+ public:
+  // uv_spawn with `opts` (its exit_cb is ferry's). Errc::connection naming `what`.
+  static Result<std::unique_ptr<ChildProcess>> spawn(uv_loop_t* loop, uv_process_options_t opts,
+                                                     const std::string& what);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  struct State;  // the libuv handles; freed when both are closed (connection.cpp)
+
+ private:
+  explicit ChildProcess(State* s) : s_(s) {}
+  State* s_;
+};
+
 class Connection {
  public:
   struct Callbacks {
@@ -62,7 +83,7 @@ class Connection {
   // also when it fails (they are closed then).
   // Errc::connection when the descriptors cannot be polled (e.g. a regular file).
   static Result<std::unique_ptr<Connection>> adopt(uv_loop_t* loop, std::string peer, int in_fd, int out_fd,
-                                                   UvOwner<uv_process_t> child = {});
+                                                   std::unique_ptr<ChildProcess> child = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -107,7 +128,7 @@ class Connection {
   bool same_fd_ = true, out_is_socket_ = false;
   UvOwner<uv_poll_t> in_poll_, out_poll_;  // out_poll_ empty when same_fd_
   UvOwner<uv_timer_t> retry_timer_, flush_timer_;
-  UvOwner<uv_process_t> child_;
+  std::unique_ptr<ChildProcess> child_;
   Callbacks cb_;
   bool open_ = true, reading_ = false, want_write_ = false;
   bool flushing_ = false, write_shut_ = false;
@@ -122,6 +143,9 @@ class Connection {
   std::function<void()> fds_closed_hook_;
   void release_process_fd();
   void close_descriptors();
+  // The descriptor number `fd` was closed underneath us (EBADF): never close it again,
+  // the number may already be someone else's.
+  void forget_dead(int fd);
 };
 
 // Accepts connections on a TCP, unix or vsock address.
@@ -146,11 +170,20 @@ class Listener {
   uv_loop_t* loop_ = nullptr;
 };
 
-// Dials `addr` (name resolution included); `done` is called once, on the loop.
-// Errc::connection on failure. The returned object cancels nothing: keep the loop
-// running until `done`.
-void dial(uv_loop_t* loop, const Address& addr,
-          std::function<void(Result<std::unique_ptr<Connection>>)> done);
+using ConnectionDone = std::function<void(Result<std::unique_ptr<Connection>>)>;
+// Ends a dial still in progress; its `done` then gets Errc::connection "cancelled".
+// Empty when there is nothing to cancel. Loop thread.
+using DialCancel = std::function<void()>;
+
+inline constexpr std::chrono::milliseconds kDefaultConnectTimeout{10'000};
+
+// Dials `addr` (name resolution included); `done` is called once, on the loop thread
+// (at once for errors found before anything is sent). Errc::connection on failure;
+// no answer within `timeout` (tcp, unix; vsock is bounded by the kernel) is
+// ETIMEDOUT. The returned function cancels the attempt: an engine that ends calls it,
+// so a connect to a host that drops SYNs cannot hold its loop for minutes.
+DialCancel dial(uv_loop_t* loop, const Address& addr, ConnectionDone done,
+                std::chrono::milliseconds timeout = kDefaultConnectTimeout);
 
 // The protocol over this process's stdin/stdout (both dup()ed; the originals stay
 // open). They must be pipes, sockets or terminals.
@@ -164,13 +197,13 @@ Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::st
 // (Errc::connection: a negative or dead descriptor, or one libuv cannot poll).
 Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b);
 
-using ConnectionDone = std::function<void(Result<std::unique_ptr<Connection>>)>;
 // Makes one connection the way `t` says: connect, stdio, command or dial (listen and
 // provided connections arrive by themselves: Errc::internal). `done` runs once on the
 // loop thread, possibly before this returns; for `dial`, not at all if the mailbox
 // behind `poster` closed first (its owner is gone; the descriptor is released). The
 // caller guards `done` against having been destroyed meanwhile (connect and dial
-// answer later).
-void open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done);
+// answer later). `timeout` bounds a connect (see dial()); the result cancels it.
+DialCancel open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done,
+                           std::chrono::milliseconds timeout = kDefaultConnectTimeout);
 
 }  // namespace ferry

@@ -7,22 +7,59 @@
 
 namespace ferry {
 
+Engine::~Engine() {
+  for (auto& b : held_) release(b);
+  for (auto& p : before_start_) {
+    if (p.dropped) p.dropped();
+  }
+}
+
 void Engine::attach(uv_loop_t* loop) {
   loop_ = loop;
-  attached_ = true;
   auto box = LoopMailbox::open(loop);
+  MailboxPoster poster;
   if (!box || !attach_handles(loop)) {
     failed_to_attach_ = true;
-    return;
+  } else {
+    mailbox_ = std::move(*box);
+    // Work may come from other threads (a dial's answer, add_connection) until the end.
+    mailbox_->keep_alive(true);
+    poster = mailbox_->poster();
   }
-  mailbox_ = std::move(*box);
-  // Work may come from other threads (a dial's answer, add_connection) until the end.
-  mailbox_->keep_alive(true);
-  poster_ = mailbox_->poster();
+  std::lock_guard<std::mutex> lock(post_mu_);
+  poster_ = poster;
+  attached_ = true;  // from here on, post() goes through the mailbox
+}
+
+void Engine::start_work() {
+  std::vector<Posted> early;
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    early.swap(before_start_);
+  }
+  for (auto& p : early) p.fn(*this);
+  begin();
+}
+
+void Engine::post(std::function<void(Engine&)> fn, std::function<void()> dropped) {
+  MailboxPoster poster;
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    if (!attached_) {
+      before_start_.push_back(Posted{std::move(fn), std::move(dropped)});
+      return;
+    }
+    poster = poster_;
+  }
+  poster.post([weak = weak_from_this(), fn = std::move(fn), dropped = std::move(dropped)](bool live) {
+    auto self = live ? weak.lock() : nullptr;
+    if (self) return fn(*self);
+    if (dropped) dropped();
+  });
 }
 
 void Engine::emit(const Event& e) {
-  if (!on_event_) return;
+  if (!on_event_ || ended_) return;
   try {
     on_event_(e);
   } catch (...) {
@@ -39,6 +76,7 @@ void Engine::report_end(const Totals& totals, std::optional<Error> err, int exit
   outcome_ = Outcome{exit_code, std::move(err), totals};
   if (mailbox_) mailbox_->keep_alive(false);
   emit(e);
+  ended_ = true;
 }
 
 void Engine::detach() {
@@ -76,11 +114,15 @@ Result<void> Engine::start_transport(const Transport& t, OnConnection on_connect
 
 void Engine::dial_next() {
   if (done_) return;
-  open_connection(loop_, transport_, poster_, guarded(this, [](Engine& self, Result<std::unique_ptr<Connection>> r) {
-                    if (self.done_) return;
-                    if (!r) return self.on_failed_(r.error());
-                    self.on_connection_(std::move(*r));
-                  }));
+  dial_cancel_ = open_connection(loop_, transport_, poster_,
+                                 guarded(this,
+                                         [](Engine& self, Result<std::unique_ptr<Connection>> r) {
+                                           self.dial_cancel_ = nullptr;
+                                           if (self.done_) return;
+                                           if (!r) return self.on_failed_(r.error());
+                                           self.on_connection_(std::move(*r));
+                                         }),
+                                 connect_timeout_);
 }
 
 bool Engine::hold_until_begun(BorrowedFd& b) {
@@ -96,6 +138,9 @@ Result<std::unique_ptr<Connection>> Engine::adopt_lent(BorrowedFd b) {
 }
 
 void Engine::stop_transport() {
+  // A connect still in progress must not hold the loop (a host that drops SYNs keeps
+  // one pending for minutes).
+  if (auto cancel = std::exchange(dial_cancel_, nullptr)) cancel();
   listener_.reset();
   for (auto& b : held_) release(b);
   held_.clear();
@@ -120,7 +165,7 @@ EngineHost::~EngineHost() {
 
 void EngineHost::start(uv_loop_t* loop) {
   engine_->attach(loop);
-  engine_->begin();
+  engine_->start_work();
 }
 
 Result<void> EngineHost::start_thread() {
@@ -131,7 +176,7 @@ Result<void> EngineHost::start_thread() {
   // the first moment.
   engine_->attach(&thread_loop_);
   thread_ = std::thread([engine = engine_, loop = &thread_loop_] {
-    engine->begin();
+    engine->start_work();
     uv_run(loop, UV_RUN_DEFAULT);
     engine->shutdown(/*silent=*/false);
     uv_run(loop, UV_RUN_DEFAULT);  // close callbacks free the handles
@@ -155,24 +200,13 @@ Outcome EngineHost::wait() {
   return engine_->outcome().value_or(not_ended("not ended yet"));
 }
 
-void EngineHost::post(std::function<void(Engine&)> fn) {
-  engine_->poster().post([weak = std::weak_ptr<Engine>(engine_), fn = std::move(fn)](bool live) {
-    if (auto e = live ? weak.lock() : nullptr) fn(*e);
-  });
-}
-
 void EngineHost::add_connection(BorrowedFd fd) {
-  if (!engine_->attached()) return engine_->add_connection(std::move(fd));  // kept for begin()
   auto box = std::make_shared<BorrowedFd>(std::move(fd));
-  engine_->poster().post([weak = std::weak_ptr<Engine>(engine_), box](bool live) {
-    auto e = live ? weak.lock() : nullptr;
-    if (!e) return release(*box);
-    e->add_connection(std::move(*box));
-  });
+  engine_->post([box](Engine& e) { e.add_connection(std::move(*box)); }, [box] { release(*box); });
 }
 
 void EngineHost::end_now(int exit_code, std::string reason) {
-  post([exit_code, reason = std::move(reason)](Engine& e) { e.end_now(exit_code, reason); });
+  engine_->post([exit_code, reason = std::move(reason)](Engine& e) { e.end_now(exit_code, reason); });
 }
 
 }  // namespace ferry

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -32,16 +33,26 @@ namespace ferry {
 class Engine : public std::enable_shared_from_this<Engine> {
  public:
   explicit Engine(std::function<void(const Event&)> on_event) : on_event_(std::move(on_event)) {}
-  virtual ~Engine() = default;
+  // Releases descriptors lent but never used, and drops calls posted before a start
+  // that never came (calling their `dropped`).
+  virtual ~Engine();
 
   // Creates the loop handles (the mailbox here, the rest in attach_handles()); no
   // callback runs before the loop does. On the loop thread or before the loop runs.
   void attach(uv_loop_t* loop);
-  // Starts the work (lists sources, connects, listens). Loop thread.
-  virtual void begin() = 0;
+  // Starts the work: first what was posted before attach() (in order), then begin().
+  // Loop thread.
+  void start_work();
+
+  // Thread-safe. Runs fn(engine) on the loop thread: before the start, at the start
+  // (start_work); after it, through the mailbox. If the engine is gone or its mailbox
+  // closed by then, `dropped` runs instead (it must only release what fn carries).
+  void post(std::function<void(Engine&)> fn, std::function<void()> dropped = {});
+
   // Serves or uses a lent descriptor, or releases it. Loop thread.
   virtual void add_connection(BorrowedFd b) = 0;
   // Ends the work now, as the owner asked (Sender: cancelled; Receiver: stopped).
+  // Loop thread; also before begin() (which then does nothing).
   virtual void end_now(int exit_code, const std::string& reason) = 0;
   // Closes every handle; work still running ends as by end_now(); silent: no more
   // events (for destructors). Loop thread; idempotent.
@@ -50,14 +61,16 @@ class Engine : public std::enable_shared_from_this<Engine> {
   const std::optional<Outcome>& outcome() const { return outcome_; }
 
   bool attached() const { return attached_; }
-  // Valid from attach() on; thread-safe.
-  const MailboxPoster& poster() const { return poster_; }
 
  protected:
+  // Starts the work (lists sources, connects, listens); returns at once if end_now()
+  // came first. Loop thread.
+  virtual void begin() = 0;
   // The derived engine's own handles; false when libuv cannot make them.
   virtual bool attach_handles(uv_loop_t* loop) = 0;
 
   // Hands `e` to the caller's callback (exceptions are swallowed: none may cross libuv).
+  // Nothing is handed on after session_end: it is the last event.
   void emit(const Event& e);
   // Records the outcome, emits session_end, and lets the loop end once the engine's
   // own handles are idle (the mailbox stops holding it).
@@ -94,19 +107,29 @@ class Engine : public std::enable_shared_from_this<Engine> {
 
   uv_loop_t* loop_ = nullptr;
   bool failed_to_attach_ = false;
-  bool begun_ = false;  // begin() ran
-  bool done_ = false;   // the work ended (set first thing when ending)
+  std::chrono::milliseconds connect_timeout_ = kDefaultConnectTimeout;  // per dial
+  bool begun_ = false;                                                  // begin() ran
+  bool done_ = false;                                                   // the work ended (set first thing when ending)
 
  private:
   std::function<void(const Event&)> on_event_;
   std::unique_ptr<LoopMailbox> mailbox_;
-  MailboxPoster poster_;
+  // Calls from other threads: queued here until attach(), then through the mailbox.
+  struct Posted {
+    std::function<void(Engine&)> fn;
+    std::function<void()> dropped;
+  };
+  std::mutex post_mu_;
+  std::vector<Posted> before_start_;  // guarded by post_mu_
+  MailboxPoster poster_;              // set under post_mu_ by attach()
   std::atomic<bool> attached_{false};
+  bool ended_ = false;  // session_end emitted
   std::optional<Outcome> outcome_;
   Transport transport_;
   OnConnection on_connection_;
   OnFailed on_failed_;
   std::unique_ptr<Listener> listener_;
+  DialCancel dial_cancel_;        // the dial in progress, if any
   std::vector<BorrowedFd> held_;  // lent before begin()
 };
 
@@ -122,15 +145,13 @@ class EngineHost {
   Result<void> start_thread();
   Outcome run();
   Outcome wait();
-  // Thread-safe once started (before: from the thread that starts it).
+  // Thread-safe, also before the start (the descriptor is kept for it).
   void add_connection(BorrowedFd fd);
-  // Thread-safe.
+  // Thread-safe, also before the start (which then ends at once).
   void end_now(int exit_code, std::string reason);
   std::optional<Outcome> outcome() const { return engine_->outcome(); }
 
  private:
-  // Runs fn(engine) on the loop thread, if the engine is still there then.
-  void post(std::function<void(Engine&)> fn);
   std::shared_ptr<Engine> engine_;
   uv_loop_t thread_loop_{};
   std::thread thread_;

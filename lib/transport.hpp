@@ -37,22 +37,28 @@ namespace ferry {
 // A connected stream socket lent by the caller (see the overview).
 struct BorrowedFd {
   int fd = -1;
-  std::string peer;                   // names the connection in messages; "fd N" if empty
-  std::function<void()> on_released;  // may be empty; on the loop thread, or see LoopMailbox
+  std::string peer;  // names the connection in messages; "fd N" if empty
+  // May be empty; must not throw. Runs on the loop thread, except for a descriptor ferry
+  // could never take (lent after the end, a second answer to one dial, an engine
+  // destroyed before it started): then on the thread that lent it or destroyed it.
+  std::function<void()> on_released;
 };
 
 // The answer to one dial: a connected descriptor, or why there is none. An Error with
 // Errc::connection is retried with backoff (up to the retry limit); any other code
 // ends the transfer with that error. Callable from any thread, exactly once.
 using DialDone = std::function<void(Result<BorrowedFd>)>;
-// Called on the loop thread whenever a new connection is needed; must not block the
-// loop for long (answer later through `done` from any thread if it has to wait).
+// Called on the loop thread whenever a new connection is needed; must not throw, and
+// must not block the loop for long (answer later through `done` from any thread if it
+// has to wait). ferry sets no deadline on the answer: a dial function that never
+// calls `done` leaves the transfer waiting until it is cancelled or stopped.
 using DialFunction = std::function<void(DialDone done)>;
 
 enum class TransportKind {
   listen,    // accept connections on `address`
   connect,   // dial `address` (tcp, unix, vsock), again after a loss
-  stdio,     // this process's stdin/stdout, once
+  stdio,     // this process's stdin/stdout, once (at the end fd 1 is pointed at /dev/null
+             // so the peer sees EOF)
   command,   // spawn `/bin/sh -c command` and speak over its stdin/stdout, again after a loss
   dial,      // call `dial` for every connection
   provided,  // only what the caller passes to add_connection()

@@ -48,6 +48,7 @@ class ReceiverEngine final : public Engine {
   ~ReceiverEngine() override { shutdown(/*silent=*/true); }
 
   void begin() override {
+    if (done_) return;  // stopped before the start
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
     auto dest = DestDir::open(opts_.dest);
     if (!dest) return finish(dest.error());
@@ -61,13 +62,16 @@ class ReceiverEngine final : public Engine {
 
   void add_connection(BorrowedFd b) override {
     if (hold_until_begun(b)) return;
-    if (done_ || (single_connection() && !peers_.empty())) return release(b);
+    if (done_ || (single_connection() && has_live_peer())) return release(b);
     auto c = adopt_lent(std::move(b));
     if (c) return add_peer(std::move(*c));
     if (single_connection()) connection_failed(c.error());
   }
 
   void end_now(int exit_code, const std::string& reason) override {
+    // One sender's transfer stopped before it completed is no success (README: 0 is a
+    // delivered transfer); a serving receiver told to stop is.
+    if (exit_code == 0 && single_connection()) exit_code = static_cast<int>(Errc::connection);
     if (exit_code == 0) return finish(std::nullopt, 0);
     finish(make_error(Errc::connection, reason), exit_code);
   }
@@ -116,14 +120,27 @@ class ReceiverEngine final : public Engine {
         static_cast<std::uint64_t>(delay.count()), 0);
   }
 
+  bool has_live_peer() const {
+    for (const auto& [id, p] : peers_) {
+      if (p->conn) return true;
+    }
+    return false;
+  }
+
   void add_peer(std::unique_ptr<Connection> c) {
-    if (done_ || peers_.size() >= opts_.max_senders) {
-      c->close(make_error(Errc::connection, done_ ? "receiver is shutting down" : "too many connections"));
+    // One sender's transfer takes one connection at a time (a dial that completes
+    // after a lent descriptor was taken is not a second sender).
+    const bool extra = single_connection() && has_live_peer();
+    if (done_ || extra || peers_.size() >= opts_.max_senders) {
+      c->close(make_error(Errc::connection, done_   ? "receiver is shutting down"
+                                            : extra ? "already connected"
+                                                    : "too many connections"));
       graveyard_.push_back(std::move(c));
       schedule_reap();
       return;
     }
     uv_timer_stop(idle_timer_.get());
+    if (single_connection()) uv_timer_stop(redial_timer_.get());  // a lent one came first
     const std::uint64_t id = next_id_++;
     ReceiverConfig cfg;
     cfg.window = opts_.window;

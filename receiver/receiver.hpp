@@ -77,13 +77,15 @@ class Receiver {
   Outcome run();
   Outcome wait();
 
-  // Thread-safe once started (before start(), from the thread that will call it).
-  // Serves one more sender over a lent, connected descriptor (dup()ed; see
-  // BorrowedFd). Released at once if the receiver has ended or is full.
+  // Thread-safe, also before the start (kept for it). Serves one more sender over a
+  // lent, connected descriptor (dup()ed; see BorrowedFd). Released at once if the
+  // receiver has ended or is full.
   void add_connection(BorrowedFd fd);
-  // Thread-safe. Ends serving: open connections are closed after their last frame,
-  // partials keep their journals. The outcome gets `exit_code` and, when it is not 0,
-  // an Errc::connection error saying `reason`.
+  // Thread-safe, also before the start. Ends serving: open connections are closed
+  // after their last frame, partials keep their journals. The outcome gets `exit_code`
+  // and, when it is not 0, an Errc::connection error saying `reason`; with a
+  // connect / command / dial / stdio transport, whose one transfer did not complete,
+  // 0 becomes 3 (Errc::connection): a stopped transfer is no success.
   void stop(int exit_code = 0, std::string reason = "stopped");
 
   std::optional<Outcome> outcome() const;

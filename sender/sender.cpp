@@ -28,6 +28,8 @@ class SenderEngine final : public Engine {
 
   // Lists the sources and makes the first connection (or starts listening).
   void begin() override {
+    if (done_) return;  // cancelled before the start
+    connect_timeout_ = opts_.stall_timeout;
     if (failed_to_attach_) return finish_with(make_error(Errc::internal, "cannot create libuv handles"));
     auto limits = check_transfer_limits(opts_.chunk_size, opts_.window, opts_.stall_timeout);
     if (!limits) return finish_with(limits.error());
@@ -45,7 +47,11 @@ class SenderEngine final : public Engine {
     if (hold_until_begun(b)) return;
     if (done_ || conn_) return release(b);  // busy or over: give it back
     auto c = adopt_lent(std::move(b));
-    if (c) adopt(std::move(*c));  // an unusable one was reported; keep waiting
+    if (c) return adopt(std::move(*c));
+    // Unusable (reported). Where ferry makes connections itself it makes the next one
+    // (a lent first descriptor that fails must not leave it waiting for nothing);
+    // with listen or provided it keeps waiting for the next one to come.
+    if (opts_.transport.can_redial()) connection_failed(c.error());
   }
 
   void end_now(int, const std::string& reason) override { finish_with(make_error(Errc::connection, reason)); }
@@ -61,6 +67,7 @@ class SenderEngine final : public Engine {
     sources_.clear();
     timer_.reset();
     redial_timer_.reset();
+    reap_timer_.reset();
     loop_ = nullptr;
   }
 
@@ -69,8 +76,9 @@ class SenderEngine final : public Engine {
     auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
     timer_ = UvOwner<uv_timer_t>(loop, init_timer);
     redial_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-    if (!timer_ || !redial_timer_) return false;
-    timer_.get()->data = redial_timer_.get()->data = this;
+    reap_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    if (!timer_ || !redial_timer_ || !reap_timer_) return false;
+    timer_.get()->data = redial_timer_.get()->data = reap_timer_.get()->data = this;
     return true;
   }
 
@@ -108,18 +116,25 @@ class SenderEngine final : public Engine {
     return c;
   }
 
-  void redial() {
-    graveyard_.clear();
-    dial_next();
+  // A closed connection is freed on the next loop turn, outside its own callbacks (a
+  // listener turning away one connection after another must not pile them up).
+  void bury(std::unique_ptr<Connection> c) {
+    graveyard_.push_back(std::move(c));
+    if (!reap_timer_) return;  // shutting down: shutdown() frees it
+    uv_timer_start(
+        reap_timer_.get(), [](uv_timer_t* t) { static_cast<SenderEngine*>(t->data)->graveyard_.clear(); }, 0, 0);
   }
+
+  void redial() { dial_next(); }
 
   void adopt(std::unique_ptr<Connection> c) {
     if (done_ || conn_) {
       c->close(make_error(Errc::connection, "a transfer is already connected"));
-      graveyard_.push_back(std::move(c));
+      bury(std::move(c));
       return;
     }
     conn_ = std::move(c);
+    uv_timer_stop(redial_timer_.get());  // a lent connection came while a redial was due
     marker_at_connect_ = session_->progress_marker();
     conn_->start({[this](protocol::Bytes b) {
                     if (done_) return;
@@ -134,7 +149,7 @@ class SenderEngine final : public Engine {
   void on_closed(const Error& why) {
     if (conn_) {
       write_retries_ += conn_->write_retries();
-      graveyard_.push_back(std::move(conn_));
+      bury(std::move(conn_));
     }
     if (done_) return;  // our own close after the end: nothing more to report
     session_->on_disconnected(why, Clock::now());
@@ -304,7 +319,7 @@ class SenderEngine final : public Engine {
   SenderOptions opts_;
   std::vector<SourceEntry> entries_;
   std::optional<SenderSession> session_;
-  UvOwner<uv_timer_t> timer_, redial_timer_;
+  UvOwner<uv_timer_t> timer_, redial_timer_, reap_timer_;
   std::unique_ptr<Connection> conn_;
   std::vector<std::unique_ptr<Connection>> graveyard_;  // closed; freed outside their callbacks
   std::map<std::uint32_t, std::shared_ptr<FileSource>> sources_;

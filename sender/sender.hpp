@@ -85,13 +85,13 @@ class Sender {
   // start_thread(): waits for the end and joins the thread.
   Outcome wait();
 
-  // Thread-safe once started (before start(), from the thread that will call it). Lends
-  // a connected descriptor (dup()ed; see BorrowedFd). The transfer uses it if it is
-  // waiting for a connection (or, before start, keeps it for the first one); otherwise
-  // it is released at once.
+  // Thread-safe, also before the start. Lends a connected descriptor (dup()ed; see
+  // BorrowedFd). The transfer uses it if it is waiting for a connection (before the
+  // start: as its first one); otherwise it is released at once.
   void add_connection(BorrowedFd fd);
-  // Thread-safe. Ends the transfer: Errc::connection "cancelled"; partial files stay on
-  // the receiver for a later resume.
+  // Thread-safe, also before the start. Ends the transfer: Errc::connection
+  // "cancelled"; partial files stay on the receiver for a later resume. A connect in
+  // progress is abandoned at once.
   void cancel();
 
   // The outcome once the transfer ended (session_end was emitted), else nullopt.

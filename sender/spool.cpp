@@ -115,8 +115,9 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
     };
   }
 
+  // Nothing is reported after session_end (a disposal finishing after stop()).
   void emit(const Event& e) {
-    if (!opts_.on_event) return;
+    if (!opts_.on_event || end_reported_) return;
     try {
       opts_.on_event(e);
     } catch (...) {
@@ -353,6 +354,7 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
     e.exit_code = code;
     e.detail = code == 0 ? "done" : "failed";
     emit(e);
+    end_reported_ = true;
   }
 
   SpoolOptions opts_;
@@ -375,7 +377,7 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
   bool batch_progress_ = false, batch_waiting_ = false;
   Backoff batch_backoff_;
   Totals totals_;
-  bool ended_ = false;
+  bool ended_ = false, end_reported_ = false;
   std::optional<Outcome> outcome_;
 };
 

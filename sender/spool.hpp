@@ -64,8 +64,10 @@ class Spool {
   // Starts on `loop` (loop thread). Problems with DIR or the options end the spool at
   // once (outcome() and a session_end event say why).
   void start(uv_loop_t* loop);
-  // Loop thread. Ends the spool: the transfer in flight is cancelled; the outcome is
-  // `exit_code` with `reason` (0: success).
+  // Loop thread, not from inside on_event. Ends the spool: the transfer in flight is
+  // cancelled (its partial stays on the receiver; its totals are not counted); an
+  // on-sent action already running finishes, unreported. The outcome is `exit_code`
+  // with `reason` (0: success).
   void stop(int exit_code, const std::string& reason);
   // Set once the spool ended.
   std::optional<Outcome> outcome() const;

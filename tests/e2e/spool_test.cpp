@@ -118,7 +118,7 @@ TEST(Spool, FilesDroppedWhileTheReceiverIsDownAreDeliveredWhenItComesUp) {
   EXPECT_EQ(compare_files(t / "expect/sub/dir/b.bin", t / "spool/.sent/sub/dir/b.bin"), "");
   EXPECT_FALSE(exists_nofollow(t / "spool/a.bin"));
   EXPECT_FALSE(exists_nofollow(t / "spool/c.txt"));
-  EXPECT_EQ(spool.count("file_sent"), 3u) << spool.proc->describe();
+  EXPECT_TRUE(wait_until([&] { return spool.count("file_sent") == 3; }, 10s)) << spool.proc->describe();
   EXPECT_EQ(ferry_leftovers(t / "dest"), std::vector<std::string>{});
   spool.stop();
   r.proc->signal(SIGTERM);
@@ -187,7 +187,7 @@ TEST(Spool, OnSentRemoveMoveAndKeep) {
     drop_file(t / "spool", "k.bin", 100 * 1024, 13, t / "expect/k.bin");
     EXPECT_EQ(await_delivered(t / "expect/k.bin", t / "dest/k.bin"), "");
     ASSERT_TRUE(wait_until([&] { return spool.count("file_sent", "k.bin") == 1; }, 10s)) << spool.proc->describe();
-    std::this_thread::sleep_for(1500ms);  // several rescans (every 2 s, plus hints)
+    std::this_thread::sleep_for(4500ms);  // two periodic rescans (every 2 s) at least
     EXPECT_EQ(spool.count("file_start", "k.bin"), 1u) << spool.proc->describe();
     EXPECT_TRUE(exists_nofollow(t / "spool/k.bin"));
     drop_file(t / "spool", "k.bin", 200 * 1024, 14, t / "expect/k.bin");
@@ -279,6 +279,43 @@ TEST(Spool, LargeFileInterruptedByAReceiverRestartResumes) {
   spool.stop();
   r2.proc->signal(SIGTERM);
   r2.proc->wait();
+}
+
+// With -e the spool starts a carrier command per batch: every one is reaped when it
+// exits (a zombie per batch would exhaust the process table of a long-running spool).
+TEST(Spool, CarrierCommandsAreReaped) {
+  TempDir t;
+  make_dirs(t / "spool");
+  const std::string carrier = "exec '" + kRecvBin + "' --stdio '" + (t / "dest") + "'";
+  Spool spool = Spool{Process::start({kSendBin, "--watch", t / "spool", "-e", carrier, "--json", "--settle", "0.1"},
+                                     t.path(), "spool")};
+  for (int i = 0; i < 4; ++i) {
+    const std::string name = "f" + std::to_string(i) + ".bin";
+    drop_file(t / "spool", name, 1000 + i, 50 + i, t / ("expect/" + name));
+    ASSERT_EQ(await_delivered(t / ("expect/" + name), t / ("dest/" + name)), "") << spool.proc->describe();
+    ASSERT_TRUE(wait_until([&] { return spool.count("transfer_end") == static_cast<std::size_t>(i + 1); }, 10s));
+  }
+  // Children of the spool still listed by the kernel: none may be a zombie (state Z),
+  // once the last carrier had a moment to exit.
+  auto zombies = [&] {
+    std::size_t z = 0;
+    for (const auto& name : list_dir("/proc")) {
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream st("/proc/" + name + "/stat");
+      std::string line;
+      std::getline(st, line);
+      const auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      std::string state;
+      long ppid = 0;
+      rest >> state >> ppid;
+      if (ppid == spool.proc->pid() && state == "Z") ++z;
+    }
+    return z;
+  };
+  EXPECT_TRUE(wait_until([&] { return zombies() == 0; }, 10s)) << zombies() << " zombie children";
+  spool.stop();
 }
 
 TEST(Spool, UsageErrors) {

@@ -8,7 +8,7 @@
 // (FIELD-NOTES 4, EBADF) or shut down by the peer (EPIPE/ECONNRESET) ends only that
 // connection; answers from other threads; cancel and destruction at any moment;
 // unusable descriptors are released and reported. Every run of a loop is bounded by a
-// watchdog timer, every wait by a deadline.
+// watchdog timer; the thread-mode waits are bounded by ctest's TIMEOUT.
 #include <gtest/gtest.h>
 
 #include <dirent.h>
@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "lib/address.hpp"
 #include "lib/uv_owner.hpp"
 #include "receiver/receiver.hpp"
 #include "sender/sender.hpp"
@@ -535,6 +536,120 @@ TEST(Library, DestroyedMidTransferKeepsThePartialAndReleasesEverything) {
   EXPECT_GE(slog2.count(EventType::resume), 1u) << slog2.dump();
   EXPECT_EQ(e2e::compare_files(a, f.dest + "/big.bin"), "");
   EXPECT_TRUE(e2e::ferry_leftovers(f.dest).empty());
+}
+
+TEST(Library, LentButNeverStartedIsReleasedAndCancelBeforeStartEnds) {
+  Files f;
+  const auto a = f.file("a.bin", 1000, 13);
+  Lender lend;
+  Pair& p = lend.make();
+  EventLog slog, log2;
+  {
+    Sender s(sender_options(Transport::provided_by_caller(), {a}, slog));
+    s.add_connection(Lender::lend_a(p));
+  }  // never started: the descriptor must still come back
+  EXPECT_EQ(p.released_a.load(), 1);
+  // A cancel before run() is not lost: run() ends at once.
+  Sender s2(sender_options(Transport::provided_by_caller(), {a}, log2));
+  s2.cancel();
+  const auto t0 = std::chrono::steady_clock::now();
+  Outcome o = s2.run();
+  EXPECT_EQ(o.exit_code, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+// A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+// to it neither succeeds nor fails for minutes.
+struct BlackholeListener {
+  int listener = -1;
+  std::vector<int> fillers;
+  std::uint16_t port = 0;
+  BlackholeListener() {
+    listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listener, 0) != 0 ||
+        ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("listen");
+    }
+    port = ntohs(a.sin_port);
+    for (int i = 0; i < 8; ++i) {  // fill the accept queue (and the SYN backlog)
+      int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      fillers.push_back(c);
+    }
+  }
+  ~BlackholeListener() {
+    for (int c : fillers) ::close(c);
+    ::close(listener);
+  }
+};
+
+TEST(Library, AConnectThatHangsTimesOutAndCancelAbandonsIt) {
+  Files f;
+  const auto a = f.file("a.bin", 1000, 14);
+  BlackholeListener hole;
+  auto addr = parse_address("127.0.0.1:" + std::to_string(hole.port), AddressUse::connect);
+  ASSERT_TRUE(addr);
+  // The stall timeout bounds each connect: with no retries the transfer ends with
+  // ETIMEDOUT named, long before the kernel would give up (about 2 minutes).
+  EventLog slog;
+  auto o = sender_options(Transport::connect_to(*addr), {a}, slog);
+  o.stall_timeout = 1s;
+  o.retries = 0;
+  Sender s(std::move(o));
+  const auto t0 = std::chrono::steady_clock::now();
+  Outcome out = s.run();
+  EXPECT_EQ(out.exit_code, 3);
+  ASSERT_TRUE(out.error);
+  EXPECT_NE(out.error->message().find("no answer in 1 s"), std::string::npos) << out.error->message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  // cancel() while a connect is pending ends the thread at once, not after it.
+  EventLog log2;
+  auto o2 = sender_options(Transport::connect_to(*addr), {a}, log2);
+  o2.stall_timeout = 60s;
+  Sender s2(std::move(o2));
+  ASSERT_TRUE(s2.start_thread());
+  std::this_thread::sleep_for(200ms);
+  const auto t1 = std::chrono::steady_clock::now();
+  s2.cancel();
+  Outcome out2 = s2.wait();
+  EXPECT_EQ(out2.exit_code, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 10s);
+}
+
+TEST(Library, SessionEndIsTheLastEventWhenStoppedMidTransfer) {
+  Files f;
+  const auto a = f.file("big.bin", 16 * 1024 * 1024, 15);
+  Lender lend;
+  Pair& p = lend.make();
+  EventLog slog, rlog;
+  TestLoop loop;
+  bool stop = false;
+  auto ro = receiver_options(f.dest, rlog);
+  ro.once = false;
+  Receiver r(std::move(ro));
+  Sender s(sender_options(Transport::provided_by_caller(), {a}, slog, [&](const Event& e) {
+    if (e.type == EventType::progress && e.offset >= 1024 * 1024) stop = true;
+  }));
+  r.add_connection(Lender::lend_b(p));
+  s.add_connection(Lender::lend_a(p));
+  r.start(loop.get());
+  s.start(loop.get());
+  ASSERT_TRUE(loop.run_until([&] { return stop; }));
+  r.stop();
+  ASSERT_TRUE(loop.run_until([&] { return r.outcome().has_value() && p.released_b == 1; }, 10s));
+  // The sender, whose connections come from us, now waits for another: end it.
+  s.cancel();
+  ASSERT_TRUE(loop.run_until([&] { return s.outcome().has_value(); }, 10s));
+  const std::string events = rlog.dump();
+  const auto last = events.rfind("session_end");
+  ASSERT_NE(last, std::string::npos) << events;
+  EXPECT_EQ(events.find('\n', last), events.size() - 1) << "events after session_end:\n" << events;
+  EXPECT_EQ(r.outcome()->exit_code, 0);  // a serving receiver told to stop
+  EXPECT_NE(s.outcome()->exit_code, 0);  // its sender lost the receiver mid-file
 }
 
 TEST(Library, ReceiverServesSeveralLentConnectionsAtOnce) {

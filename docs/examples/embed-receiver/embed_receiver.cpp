@@ -162,7 +162,9 @@ int main(int argc, char** argv) {
 
   ferry::ReceiverOptions options;
   options.dest = argv[1];
-  options.once = true;  // one sender's transfer, then the receiver ends
+  // With a dial function the receiver serves one sender's transfer and then ends;
+  // `once` makes it end as soon as END arrives rather than when the connection closes.
+  options.once = true;
   // Called on the loop thread for the first connection and after every lost one.
   options.transport = ferry::Transport::dial_with([a = *address, dials = 0u](ferry::DialDone done) mutable {
     const unsigned n = ++dials;
