@@ -194,6 +194,21 @@ ReceiverOptions receiver_options(const std::string& dest, EventLog& log) {
   return o;
 }
 
+// Lends the two ends of `p` to `r` and `s` and starts both on `loop`.
+void lend_and_start(Pair& p, Receiver& r, Sender& s, TestLoop& loop) {
+  r.add_connection(Lender::lend_b(p));  // before start: kept for it
+  s.add_connection(Lender::lend_a(p));
+  r.start(loop.get());
+  s.start(loop.get());
+}
+
+// An on_event hook that sets `flag` once an ACK passed `offset`: a point mid-file.
+std::function<void(const Event&)> raise_at_progress(bool& flag, std::uint64_t offset = 1024 * 1024) {
+  return [&flag, offset](const Event& e) {
+    if (e.type == EventType::progress && e.offset >= offset) flag = true;
+  };
+}
+
 TEST(Library, OneLoopTwoLentDescriptors) {
   Files f;
   const auto a = f.file("a.bin", 3 * 1024 * 1024 + 5, 1);
@@ -204,10 +219,7 @@ TEST(Library, OneLoopTwoLentDescriptors) {
   {
     Receiver r(receiver_options(f.dest, rlog));
     Sender s(sender_options(Transport::provided_by_caller(), {a}, slog));
-    r.add_connection(Lender::lend_b(p));  // before start: kept for it
-    s.add_connection(Lender::lend_a(p));
-    r.start(loop.get());
-    s.start(loop.get());
+    lend_and_start(p, r, s, loop);
     ASSERT_TRUE(loop.run_until([&] { return s.outcome() && r.outcome() && p.released_a && p.released_b; }))
         << slog.dump() << rlog.dump();
     EXPECT_EQ(s.outcome()->exit_code, 0) << s.outcome()->error->message();
@@ -505,13 +517,8 @@ TEST(Library, DestroyedMidTransferKeepsThePartialAndReleasesEverything) {
   {
     bool stop = false;
     Receiver r(receiver_options(f.dest, rlog));
-    Sender s(sender_options(Transport::provided_by_caller(), {a}, slog, [&](const Event& e) {
-      if (e.type == EventType::progress && e.offset >= 1024 * 1024) stop = true;
-    }));
-    r.add_connection(Lender::lend_b(p));
-    s.add_connection(Lender::lend_a(p));
-    r.start(loop.get());
-    s.start(loop.get());
+    Sender s(sender_options(Transport::provided_by_caller(), {a}, slog, raise_at_progress(stop)));
+    lend_and_start(p, r, s, loop);
     ASSERT_TRUE(loop.run_until([&] { return stop; })) << slog.dump();
     // Both destroyed here, on the loop thread, mid-file, with reads and writes in flight.
   }
@@ -527,10 +534,7 @@ TEST(Library, DestroyedMidTransferKeepsThePartialAndReleasesEverything) {
   EventLog slog2, rlog2;
   Receiver r(receiver_options(f.dest, rlog2));
   Sender s(sender_options(Transport::provided_by_caller(), {a}, slog2));
-  r.add_connection(Lender::lend_b(q));
-  s.add_connection(Lender::lend_a(q));
-  r.start(loop.get());
-  s.start(loop.get());
+  lend_and_start(q, r, s, loop);
   ASSERT_TRUE(loop.run_until([&] { return s.outcome() && r.outcome(); })) << slog2.dump();
   EXPECT_EQ(s.outcome()->exit_code, 0);
   EXPECT_GE(slog2.count(EventType::resume), 1u) << slog2.dump();
@@ -631,13 +635,8 @@ TEST(Library, SessionEndIsTheLastEventWhenStoppedMidTransfer) {
   auto ro = receiver_options(f.dest, rlog);
   ro.once = false;
   Receiver r(std::move(ro));
-  Sender s(sender_options(Transport::provided_by_caller(), {a}, slog, [&](const Event& e) {
-    if (e.type == EventType::progress && e.offset >= 1024 * 1024) stop = true;
-  }));
-  r.add_connection(Lender::lend_b(p));
-  s.add_connection(Lender::lend_a(p));
-  r.start(loop.get());
-  s.start(loop.get());
+  Sender s(sender_options(Transport::provided_by_caller(), {a}, slog, raise_at_progress(stop)));
+  lend_and_start(p, r, s, loop);
   ASSERT_TRUE(loop.run_until([&] { return stop; }));
   r.stop();
   ASSERT_TRUE(loop.run_until([&] { return r.outcome().has_value() && p.released_b == 1; }, 10s));
