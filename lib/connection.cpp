@@ -80,11 +80,9 @@ Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::stri
     }
     c->out_poll_.get()->data = c.get();
   }
-  auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
-  c->retry_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-  c->flush_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+  c->retry_timer_ = make_timer(loop, c.get());
+  c->flush_timer_ = make_timer(loop, c.get());
   if (!c->retry_timer_ || !c->flush_timer_) return make_error(Errc::connection, "timer_init");
-  c->retry_timer_.get()->data = c->flush_timer_.get()->data = c.get();
   return c;
 }
 
@@ -521,9 +519,8 @@ DialCancel dial(uv_loop_t* loop, const Address& addr, ConnectionDone done, std::
   st->timeout = timeout;
   st->keep = st;
   st->connect_req.data = st->gai_req.data = st.get();
-  st->timer = UvOwner<uv_timer_t>(loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); });
+  st->timer = make_timer(loop, st.get());
   if (st->timer && timeout.count() > 0) {
-    st->timer.get()->data = st.get();
     uv_timer_start(
         st->timer.get(),
         [](uv_timer_t* t) {

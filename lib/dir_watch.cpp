@@ -87,9 +87,8 @@ Result<std::unique_ptr<DirWatch>> DirWatch::start(uv_loop_t* loop, const std::st
   if (int rc = uv_poll_start(w->poll_.get(), UV_READABLE, &DirWatch::on_poll); rc != 0) {
     return uv_error(Errc::local_io, "poll(inotify of " + w->dir_ + ")", rc);
   }
-  w->flush_timer_ = UvOwner<uv_timer_t>(loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); });
+  w->flush_timer_ = make_timer(loop, w.get());
   if (!w->flush_timer_) return uv_error(Errc::local_io, "timer_init", w->flush_timer_.status());
-  w->flush_timer_.get()->data = w.get();
   w->started_ = true;
   if (!w->pending_.empty()) {
     uv_timer_start(

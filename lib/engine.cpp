@@ -59,12 +59,7 @@ void Engine::post(std::function<void(Engine&)> fn, std::function<void()> dropped
 }
 
 void Engine::emit(const Event& e) {
-  if (!on_event_ || ended_) return;
-  try {
-    on_event_(e);
-  } catch (...) {
-    // The contract says it must not throw; an exception must not cross libuv.
-  }
+  if (!ended_) deliver_event(on_event_, e);
 }
 
 void Engine::report_end(const Totals& totals, std::optional<Error> err, int exit_code) {

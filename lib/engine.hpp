@@ -30,6 +30,15 @@
 
 namespace ferry {
 
+// Wraps `fn(Self&, args...)` for a callback that may come after `self` (owned by a
+// shared_ptr) is gone: it runs only if `self` still exists then.
+template <class Self, class Fn>
+auto weak_guarded(Self* self, Fn fn) {
+  return [weak = self->weak_from_this(), fn = std::move(fn)](auto&&... args) mutable {
+    if (auto alive = weak.lock()) fn(static_cast<Self&>(*alive), std::forward<decltype(args)>(args)...);
+  };
+}
+
 class Engine : public std::enable_shared_from_this<Engine> {
  public:
   explicit Engine(std::function<void(const Event&)> on_event) : on_event_(std::move(on_event)) {}
@@ -97,12 +106,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // Closes the listener and releases descriptors still held. Idempotent.
   void stop_transport();
 
-  // Wraps `fn(Self&, args...)` so that it runs only if the engine still exists.
   template <class Self, class Fn>
   static auto guarded(Self* self, Fn fn) {
-    return [weak = self->weak_from_this(), fn = std::move(fn)](auto&&... args) mutable {
-      if (auto alive = weak.lock()) fn(static_cast<Self&>(*alive), std::forward<decltype(args)>(args)...);
-    };
+    return weak_guarded(self, std::move(fn));
   }
 
   uv_loop_t* loop_ = nullptr;

@@ -48,6 +48,15 @@ bool carries_transfer(EventType t) {
   return false;
 }
 
+void deliver_event(const std::function<void(const Event&)>& cb, const Event& e) {
+  if (!cb) return;
+  try {
+    cb(e);
+  } catch (...) {
+    // see the header
+  }
+}
+
 namespace {
 
 constexpr auto kProgressInterval = std::chrono::milliseconds(250);

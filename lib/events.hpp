@@ -87,6 +87,10 @@ struct Event {
 // Whether `transfer` is meaningful for events of type t (and written to JSON).
 bool carries_transfer(EventType t);
 
+// Hands `e` to `cb` if set; an exception it throws is swallowed (the callbacks' contract
+// says they must not throw, and none may cross a libuv callback).
+void deliver_event(const std::function<void(const Event&)>& cb, const Event& e);
+
 class EventSink {
  public:
   virtual ~EventSink() = default;

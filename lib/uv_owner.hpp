@@ -78,4 +78,12 @@ class UvOwner {
   int status_ = 0;
 };
 
+// A timer whose callbacks find `data` in t->data (cleared when the owner resets it).
+// Empty on failure (status() says why).
+inline UvOwner<uv_timer_t> make_timer(uv_loop_t* loop, void* data) {
+  UvOwner<uv_timer_t> t(loop, [](uv_loop_t* l, uv_timer_t* h) { return uv_timer_init(l, h); });
+  if (t) t.get()->data = data;
+  return t;
+}
+
 }  // namespace ferry

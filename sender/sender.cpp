@@ -73,13 +73,10 @@ class SenderEngine final : public Engine {
 
  protected:
   bool attach_handles(uv_loop_t* loop) override {
-    auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
-    timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-    redial_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-    reap_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-    if (!timer_ || !redial_timer_ || !reap_timer_) return false;
-    timer_.get()->data = redial_timer_.get()->data = reap_timer_.get()->data = this;
-    return true;
+    timer_ = make_timer(loop, this);
+    redial_timer_ = make_timer(loop, this);
+    reap_timer_ = make_timer(loop, this);
+    return timer_ && redial_timer_ && reap_timer_;
   }
 
  private:

@@ -11,6 +11,7 @@
 
 #include "lib/backoff.hpp"
 #include "lib/dir_watch.hpp"
+#include "lib/engine.hpp"
 #include "lib/file_source.hpp"
 #include "lib/own_loop.hpp"
 #include "lib/uv_owner.hpp"
@@ -55,13 +56,11 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
 
   void start(uv_loop_t* loop) {
     loop_ = loop;
-    auto init_timer = [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); };
-    scan_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-    batch_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
-    end_timer_ = UvOwner<uv_timer_t>(loop, init_timer);
+    scan_timer_ = make_timer(loop, this);
+    batch_timer_ = make_timer(loop, this);
+    end_timer_ = make_timer(loop, this);
     if (!scan_timer_ || !batch_timer_ || !end_timer_)
       return end(make_error(Errc::internal, "cannot create libuv timers"));
-    scan_timer_.get()->data = batch_timer_.get()->data = end_timer_.get()->data = this;
     auto ok = check_options();
     if (!ok) return end(ok.error());
     policy_ = opts_.on_sent ? *opts_.on_sent : default_on_sent(opts_.dir);
@@ -110,19 +109,12 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
 
   template <class Fn>
   auto guarded(Fn fn) {
-    return [weak = weak_from_this(), fn = std::move(fn)](auto&&... args) mutable {
-      if (auto self = weak.lock()) fn(*self, std::forward<decltype(args)>(args)...);
-    };
+    return weak_guarded(this, std::move(fn));
   }
 
   // Nothing is reported after session_end (a disposal finishing after stop()).
   void emit(const Event& e) {
-    if (!opts_.on_event || end_reported_) return;
-    try {
-      opts_.on_event(e);
-    } catch (...) {
-      // must not cross libuv
-    }
+    if (!end_reported_) deliver_event(opts_.on_event, e);
   }
   void warn(const std::string& what, const std::string& path = {}) {
     emit(Event{EventType::warning, path, 0, 0, what, {}, 0});
