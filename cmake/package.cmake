@@ -1,15 +1,16 @@
 # ferry as an installed package: what `cmake --install BUILD [--prefix P]` puts in P.
 #
 #   bin/ferry-send, bin/ferry-recv
-#   lib/libferry_{sender,receiver,lib,protocol}.a          (${CMAKE_INSTALL_LIBDIR})
-#   include/ferry/{sender,receiver,lib,protocol}/*.hpp     the public headers, below
+#   lib/libferry_*.a: sender, receiver, their sessions, the lib/ rooms core, uv, net,
+#                     fs, engine, and protocol             (${CMAKE_INSTALL_LIBDIR})
+#   include/ferry/{sender,receiver,lib,protocol}/...       the public headers, below
 #   lib/cmake/ferry/ferryConfig.cmake (+ Version, Targets)  find_package(ferry) -> ferry::ferry
 #   lib/pkgconfig/ferry.pc                                  pkg-config --cflags --libs ferry
 #   share/man/man1/ferry-send.1, ferry-recv.1
 #
 # A program includes <ferry/receiver/receiver.hpp> (or "receiver/receiver.hpp"): the
 # exported include directories are ${includedir} and ${includedir}/ferry, the latter so
-# that the headers' own includes, rooted at the repository top ("lib/transport.hpp"),
+# that the headers' own includes, rooted at the repository top ("lib/net/transport.hpp"),
 # resolve. docs/examples/embed-receiver builds against it; tests/install proves it.
 # Included from the top-level CMakeLists.txt after the library targets exist.
 include(CMakePackageConfigHelpers)
@@ -22,11 +23,15 @@ add_library(ferry::ferry ALIAS ferry_ferry)
 target_link_libraries(ferry_ferry INTERFACE ferry_sender ferry_receiver)
 target_compile_features(ferry_ferry INTERFACE cxx_std_20)
 
-set_target_properties(ferry_protocol PROPERTIES EXPORT_NAME protocol)
-set_target_properties(ferry_lib PROPERTIES EXPORT_NAME lib)
-set_target_properties(ferry_sender PROPERTIES EXPORT_NAME sender)
-set_target_properties(ferry_receiver PROPERTIES EXPORT_NAME receiver)
+# The static libraries ferry::ferry links, in link order (a library before what it uses).
+set(FERRY_INSTALLED_LIBS sender receiver sender_session receiver_session engine net fs uv core protocol)
+foreach(_lib IN LISTS FERRY_INSTALLED_LIBS)
+  set_target_properties(ferry_${_lib} PROPERTIES EXPORT_NAME ${_lib})
+endforeach()
 set_target_properties(ferry_ferry PROPERTIES EXPORT_NAME ferry)
+list(TRANSFORM FERRY_INSTALLED_LIBS PREPEND "ferry_" OUTPUT_VARIABLE _ferry_lib_targets)
+list(TRANSFORM FERRY_INSTALLED_LIBS PREPEND "-lferry_" OUTPUT_VARIABLE FERRY_PC_LIBS)
+list(JOIN FERRY_PC_LIBS " " FERRY_PC_LIBS)
 
 # A sanitizer build's static libraries call into the sanitizer runtime: whatever links
 # them needs the same -fsanitize link options (in the build tree ferry_warnings gives
@@ -39,7 +44,7 @@ if(FERRY_PC_EXTRA_LIBS)
   string(PREPEND FERRY_PC_EXTRA_LIBS " ")
 endif()
 
-install(TARGETS ferry_protocol ferry_lib ferry_sender ferry_receiver ferry_ferry
+install(TARGETS ${_ferry_lib_targets} ferry_ferry
         EXPORT ferryTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} ${CMAKE_INSTALL_INCLUDEDIR}/ferry)
@@ -50,10 +55,10 @@ install(TARGETS ferry_protocol ferry_lib ferry_sender ferry_receiver ferry_ferry
 set(FERRY_PUBLIC_HEADERS
   sender/sender.hpp
   receiver/receiver.hpp
-  lib/address.hpp
-  lib/events.hpp
-  lib/outcome.hpp
-  lib/transport.hpp
+  lib/net/address.hpp
+  lib/core/events.hpp
+  lib/core/outcome.hpp
+  lib/net/transport.hpp
   protocol/result.hpp)
 foreach(_h IN LISTS FERRY_PUBLIC_HEADERS)
   get_filename_component(_dir "${_h}" DIRECTORY)

@@ -4,12 +4,12 @@
 #include <set>
 #include <vector>
 
-#include "lib/backoff.hpp"
-#include "lib/connection.hpp"
-#include "lib/engine.hpp"
-#include "lib/file_sink.hpp"
-#include "lib/file_source.hpp"
-#include "lib/uv_owner.hpp"
+#include "lib/engine/backoff.hpp"
+#include "lib/engine/engine.hpp"
+#include "lib/fs/file_sink.hpp"
+#include "lib/fs/file_source.hpp"
+#include "lib/net/connection.hpp"
+#include "lib/uv/uv_owner.hpp"
 #include "receiver/receiver_session.hpp"
 
 namespace ferry {

@@ -8,7 +8,7 @@
 // caller's libuv loop (events on the loop thread), start_thread() on a thread and loop
 // of its own, or run() in the calling thread until the end.
 //
-// Connections come from `options.transport` (lib/transport.hpp):
+// Connections come from `options.transport` (lib/net/transport.hpp):
 //   - listen / provided: serves many senders at once, each isolated from the others'
 //     errors (provided: only those the caller lends with add_connection(), e.g. a host
 //     app handing over each guest connection its hypervisor accepted); ends on stop(),
@@ -34,9 +34,9 @@
 #include <optional>
 #include <string>
 
-#include "lib/events.hpp"
-#include "lib/outcome.hpp"
-#include "lib/transport.hpp"
+#include "lib/core/events.hpp"
+#include "lib/core/outcome.hpp"
+#include "lib/net/transport.hpp"
 
 namespace ferry {
 

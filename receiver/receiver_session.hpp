@@ -25,8 +25,8 @@
 #include <variant>
 #include <vector>
 
-#include "lib/events.hpp"
-#include "lib/session_io.hpp"
+#include "lib/core/events.hpp"
+#include "lib/core/session_actions.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -105,7 +105,7 @@ class ReceiverSession {
   std::optional<Error> failure() const { return failure_; }
   // Bytes written and confirmed for the current file (0 until a file is opened).
   std::uint64_t written() const { return written_; }
-  // The whole transfer as events report it (lib/events.hpp): totals from the sender's
+  // The whole transfer as events report it (lib/core/events.hpp): totals from the sender's
   // HELLO (0, unknown, when it did not send them); done = the HELLO's figures plus
   // the entries finished on this connection (a failed one counts until it is offered
   // again) and what is held of the current file. Display only: the sender's figures

@@ -2,8 +2,8 @@
 
 #include <cstdio>
 
-#include "lib/events.hpp"
-#include "lib/own_loop.hpp"
+#include "lib/core/events.hpp"
+#include "lib/uv/own_loop.hpp"
 #include "receiver/receiver.hpp"
 
 namespace ferry::receiver {

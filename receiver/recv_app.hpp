@@ -8,7 +8,7 @@
 #include <chrono>
 #include <string>
 
-#include "lib/options.hpp"
+#include "lib/ui/options.hpp"
 
 namespace ferry::receiver {
 

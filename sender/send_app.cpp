@@ -4,9 +4,9 @@
 #include <functional>
 #include <memory>
 
-#include "lib/events.hpp"
+#include "lib/core/events.hpp"
 #include "sender/sender.hpp"
-#include "sender/spool.hpp"
+#include "sender/spool/spool.hpp"
 
 namespace ferry::sender {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "lib/options.hpp"
+#include "lib/ui/options.hpp"
 
 namespace ferry::sender {
 
@@ -19,7 +19,7 @@ struct SendOptions {
   // Redials in a row without progress; 0 = never redial. Unset: 20, or unlimited
   // with --watch.
   std::optional<unsigned> retries;
-  std::string watch_dir;    // --watch: spool mode (sender/spool.hpp)
+  std::string watch_dir;    // --watch: spool mode (sender/spool/spool.hpp)
   double settle_s = 1;      // --settle
   std::string on_sent;      // --on-sent; empty: move to WATCHDIR/.sent
 };

@@ -3,13 +3,13 @@
 #include <map>
 #include <set>
 
-#include "lib/backoff.hpp"
-#include "lib/connection.hpp"
-#include "lib/engine.hpp"
-#include "lib/file_source.hpp"
-#include "lib/options.hpp"
-#include "lib/source_tree.hpp"
-#include "lib/uv_owner.hpp"
+#include "lib/core/limits.hpp"
+#include "lib/engine/backoff.hpp"
+#include "lib/engine/engine.hpp"
+#include "lib/fs/file_source.hpp"
+#include "lib/fs/source_tree.hpp"
+#include "lib/net/connection.hpp"
+#include "lib/uv/uv_owner.hpp"
 #include "sender/sender_session.hpp"
 
 namespace ferry {

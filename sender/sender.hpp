@@ -9,7 +9,7 @@
 //   - start_thread(): on a thread and loop of its own; events arrive on that thread;
 //     wait() joins it;
 //   - run(): on a loop of its own, in the calling thread, until the end.
-// Connections come from `options.transport` (lib/transport.hpp): an address to dial or
+// Connections come from `options.transport` (lib/net/transport.hpp): an address to dial or
 // listen on, a command, a DialFunction of the caller's, or descriptors the caller lends
 // with add_connection(). The caller's descriptors are never closed by ferry.
 //
@@ -34,9 +34,9 @@
 #include <string>
 #include <vector>
 
-#include "lib/events.hpp"
-#include "lib/outcome.hpp"
-#include "lib/transport.hpp"
+#include "lib/core/events.hpp"
+#include "lib/core/outcome.hpp"
+#include "lib/net/transport.hpp"
 
 namespace ferry {
 

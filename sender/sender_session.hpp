@@ -26,9 +26,9 @@
 #include <variant>
 #include <vector>
 
-#include "lib/events.hpp"
-#include "lib/session_io.hpp"
-#include "lib/source_tree.hpp"
+#include "lib/core/events.hpp"
+#include "lib/core/session_actions.hpp"
+#include "lib/core/source_entry.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -115,7 +115,7 @@ class SenderSession {
   // Grows whenever the receiver confirms something new (an entry done or bytes
   // acknowledged); the app resets its redial budget when it grows.
   std::uint64_t progress_marker() const { return (std::uint64_t{cur_} << 40) + acked_; }
-  // The whole transfer as events report it (lib/events.hpp): files_total = entries,
+  // The whole transfer as events report it (lib/core/events.hpp): files_total = entries,
   // bytes_total = sum of their sizes; done = finished entries (verified, failed or
   // refused) and their sizes, plus the most the receiver ever acknowledged of the
   // current file (so a resumed part counts as done, a re-send does not count twice,

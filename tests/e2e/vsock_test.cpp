@@ -157,7 +157,7 @@ std::vector<std::string> lines_of(const std::string& text) {
   return ::testing::AssertionSuccess();
 }
 
-// errnos a connect to a CID without a listener may fail with (see lib/vsock.cpp).
+// errnos a connect to a CID without a listener may fail with (see lib/net/vsock.cpp).
 const std::set<int> kConnectFailures = {ENODEV,       ECONNRESET,    ECONNREFUSED, ETIMEDOUT,
                                         EHOSTUNREACH, EADDRNOTAVAIL, ENETUNREACH};
 

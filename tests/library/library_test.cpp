@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "lib/address.hpp"
-#include "lib/uv_owner.hpp"
+#include "lib/net/address.hpp"
+#include "lib/uv/uv_owner.hpp"
 #include "receiver/receiver.hpp"
 #include "sender/sender.hpp"
 #include "tests/e2e/process.hpp"

@@ -9,7 +9,7 @@
 #include <memory>
 #include <sstream>
 
-#include "lib/source_tree.hpp"
+#include "lib/core/source_entry.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "lib/events.hpp"
+#include "lib/core/events.hpp"
 #include "protocol/result.hpp"
 
 namespace ferry::sim {

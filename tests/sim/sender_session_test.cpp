@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "lib/source_tree.hpp"
+#include "lib/core/source_entry.hpp"
 
 namespace ferry::sender {
 namespace {

@@ -5,7 +5,7 @@
 // change), per-file retry backoff doubling up to its cap, batches (one at a time, at
 // most max_batch_files, in wire-path order, files returned when the transfer ends),
 // forgetting vanished files, bounded hints, and next_deadline.
-#include "sender/spool_queue.hpp"
+#include "sender/spool/spool_queue.hpp"
 
 #include <gtest/gtest.h>
 

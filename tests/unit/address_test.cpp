@@ -1,7 +1,7 @@
 // Tests lib/address: parse_address for every accepted form (tcp, IPv6, unix, vsock), the
 // listen defaults, and the refusals (bad ports, a missing host or port, IPv6 without
 // brackets, malformed vsock addresses).
-#include "lib/address.hpp"
+#include "lib/net/address.hpp"
 
 #include <gtest/gtest.h>
 
@@ -122,7 +122,7 @@ TEST(Address, MessagesQuoteTheAddress) {
   }
 }
 
-// vsock:CID:PORT (lib/vsock.hpp): CID a number, any, host or local.
+// vsock:CID:PORT (lib/net/vsock.hpp): CID a number, any, host or local.
 TEST(Address, VsockForms) {
   for (AddressUse use : {AddressUse::listen, AddressUse::connect}) {
     auto a = ok("vsock:2:5000", use);

@@ -6,7 +6,7 @@
 // their watches dropped, a directory moved within the spool is known by its new
 // name, the watch limit and a queue overflow are reported, and no callback comes
 // after the watch is destroyed, even when the callback itself destroys it.
-#include "lib/dir_watch.hpp"
+#include "sender/spool/dir_watch.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -2,7 +2,7 @@
 // and clock (the live line's fields, rate and ETA, unknown totals, truncation to the
 // width, the redraw limit, control characters, quiet / verbose / not a terminal), and
 // JsonSink's "transfer" object.
-#include "lib/events.hpp"
+#include "lib/ui/event_sinks.hpp"
 
 #include <gtest/gtest.h>
 

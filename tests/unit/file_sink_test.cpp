@@ -5,7 +5,7 @@
 // close_discard, an already complete final file, and refusal of unsafe paths (through
 // symlinks, ferry's own temp names, a directory or file in the way) with nothing
 // created outside DEST.
-#include "lib/file_sink.hpp"
+#include "lib/fs/file_sink.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

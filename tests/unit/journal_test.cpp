@@ -2,7 +2,7 @@
 // that disagree, bad hex, another block size or version, wrong types), the atomic
 // save() (temp file then rename, nothing left behind, old journal intact on failure)
 // and load() of a missing, valid or invalid file.
-#include "lib/journal.hpp"
+#include "lib/fs/journal.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 // Tests lib/options: parse_size (suffixes, overflow, junk), finish_common_options
 // (exactly one connection mode, chunk and window ranges, window >= chunk, stall
 // timeout) and the CLI11 wiring of add_common_options.
-#include "lib/options.hpp"
+#include "lib/ui/options.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // order with wire paths "base/..."; symlinks and FIFOs are reported in `skipped` and
 // never sent; a PATH that is a symlink or missing, or two PATHs with one base name, is
 // a usage error; restat_source sees a changed or vanished file.
-#include "lib/source_tree.hpp"
+#include "lib/fs/source_tree.hpp"
 
 #include <sys/stat.h>
 #include <sys/time.h>

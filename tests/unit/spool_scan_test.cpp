@@ -4,7 +4,7 @@
 // scan, the limits), parse_on_sent, and apply_on_sent (remove, keep, move with parents
 // created, name collisions, a file changed or gone since it was sent, symlinks in the
 // target, and the copy across filesystems to /dev/shm).
-#include "lib/spool_scan.hpp"
+#include "sender/spool/spool_scan.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>

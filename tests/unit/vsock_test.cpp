@@ -7,7 +7,7 @@
 // These need AF_VSOCK, not a peer: a test is skipped (with the reason) only when
 // socket(AF_VSOCK) fails with EAFNOSUPPORT. The one test that needs vsock_loopback
 // (CID 1) skips without it. Every loop run is bounded in turns and by a uv timer.
-#include "lib/vsock.hpp"
+#include "lib/net/vsock.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "lib/address.hpp"
-#include "lib/connection.hpp"
-#include "lib/uv_owner.hpp"
+#include "lib/net/address.hpp"
+#include "lib/net/connection.hpp"
+#include "lib/uv/uv_owner.hpp"
 
 namespace ferry {
 namespace {

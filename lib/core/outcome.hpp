@@ -1,0 +1,21 @@
+// Outcome: how a ferry::Sender or ferry::Receiver ended (sender/sender.hpp,
+// receiver/receiver.hpp), as the executables' exit code and one-line reason.
+#pragma once
+
+#include <optional>
+
+#include "lib/core/events.hpp"
+#include "protocol/result.hpp"
+
+namespace ferry {
+
+struct Outcome {
+  // The exit code ferry-send / ferry-recv would end with (README "Exit codes"):
+  // 0 = success, otherwise an Errc value, or what a stop() asked for.
+  int exit_code = 0;
+  std::optional<Error> error;  // the reason when exit_code != 0
+  Totals totals;               // as in the session_end event
+  bool ok() const { return exit_code == 0; }
+};
+
+}  // namespace ferry

@@ -1,0 +1,207 @@
+#include "lib/engine/engine.hpp"
+
+#include <utility>
+
+#include "lib/uv/own_loop.hpp"
+#include "lib/uv/uv_owner.hpp"
+
+namespace ferry {
+
+Engine::~Engine() {
+  for (auto& b : held_) release(b);
+  for (auto& p : before_start_) {
+    if (p.dropped) p.dropped();
+  }
+}
+
+void Engine::attach(uv_loop_t* loop) {
+  loop_ = loop;
+  auto box = LoopMailbox::open(loop);
+  MailboxPoster poster;
+  if (!box || !attach_handles(loop)) {
+    failed_to_attach_ = true;
+  } else {
+    mailbox_ = std::move(*box);
+    // Work may come from other threads (a dial's answer, add_connection) until the end.
+    mailbox_->keep_alive(true);
+    poster = mailbox_->poster();
+  }
+  std::lock_guard<std::mutex> lock(post_mu_);
+  poster_ = poster;
+  attached_ = true;  // from here on, post() goes through the mailbox
+}
+
+void Engine::start_work() {
+  std::vector<Posted> early;
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    early.swap(before_start_);
+  }
+  for (auto& p : early) p.fn(*this);
+  begin();
+}
+
+void Engine::post(std::function<void(Engine&)> fn, std::function<void()> dropped) {
+  MailboxPoster poster;
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    if (!attached_) {
+      before_start_.push_back(Posted{std::move(fn), std::move(dropped)});
+      return;
+    }
+    poster = poster_;
+  }
+  poster.post([weak = weak_from_this(), fn = std::move(fn), dropped = std::move(dropped)](bool live) {
+    auto self = live ? weak.lock() : nullptr;
+    if (self) return fn(*self);
+    if (dropped) dropped();
+  });
+}
+
+void Engine::emit(const Event& e) {
+  if (!ended_) deliver_event(on_event_, e);
+}
+
+void Engine::report_end(const Totals& totals, std::optional<Error> err, int exit_code) {
+  Event e;
+  e.type = EventType::session_end;
+  e.totals = totals;
+  e.exit_code = exit_code;
+  e.detail = exit_code == 0 ? "done" : "failed";
+  outcome_ = Outcome{exit_code, std::move(err), totals};
+  if (mailbox_) mailbox_->keep_alive(false);
+  emit(e);
+  ended_ = true;
+}
+
+void Engine::detach() {
+  mailbox_.reset();
+}
+
+Result<void> Engine::start_transport(const Transport& t, OnConnection on_connection, OnFailed on_failed) {
+  transport_ = t;
+  on_connection_ = std::move(on_connection);
+  on_failed_ = std::move(on_failed);
+  begun_ = true;
+  switch (t.kind) {
+    case TransportKind::listen: {
+      auto l =
+          Listener::open(loop_, t.address, [this](std::unique_ptr<Connection> c) { on_connection_(std::move(c)); });
+      if (!l) return l.error();
+      listener_ = std::move(*l);
+      emit(Event{EventType::warning, {}, 0, 0, "listening on " + listener_->address().to_string(), {}, 0});
+      break;
+    }
+    case TransportKind::provided:
+      break;
+    case TransportKind::connect:
+    case TransportKind::stdio:
+    case TransportKind::command:
+    case TransportKind::dial:
+      // A descriptor lent before start is the first connection; the transport makes
+      // the later ones.
+      if (held_.empty()) dial_next();
+      break;
+  }
+  for (auto& b : std::exchange(held_, {})) add_connection(std::move(b));
+  return {};
+}
+
+void Engine::dial_next() {
+  if (done_) return;
+  dial_cancel_ = open_connection(loop_, transport_, poster_,
+                                 guarded(this,
+                                         [](Engine& self, Result<std::unique_ptr<Connection>> r) {
+                                           self.dial_cancel_ = nullptr;
+                                           if (self.done_) return;
+                                           if (!r) return self.on_failed_(r.error());
+                                           self.on_connection_(std::move(*r));
+                                         }),
+                                 connect_timeout_);
+}
+
+bool Engine::hold_until_begun(BorrowedFd& b) {
+  if (begun_ || done_) return false;
+  held_.push_back(std::move(b));
+  return true;
+}
+
+Result<std::unique_ptr<Connection>> Engine::adopt_lent(BorrowedFd b) {
+  auto c = adopt_borrowed(loop_, std::move(b));
+  if (!c) emit(Event{EventType::warning, {}, 0, 0, "a lent connection is unusable: " + c.error().message(), {}, 0});
+  return c;
+}
+
+void Engine::stop_transport() {
+  // A connect still in progress must not hold the loop (a host that drops SYNs keeps
+  // one pending for minutes).
+  if (auto cancel = std::exchange(dial_cancel_, nullptr)) cancel();
+  listener_.reset();
+  for (auto& b : held_) release(b);
+  held_.clear();
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+Outcome not_ended(const char* why) {
+  return Outcome{static_cast<int>(Errc::internal), make_error(Errc::internal, why), {}};
+}
+}  // namespace
+
+EngineHost::~EngineHost() {
+  if (thread_.joinable()) {
+    end_now(static_cast<int>(Errc::connection), "cancelled");
+    thread_.join();
+  } else if (engine_->attached()) {
+    engine_->shutdown(/*silent=*/true);
+  }
+}
+
+void EngineHost::start(uv_loop_t* loop) {
+  engine_->attach(loop);
+  engine_->start_work();
+}
+
+Result<void> EngineHost::start_thread() {
+  if (engine_->attached()) return make_error(Errc::internal, "already started");
+  int rc = uv_loop_init(&thread_loop_);
+  if (rc != 0) return uv_error(Errc::internal, "uv_loop_init", rc);
+  // The mailbox exists before the thread does, so calls from other threads work from
+  // the first moment.
+  engine_->attach(&thread_loop_);
+  thread_ = std::thread([engine = engine_, loop = &thread_loop_] {
+    engine->start_work();
+    uv_run(loop, UV_RUN_DEFAULT);
+    engine->shutdown(/*silent=*/false);
+    uv_run(loop, UV_RUN_DEFAULT);  // close callbacks free the handles
+    uv_loop_close(loop);
+  });
+  return {};
+}
+
+Outcome EngineHost::run() {
+  if (engine_->attached()) return not_ended("already started");
+  OwnLoop loop;
+  if (loop.error()) return Outcome{loop.error()->exit_code(), loop.error(), {}};
+  start(loop.get());
+  loop.run();
+  engine_->shutdown(/*silent=*/false);
+  return ended_outcome(engine_->outcome());  // ~OwnLoop gives the closed handles their last turn
+}
+
+Outcome EngineHost::wait() {
+  if (thread_.joinable()) thread_.join();
+  return engine_->outcome().value_or(not_ended("not ended yet"));
+}
+
+void EngineHost::add_connection(BorrowedFd fd) {
+  auto box = std::make_shared<BorrowedFd>(std::move(fd));
+  engine_->post([box](Engine& e) { e.add_connection(std::move(*box)); }, [box] { release(*box); });
+}
+
+void EngineHost::end_now(int exit_code, std::string reason) {
+  engine_->post([exit_code, reason = std::move(reason)](Engine& e) { e.end_now(exit_code, reason); });
+}
+
+}  // namespace ferry

@@ -1,0 +1,112 @@
+#include "lib/ui/options.hpp"
+
+#include <cctype>
+#include <memory>
+#include <random>
+
+#include "lib/ui/event_sinks.hpp"
+#include "protocol/digest.hpp"
+#include "protocol/frame.hpp"
+
+namespace ferry {
+
+Result<std::uint64_t> parse_size(const std::string& text) {
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    std::uint64_t d = static_cast<std::uint64_t>(text[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return make_error(Errc::usage, "size too large: '" + text + "'");
+    v = v * 10 + d;
+    ++i;
+  }
+  if (i == 0) return make_error(Errc::usage, "not a size: '" + text + "' (want e.g. 256K, 4M, 1G)");
+  std::string suffix = text.substr(i);
+  for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  unsigned shift = 0;
+  if (suffix.empty() || suffix == "B")
+    shift = 0;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB")
+    shift = 10;
+  else if (suffix == "M" || suffix == "MB" || suffix == "MIB")
+    shift = 20;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB")
+    shift = 30;
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB")
+    shift = 40;
+  else
+    return make_error(Errc::usage, "unknown size suffix in '" + text + "' (use K, M, G or T)");
+  if (shift && v > (UINT64_MAX >> shift)) return make_error(Errc::usage, "size too large: '" + text + "'");
+  return v << shift;
+}
+
+void add_common_options(CLI::App& app, CommonOptions& o) {
+  app.add_option("--listen", o.listen,
+                 "Listen on ADDR (tcp:HOST:PORT, HOST:PORT, [IPv6]:PORT, unix:PATH, vsock:CID:PORT)");
+  app.add_option("--connect", o.connect, "Connect to ADDR (as for --listen; vsock:host:PORT reaches the VM host)");
+  app.add_flag("--stdio", o.stdio, "Speak the protocol on stdin/stdout");
+  app.add_option("-e,--rsh", o.rsh, "Run CMD with /bin/sh -c and speak over its stdin/stdout");
+  app.add_option("--chunk-size", o.chunk_size_text, "DATA chunk size (1K..16M, default 256K)");
+  app.add_option("--window", o.window_text, "Most unacknowledged bytes in flight (default 4M)");
+  app.add_option("--stall-timeout", o.stall_timeout_s,
+                 "Seconds without progress before a connection is presumed dead (default 10)");
+  app.add_flag("--json", o.json, "One JSON object per event on stdout (stderr with --stdio)");
+  app.add_flag("-q,--quiet", o.quiet, "No progress or summary; errors only");
+  app.add_flag("-v,--verbose", o.verbose, "One line per file");
+}
+
+Result<void> finish_common_options(CommonOptions& o) {
+  int modes = !o.listen.empty() + !o.connect.empty() + o.stdio + !o.rsh.empty();
+  if (modes != 1) return make_error(Errc::usage, "give exactly one of --listen, --connect, --stdio, -e/--rsh");
+  if (!o.listen.empty()) {
+    o.mode = ConnectMode::listen;
+    auto a = parse_address(o.listen, AddressUse::listen);
+    if (!a) return a.error();
+    o.address = *a;
+  } else if (!o.connect.empty()) {
+    o.mode = ConnectMode::connect;
+    auto a = parse_address(o.connect, AddressUse::connect);
+    if (!a) return a.error();
+    o.address = *a;
+  } else if (o.stdio) {
+    o.mode = ConnectMode::stdio;
+  } else {
+    o.mode = ConnectMode::command;
+  }
+  auto chunk = parse_size(o.chunk_size_text);
+  if (!chunk) return chunk.error();
+  auto window = parse_size(o.window_text);
+  if (!window) return window.error();
+  if (!(o.stall_timeout_s > 0 && o.stall_timeout_s <= 86400)) {
+    return make_error(Errc::usage, "--stall-timeout must be between 0 and 86400 seconds");
+  }
+  if (*chunk > protocol::kMaxChunkSize) return make_error(Errc::usage, "--chunk-size must be between 1K and 16M");
+  o.chunk_size = static_cast<std::size_t>(*chunk);
+  o.window = *window;
+  o.stall_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.stall_timeout_s * 1000));
+  return check_transfer_limits(o.chunk_size, o.window, o.stall_timeout);
+}
+
+Transport transport_from(const CommonOptions& o) {
+  switch (o.mode) {
+    case ConnectMode::listen:
+      return Transport::listen_on(o.address);
+    case ConnectMode::connect:
+      return Transport::connect_to(o.address);
+    case ConnectMode::stdio:
+      return Transport::stdio();
+    case ConnectMode::command:
+      return Transport::run_command(o.rsh);
+  }
+  return Transport::provided_by_caller();
+}
+
+std::function<void(const Event&)> cli_event_printer(const CommonOptions& o, const std::string& role) {
+  std::shared_ptr<EventSink> sink = o.json ? make_json_sink(o.mode == ConnectMode::stdio ? stderr : stdout)
+                                           : make_human_sink(o.quiet, o.verbose, role);
+  return [sink, human = !o.json](const Event& e) {
+    if (human && e.type == EventType::session_end && e.exit_code == static_cast<int>(Errc::usage)) return;
+    sink->emit(e);
+  };
+}
+
+}  // namespace ferry

@@ -1,0 +1,55 @@
+// Command-line pieces both executables share: sizes with K/M/G suffixes, durations,
+// and the connection options (--listen, --connect, --stdio, -e/--rsh) with their checks.
+//
+//   CommonOptions o;
+//   add_common_options(app, o);     // CLI11 app
+//   app.parse(argc, argv);
+//   auto ok = finish_common_options(o);   // Errc::usage with the reason
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "lib/core/events.hpp"
+#include "lib/core/limits.hpp"
+#include "lib/net/address.hpp"
+#include "lib/net/transport.hpp"
+#include "protocol/result.hpp"
+
+namespace ferry {
+
+// "4M" -> 4194304. Suffixes K, M, G, T (powers of 1024), optional "iB"/"B".
+Result<std::uint64_t> parse_size(const std::string& text);
+
+enum class ConnectMode { listen, connect, stdio, command };
+
+struct CommonOptions {
+  // raw
+  std::string listen, connect, rsh, chunk_size_text = "256K", window_text = "4M";
+  bool stdio = false, json = false, quiet = false, verbose = false;
+  double stall_timeout_s = 10;
+  // derived by finish_common_options
+  ConnectMode mode = ConnectMode::connect;
+  Address address;
+  std::size_t chunk_size = 0;
+  std::uint64_t window = 0;
+  std::chrono::milliseconds stall_timeout{10'000};
+};
+
+void add_common_options(CLI::App& app, CommonOptions& o);
+// Checks exactly one connection mode and the sizes; fills the derived fields.
+Result<void> finish_common_options(CommonOptions& o);
+// The Transport the (finished) connection options ask for.
+Transport transport_from(const CommonOptions& o);
+
+// How the executables show events: --json lines on stdout (stderr with --stdio, whose
+// stdout carries the protocol), else the human sink for `role` ("send", "recv"), which
+// omits the summary of a usage error (nothing was attempted; main prints the reason).
+std::function<void(const Event&)> cli_event_printer(const CommonOptions& o, const std::string& role);
+
+}  // namespace ferry
