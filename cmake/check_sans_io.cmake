@@ -6,7 +6,7 @@
 #    CLI11, a socket, file or directory header, or a lib/ room other than lib/core fails
 #    the build with the offending include named.
 # 2. As a script: cmake -DCXX=g++ -DTOP=<repo> -DSOURCES=a.cpp,b.cpp -P check_sans_io.cmake
-#    (tests/build runs it on a planted impure source and expects it to fail).
+#    (tests/structure runs it on a planted impure source and expects it to fail).
 #
 # It asks the compiler for every header a source pulls in (-M: system headers too,
 # transitively), so an include hidden two headers deep is caught as well.
