@@ -1,71 +1,207 @@
 #!/usr/bin/env bash
-# Benchmark: ferry against a raw socat copy, 1 GiB over loopback TCP to a file on disk.
+# Benchmark (a command, not a test): ferry against raw copies and an rsync daemon, over
+# loopback TCP, a unix socket and a pipe, always to files on disk.
 #
-#   bash scripts/bench.sh                      # from the repo top
-#   SIZE=256M RUNS=3 bash scripts/bench.sh     # a quicker run
+#   bash scripts/bench.sh                        # as root on Debian 12, from the repo top
+#   SIZE=64M ROUNDS=3 bash scripts/bench.sh      # a quick run
+#   SCENARIOS="tcp pipe" bash scripts/bench.sh   # a subset
 #
-# In one run it builds ferry-send/ferry-recv (Release, BUILD_DIR, default build-bench/),
-# makes a random file of SIZE (default 1G; reused if already in BENCH_DIR, default
-# /tmp/ferry-bench), then RUNS times (default 5, at least 3), alternating:
-#   socat   socat -u -b 1048576 TCP-LISTEN:PORT,reuseaddr OPEN:out,creat,trunc
-#           socat -u -b 1048576 OPEN:file TCP:127.0.0.1:PORT
-#           then `sync out`, timed separately (the "socat+fsync" line);
-#   ferry   ferry-recv --listen 127.0.0.1:0 --once DIR  and
-#           ferry-send --connect 127.0.0.1:PORT -q file, each under /usr/bin/time -f %M.
-# Wall clock from starting the sender until both processes have exited. Outputs are
-# deleted between runs; ferry's output is compared with cmp once. Prints every run,
-# the medians, the ratio ferry/socat (plain socat: a raw copy with no checks and no
-# fsync; ferry verifies and fsyncs before its rename), and ferry's peak RSS (max of
-# both processes over all runs). Exits non-zero only if a transfer or check failed.
+# Settings (environment):
+#   SIZE           random source file, numfmt IEC (default 1G); kept in BENCH_DIR for reuse
+#   ROUNDS         measured rounds (default 5, at least 3), after one warm-up round
+#   SCENARIOS      any of "tcp unix pipe" (default all three)
+#   BENCH_DIR      source file, and run/ for outputs, sockets, logs (default /tmp/ferry-bench)
+#   BUILD_DIR      where the Release ferry-send/ferry-recv are built (default build-bench/)
+#   FERRY_BIN_DIR  use prebuilt executables instead of building: DIR/ferry-send and
+#                  DIR/ferry-recv, or a build tree (DIR/sender/, DIR/receiver/)
+#   BENCH_TIMEOUT  seconds any one process may run (default 600)
+# Missing tools (socat, rsync, /usr/bin/time; cmake, ninja when building): runs
+# scripts/setup-deps.sh, which installs them as root or says what to install.
+#
+# Each round runs every transfer of the chosen scenarios once, alternating the order
+# (forward, then backward); the warm-up round is not counted. The same source file every
+# time; each output is deleted and `sync` runs (untimed) before the next transfer.
+#   tcp   ferry_fsync    ferry-recv --listen 127.0.0.1:0 --once DIR; ferry-send --connect .. -q FILE
+#         ferry_nofsync  the same with ferry-recv --no-fsync (only if the build has it)
+#         socat          socat -u -b 1048576 TCP-LISTEN:PORT OPEN:OUT; socat .. OPEN:FILE TCP:..
+#         socat_sync     that run plus `sync OUT` (as ferry fsyncs each file before its rename)
+#         rsync          an rsync daemon started for this transfer on a loopback port (module
+#                        = the output dir), `rsync -W FILE rsync://127.0.0.1:PORT/bench/`
+#         rsync_sync     that run plus `sync OUT` (rsync does not fsync by default)
+#   unix  ferry_fsync, ferry_nofsync, socat, socat_sync as above over unix:BENCH_DIR/run/s.sock
+#   pipe  ferry_fsync    ferry-send -e 'ferry-recv --stdio DIR' -q FILE (and ferry_nofsync)
+#         copy           socat -u -b 1048576 OPEN:FILE STDOUT | socat -u -b 1048576 STDIN OPEN:OUT
+#         copy_sync      that run plus `sync OUT`
+#   The pipe copy is two processes joined by one kernel channel, as ferry-send and its
+#   carrier are; socat EXEC:..EXEC:.. would add a relay process and two copies, flattering ferry.
+# Measured per transfer: wall time from starting the sending side until both ends have
+# exited ($EPOCHREALTIME); CPU user+sys and peak RSS of each end from /usr/bin/time
+# -f '%e %U %S %M', which counts the children a process reaped: the rsync daemon's
+# per-connection processes (the daemon is watched until they are gone, then stopped),
+# and in the pipe scenario ferry-send's carrier (its own figures are subtracted from the
+# sender's CPU; the sender's RSS there is max(sender, carrier), its own when above the
+# carrier's, else shown with '<' as an upper bound). The `sync` after a raw copy adds its
+# wall time to the transfer's and its CPU to the receiving end's.
+#
+# Output: every transfer, a table of medians, then the ratios (median of the per-round
+# ratios, each round's ratio from transfers of that round) with the issue's targets:
+#   ferry_fsync/socat_sync (/copy_sync)    <= 1.0   ferry_nofsync/socat (/copy)  <= 1.5
+#   ferry_fsync/rsync_sync                 <= 0.7   peak RSS of each ferry end   <= 32 MiB
+#   cpu.ferry_fsync/socat_sync (and cpu.ferry_nofsync/socat), both ends         <= 2.0
+#   cpu.ferry_fsync/rsync_sync (and cpu.ferry_nofsync/rsync), both ends         <= 0.8
+# (the wall and RSS targets are applied to every scenario, the CPU ones to tcp)
+# marked met / NOT MET, and the same as plain lines `RATIO name value` (rss_mib.* values
+# are MiB, the largest over the rounds). Exits non-zero if a transfer fails or an output
+# differs from the source (cmp of every output in the warm-up round, sizes every round);
+# a target not met does not change the exit status.
+#
+# Comparing two builds: build the old one, run both, join the RATIO lines, e.g.
+#   git worktree add /tmp/ferry-old OLD_REV
+#   cmake -S /tmp/ferry-old -B /tmp/ferry-old/b -G Ninja -DCMAKE_BUILD_TYPE=Release \
+#     -DFERRY_BUILD_TESTS=OFF && ninja -C /tmp/ferry-old/b ferry-send ferry-recv
+#   FERRY_BIN_DIR=/tmp/ferry-old/b bash scripts/bench.sh | tee old.txt
+#   bash scripts/bench.sh | tee new.txt
+#   join <(grep ^RATIO old.txt | cut -d' ' -f2- | sort) <(grep ^RATIO new.txt | cut -d' ' -f2- | sort)
 set -euo pipefail
+export LC_ALL=C  # a '.' in $EPOCHREALTIME and in awk's numbers
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_dir=${BUILD_DIR:-$top/build-bench}  # not build/: the tests build there in RelWithDebInfo
+build_dir=${BUILD_DIR:-build-bench}  # not build/: the tests build there in RelWithDebInfo
 [[ "$build_dir" = /* ]] || build_dir="$top/$build_dir"
 bench_dir=${BENCH_DIR:-/tmp/ferry-bench}
 size=${SIZE:-1G}
-runs=${RUNS:-5}
+rounds=${ROUNDS:-${RUNS:-5}}  # RUNS: its former name
+scenarios=${SCENARIOS:-tcp unix pipe}
+limit=${BENCH_TIMEOUT:-600}
 block=1048576
+tfmt='%e %U %S %M'
+run="$bench_dir/run"  # outputs, sockets, logs, results; removed at exit
+sock="$run/s.sock"
+results="$run/results"  # one line per transfer: round scenario variant wall cpu_s cpu_r rss_s rss_r exact
 
+say() { printf '== %s\n' "$*"; }
 die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
-[[ "$runs" =~ ^[0-9]+$ && $runs -ge 3 ]] || die "RUNS must be a number >= 3 (got '$runs')"
-command -v socat >/dev/null || die "socat is not installed (bash scripts/setup-deps.sh)"
-[[ -x /usr/bin/time ]] || die "/usr/bin/time is not installed (bash scripts/setup-deps.sh)"
 
-echo "== build (Release) in $build_dir"
-cmake -S "$top" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DFERRY_ASAN=OFF -DFERRY_UBSAN=OFF >/dev/null
-ninja -C "$build_dir" ferry-send ferry-recv >/dev/null
-send="$build_dir/sender/ferry-send"
-recv="$build_dir/receiver/ferry-recv"
-
-mkdir -p "$bench_dir"
-data="$bench_dir/data-$size.bin"
-bytes=$(numfmt --from=iec "$size")
-if [[ ! -f "$data" || $(stat -c %s "$data") -ne $bytes ]]; then
-  echo "== generating $data ($size of random bytes)"
-  head -c "$bytes" /dev/urandom >"$data.tmp"
-  mv "$data.tmp" "$data"
-else
-  echo "== reusing $data"
-fi
-out="$bench_dir/out"
-rm -rf "$out"
-mkdir -p "$out"
-
-bg_pid=""  # the background receiver of the current run, while it runs
-cleanup() {
-  if [[ -n "$bg_pid" ]]; then
-    kill "$bg_pid" 2>/dev/null || true
-    wait "$bg_pid" 2>/dev/null || true
-  fi
-  rm -rf "$out"
+check_settings() {
+  local s
+  [[ "$rounds" =~ ^[0-9]+$ && $rounds -ge 3 ]] || die "ROUNDS must be a number >= 3 (got '$rounds')"
+  [[ "$limit" =~ ^[0-9]+$ ]] || die "BENCH_TIMEOUT must be a number of seconds (got '$limit')"
+  [[ -n "${scenarios// /}" ]] || die "SCENARIOS is empty (any of: tcp unix pipe)"
+  for s in $scenarios; do
+    [[ $s == tcp || $s == unix || $s == pipe ]] || die "unknown scenario '$s' (any of: tcp unix pipe)"
+  done
+  ((${#sock} < 100)) || die "BENCH_DIR is too long for a unix socket path ($sock)"
 }
-trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
+ensure_deps() {
+  local c missing=()
+  local tools=(socat rsync timeout cmp numfmt pkill)
+  [[ -n "${FERRY_BIN_DIR:-}" ]] || tools+=(cmake ninja)
+  for c in "${tools[@]}"; do command -v "$c" >/dev/null || missing+=("$c"); done
+  [[ -x /usr/bin/time ]] || missing+=(/usr/bin/time)
+  ((${#missing[@]} == 0)) && return 0
+  say "missing: ${missing[*]}; running scripts/setup-deps.sh"
+  bash "$top/scripts/setup-deps.sh" || die "install the dependencies first: bash scripts/setup-deps.sh (as root)"
+}
 
+# Sets send and recv: the prebuilt executables of FERRY_BIN_DIR, or a Release build.
+locate_ferry() {
+  if [[ -n "${FERRY_BIN_DIR:-}" ]]; then
+    say "prebuilt ferry from $FERRY_BIN_DIR (FERRY_BIN_DIR)"
+    send="$FERRY_BIN_DIR/ferry-send" recv="$FERRY_BIN_DIR/ferry-recv"
+    [[ -x "$send" ]] || send="$FERRY_BIN_DIR/sender/ferry-send" recv="$FERRY_BIN_DIR/receiver/ferry-recv"
+  else
+    say "build (Release) in $build_dir, $(git -C "$top" describe --always --dirty 2>/dev/null || echo '?')"
+    cmake -S "$top" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DFERRY_ASAN=OFF -DFERRY_UBSAN=OFF -DFERRY_BUILD_TESTS=OFF >/dev/null
+    ninja -C "$build_dir" ferry-send ferry-recv >/dev/null
+    send="$build_dir/sender/ferry-send" recv="$build_dir/receiver/ferry-recv"
+  fi
+  [[ -x "$send" && -x "$recv" ]] || die "ferry-send/ferry-recv not found ($send, $recv)"
+  printf '   %s\n   %s\n' "$send" "$recv"
+}
+
+# Sets nofsync to 1 when ferry-recv has --no-fsync.
+detect_nofsync() {
+  local help
+  help=$("$recv" --help 2>&1) || true
+  if grep -q -- '--no-fsync' <<<"$help"; then
+    nofsync=1
+    echo "   ferry-recv has --no-fsync: the ferry_nofsync rows run"
+  else
+    nofsync=0
+    echo "   ferry-recv has no --no-fsync option (not in its --help): the ferry_nofsync rows" \
+      "(ferry without fsync against the raw copies without sync) are skipped"
+  fi
+}
+
+# Sets data (the source file of SIZE random bytes, reused when present) and bytes.
+make_data() {
+  mkdir -p "$bench_dir"
+  bytes=$(numfmt --from=iec "$size")
+  data="$bench_dir/data-$size.bin"
+  if [[ ! -f "$data" || $(stat -c %s "$data") -ne $bytes ]]; then
+    say "generating $data ($size of random bytes)"
+    head -c "$bytes" /dev/urandom >"$data.tmp"
+    mv "$data.tmp" "$data"
+  else
+    say "reusing $data"
+  fi
+}
+
+# --- processes: every one runs under `timeout -k 5 $limit`, so every wait is bounded ---
+
+bg_pids=()  # /usr/bin/time wrappers of background processes not yet waited for
+# Runs "$@" in the background, /usr/bin/time into $1, stderr into $2; sets bg_pid.
+start_bg() {
+  local tf=$1 err=$2
+  shift 2
+  /usr/bin/time -f "$tfmt" -o "$tf" timeout -k 5 "$limit" "$@" 2>"$err" &
+  bg_pid=$!
+  bg_pids+=("$bg_pid")
+}
+forget_bg() {
+  local p keep=()
+  for p in "${bg_pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  bg_pids=("${keep[@]}")
+}
+# Returns the exit status of background process $1.
+wait_bg() {
+  local rc=0
+  wait "$1" || rc=$?
+  forget_bg "$1"
+  return $rc
+}
+# Stops background process $1 (SIGTERM to its `timeout`, which passes it on) and reaps it.
+stop_bg() {
+  pkill -TERM -P "$1" 2>/dev/null || true
+  wait_bg "$1" || true
+}
+cleanup() {
+  local p
+  for p in "${bg_pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; done
+  for p in "${bg_pids[@]}"; do
+    timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$run"
+}
+# Runs "$@" in the foreground, /usr/bin/time into $1.
+fg_timed() {
+  local tf=$1
+  shift
+  /usr/bin/time -f "$tfmt" -o "$tf" timeout -k 5 "$limit" "$@"
+}
+
+# Polls "$@" every 10 ms for up to $1 seconds; false if it never succeeded.
+poll() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS <= deadline)) || return 1
+    sleep 0.01
+  done
+}
 # True when something listens on TCP port $1 (from /proc/net/tcp, no extra tools).
 listening() {
   local hex
@@ -73,109 +209,345 @@ listening() {
   awk -v p="$hex" '$4 == "0A" && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' \
     /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
-
-# Starts the socat receiver writing to $1 on a free port; sets bg_pid and sock_port.
-start_socat_receiver() {
-  local target=$1
-  for _ in $(seq 1 20); do
-    sock_port=$((20000 + RANDOM % 40000))
-    listening "$sock_port" && continue
-    socat -u -b "$block" "TCP-LISTEN:$sock_port,reuseaddr" "OPEN:$target,creat,trunc" &
-    bg_pid=$!
-    for _ in $(seq 1 100); do  # up to 5 s
-      listening "$sock_port" && return 0
-      kill -0 "$bg_pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill "$bg_pid" 2>/dev/null || true
-    wait "$bg_pid" 2>/dev/null || true
-    bg_pid=""
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    listening "$p" || { echo "$p"; return 0; }
   done
-  die "could not start a socat listener"
+  die "no free TCP port found"
 }
 
-# One socat run; sets ts (transfer seconds) and tsync (seconds of `sync out` after it).
-run_socat() {
-  local target="$out/socat.bin" t0 t1 t2 rc=0
-  start_socat_receiver "$target"
-  t0=$(now)
-  timeout 600 socat -u -b "$block" "OPEN:$data" "TCP:127.0.0.1:$sock_port" || rc=$?
-  wait "$bg_pid" || rc=$?
-  bg_pid=""
-  t1=$(now)
-  [[ $rc -eq 0 ]] || die "socat run failed (status $rc)"
-  sync "$target"
-  t2=$(now)
-  [[ $(stat -c %s "$target") -eq $bytes ]] || die "socat wrote $(stat -c %s "$target") of $bytes bytes"
-  rm -f "$target"
-  ts=$(elapsed "$t0" "$t1")
-  tsync=$(elapsed "$t1" "$t2")
+# --- measurements ---
+
+cpu_of() { tail -n 1 "$1" | awk '{printf "%.2f", $2 + $3}'; }  # user+sys of a time file
+rss_of() { tail -n 1 "$1" | awk '{print $4}'; }                 # peak RSS (KiB) of a time file
+sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a - b}'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a + b}'; }
+
+# record VARIANT WALL CPU_SEND CPU_RECV RSS_SEND RSS_RECV [EXACT]: one transfer of the
+# current scenario and round into $results, and a line on stdout.
+record() {
+  local v=$1 wall=$2 cs=$3 cr=$4 ms=$5 mr=$6 exact=${7:-1}
+  echo "$round $scen $v $wall $cs $cr $ms $mr $exact" >>"$results"
+  awk -v r="$round" -v s="$scen" -v v="$v" -v w="$wall" -v cs="$cs" -v cr="$cr" -v ms="$ms" \
+    -v mr="$mr" -v x="$exact" -v n="$bytes" 'BEGIN {
+      printf "  %-7s %-5s %-14s %7.3f s %6.0f MiB/s  cpu send %6.2f recv %6.2f s  rss send %s%5.1f recv %5.1f MiB\n",
+        (r ? "round " r : "warm-up"), s, v, w, n / 1048576 / w, cs, cr, (x ? " " : "<"), ms / 1024, mr / 1024}'
 }
 
-# One ferry run; sets tf (seconds), rss_s and rss_r (peak RSS in KiB of ferry-send and
-# ferry-recv). $1 = 1: compare the output with the source (outside the timing).
-run_ferry() {
-  local dir="$out/ferry" t0 t1 rc=0 port=""
-  mkdir -p "$dir"
-  /usr/bin/time -f %M -o "$out/recv.rss" "$recv" --listen 127.0.0.1:0 --once "$dir" 2>"$out/recv.err" &
-  bg_pid=$!
-  for _ in $(seq 1 200); do  # up to 10 s for the listening line
-    port=$(sed -n 's/^ferry-recv: listening on tcp:127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$out/recv.err")
-    [[ -n "$port" ]] && break
-    kill -0 "$bg_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  [[ -n "$port" ]] || { cat "$out/recv.err" >&2; die "ferry-recv did not report its port"; }
-  t0=$(now)
-  timeout 600 /usr/bin/time -f %M -o "$out/send.rss" "$send" --connect "127.0.0.1:$port" -q "$data" || rc=$?
-  wait "$bg_pid" || rc=$?
-  bg_pid=""
-  t1=$(now)
-  [[ $rc -eq 0 ]] || { cat "$out/recv.err" >&2; die "ferry run failed (status $rc)"; }
+# Checks an output file $1 of $2: its size every round, its bytes (cmp) in the warm-up.
+check_output() {
+  [[ -f "$1" ]] || die "$2: no output file $1"
   local got
-  got="$dir/$(basename "$data")"
-  if [[ $1 -eq 1 ]]; then
-    cmp "$data" "$got" || die "ferry's output differs from the source"
-    echo "   (cmp: ferry's output is identical to the source)"
+  got=$(stat -c %s "$1")
+  [[ $got -eq $bytes ]] || die "$2: output has $got of $bytes bytes"
+  if ((round == 0)); then
+    cmp "$data" "$1" || die "$2: output differs from the source"
+    echo "  (cmp: $scen $2 output identical to the source)"
   fi
-  [[ -z $(find "$dir" -name '.*ferry-*') ]] || die "ferry left partial or journal files"
-  rm -rf "$dir"
-  tf=$(elapsed "$t0" "$t1")
-  rss_s=$(tail -n 1 "$out/send.rss")
-  rss_r=$(tail -n 1 "$out/recv.rss")
+}
+check_ferry_dir() {
+  check_output "$1/$(basename "$data")" "$2"
+  [[ -z $(find "$1" -name '.*ferry-*' -o -name '*.ferry-*') ]] || die "$2 left partial or journal files"
 }
 
-median() { sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-mib_s() { awk -v n="$bytes" -v s="$1" 'BEGIN {printf "%.0f", n / 1048576 / s}'; }
+# --- transfers; each leaves its output in $run/out for the caller to delete ---
 
-socat_times=() sync_times=() socat_fsync_times=() ferry_times=()
-peak_send=0 peak_recv=0
-echo "== $runs runs each, $size over loopback TCP to $out"
-for i in $(seq 1 "$runs"); do
-  run_socat
-  tsf=$(awk -v a="$ts" -v b="$tsync" 'BEGIN {printf "%.3f", a + b}')
-  socat_times+=("$ts") sync_times+=("$tsync") socat_fsync_times+=("$tsf")
-  run_ferry "$([[ $i -eq 1 ]] && echo 1 || echo 0)"
-  ferry_times+=("$tf")
-  if ((rss_s > peak_send)); then peak_send=$rss_s; fi
-  if ((rss_r > peak_recv)); then peak_recv=$rss_r; fi
-  printf 'run %d: socat %6.3f s (%4s MiB/s)  socat+fsync %6.3f s  ferry %6.3f s (%4s MiB/s)  RSS send %d KiB, recv %d KiB\n' \
-    "$i" "$ts" "$(mib_s "$ts")" "$tsf" "$tf" "$(mib_s "$tf")" "$rss_s" "$rss_r"
-done
+# ferry-recv --listen $1 --once OUTDIR [opts...] in the background; sets bg_pid and
+# ferry_addr (what ferry-send connects to).
+start_ferry_listener() {
+  local laddr=$1 dir=$2
+  shift 2
+  start_bg "$run/recv.time" "$run/recv.err" "$recv" --listen "$laddr" --once "$@" "$dir"
+  poll 10 grep -q 'listening on ' "$run/recv.err" ||
+    { cat "$run/recv.err" >&2; die "ferry-recv did not report that it listens"; }
+  ferry_addr=$(sed -n 's/^ferry-recv: listening on //p' "$run/recv.err" | head -n 1)
+}
 
-m_socat=$(printf '%s\n' "${socat_times[@]}" | median)
-m_socat_fsync=$(printf '%s\n' "${socat_fsync_times[@]}" | median)
-m_ferry=$(printf '%s\n' "${ferry_times[@]}" | median)
-ratio=$(awk -v f="$m_ferry" -v s="$m_socat" 'BEGIN {printf "%.2f", f / s}')
-ratio_fsync=$(awk -v f="$m_ferry" -v s="$m_socat_fsync" 'BEGIN {printf "%.2f", f / s}')
-peak=$((peak_send > peak_recv ? peak_send : peak_recv))
-peak_mib=$(awk -v k="$peak" 'BEGIN {printf "%.1f", k / 1024}')
-verdict() { awk -v v="$1" -v lim="$2" 'BEGIN {print (v <= lim ? "within" : "OVER") " the target of " lim}'; }
+# ferry over a listening receiver: $1 = listen address, $2 = fsync|nofsync.
+xfer_ferry_listen() {
+  local laddr=$1 mode=$2 dir="$run/out" opts=() rs=0 rr=0 t0 t1
+  [[ $mode == nofsync ]] && opts=(--no-fsync)
+  mkdir -p "$dir"
+  start_ferry_listener "$laddr" "$dir" "${opts[@]}"
+  t0=$EPOCHREALTIME
+  fg_timed "$run/send.time" "$send" --connect "$ferry_addr" -q "$data" || rs=$?
+  ((rs == 0)) || { cat "$run/recv.err" >&2; die "$scen ferry_$mode: ferry-send status $rs"; }
+  wait_bg "$bg_pid" || rr=$?
+  t1=$EPOCHREALTIME
+  ((rr == 0)) || { cat "$run/recv.err" >&2; die "$scen ferry_$mode: ferry-recv status $rr"; }
+  check_ferry_dir "$dir" "ferry_$mode"
+  record "ferry_$mode" "$(sub "$t1" "$t0")" "$(cpu_of "$run/send.time")" "$(cpu_of "$run/recv.time")" \
+    "$(rss_of "$run/send.time")" "$(rss_of "$run/recv.time")"
+}
 
-echo
-echo "median socat:        $m_socat s ($(mib_s "$m_socat") MiB/s)"
-echo "median socat+fsync:  $m_socat_fsync s ($(mib_s "$m_socat_fsync") MiB/s)  (extra: socat, then sync of the output file)"
-echo "median ferry:        $m_ferry s ($(mib_s "$m_ferry") MiB/s)"
-echo "ratio ferry/socat:   $ratio ($(verdict "$ratio" 1.3))"
-echo "ratio ferry/socat+fsync: $ratio_fsync"
-echo "ferry peak RSS:      $peak_mib MiB (ferry-send $((peak_send / 1024)) MiB, ferry-recv $((peak_recv / 1024)) MiB; $(verdict "$peak_mib" 64) MiB)"
+# ferry-send -e 'ferry-recv --stdio OUTDIR'; $1 = fsync|nofsync. The carrier runs under its
+# own /usr/bin/time; ferry-send's figures include it (a reaped child): its CPU is subtracted.
+xfer_ferry_pipe() {
+  local mode=$1 dir="$run/out" opt="" rs=0 t0 t1 cs ms mr
+  [[ $mode == nofsync ]] && opt=" --no-fsync"
+  mkdir -p "$dir"
+  : >"$run/recv.time"
+  t0=$EPOCHREALTIME
+  fg_timed "$run/send.time" "$send" -q -e \
+    "exec /usr/bin/time -f '$tfmt' -o '$run/recv.time' '$recv' --stdio$opt '$dir'" \
+    "$data" 2>"$run/recv.err" || rs=$?
+  # both ends exited: the carrier's time line is written when ferry-recv has exited
+  poll 30 grep -q '^[0-9.]* [0-9.]* [0-9.]* [0-9]*$' "$run/recv.time" ||
+    die "$scen ferry_$mode: ferry-recv (the carrier) did not exit"
+  t1=$EPOCHREALTIME
+  ((rs == 0)) || { cat "$run/recv.err" >&2; die "$scen ferry_$mode: ferry-send status $rs"; }
+  check_ferry_dir "$dir" "ferry_$mode"
+  cs=$(awk -v a="$(cpu_of "$run/send.time")" -v b="$(cpu_of "$run/recv.time")" \
+    'BEGIN {d = a - b; printf "%.2f", d < 0 ? 0 : d}')
+  ms=$(rss_of "$run/send.time") mr=$(rss_of "$run/recv.time")
+  # ferry-send's peak RSS is max(its own, the carrier's): its own only when above the carrier's
+  record "ferry_$mode" "$(sub "$t1" "$t0")" "$cs" "$(cpu_of "$run/recv.time")" "$ms" "$mr" \
+    "$((ms > mr ? 1 : 0))"
+}
+
+# `sync $1` under /usr/bin/time (into $run/sync.time); sets tsync (its wall time).
+timed_sync() {
+  local t0=$EPOCHREALTIME
+  fg_timed "$run/sync.time" sync "$1"
+  tsync=$(sub "$EPOCHREALTIME" "$t0")
+}
+
+# Records variant $1 (wall $2) and $1_sync (plus the sync of $3 right after).
+record_raw_and_synced() {
+  local v=$1 wall=$2 cs cr ms mr
+  cs=$(cpu_of "$run/send.time") cr=$(cpu_of "$run/recv.time")
+  ms=$(rss_of "$run/send.time") mr=$(rss_of "$run/recv.time")
+  timed_sync "$3"
+  record "$v" "$wall" "$cs" "$cr" "$ms" "$mr"
+  record "${v}_sync" "$(add "$wall" "$tsync")" "$cs" "$(add "$cr" "$(cpu_of "$run/sync.time")")" "$ms" "$mr"
+}
+
+# socat -u -b 1048576 from the file to a file over $1 = tcp|unix.
+xfer_socat() {
+  local out="$run/out/raw.bin" port listen connect rs=0 rr=0 t0 t1
+  mkdir -p "$run/out"
+  if [[ $1 == tcp ]]; then
+    port=$(free_port)
+    listen="TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" connect="TCP:127.0.0.1:$port"
+  else
+    rm -f "$sock"
+    listen="UNIX-LISTEN:$sock" connect="UNIX-CONNECT:$sock"
+  fi
+  start_bg "$run/recv.time" "$run/recv.err" socat -u -b "$block" "$listen" "OPEN:$out,creat,trunc"
+  if [[ $1 == tcp ]]; then poll 10 listening "$port"; else poll 10 test -S "$sock"; fi ||
+    { cat "$run/recv.err" >&2; die "$scen socat: the listener did not start"; }
+  t0=$EPOCHREALTIME
+  fg_timed "$run/send.time" socat -u -b "$block" "OPEN:$data" "$connect" || rs=$?
+  ((rs == 0)) || die "$scen socat: the sending socat's status $rs"
+  wait_bg "$bg_pid" || rr=$?
+  t1=$EPOCHREALTIME
+  ((rr == 0)) || { cat "$run/recv.err" >&2; die "$scen socat: the receiving socat's status $rr"; }
+  check_output "$out" socat
+  record_raw_and_synced socat "$(sub "$t1" "$t0")" "$out"
+}
+
+# The raw pipe copy: socat -u -b 1048576 OPEN:FILE STDOUT | socat -u -b 1048576 STDIN OPEN:OUT.
+xfer_pipe_copy() {
+  local out="$run/out/raw.bin" t0 t1
+  mkdir -p "$run/out"
+  t0=$EPOCHREALTIME
+  fg_timed "$run/send.time" socat -u -b "$block" "OPEN:$data" STDOUT |
+    fg_timed "$run/recv.time" socat -u -b "$block" STDIN "OPEN:$out,creat,trunc" ||
+    die "$scen copy: the pipe copy failed"
+  t1=$EPOCHREALTIME
+  check_output "$out" copy
+  record_raw_and_synced copy "$(sub "$t1" "$t0")" "$out"
+}
+
+# rsync daemon config: module "bench" = $2, into file $1.
+write_rsyncd_conf() {
+  {
+    echo "use chroot = no"
+    echo "reverse lookup = no"
+    echo "log file = $run/rsyncd.log"
+    if [[ $(id -u) -eq 0 ]]; then printf 'uid = root\ngid = root\n'; fi
+    printf '[bench]\n  path = %s\n  read only = no\n' "$2"
+  } >"$1"
+}
+# The pid of the process that background process $1 (time -> timeout -> command) runs.
+inner_pid() {
+  local t
+  t=$(pgrep -P "$1" | head -n 1) && [[ -n $t ]] && pgrep -P "$t" | head -n 1
+}
+# True when process $1 has no child left (exited and reaped, so counted in its rusage).
+no_children() { [[ -z $(cat "/proc/$1/task/$1/children" 2>/dev/null) ]]; }
+
+# An rsync daemon started for this transfer, `rsync -W FILE rsync://127.0.0.1:PORT/bench/`.
+# Both ends have exited when the client has and the daemon has reaped its connection's
+# processes; then the daemon is stopped (its startup is outside the wall time).
+xfer_rsync() {
+  local out="$run/out" port daemon rsyncd rs=0 t0 t1
+  mkdir -p "$out"
+  port=$(free_port)
+  write_rsyncd_conf "$run/rsyncd.conf" "$out"
+  start_bg "$run/recv.time" "$run/recv.err" rsync --daemon --no-detach --config="$run/rsyncd.conf" \
+    --port="$port" --address=127.0.0.1
+  rsyncd=$bg_pid
+  poll 10 listening "$port" || { cat "$run/recv.err" >&2; die "the rsync daemon did not start"; }
+  daemon=$(inner_pid "$rsyncd") || die "the rsync daemon's pid not found"
+  t0=$EPOCHREALTIME
+  fg_timed "$run/send.time" rsync -W "$data" "rsync://127.0.0.1:$port/bench/" || rs=$?
+  ((rs == 0)) || { cat "$run/recv.err" "$run/rsyncd.log" >&2; die "rsync: status $rs"; }
+  poll "$limit" no_children "$daemon" || die "the rsync daemon's connection did not end"
+  t1=$EPOCHREALTIME
+  stop_bg "$rsyncd"
+  check_output "$out/$(basename "$data")" rsync
+  record_raw_and_synced rsync "$(sub "$t1" "$t0")" "$out/$(basename "$data")"
+}
+
+# --- rounds ---
+
+# The transfers of one round, "scenario kind [mode]", in their forward order.
+plan_steps() {
+  local s
+  steps=()
+  for s in $scenarios; do
+    steps+=("$s ferry fsync" "$s raw")
+    if [[ $s == tcp ]]; then steps+=("tcp rsync"); fi
+    if ((nofsync)); then steps+=("$s ferry nofsync"); fi
+  done
+}
+# One transfer ("scenario kind [mode]"), then its output deleted and the disk synced.
+run_step() {
+  local kind mode
+  read -r scen kind mode <<<"$1"
+  case "$scen $kind" in
+    "tcp ferry") xfer_ferry_listen 127.0.0.1:0 "$mode" ;;
+    "unix ferry") rm -f "$sock" && xfer_ferry_listen "unix:$sock" "$mode" ;;
+    "pipe ferry") xfer_ferry_pipe "$mode" ;;
+    "tcp raw" | "unix raw") xfer_socat "$scen" ;;
+    "pipe raw") xfer_pipe_copy ;;
+    "tcp rsync") xfer_rsync ;;
+  esac
+  rm -rf "$run/out"
+  sync
+}
+run_rounds() {
+  local i
+  plan_steps
+  say "$rounds rounds after a warm-up; $size; scenarios: $scenarios; outputs in $run/out"
+  echo "   $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other load skews the times)"
+  for round in $(seq 0 "$rounds"); do
+    if ((round % 2 == 0)); then
+      for i in "${!steps[@]}"; do run_step "${steps[i]}"; done
+    else
+      for ((i = ${#steps[@]} - 1; i >= 0; i--)); do run_step "${steps[i]}"; done
+    fi
+  done
+}
+
+# --- report ---
+
+awk_median='function median(a, n,   i, j, t) {
+  for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+  return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}'
+
+# The medians over the measured rounds of every scenario/variant, and the peak RSS.
+print_medians() {
+  echo
+  say "medians over $rounds rounds (CPU: user+sys; RSS: the largest of the rounds; < = upper bound)"
+  awk -v n="$bytes" "$awk_median"'
+    { k = $2 " " $3; if (!(k in seen)) { seen[k] = 1; order[++nk] = k } }  # the warm-up order
+    $1 > 0 { c = ++cnt[k]
+             w[k, c] = $4; cs[k, c] = $5; cr[k, c] = $6; ct[k, c] = $5 + $6
+             if ($7 > ms[k]) ms[k] = $7; if ($8 > mr[k]) mr[k] = $8; if (!$9) ub[k] = "<" }
+    END {
+      printf "  %-5s %-14s %9s %7s %9s %9s %9s %9s %9s\n", "", "", "wall s", "MiB/s",
+        "cpu send", "cpu recv", "cpu both", "rss send", "rss recv"
+      for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, p, " "); c = cnt[k]
+        for (j = 1; j <= c; j++) { a1[j] = w[k, j]; a2[j] = cs[k, j]; a3[j] = cr[k, j]; a4[j] = ct[k, j] }
+        m = median(a1, c)
+        printf "  %-5s %-14s %9.3f %7.0f %9.2f %9.2f %9.2f %9s %9.1f\n", p[1], p[2], m,
+          n / 1048576 / m, median(a2, c), median(a3, c), median(a4, c),
+          ub[k] sprintf("%.1f", ms[k] / 1024), mr[k] / 1024
+      }
+    }' "$results"
+}
+
+ratio_lines=()
+# ratio SCENARIO NUM DEN wall|cpu TARGET: the per-round ratios NUM/DEN of the measured
+# rounds (cpu: both ends), their median, the target; appends a RATIO line.
+ratio() {
+  local scen=$1 num=$2 den=$3 kind=$4 target=$5 name line
+  name="$scen.$num/$den"
+  [[ $kind == cpu ]] && name="$scen.cpu.$num/$den"
+  line=$(awk -v s="$scen" -v nu="$num" -v de="$den" -v kind="$kind" "$awk_median"'
+    $1 > 0 && $2 == s && ($3 == nu || $3 == de) { v[$3, $1] = kind == "cpu" ? $5 + $6 : $4; if ($1 > last) last = $1 }
+    END {
+      for (i = 1; i <= last; i++) if ((nu, i) in v && (de, i) in v) { d = v[de, i] < 0.01 ? 0.01 : v[de, i]; x[++n] = v[nu, i] / d }
+      for (i = 1; i <= n; i++) list = list sprintf(" %.2f", x[i])
+      if (n) printf "%.2f%s", median(x, n), list
+    }' "$results")
+  [[ -n $line ]] || return 0
+  local med=${line%% *} rounds_list=${line#* }
+  printf '  %-32s %-30s %6s  <= %-4s %s\n' "$name" "$rounds_list" "$med" "$target" "$(verdict "$med" "$target")"
+  ratio_lines+=("RATIO $name $med")
+}
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN {print (v <= t ? "met" : "NOT MET")}'; }
+
+# rss SCENARIO send|recv: the largest peak RSS of ferry's end over the measured rounds.
+rss() {
+  local scen=$1 end=$2 line name
+  line=$(awk -v s="$scen" -v e="$end" '
+    $1 > 0 && $2 == s && $3 ~ /^ferry_/ { m = e == "send" ? $7 : $8; if (m > max) { max = m; ub = e == "send" && !$9 } }
+    END { if (max) printf "%.1f %s", max / 1024, ub ? "(upper bound: with its carrier)" : "" }' "$results")
+  [[ -n $line ]] || return 0
+  name="rss_mib.$scen.ferry-$end"
+  printf '  %-32s %-30s %6s  <= %-4s %s\n' "$name" "${line#* }" "${line%% *}" 32 "$(verdict "${line%% *}" 32)"
+  ratio_lines+=("RATIO $name ${line%% *}")
+}
+
+print_ratios() {
+  local s raw
+  echo
+  say "ratios: median of the per-round ratios (wall time unless cpu; cpu = both ends)"
+  printf '  %-32s %-30s %6s  %-7s %s\n' name "per round" median target ""
+  for s in $scenarios; do
+    raw=socat
+    [[ $s == pipe ]] && raw=copy
+    ratio "$s" ferry_fsync "${raw}_sync" wall 1.0
+    ((nofsync)) && ratio "$s" ferry_nofsync "$raw" wall 1.5
+    if [[ $s == tcp ]]; then
+      ratio tcp ferry_fsync rsync_sync wall 0.7
+      ratio tcp ferry_fsync socat_sync cpu 2.0
+      ((nofsync)) && ratio tcp ferry_nofsync socat cpu 2.0
+      ratio tcp ferry_fsync rsync_sync cpu 0.8
+      ((nofsync)) && ratio tcp ferry_nofsync rsync cpu 0.8
+    fi
+    rss "$s" send
+    rss "$s" recv
+  done
+  ((nofsync)) || echo "  (ferry_nofsync rows skipped: this ferry-recv has no --no-fsync)"
+  echo
+  printf '%s\n' "${ratio_lines[@]}"
+}
+
+main() {
+  check_settings
+  ensure_deps
+  locate_ferry
+  detect_nofsync
+  make_data
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  rm -rf "$run"
+  mkdir -p "$run"
+  : >"$results"
+  run_rounds
+  print_medians
+  print_ratios
+  echo
+  echo "bench: OK"
+}
+
+main "$@"
