@@ -25,7 +25,9 @@ const char* dir_op_name(DirOp op) {
   return "?";
 }
 
-bool DirVisitor::entering(const DirEntry& /*dir*/, int /*fd*/) { return true; }
+bool DirVisitor::entering(const DirEntry& /*dir*/, int /*fd*/) {
+  return true;
+}
 void DirVisitor::failed(const DirEntry& /*dir*/, DirOp /*op*/, int /*err*/) {}
 void DirVisitor::out_of_names(const std::string& /*dir_rel*/) {}
 

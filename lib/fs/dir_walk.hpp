@@ -42,10 +42,10 @@ struct DirWalkOptions {
 
 // One entry of a directory being walked; valid during the visitor call only.
 struct DirEntry {
-  int dir_fd = -1;        // the directory that holds it, open during the call
-  std::string name;       // its name in that directory
-  std::string rel;        // its path below the walk's root, '/'-separated
-  unsigned depth = 1;     // 1 for the root's own entries, 2 below them, ...
+  int dir_fd = -1;                  // the directory that holds it, open during the call
+  std::string name;                 // its name in that directory
+  std::string rel;                  // its path below the walk's root, '/'-separated
+  unsigned depth = 1;               // 1 for the root's own entries, 2 below them, ...
   unsigned char type = DT_UNKNOWN;  // readdir's d_type: DT_DIR, DT_REG, ... or DT_UNKNOWN
   bool may_descend = true;          // false once the name budget is spent
 

@@ -13,7 +13,9 @@ UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
   return *this;
 }
 
-int UniqueFd::release() noexcept { return std::exchange(fd_, -1); }
+int UniqueFd::release() noexcept {
+  return std::exchange(fd_, -1);
+}
 
 void UniqueFd::reset(int fd) noexcept {
   const int old = std::exchange(fd_, fd);
@@ -28,7 +30,9 @@ UniqueDir& UniqueDir::operator=(UniqueDir&& o) noexcept {
   return *this;
 }
 
-DIR* UniqueDir::release() noexcept { return std::exchange(dir_, nullptr); }
+DIR* UniqueDir::release() noexcept {
+  return std::exchange(dir_, nullptr);
+}
 
 void UniqueDir::reset(DIR* d) noexcept {
   DIR* old = std::exchange(dir_, d);

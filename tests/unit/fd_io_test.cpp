@@ -24,7 +24,9 @@ using test::read_file;
 using test::TempDir;
 using test::write_file;
 
-bool is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+bool is_open(int fd) {
+  return ::fcntl(fd, F_GETFD) != -1;
+}
 
 TEST(UniqueFd, ClosesOnceAndKeepsErrno) {
   int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
