@@ -18,10 +18,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <xxhash.h>
 
+#include "lib/fs/fd_io.hpp"
 #include "lib/fs/journal.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -42,7 +45,6 @@ class DestDir {
  public:
   // Opens (creating if missing, one level) the destination directory.
   static Result<std::shared_ptr<DestDir>> open(const std::string& path);
-  ~DestDir();
 
   // Creates the directory `offer.path` (and missing parents). Errc::protocol for an
   // unsafe path (through a symlink, or over a non-directory), Errc::local_io else.
@@ -57,8 +59,8 @@ class DestDir {
   DestDir() = default;
   // Opens the parent directory of `wire_path` (creating missing ones); returns its
   // fd and sets `leaf` to the last component.
-  Result<int> open_parent(const std::string& wire_path, std::string& leaf, bool create);
-  int fd_ = -1;
+  Result<UniqueFd> open_parent(const std::string& wire_path, std::string& leaf, bool create);
+  UniqueFd fd_;
   std::string path_;
 };
 
@@ -84,8 +86,28 @@ class PartialFile {
   Result<void> save_journal();
   void add_block_bytes(protocol::Bytes data);
 
-  int dirfd_ = -1;
-  int fd_ = -1;
+  // The steps of DestDir::open_partial, in order.
+  // The journal beside the partial; nullopt when there is none or it is unreadable
+  // (state.note then says so).
+  std::optional<Journal> load_journal(PartialState& state);
+  // True when the final name already holds the offered file (same size and mtime) and
+  // its digest is in `state`: commit() then only re-verifies. Errc::local_io when a
+  // directory is in the way or reading fails.
+  Result<bool> reuse_final(PartialState& state);
+  // Opens (creating) the partial, `shown` in errors; returns its size.
+  Result<std::uint64_t> open_part(const std::string& shown);
+  // How many bytes of the partial the journal vouches for, re-checked block by block;
+  // the digest of those bytes goes to `state`, and state.note says why any were lost.
+  Result<std::uint64_t> check_journal(const std::optional<Journal>& journal, std::uint64_t part_size,
+                                      PartialState& state);
+  Result<std::uint64_t> check_blocks(const Journal& j, std::vector<std::byte>& buf, PartialState& state);
+  Result<std::uint64_t> check_tail(const Journal& j, std::uint64_t good, std::vector<std::byte>& buf,
+                                   PartialState& state);
+  // Cuts the partial back to `good` bytes, records that in the journal and `state`.
+  Result<void> resume_at(std::uint64_t good, std::uint64_t part_size, PartialState& state);
+
+  UniqueFd dirfd_;
+  UniqueFd fd_;
   bool already_final_ = false;  // the final file is there already; commit re-verifies only
   std::string leaf_, part_name_, journal_name_, display_;
   protocol::Offer offer_;

@@ -6,7 +6,6 @@
 
 #include <cerrno>
 
-#include "lib/fs/posix_io.hpp"
 
 namespace ferry {
 
@@ -37,33 +36,26 @@ void run_on_pool(uv_loop_t* loop, std::function<void()> work, std::function<void
 }
 
 Result<std::shared_ptr<FileSource>> FileSource::open(const SourceEntry& entry) {
-  int fd = ::open(entry.local_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return make_error(Errc::local_io, "open(" + entry.local_path + ")", errno);
+  UniqueFd fd(::open(entry.local_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return make_error(Errc::local_io, "open(" + entry.local_path + ")", errno);
   std::shared_ptr<FileSource> s(new FileSource());
-  s->fd_ = fd;
+  s->fd_ = std::move(fd);
   s->entry_ = entry;
   auto same = s->check_unchanged();
   if (!same) return same.error();
   return s;
 }
 
-FileSource::~FileSource() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<void> FileSource::check_unchanged() const {
   struct stat st{};
-  if (::fstat(fd_, &st) != 0) return make_error(Errc::local_io, "fstat(" + entry_.local_path + ")", errno);
-  std::int64_t mtime = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  std::int64_t ctime = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
-  if (static_cast<std::uint64_t>(st.st_size) != entry_.size || mtime != entry_.mtime_ns ||
-      ctime != entry_.ctime_ns || static_cast<std::uint64_t>(st.st_ino) != entry_.inode) {
+  if (::fstat(fd_.get(), &st) != 0) return make_error(Errc::local_io, "fstat(" + entry_.local_path + ")", errno);
+  if (static_cast<std::uint64_t>(st.st_size) != entry_.size || mtime_ns(st) != entry_.mtime_ns ||
+      ctime_ns(st) != entry_.ctime_ns || static_cast<std::uint64_t>(st.st_ino) != entry_.inode) {
     return make_error(Errc::local_io,
                       "source file changed since it was listed (size, mtime or ctime): " + entry_.local_path);
   }
   return {};
 }
-
 
 void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
                       std::function<void(Result<std::vector<std::byte>>)> done) {
@@ -73,7 +65,7 @@ void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
       loop,
       [self, offset, length, result] {
         std::vector<std::byte> buf(length);
-        auto n = pread_full(self->fd_, buf.data(), length, offset, self->entry_.local_path);
+        auto n = pread_full(self->fd_.get(), buf.data(), length, offset, self->entry_.local_path);
         if (!n) {
           *result = n.error();
           return;
@@ -96,7 +88,7 @@ void FileSource::hash_prefix(uv_loop_t* loop, std::uint64_t length,
         std::uint64_t off = 0;
         while (off < length) {
           std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - off));
-          auto n = pread_full(self->fd_, buf.data(), want, off, self->entry_.local_path);
+          auto n = pread_full(self->fd_.get(), buf.data(), want, off, self->entry_.local_path);
           if (!n) {
             *result = n.error();
             return;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "lib/fs/fd_io.hpp"
 #include "lib/fs/source_tree.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/result.hpp"
@@ -27,7 +28,6 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
   // Errc::local_io when it cannot be opened, or when its size or mtime differ from
   // the entry's (the file changed since it was listed).
   static Result<std::shared_ptr<FileSource>> open(const SourceEntry& entry);
-  ~FileSource();
 
   void read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
             std::function<void(Result<std::vector<std::byte>>)> done);
@@ -38,7 +38,7 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
 
  private:
   FileSource() = default;
-  int fd_ = -1;
+  UniqueFd fd_;
   SourceEntry entry_;
 };
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
+#include "lib/fs/fd_io.hpp"
 #include "protocol/digest.hpp"
 
 namespace ferry {
@@ -14,19 +15,6 @@ using json = nlohmann::json;
 
 namespace {
 constexpr std::size_t kMaxJournalBytes = 64u << 20;
-
-Result<void> write_all(int fd, const std::string& s, const std::string& name) {
-  std::size_t done = 0;
-  while (done < s.size()) {
-    ssize_t n = ::write(fd, s.data() + done, s.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::local_io, "write(" + name + ")", errno);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return {};
-}
 }  // namespace
 
 std::string Journal::to_json() const {
@@ -78,11 +66,11 @@ Result<Journal> Journal::from_json(const std::string& text) {
 
 Result<void> Journal::save(int dirfd, const std::string& name) const {
   const std::string tmp = name + ".tmp";
-  int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(Errc::local_io, "open(" + tmp + ")", errno);
-  auto w = write_all(fd, to_json(), tmp);
-  if (w && ::fsync(fd) != 0) w = make_error(Errc::local_io, "fsync(" + tmp + ")", errno);
-  ::close(fd);
+  UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return make_error(Errc::local_io, "open(" + tmp + ")", errno);
+  auto w = write_all(fd.get(), to_json(), tmp);
+  if (w && ::fsync(fd.get()) != 0) w = make_error(Errc::local_io, "fsync(" + tmp + ")", errno);
+  fd.reset();
   if (!w) {
     ::unlinkat(dirfd, tmp.c_str(), 0);
     return w;
@@ -96,29 +84,20 @@ Result<void> Journal::save(int dirfd, const std::string& name) const {
 }
 
 Result<std::optional<Journal>> Journal::load(int dirfd, const std::string& name) {
-  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
     if (errno == ENOENT) return std::optional<Journal>{};
     return make_error(Errc::local_io, "open(" + name + ")", errno);
   }
   std::string text;
-  char buf[65536];
+  std::byte buf[65536];
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return make_error(Errc::local_io, "read(" + name + ")", e);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    if (text.size() > kMaxJournalBytes) {
-      ::close(fd);
-      return make_error(Errc::local_io, "journal too large: " + name);
-    }
+    auto n = read_some(fd.get(), buf, name);
+    if (!n) return n.error();
+    if (*n == 0) break;
+    text.append(reinterpret_cast<const char*>(buf), *n);
+    if (text.size() > kMaxJournalBytes) return make_error(Errc::local_io, "journal too large: " + name);
   }
-  ::close(fd);
   auto j = from_json(text);
   if (!j) return j.error();
   return std::optional<Journal>(std::move(*j));

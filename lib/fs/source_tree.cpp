@@ -1,6 +1,6 @@
 #include "lib/fs/source_tree.hpp"
 
-#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -8,18 +8,11 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "lib/fs/dir_walk.hpp"
 #include "protocol/wire_path.hpp"
 
 namespace ferry {
 namespace {
-
-std::int64_t mtime_ns_of(const struct stat& st) {
-  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
-std::int64_t ctime_ns_of(const struct stat& st) {
-  return static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
-}
 
 std::string base_name(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -27,10 +20,12 @@ std::string base_name(std::string p) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-Result<void> walk(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
+// Adds the entry at `local` (stat `st`) to `out`, sent as `wire`: a regular file or
+// a directory; anything else is skipped. True for a directory whose contents follow.
+bool add_entry(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
   if (!is_valid_utf8(wire)) {
     out.skipped.push_back(local + ": name is not valid UTF-8, not sent");
-    return {};
+    return false;
   }
   SourceEntry e;
   e.wire_path = wire;
@@ -39,39 +34,55 @@ Result<void> walk(const std::string& local, const std::string& wire, const struc
   if (S_ISREG(st.st_mode)) {
     e.kind = protocol::EntryKind::file;
     out.entries.push_back(std::move(e));
-    return {};
+    return false;
   }
   if (!S_ISDIR(st.st_mode)) {
     out.skipped.push_back(local + ": " + special_kind_name(st.st_mode) + " not sent");
-    return {};
+    return false;
   }
   e.kind = protocol::EntryKind::directory;
   e.identity = "dir";
   out.entries.push_back(std::move(e));
-  DIR* d = ::opendir(local.c_str());
+  return true;
+}
+
+// Everything below one directory PATH, hidden names included, sorted by name; each
+// directory's entry comes before its contents. What cannot be read is skipped.
+class TreeVisitor : public DirVisitor {
+ public:
+  TreeVisitor(const std::string& local, const std::string& wire, SourceTree& out)
+      : local_(local), wire_(wire), out_(out) {}
+
+  WalkStep visit(const DirEntry& e) override {
+    const std::string child = local_ + "/" + e.rel;
+    struct stat st{};
+    if (int err = e.lstat(st); err != 0) {
+      out_.skipped.push_back(child + ": lstat: " + std::strerror(err));
+      return WalkStep::next;
+    }
+    return add_entry(child, wire_ + "/" + e.rel, st, out_) ? WalkStep::descend : WalkStep::next;
+  }
+
+  void failed(const DirEntry& dir, DirOp op, int err) override {
+    if (op == DirOp::readdir) return;  // the names read before it are sent
+    out_.skipped.push_back(local_ + "/" + dir.rel + ": opendir: " + std::strerror(err));
+  }
+
+ private:
+  const std::string& local_;
+  const std::string& wire_;
+  SourceTree& out_;
+};
+
+void walk(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
+  if (!add_entry(local, wire, st, out)) return;
+  UniqueDir d = open_dir_stream(open_dir_fd(AT_FDCWD, local, Symlinks::follow));
   if (!d) {
     out.skipped.push_back(local + ": opendir: " + std::strerror(errno));
-    return {};
+    return;
   }
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* de = ::readdir(d)) {
-    std::string n = de->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  for (const auto& n : names) {
-    std::string child = local + "/" + n;
-    struct stat cst{};
-    if (::lstat(child.c_str(), &cst) != 0) {
-      out.skipped.push_back(child + ": lstat: " + std::strerror(errno));
-      continue;
-    }
-    auto r = walk(child, wire + "/" + n, cst, out);
-    if (!r) return r;
-  }
-  return {};
+  TreeVisitor visitor(local, wire, out);
+  (void)walk_dir(d, visitor);  // a readdir error: the names read before it are sent
 }
 
 }  // namespace
@@ -106,8 +117,8 @@ Result<SourceEntry> restat_source(const SourceEntry& entry) {
 }
 
 void fill_from_stat(SourceEntry& e, const struct stat& st) {
-  e.mtime_ns = mtime_ns_of(st);
-  e.ctime_ns = ctime_ns_of(st);
+  e.mtime_ns = mtime_ns(st);
+  e.ctime_ns = ctime_ns(st);
   e.inode = static_cast<std::uint64_t>(st.st_ino);
   e.mode = st.st_mode & 07777;
   if (S_ISREG(st.st_mode)) {
@@ -150,8 +161,7 @@ Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
       return make_error(Errc::usage, "two PATHs would both be sent as '" + name + "' (" + p + ")");
     }
     top_names.push_back(name);
-    auto r = walk(p, name, st, out);
-    if (!r) return r.error();
+    walk(p, name, st, out);
   }
   return out;
 }

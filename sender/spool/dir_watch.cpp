@@ -1,6 +1,5 @@
 #include "sender/spool/dir_watch.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -9,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+
+#include "lib/fs/dir_walk.hpp"
 
 namespace ferry {
 namespace {
@@ -43,10 +44,6 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
-
 }  // namespace
 
 const char* dir_watch_kind_name(DirWatchKind k) {
@@ -73,15 +70,15 @@ Result<std::unique_ptr<DirWatch>> DirWatch::start(uv_loop_t* loop, const std::st
   while (w->dir_.size() > 1 && w->dir_.back() == '/') w->dir_.pop_back();
   w->cb_ = std::move(cb);
   w->limits_ = limits;
-  w->fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (w->fd_ < 0) return make_error(Errc::local_io, "inotify_init1", errno);
+  w->fd_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!w->fd_) return make_error(Errc::local_io, "inotify_init1", errno);
   // DIR itself first: without it there is nothing to watch.
   errno = 0;
   if (!w->add_watch("")) {
     return make_error(Errc::local_io, "inotify_add_watch(" + w->dir_ + ")", errno ? errno : ENOSPC);
   }
   if (!w->watch_tree("", 0, false)) return make_error(Errc::internal, "DirWatch destroyed while starting");
-  w->poll_ = UvOwner<uv_poll_t>(loop, [fd = w->fd_](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, fd); });
+  w->poll_ = UvOwner<uv_poll_t>(loop, [fd = w->fd_.get()](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, fd); });
   if (!w->poll_) return uv_error(Errc::local_io, "poll(inotify of " + w->dir_ + ")", w->poll_.status());
   w->poll_.get()->data = w.get();
   if (int rc = uv_poll_start(w->poll_.get(), UV_READABLE, &DirWatch::on_poll); rc != 0) {
@@ -106,7 +103,7 @@ DirWatch::~DirWatch() {
   // Stop the poll before the descriptor goes (uv_close unregisters it at once).
   poll_.reset();
   flush_timer_.reset();
-  if (fd_ >= 0) ::close(fd_);
+  fd_.reset();
 }
 
 bool DirWatch::emit(DirWatchEvent e) {
@@ -153,7 +150,7 @@ void DirWatch::read_events() {
   auto alive = alive_;
   std::vector<char> buf(kReadBufferSize);
   for (int i = 0; i < kReadsPerEvent; ++i) {
-    const ssize_t n = ::read(fd_, buf.data(), buf.size());
+    const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // a readiness event is a hint
@@ -201,7 +198,7 @@ void DirWatch::handle(int wd, std::uint32_t mask, const std::string& name) {
   if (name.empty()) {  // about the directory itself
     if (dir_rel.empty() && (mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
       // The watches would follow the old inode wherever it went: stop reporting.
-      for (const auto& [w, rel] : wd_to_rel_) ::inotify_rm_watch(fd_, w);
+      for (const auto& [w, rel] : wd_to_rel_) ::inotify_rm_watch(fd_.get(), w);
       wd_to_rel_.clear();
       rel_to_wd_.clear();
       emit({DirWatchKind::failed, "",
@@ -243,7 +240,7 @@ std::optional<int> DirWatch::add_watch(const std::string& rel) {
     return std::nullopt;
   }
   const std::string path = rel.empty() ? dir_ : dir_ + "/" + rel;
-  const int wd = ::inotify_add_watch(fd_, path.c_str(), rel.empty() ? kWatchMask : kSubdirMask);
+  const int wd = ::inotify_add_watch(fd_.get(), path.c_str(), rel.empty() ? kWatchMask : kSubdirMask);
   if (wd < 0) return std::nullopt;
   // The kernel has one watch per inode: a known wd under another name means that
   // directory moved (its events were lost); it is known by the new name from now on.
@@ -257,78 +254,109 @@ std::optional<int> DirWatch::add_watch(const std::string& rel) {
   return wd;
 }
 
-bool DirWatch::watch_tree(const std::string& rel, unsigned depth, bool report_files) {
-  std::size_t reported = 0;
-  struct Walker {
-    DirWatch* self;
-    bool report_files;
-    std::size_t& reported;
+DirWatch::Watched DirWatch::watch_failed(const std::string& rel, Error e) {
+  return emit({DirWatchKind::failed, rel, std::move(e)}) ? Watched::no : Watched::destroyed;
+}
 
-    bool fail(const std::string& rel, Error e) { return self->emit({DirWatchKind::failed, rel, std::move(e)}); }
+DirWatch::Watched DirWatch::watch_dir(const std::string& rel, unsigned depth) {
+  const std::string shown = rel.empty() ? dir_ : dir_ + "/" + rel;
+  if (depth > limits_.max_depth) {
+    return watch_failed(rel, make_error(Errc::local_io, shown + " is deeper than " +
+                                                            std::to_string(limits_.max_depth) +
+                                                            " levels: not watched, rescans only"));
+  }
+  errno = 0;
+  if (rel.empty() || add_watch(rel)) return Watched::yes;
+  const int e = errno;
+  if (e == ENOENT || e == ENOTDIR || e == ELOOP) return Watched::no;  // gone or replaced: a race
+  if (wd_to_rel_.size() >= limits_.max_watches) {
+    if (limit_reported_) return Watched::no;
+    limit_reported_ = true;
+    return watch_failed(rel, make_error(Errc::local_io, "watch limit (" + std::to_string(limits_.max_watches) +
+                                                            " directories) reached; " + shown +
+                                                            " and others are found by rescans only"));
+  }
+  const std::string hint = e == ENOSPC ? " (the inotify watch limit, fs.inotify.max_user_watches, is reached)" : "";
+  return watch_failed(rel, make_error(Errc::local_io, "inotify_add_watch(" + shown + ")" + hint, e));
+}
 
-    bool walk(const std::string& rel, unsigned depth) {
-      const std::string shown = rel.empty() ? self->dir_ : self->dir_ + "/" + rel;
-      if (depth > self->limits_.max_depth) {
-        return fail(rel,
-                    make_error(Errc::local_io, shown + " is deeper than " + std::to_string(self->limits_.max_depth) +
-                                                   " levels: not watched, rescans only"));
-      }
-      errno = 0;
-      if (!rel.empty() && !self->add_watch(rel)) {
-        const int e = errno;
-        if (e == ENOENT || e == ENOTDIR || e == ELOOP) return true;  // gone or replaced: a race
-        if (self->wd_to_rel_.size() >= self->limits_.max_watches) {
-          if (self->limit_reported_) return true;
-          self->limit_reported_ = true;
-          return fail(rel, make_error(Errc::local_io, "watch limit (" + std::to_string(self->limits_.max_watches) +
-                                                          " directories) reached; " + shown +
-                                                          " and others are found by rescans only"));
-        }
-        const std::string hint =
-            e == ENOSPC ? " (the inotify watch limit, fs.inotify.max_user_watches, is reached)" : "";
-        return fail(rel, make_error(Errc::local_io, "inotify_add_watch(" + shown + ")" + hint, e));
-      }
-      // Listed after the watch exists, so nothing created meanwhile is missed.
-      const int fd = ::open(shown.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | (rel.empty() ? 0 : O_NOFOLLOW));
-      if (fd < 0) return true;  // gone, or unreadable: then it could not be watched either
-      std::unique_ptr<DIR, DirCloser> d(::fdopendir(fd));
-      if (!d) {
-        ::close(fd);
-        return true;
-      }
-      while (dirent* de = ::readdir(d.get())) {
-        const std::string name = de->d_name;
-        if (is_hidden(name)) continue;  // also "." and ".."
-        bool is_dir = de->d_type == DT_DIR;
-        bool is_reg = de->d_type == DT_REG;
-        if (de->d_type == DT_UNKNOWN) {
-          struct stat st {};
-          if (::fstatat(dirfd(d.get()), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-          is_dir = S_ISDIR(st.st_mode);
-          is_reg = S_ISREG(st.st_mode);
-        }
-        const std::string child = join(rel, name);
-        if (is_dir) {
-          if (!walk(child, depth + 1)) return false;
-        } else if (is_reg && report_files) {
-          if (reported == self->limits_.max_files_reported) {
-            if (!self->emit({DirWatchKind::overflow, "", std::nullopt})) return false;
-            ++reported;
-          } else if (reported < self->limits_.max_files_reported) {
-            ++reported;
-            if (!self->emit({DirWatchKind::changed, child, std::nullopt})) return false;
-          }
-        }
-      }
-      return true;
+// Watches every directory below `rel` (hidden ones not) and, with `report_files`,
+// reports the regular files found as `changed`, up to Limits::max_files_reported.
+class DirWatch::TreeVisitor : public DirVisitor {
+ public:
+  TreeVisitor(DirWatch& self, const std::string& rel, unsigned depth, bool report_files)
+      : self_(self), rel_(rel), depth_(depth), report_files_(report_files) {}
+
+  WalkStep visit(const DirEntry& e) override {
+    bool is_dir = e.type == DT_DIR;
+    bool is_reg = e.type == DT_REG;
+    if (e.type == DT_UNKNOWN) {
+      struct stat st {};
+      if (e.lstat(st) != 0) return WalkStep::next;
+      is_dir = S_ISDIR(st.st_mode);
+      is_reg = S_ISREG(st.st_mode);
     }
-  };
-  return Walker{this, report_files, reported}.walk(rel, depth);
+    const std::string child = join(rel_, e.rel);
+    if (is_dir) {
+      switch (self_.watch_dir(child, depth_ + e.depth)) {
+        case Watched::yes:
+          return WalkStep::descend;  // listed after the watch exists: nothing created meanwhile is missed
+        case Watched::no:
+          return WalkStep::next;
+        case Watched::destroyed:
+          return destroyed();
+      }
+    }
+    if (is_reg && report_files_ && !report(child)) return destroyed();
+    return WalkStep::next;
+  }
+
+  bool alive() const { return alive_; }
+
+ private:
+  // Reports `child` as changed, or past the limit one overflow. False when the
+  // callback destroyed the DirWatch.
+  bool report(const std::string& child) {
+    const std::size_t max = self_.limits_.max_files_reported;
+    if (reported_ > max) return true;
+    return self_.emit(reported_++ == max ? DirWatchEvent{DirWatchKind::overflow, "", std::nullopt}
+                                         : DirWatchEvent{DirWatchKind::changed, child, std::nullopt});
+  }
+
+  WalkStep destroyed() {
+    alive_ = false;
+    return WalkStep::stop;
+  }
+
+  DirWatch& self_;
+  const std::string& rel_;
+  unsigned depth_;
+  bool report_files_;
+  std::size_t reported_ = 0;
+  bool alive_ = true;
+};
+
+bool DirWatch::watch_tree(const std::string& rel, unsigned depth, bool report_files) {
+  switch (watch_dir(rel, depth)) {
+    case Watched::yes:
+      break;
+    case Watched::no:
+      return true;
+    case Watched::destroyed:
+      return false;
+  }
+  // Listed after the watch exists, so nothing created meanwhile is missed.
+  const std::string shown = rel.empty() ? dir_ : dir_ + "/" + rel;
+  UniqueDir d = open_dir_stream(open_dir_fd(AT_FDCWD, shown, rel.empty() ? Symlinks::follow : Symlinks::refuse));
+  if (!d) return true;  // gone, or unreadable: then it could not be watched either
+  TreeVisitor visitor(*this, rel, depth, report_files);
+  (void)walk_dir(d, visitor, {.skip_hidden = true, .sorted = false});
+  return visitor.alive();
 }
 
 void DirWatch::drop_tree(const std::string& rel) {
   auto drop = [this](std::map<std::string, int>::iterator it) {
-    ::inotify_rm_watch(fd_, it->second);  // its IN_IGNORED then names an unknown wd
+    ::inotify_rm_watch(fd_.get(), it->second);  // its IN_IGNORED then names an unknown wd
     wd_to_rel_.erase(it->second);
     limit_reported_ = false;
     return rel_to_wd_.erase(it);

@@ -38,6 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lib/fs/fd_io.hpp"
 #include "lib/uv/uv_owner.hpp"
 #include "protocol/result.hpp"
 
@@ -97,6 +98,13 @@ class DirWatch {
   // Adds watches for `rel` and the directories below it; with `report_files`, reports
   // the files found as `changed`. Returns false when `this` was destroyed meanwhile.
   bool watch_tree(const std::string& rel, unsigned depth, bool report_files);
+  class TreeVisitor;  // watch_tree's walk below `rel`
+  enum class Watched { yes, no, destroyed };
+  // Adds the watch of directory `rel` (`depth` levels below DIR; DIR itself is watched
+  // by start()). `no` when it is too deep, gone or cannot be watched (said as `failed`,
+  // the watch limit once); `destroyed` when the callback destroyed `this`.
+  Watched watch_dir(const std::string& rel, unsigned depth);
+  Watched watch_failed(const std::string& rel, Error e);
   std::optional<int> add_watch(const std::string& rel);
   void drop_tree(const std::string& rel);
   // Delivers an event now, or queues it while start() runs. False when the callback
@@ -107,7 +115,7 @@ class DirWatch {
   std::string dir_;
   Callback cb_;
   Limits limits_;
-  int fd_ = -1;
+  UniqueFd fd_;  // inotify
   UvOwner<uv_poll_t> poll_;
   UvOwner<uv_timer_t> flush_timer_;     // delivers what start() found, on the first turn
   std::vector<DirWatchEvent> pending_;  // bounded; what did not fit is counted

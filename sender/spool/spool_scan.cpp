@@ -1,6 +1,5 @@
 #include "sender/spool/spool_scan.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +14,8 @@
 #include <optional>
 #include <utility>
 
+#include "lib/fs/dir_walk.hpp"
+#include "lib/fs/fd_io.hpp"
 #include "protocol/wire_path.hpp"
 
 namespace ferry {
@@ -23,45 +24,11 @@ namespace {
 constexpr unsigned kMaxNameSuffix = 999;
 constexpr std::size_t kCopyBufferSize = 1 << 20;
 
-// A descriptor this file opened; closed when the owner goes.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
-using DirPtr = std::unique_ptr<DIR, DirCloser>;
-
 struct DirId {
   dev_t dev;
   ino_t ino;
   bool operator==(const DirId&) const = default;
 };
-
-bool is_hidden(const char* name) {
-  return name[0] == '.';
-}
-
-std::string join(const std::string& a, const std::string& b) {
-  return a.empty() ? b : a + "/" + b;
-}
 
 std::string strip_trailing_slashes(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -74,46 +41,37 @@ bool is_race(int e) {
   return e == ENOENT || e == ENOTDIR || e == ELOOP;
 }
 
-// The names in an open directory, without "." and ".." and hidden ones, sorted.
-// Stops at `budget` names (returns with `truncated` set). errno-style error code or 0.
-int read_names(DIR* d, std::size_t budget, std::vector<std::string>& names, bool& truncated) {
-  truncated = false;
-  for (;;) {
-    errno = 0;
-    dirent* de = ::readdir(d);
-    if (!de) break;
-    if (is_hidden(de->d_name)) continue;  // also "." and ".."
-    if (names.size() >= budget) {
-      truncated = true;
-      break;
-    }
-    names.emplace_back(de->d_name);
-  }
-  const int e = errno;
-  std::sort(names.begin(), names.end());
-  return e;
-}
-
-class Scanner {
+// Lists the spool for scan_spool(): visits every entry below DIR (hidden names not
+// listed), keeps regular files, says why anything else is not sent, and stops at the
+// limits.
+class Scanner : public DirVisitor {
  public:
   Scanner(std::string dir, const SpoolLimits& limits, std::vector<DirId> excluded)
       : dir_(std::move(dir)), limits_(limits), excluded_(std::move(excluded)) {}
 
-  // Lists directory `d` (relative path `rel`, "" for DIR itself) and, depth first,
-  // everything below it. Returns the readdir error of `d` (0 when none).
-  int walk(DIR* d, const std::string& rel, unsigned depth) {
-    std::vector<std::string> names;
-    bool truncated = false;
-    const int err = read_names(d, limits_.max_entries - std::min(entries_, limits_.max_entries), names, truncated);
-    entries_ += names.size();
-    // Out of entries: the names read are still listed, but no directory is entered.
-    exhausted_ = exhausted_ || truncated;
-    for (const auto& name : names) {
-      if (stopped_) break;
-      visit(dirfd(d), join(rel, name), name, depth);
+  WalkStep visit(const DirEntry& e) override {
+    const WalkStep step = classify(e);
+    return stopped_ ? WalkStep::stop : step;
+  }
+
+  // Checked on the open directory, not on the name: it is what will be read.
+  bool entering(const DirEntry& dir, int fd) override {
+    struct stat dst {};
+    if (::fstat(fd, &dst) != 0) {
+      skip(dir.rel, std::string("fstat: ") + std::strerror(errno));
+      return false;
     }
-    if (truncated) stop(rel.empty() ? "." : rel, "more than " + std::to_string(limits_.max_entries) + " entries");
-    return err;
+    return std::find(excluded_.begin(), excluded_.end(), DirId{dst.st_dev, dst.st_ino}) == excluded_.end();
+  }
+
+  void failed(const DirEntry& dir, DirOp op, int err) override {
+    if (op == DirOp::open && is_race(err)) return;  // removed or replaced since the stat
+    skip(dir.rel, std::string(dir_op_name(op)) + ": " + std::strerror(err));
+  }
+
+  // Out of entries: the names read are still listed, but no directory is entered.
+  void out_of_names(const std::string& rel) override {
+    stop(rel.empty() ? "." : rel, "more than " + std::to_string(limits_.max_entries) + " entries");
   }
 
   SpoolListing take() {
@@ -125,44 +83,34 @@ class Scanner {
     return std::move(out_);
   }
 
-  void skip(const std::string& rel, const std::string& why) {
+ private:
+  WalkStep classify(const DirEntry& e) {
+    const std::string& rel = e.rel;
+    if (!is_valid_utf8(e.name)) return skip(rel, "name is not valid UTF-8, not sent");
+    struct stat st {};
+    if (int err = e.lstat(st); err != 0) {
+      if (err == ENOENT) return WalkStep::next;  // vanished since readdir
+      return skip(rel, std::string("stat: ") + std::strerror(err));
+    }
+    if (S_ISREG(st.st_mode)) return add_file(rel, st);
+    if (!S_ISDIR(st.st_mode)) return skip(rel, std::string(special_kind_name(st.st_mode)) + " not sent");
+    if (!e.may_descend) return WalkStep::next;
+    if (e.depth > limits_.max_depth) {
+      return skip(rel, "deeper than " + std::to_string(limits_.max_depth) + " levels, not listed");
+    }
+    return WalkStep::descend;
+  }
+
+  WalkStep skip(const std::string& rel, const std::string& why) {
     if (out_.skipped.size() < limits_.max_skipped) {
       out_.skipped.push_back(rel + ": " + why);
     } else {
       ++skipped_over_;
     }
+    return WalkStep::next;
   }
 
- private:
-  void visit(int parent_fd, const std::string& rel, const std::string& name, unsigned depth) {
-    if (!is_valid_utf8(name)) return skip(rel, "name is not valid UTF-8, not sent");
-    struct stat st {};
-    if (::fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return;  // vanished since readdir
-      return skip(rel, std::string("stat: ") + std::strerror(errno));
-    }
-    if (S_ISREG(st.st_mode)) return add_file(rel, st);
-    if (!S_ISDIR(st.st_mode)) return skip(rel, std::string(special_kind_name(st.st_mode)) + " not sent");
-    if (exhausted_) return;
-    if (depth + 1 > limits_.max_depth) {
-      return skip(rel, "deeper than " + std::to_string(limits_.max_depth) + " levels, not listed");
-    }
-    Fd fd(::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (fd.get() < 0) {
-      if (is_race(errno)) return;  // removed or replaced since the stat
-      return skip(rel, std::string("open: ") + std::strerror(errno));
-    }
-    // Checked on the open directory, not on the name: it is what will be read.
-    struct stat dst {};
-    if (::fstat(fd.get(), &dst) != 0) return skip(rel, std::string("fstat: ") + std::strerror(errno));
-    if (std::find(excluded_.begin(), excluded_.end(), DirId{dst.st_dev, dst.st_ino}) != excluded_.end()) return;
-    DirPtr sub(::fdopendir(fd.get()));
-    if (!sub) return skip(rel, std::string("opendir: ") + std::strerror(errno));
-    fd.release();  // owned by `sub` now
-    if (int e = walk(sub.get(), rel, depth + 1); e != 0) skip(rel, std::string("readdir: ") + std::strerror(e));
-  }
-
-  void add_file(const std::string& rel, const struct stat& st) {
+  WalkStep add_file(const std::string& rel, const struct stat& st) {
     if (auto why = protocol::wire_path_problem(rel)) return skip(rel, "cannot be sent: " + *why);
     if (out_.files.size() >= limits_.max_files) {
       return stop(rel, "more than " + std::to_string(limits_.max_files) + " files");
@@ -177,24 +125,25 @@ class Scanner {
     e.kind = protocol::EntryKind::file;
     fill_from_stat(e, st);
     out_.files.push_back(std::move(e));
+    return WalkStep::next;
   }
 
   // A limit was reached at `rel`: nothing more is listed by this scan. Said once.
-  void stop(const std::string& rel, const std::string& limit) {
-    if (stopped_) return;
-    stopped_ = true;
-    skip(rel, "the spool holds " + limit + "; the listing stops here, the rest waits for a later scan");
+  WalkStep stop(const std::string& rel, const std::string& limit) {
+    if (!stopped_) {
+      stopped_ = true;
+      skip(rel, "the spool holds " + limit + "; the listing stops here, the rest waits for a later scan");
+    }
+    return WalkStep::stop;
   }
 
   std::string dir_;
   SpoolLimits limits_;
   std::vector<DirId> excluded_;
   SpoolListing out_;
-  std::size_t entries_ = 0;
   std::size_t path_bytes_ = 0;
   std::size_t skipped_over_ = 0;
-  bool exhausted_ = false;  // max_entries names read
-  bool stopped_ = false;    // a limit was reached: nothing more is listed
+  bool stopped_ = false;  // a limit was reached: nothing more is listed
 };
 
 std::vector<std::string> split_local_path(const std::string& path) {
@@ -213,23 +162,23 @@ std::vector<std::string> split_local_path(const std::string& path) {
 // `create` a missing component is made (mode 0755); without `follow` a component that
 // is a symlink fails (ENOTDIR, as O_DIRECTORY|O_NOFOLLOW reports it, or ELOOP). Errors are Errc::local_io with the errno, naming
 // `shown` (how base is shown) and the components so far.
-Result<Fd> open_dir_path(int base_fd, const std::vector<std::string>& comps, bool create, bool follow,
-                         const std::string& shown) {
-  const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW);
-  Fd cur(::fcntl(base_fd, F_DUPFD_CLOEXEC, 3));
-  if (cur.get() < 0) return make_error(Errc::local_io, "dup(" + shown + ")", errno);
+Result<UniqueFd> open_dir_path(int base_fd, const std::vector<std::string>& comps, bool create, bool follow,
+                               const std::string& shown) {
+  const Symlinks symlinks = follow ? Symlinks::follow : Symlinks::refuse;
+  UniqueFd cur(::fcntl(base_fd, F_DUPFD_CLOEXEC, 3));
+  if (!cur) return make_error(Errc::local_io, "dup(" + shown + ")", errno);
   std::string so_far = shown;
   for (const auto& c : comps) {
     if (so_far != "/") so_far += '/';
     so_far += c;
-    Fd next(::openat(cur.get(), c.c_str(), flags));
-    if (next.get() < 0 && errno == ENOENT && create) {
+    UniqueFd next = open_dir_fd(cur.get(), c, symlinks);
+    if (!next && errno == ENOENT && create) {
       if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST) {
         return make_error(Errc::local_io, "mkdir(" + so_far + ")", errno);
       }
-      next = Fd(::openat(cur.get(), c.c_str(), flags));
+      next = open_dir_fd(cur.get(), c, symlinks);
     }
-    if (next.get() < 0) return make_error(Errc::local_io, "open(" + so_far + ")", errno);
+    if (!next) return make_error(Errc::local_io, "open(" + so_far + ")", errno);
     cur = std::move(next);
   }
   return cur;
@@ -281,29 +230,13 @@ Result<std::optional<std::string>> place_under_free_name(int from_fd, const std:
                                         std::to_string(kMaxNameSuffix) + " exist too)");
 }
 
-Result<void> write_all(int fd, const char* p, std::size_t n, const std::string& shown) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::local_io, "write(" + shown + ")", errno);
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return {};
-}
-
 Result<void> copy_contents(int in, int out, const std::string& shown_in, const std::string& shown_out) {
-  std::vector<char> buf(kCopyBufferSize);
+  std::vector<std::byte> buf(kCopyBufferSize);
   for (;;) {
-    ssize_t r = ::read(in, buf.data(), buf.size());
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::local_io, "read(" + shown_in + ")", errno);
-    }
-    if (r == 0) return {};
-    auto w = write_all(out, buf.data(), static_cast<std::size_t>(r), shown_out);
+    auto r = read_some(in, buf, shown_in);
+    if (!r) return r.error();
+    if (*r == 0) return {};
+    auto w = write_all(out, std::string_view(reinterpret_cast<const char*>(buf.data()), *r), shown_out);
     if (!w) return w;
   }
 }
@@ -330,13 +263,13 @@ std::atomic<unsigned> temp_counter{0};
 // rename into place under a free name, fsync the directory, then unlink the source.
 Result<OnSentReport> copy_across(int src_dir, const std::string& leaf, int to_dir, const std::string& shown_to_dir,
                                  const SourceEntry& sent) {
-  Fd in(::openat(src_dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (in.get() < 0) return make_error(Errc::local_io, "open(" + sent.local_path + ")", errno);
+  UniqueFd in(::openat(src_dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in) return make_error(Errc::local_io, "open(" + sent.local_path + ")", errno);
   const std::string tmp =
       "." + leaf + ".ferry-move-" + std::to_string(::getpid()) + "-" + std::to_string(temp_counter.fetch_add(1));
   const std::string shown_tmp = shown_to_dir + "/" + tmp;
-  Fd out(::openat(to_dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (out.get() < 0) return make_error(Errc::local_io, "open(" + shown_tmp + ")", errno);
+  UniqueFd out(::openat(to_dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!out) return make_error(Errc::local_io, "open(" + shown_tmp + ")", errno);
   auto fail = [&](Error e) -> Result<OnSentReport> {
     ::unlinkat(to_dir, tmp.c_str(), 0);
     return e;
@@ -380,8 +313,8 @@ Result<OnSentReport> copy_across(int src_dir, const std::string& leaf, int to_di
 
 Result<OnSentReport> move_to_target(const OnSentPolicy& policy, int src_dir, const std::string& leaf,
                                     const SourceEntry& sent) {
-  Fd root(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (root.get() < 0) return make_error(Errc::local_io, "open(/)", errno);
+  UniqueFd root = open_dir_fd(AT_FDCWD, "/", Symlinks::follow);
+  if (!root) return make_error(Errc::local_io, "open(/)", errno);
   auto target = open_dir_path(root.get(), split_local_path(policy.target), true, true, "/");
   if (!target) return target.error();
   const std::string rel_parent = parent_of(sent.wire_path);
@@ -408,13 +341,13 @@ Result<SpoolListing> scan_spool(const std::string& dir, const std::vector<std::s
     if (::stat(x.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) excluded.push_back({st.st_dev, st.st_ino});
   }
   const std::string root = strip_trailing_slashes(dir);
-  Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return make_error(Errc::local_io, "open(" + root + ")", errno);
-  DirPtr d(::fdopendir(fd.get()));
+  UniqueFd fd = open_dir_fd(AT_FDCWD, root, Symlinks::follow);
+  if (!fd) return make_error(Errc::local_io, "open(" + root + ")", errno);
+  UniqueDir d = open_dir_stream(std::move(fd));
   if (!d) return make_error(Errc::local_io, "opendir(" + root + ")", errno);
-  fd.release();
   Scanner scanner(root == "/" ? "" : root, limits, std::move(excluded));
-  if (int e = scanner.walk(d.get(), "", 0); e != 0) return make_error(Errc::local_io, "readdir(" + root + ")", e);
+  const DirWalkOptions options{.skip_hidden = true, .sorted = true, .max_names = limits.max_entries};
+  if (int e = walk_dir(d, scanner, options); e != 0) return make_error(Errc::local_io, "readdir(" + root + ")", e);
   return scanner.take();
 }
 
@@ -464,8 +397,8 @@ Result<OnSentReport> apply_on_sent(const OnSentPolicy& policy, const std::string
     return make_error(Errc::internal, "apply_on_sent: '" + sent.wire_path + "' is not a spool path: " + *why);
   }
   const std::string root = strip_trailing_slashes(spool_dir);
-  Fd spool(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (spool.get() < 0) return make_error(Errc::local_io, "open(" + root + ")", errno);
+  UniqueFd spool = open_dir_fd(AT_FDCWD, root, Symlinks::follow);
+  if (!spool) return make_error(Errc::local_io, "open(" + root + ")", errno);
   const OnSentReport gone{OnSentResult::gone, sent.wire_path + " is gone; nothing to do"};
   // The file's directory, reached without following a symlink put in its way.
   auto comps = protocol::split_wire_path(sent.wire_path);
