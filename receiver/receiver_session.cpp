@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "lib/core/session_replies.hpp"
 #include "protocol/wire_path.hpp"
 
 namespace ferry::receiver {
@@ -69,9 +70,28 @@ void ReceiverSession::fatal(Error e) {
 }
 
 void ReceiverSession::violation(const std::string& what) {
-  auto e = make_error(Errc::protocol, "protocol violation by sender: " + what);
-  send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
+  close_with_error(protocol_violation(P::Role::sender, what));
+}
+
+void ReceiverSession::close_with_error(Error e) {
+  actions_.push_back(error_reply(e));
   fatal(std::move(e));
+}
+
+void ReceiverSession::refuse_entry(std::string note) {
+  P::Answer a{cur_, P::AnswerStatus::refuse, 0, std::move(note)};
+  send_control(FrameType::answer, P::to_json(a));
+  state_ = State::idle;
+  mark_failed();
+  event(EventType::file_failed, a.note);
+}
+
+void ReceiverSession::send_failed_verdict(std::string why) {
+  P::Verdict v{cur_, P::VerdictStatus::failed, std::move(why)};
+  send_control(FrameType::verdict, P::to_json(v));
+  state_ = State::idle;
+  mark_failed();
+  event(EventType::file_failed, v.reason);
 }
 
 // A file fails for good only if the sender does not send it again and verify it
@@ -114,9 +134,7 @@ void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
     if (std::holds_alternative<P::NeedMore>(r)) break;
     if (auto* m = std::get_if<P::Malformed>(&r)) {
       if (m->incompatible) {  // tell the peer why, then close
-        auto e = make_error(Errc::protocol, "incompatible frame from sender: " + m->reason);
-        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
-        return fatal(std::move(e));
+        return close_with_error(incompatible_frame(P::Role::sender, m->reason));
       }
       // The stream cannot be resynchronised: end this connection; the sender resumes.
       return fatal(make_error(Errc::connection, "corrupt frame from sender: " + m->reason));
@@ -127,158 +145,163 @@ void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
   }
 }
 
-void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now) {
-  (void)now;
-  if (!f.payload_ok) {
-    if (f.header.type == FrameType::data && state_ == State::receiving) {
-      // zmodem's ZRPOS: drop the chunk (its offset cannot be trusted either) and name
-      // the offset to resume from; later chunks are discarded until that one arrives.
-      ++totals_.chunks_rejected;
-      if (!rpos_pending_) {
-        rpos_pending_ = true;
-        send_position(FrameType::rpos, verified_);
-        event(EventType::warning, "chunk failed its checksum; asked to resend from offset " +
-                                      std::to_string(verified_));
-      }
-      return;
-    }
-    return fatal(make_error(Errc::connection, std::string("payload checksum mismatch in ") +
-                                                  std::string(P::frame_type_name(f.header.type)) +
-                                                  " from sender"));
+// Dispatches one frame to its handler. ERROR for: anything but HELLO first, and frames
+// only a receiver sends.
+void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) {
+  const FrameType type = f.header.type;
+  if (!f.payload_ok) return on_corrupt_payload(type);
+  if (state_ == State::awaiting_hello && type != FrameType::hello) {
+    return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(type)));
   }
-  if (state_ == State::awaiting_hello && f.header.type != FrameType::hello) {
-    return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(f.header.type)));
-  }
-  switch (f.header.type) {
-    case FrameType::hello: {
-      if (state_ != State::awaiting_hello) return violation("second HELLO");
-      auto h = P::parse_hello(f.payload);
-      if (!h) return violation(h.error().what);
-      if (h->role != P::Role::sender) return violation("peer is not a sender");
-      P::Hello mine;
-      mine.role = P::Role::receiver;
-      mine.session = h->session;
-      mine.software = cfg_.software;
-      if (P::negotiate_version(mine, *h) == 0) {
-        auto e = make_error(Errc::protocol, "no common protocol version (sender supports " +
-                                                std::to_string(h->min_version) + ".." +
-                                                std::to_string(h->max_version) + ")");
-        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
-        return fatal(std::move(e));
-      }
-      session_id_ = h->session;
-      // For display only (parse_hello checked their ranges and done <= total).
-      hello_progress_ = TransferProgress{h->files_done.value_or(0), h->files_total.value_or(0),
-                                         h->bytes_done.value_or(0), h->bytes_total.value_or(0)};
-      send_control(FrameType::hello, P::to_json(mine));
-      state_ = State::idle;
-      event(EventType::session_start, h->software);
-      return;
-    }
-    case FrameType::offer: {
-      if (state_ != State::idle && state_ != State::receiving) return violation("OFFER while busy");
-      auto o = P::parse_offer(f.payload);
-      if (!o) return violation(o.error().what);
-      close_current(false);  // an OFFER abandons the current file; its partial stays
-      cur_ = o->file_id;
-      offer_ = *o;
-      verified_ = written_ = acked_ = 0;  // nothing of this entry yet (events report offset 0)
-      if (auto why = P::wire_path_problem(o->path)) {
-        // Refused, not fatal: the sender goes on with its other files.
-        P::Answer a{cur_, P::AnswerStatus::refuse, 0, "unsafe path: " + *why};
-        send_control(FrameType::answer, P::to_json(a));
-        state_ = State::idle;
-        mark_failed();
-        event(EventType::file_failed, a.note);
-        return;
-      }
-      state_ = State::opening;
-      actions_.push_back(OpenFile{cur_, offer_});
-      return;
-    }
-    case FrameType::data: {
-      P::DataView d;
-      if (!P::decode_data(f.payload, d)) return violation("malformed DATA");
-      if (state_ != State::receiving || d.file_id != cur_) return violation("DATA for a file not open");
-      if (d.offset != verified_) {
-        if (rpos_pending_) return;  // in flight before our RPOS arrived: discard
-        return violation("DATA at offset " + std::to_string(d.offset) + ", expected " +
-                         std::to_string(verified_));
-      }
-      if (d.data.size() > offer_.size - verified_) return violation("DATA beyond the offered size");
-      rpos_pending_ = false;
-      digest_.update(d.data);
-      verified_ += d.data.size();
-      totals_.bytes_payload += d.data.size();
-      actions_.push_back(WriteChunk{cur_, d.offset, d.data});
-      return;
-    }
-    case FrameType::commit: {
-      auto c = P::parse_commit(f.payload);
-      if (!c) return violation(c.error().what);
-      if (state_ != State::receiving || c->file_id != cur_) return violation("COMMIT for a file not open");
-      if (rpos_pending_) return;  // the sender re-sends data, then COMMIT again
-      if (c->size != offer_.size || verified_ != offer_.size) {
-        return violation("COMMIT before all data (have " + std::to_string(verified_) + " of " +
-                         std::to_string(offer_.size) + ")");
-      }
-      const std::string mine = digest_.hex();
-      if (mine != c->xxh3_128) {
-        std::string why = "whole-file digest mismatch (sender " + c->xxh3_128 + ", receiver " + mine + ")";
-        close_current(true);
-        P::Verdict v{cur_, P::VerdictStatus::failed, why};
-        send_control(FrameType::verdict, P::to_json(v));
-        state_ = State::idle;
-        mark_failed();
-        event(EventType::file_failed, why);
-        return;
-      }
-      state_ = State::committing;
-      actions_.push_back(CommitFile{cur_});
-      return;
-    }
-    case FrameType::end: {
-      auto e = P::parse_end(f.payload);
-      if (!e) return violation(e.error().what);
-      if (state_ != State::idle && state_ != State::receiving) return violation("END while a file is busy");
-      close_current(false);  // the sender gave up on its last file (e.g. it shrank): keep the partial
-      P::End mine{totals_.files_verified, totals_.bytes_verified};
-      send_control(FrameType::end, P::to_json(mine));
-      state_ = State::ended;
-      return;
-    }
-    case FrameType::error: {
-      auto e = P::parse_error(f.payload);
-      std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
-      return fatal(make_error(Errc::protocol, "sender reported an error: " + msg));
-    }
-    case FrameType::ping: {
-      std::uint64_t nonce;
-      if (!P::decode_nonce(f.payload, nonce)) return violation("malformed PING");
-      auto body = P::encode_nonce(nonce);
-      actions_.push_back(SendFrame{P::encode_frame(FrameType::pong, P::Bytes(body)), {}});
-      return;
-    }
+  switch (type) {
+    case FrameType::hello:
+      return on_hello(f.payload);
+    case FrameType::offer:
+      return on_offer(f.payload);
+    case FrameType::data:
+      return on_data(f.payload);
+    case FrameType::commit:
+      return on_commit(f.payload);
+    case FrameType::end:
+      return on_end(f.payload);
+    case FrameType::error:
+      return on_error(f.payload);
+    case FrameType::ping:
+      return on_ping(f.payload);
     case FrameType::pong:
       return;
     case FrameType::answer:
     case FrameType::ack:
     case FrameType::rpos:
     case FrameType::verdict:
-      return violation(std::string(P::frame_type_name(f.header.type)) + " is a receiver's frame");
+      return violation(std::string(P::frame_type_name(type)) + " is a receiver's frame");
   }
+}
+
+// Never ERROR: a corrupt DATA chunk while receiving is asked for again with RPOS; any
+// other corrupt payload ends the connection (Errc::connection: the sender resumes).
+void ReceiverSession::on_corrupt_payload(FrameType type) {
+  if (type == FrameType::data && state_ == State::receiving) {
+    // zmodem's ZRPOS: drop the chunk (its offset cannot be trusted either) and name
+    // the offset to resume from; later chunks are discarded until that one arrives.
+    ++totals_.chunks_rejected;
+    if (!rpos_pending_) {
+      rpos_pending_ = true;
+      send_position(FrameType::rpos, verified_);
+      event(EventType::warning, "chunk failed its checksum; asked to resend from offset " + std::to_string(verified_));
+    }
+    return;
+  }
+  fatal(make_error(Errc::connection, std::string("payload checksum mismatch in ") +
+                                         std::string(P::frame_type_name(type)) + " from sender"));
+}
+
+// ERROR for: a second HELLO, an unparsable one, a peer that is not a sender, no common
+// protocol version.
+void ReceiverSession::on_hello(P::Bytes payload) {
+  if (state_ != State::awaiting_hello) return violation("second HELLO");
+  auto h = P::parse_hello(payload);
+  if (!h) return violation(h.error().what);
+  if (h->role != P::Role::sender) return violation("peer is not a sender");
+  P::Hello mine;
+  mine.role = P::Role::receiver;
+  mine.session = h->session;
+  mine.software = cfg_.software;
+  if (P::negotiate_version(mine, *h) == 0) return close_with_error(no_common_version(P::Role::sender, *h));
+  session_id_ = h->session;
+  // For display only (parse_hello checked their ranges and done <= total).
+  hello_progress_ = TransferProgress{h->files_done.value_or(0), h->files_total.value_or(0), h->bytes_done.value_or(0),
+                                     h->bytes_total.value_or(0)};
+  send_control(FrameType::hello, P::to_json(mine));
+  state_ = State::idle;
+  event(EventType::session_start, h->software);
+}
+
+// ERROR for: an OFFER while a file is opening or committing, an unparsable one. An
+// unsafe path is refused with ANSWER, not ERROR.
+void ReceiverSession::on_offer(P::Bytes payload) {
+  if (state_ != State::idle && state_ != State::receiving) return violation("OFFER while busy");
+  auto o = P::parse_offer(payload);
+  if (!o) return violation(o.error().what);
+  close_current(false);  // an OFFER abandons the current file; its partial stays
+  cur_ = o->file_id;
+  offer_ = *o;
+  verified_ = written_ = acked_ = 0;  // nothing of this entry yet (events report offset 0)
+  if (auto why = P::wire_path_problem(o->path)) {
+    // Refused, not fatal: the sender goes on with its other files.
+    return refuse_entry("unsafe path: " + *why);
+  }
+  state_ = State::opening;
+  actions_.push_back(OpenFile{cur_, offer_});
+}
+
+// ERROR for: a malformed DATA body, DATA for a file not open, at another offset than
+// the next expected one (unless an RPOS is pending: then discarded), or beyond the
+// offered size.
+void ReceiverSession::on_data(P::Bytes payload) {
+  P::DataView d;
+  if (!P::decode_data(payload, d)) return violation("malformed DATA");
+  if (state_ != State::receiving || d.file_id != cur_) return violation("DATA for a file not open");
+  if (d.offset != verified_) {
+    if (rpos_pending_) return;  // in flight before our RPOS arrived: discard
+    return violation("DATA at offset " + std::to_string(d.offset) + ", expected " + std::to_string(verified_));
+  }
+  if (d.data.size() > offer_.size - verified_) return violation("DATA beyond the offered size");
+  rpos_pending_ = false;
+  digest_.update(d.data);
+  verified_ += d.data.size();
+  totals_.bytes_payload += d.data.size();
+  actions_.push_back(WriteChunk{cur_, d.offset, d.data});
+}
+
+// ERROR for: an unparsable COMMIT, one for a file not open, one before all data. A
+// digest mismatch is a failed VERDICT, not ERROR.
+void ReceiverSession::on_commit(P::Bytes payload) {
+  auto c = P::parse_commit(payload);
+  if (!c) return violation(c.error().what);
+  if (state_ != State::receiving || c->file_id != cur_) return violation("COMMIT for a file not open");
+  if (rpos_pending_) return;  // the sender re-sends data, then COMMIT again
+  if (c->size != offer_.size || verified_ != offer_.size) {
+    return violation("COMMIT before all data (have " + std::to_string(verified_) + " of " +
+                     std::to_string(offer_.size) + ")");
+  }
+  const std::string mine = digest_.hex();
+  if (mine != c->xxh3_128) {
+    close_current(true);
+    return send_failed_verdict("whole-file digest mismatch (sender " + c->xxh3_128 + ", receiver " + mine + ")");
+  }
+  state_ = State::committing;
+  actions_.push_back(CommitFile{cur_});
+}
+
+// ERROR for: an unparsable END, or one while a file is opening or committing.
+void ReceiverSession::on_end(P::Bytes payload) {
+  auto e = P::parse_end(payload);
+  if (!e) return violation(e.error().what);
+  if (state_ != State::idle && state_ != State::receiving) return violation("END while a file is busy");
+  close_current(false);  // the sender gave up on its last file (e.g. it shrank): keep the partial
+  P::End mine{totals_.files_verified, totals_.bytes_verified};
+  send_control(FrameType::end, P::to_json(mine));
+  state_ = State::ended;
+}
+
+// Never answered with ERROR: the sender is closing; this connection fails (Errc::protocol).
+void ReceiverSession::on_error(P::Bytes payload) {
+  auto e = P::parse_error(payload);
+  std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
+  fatal(make_error(Errc::protocol, "sender reported an error: " + msg));
+}
+
+// ERROR for: a payload that is not an 8-byte nonce.
+void ReceiverSession::on_ping(P::Bytes payload) {
+  auto pong = pong_reply(payload);
+  if (!pong) return violation("malformed PING");
+  actions_.push_back(std::move(*pong));
 }
 
 void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point) {
   if (state_ != State::opening || file_id != cur_) return;  // connection already failed
-  if (!r) {
-    P::Answer a{cur_, P::AnswerStatus::refuse, 0, r.error().message()};
-    send_control(FrameType::answer, P::to_json(a));
-    state_ = State::idle;
-    mark_failed();
-    event(EventType::file_failed, a.note);
-    return;
-  }
+  if (!r) return refuse_entry(r.error().message());
   if (offer_.kind == P::EntryKind::directory) {
     send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
     ++totals_.files_verified;
@@ -307,9 +330,8 @@ void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t end,
   if (!r) {
     // A local write failure (ENOSPC, EIO): tell the sender and end this connection.
     // The journal describes only what was written before; a later run resumes.
-    send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(r.error().code), r.error().message()}));
     event(EventType::file_failed, r.error().message());
-    return fatal(r.error());
+    return close_with_error(r.error());
   }
   written_ = end;
   if (written_ - acked_ >= cfg_.window / 4) {
@@ -329,13 +351,7 @@ void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, C
   if (state_ != State::committing || file_id != cur_) return;
   file_open_ = false;  // the driver closed it as part of the commit
   state_ = State::idle;
-  if (!r) {
-    P::Verdict v{cur_, P::VerdictStatus::failed, r.error().message()};
-    send_control(FrameType::verdict, P::to_json(v));
-    mark_failed();
-    event(EventType::file_failed, v.reason);
-    return;
-  }
+  if (!r) return send_failed_verdict(r.error().message());
   ++totals_.files_verified;
   unmark_failed();
   totals_.bytes_verified += offer_.size;

@@ -114,9 +114,26 @@ class ReceiverSession {
 
  private:
   void handle_frame(const protocol::DecodedFrame& f, Clock::time_point now);
+  // One handler per frame type the sender sends (handle_frame dispatches); each says
+  // which protocol violations it answers with an ERROR frame.
+  void on_corrupt_payload(protocol::FrameType type);
+  void on_hello(protocol::Bytes payload);
+  void on_offer(protocol::Bytes payload);
+  void on_data(protocol::Bytes payload);
+  void on_commit(protocol::Bytes payload);
+  void on_end(protocol::Bytes payload);
+  void on_error(protocol::Bytes payload);
+  void on_ping(protocol::Bytes payload);
   void send_control(protocol::FrameType t, const std::string& body);
   void send_position(protocol::FrameType t, std::uint64_t offset);
+  // The sender broke the protocol: ERROR "protocol violation by sender: <what>", fatal.
   void violation(const std::string& what);
+  // Tell the sender why in an ERROR frame, then fatal(e) (closes the connection).
+  void close_with_error(Error e);
+  // The current entry is refused (ANSWER refuse) with `note`, and counted as failed.
+  void refuse_entry(std::string note);
+  // The current file failed verification or its commit (VERDICT failed, `why`).
+  void send_failed_verdict(std::string why);
   void fatal(Error e);
   void close_current(bool discard);
   void mark_failed();

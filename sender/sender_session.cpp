@@ -4,6 +4,8 @@
 #include <cassert>
 #include <limits>
 
+#include "lib/core/session_replies.hpp"
+
 namespace ferry::sender {
 
 using protocol::FrameType;
@@ -120,9 +122,7 @@ void SenderSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
     if (std::holds_alternative<P::NeedMore>(r)) break;
     if (auto* m = std::get_if<P::Malformed>(&r)) {
       if (m->incompatible) {  // no reconnect can help: say why and stop
-        auto e = make_error(Errc::protocol, "incompatible frame from receiver: " + m->reason);
-        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
-        return fail(std::move(e));
+        return close_with_error(incompatible_frame(P::Role::receiver, m->reason));
       }
       drop_connection(make_error(Errc::connection, "corrupt frame from receiver: " + m->reason), now);
       return;
@@ -142,148 +142,192 @@ void SenderSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
   if (connected_) inbuf_.erase(inbuf_.begin(), inbuf_.begin() + static_cast<std::ptrdiff_t>(pos));
 }
 
+// Dispatches one intact frame to its handler. ERROR for: anything but HELLO or ERROR
+// before the receiver's HELLO, and frames only a sender sends.
 void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now) {
-  auto violation = [&](const std::string& what) {
-    auto e = make_error(Errc::protocol, "protocol violation by receiver: " + what);
-    send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
-    fail(e);
-  };
-  const bool hello_done = state_ != State::awaiting_hello;
-  if (!hello_done && f.header.type != FrameType::hello && f.header.type != FrameType::error) {
-    return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(f.header.type)));
+  const FrameType type = f.header.type;
+  if (state_ == State::awaiting_hello && type != FrameType::hello && type != FrameType::error) {
+    return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(type)));
   }
-  switch (f.header.type) {
-    case FrameType::hello: {
-      if (hello_done) return violation("second HELLO");
-      auto h = P::parse_hello(f.payload);
-      if (!h) return violation(h.error().what);
-      if (h->role != P::Role::receiver) return violation("peer is not a receiver");
-      P::Hello mine;
-      if (P::negotiate_version(mine, *h) == 0) {
-        auto e = make_error(Errc::protocol, "no common protocol version (receiver supports " +
-                                                std::to_string(h->min_version) + ".." +
-                                                std::to_string(h->max_version) + ")");
-        send_control(FrameType::error, P::to_json(P::ErrorBody{errc_name(Errc::protocol), e.what}));
-        return fail(e);
-      }
-      if (h->session != cfg_.session_id) return violation("HELLO echoes another session id");
-      event(EventType::session_start, h->software);
-      offer_current(now);
-      return;
-    }
-    case FrameType::answer: {
-      auto a = P::parse_answer(f.payload);
-      if (!a) return violation(a.error().what);
-      if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
-      const auto& ent = entries_[cur_];
-      if (a->status == P::AnswerStatus::refuse) {
-        finish_file(false, "refused by receiver: " + a->note);
-        return next_entry(now);
-      }
-      if (ent.kind == P::EntryKind::directory) {
-        finish_file(true, {});
-        return next_entry(now);
-      }
-      if (a->offset > ent.size) return violation("ANSWER offset beyond the file size");
-      if (!a->note.empty()) event(EventType::warning, a->note);
-      if (a->offset > 0) {
-        acked_ = next_read_ = next_send_ = a->offset;
-        note_acked();
-        event(EventType::resume, a->offset == ent.size ? "already complete, verifying" : "");
-      }
-      if (a->offset > prog_.hashed_upto) {
-        // The receiver holds more than this process has hashed: hash that prefix first.
-        prog_.digest = P::Digest128();
-        prog_.hashed_upto = 0;
-        prefix_token_ = next_token_++;
-        state_ = State::hashing_prefix;
-        actions_.push_back(HashPrefix{cur_, a->offset, prefix_token_});
-        return;
-      }
-      return start_streaming(a->offset, now);
-    }
+  switch (type) {
+    case FrameType::hello:
+      return on_hello(f.payload, now);
+    case FrameType::answer:
+      return on_answer(f.payload, now);
     case FrameType::ack:
-    case FrameType::rpos: {
-      P::Position p;
-      if (!P::decode_position(f.payload, p)) return violation("malformed ACK/RPOS body");
-      if ((state_ != State::streaming && state_ != State::awaiting_verdict) || p.file_id != cur_) {
-        // Positions for an attempt we abandoned (the source changed, the file failed)
-        // were in flight when we moved on: stale, not a violation.
-        if (p.file_id <= cur_) return;
-        return violation("ACK/RPOS for a file not offered yet");
-      }
-      if (p.offset < acked_ || p.offset > next_send_) {
-        return violation("ACK/RPOS offset " + std::to_string(p.offset) + " outside [" +
-                         std::to_string(acked_) + ", " + std::to_string(next_send_) + "]");
-      }
-      if (p.offset > acked_) last_ack_progress_ = now;
-      acked_ = p.offset;
-      note_acked();
-      if (f.header.type == FrameType::rpos) {
-        // zmodem's ZRPOS: a chunk failed its checksum; everything from here is re-sent.
-        ++totals_.chunks_rejected;
-        token_base_ = next_token_;
-        ready_.clear();
-        next_read_ = next_send_ = p.offset;
-        commit_sent_ = false;
-        check_token_ = 0;
-        state_ = State::streaming;
-        event(EventType::warning, "chunk at offset " + std::to_string(p.offset) +
-                                      " failed its checksum on the receiver; re-sending from there");
-      } else {
-        event(EventType::progress);
-      }
-      pump(now);
-      return;
-    }
-    case FrameType::verdict: {
-      auto v = P::parse_verdict(f.payload);
-      if (!v) return violation(v.error().what);
-      if (state_ != State::awaiting_verdict || v->file_id != cur_) return violation("unexpected VERDICT");
-      if (v->status == P::VerdictStatus::verified) {
-        acked_ = entries_[cur_].size;
-        finish_file(true, {});
-        return next_entry(now);
-      }
-      ++prog_.attempts;
-      if (prog_.attempts >= cfg_.max_file_attempts) {
-        ++files_failed_verification_;
-        finish_file(false, "verification failed " + std::to_string(prog_.attempts) + " times: " + v->reason);
-        return next_entry(now);
-      }
-      event(EventType::warning, "verification failed (" + v->reason + "); sending the file again");
-      return restart_file(now);
-    }
-    case FrameType::end: {
-      auto e = P::parse_end(f.payload);
-      if (!e) return violation(e.error().what);
-      if (state_ != State::awaiting_end) return violation("unexpected END");
-      state_ = State::done;
-      actions_.push_back(CloseConnection{make_error(Errc::connection, "transfer complete")});
-      connected_ = false;
-      return;
-    }
-    case FrameType::error: {
-      auto e = P::parse_error(f.payload);
-      std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
-      Errc code = Errc::protocol;
-      if (e && e->code == errc_name(Errc::local_io)) code = Errc::local_io;
-      return fail(make_error(code, "receiver reported an error: " + msg));
-    }
-    case FrameType::ping: {
-      std::uint64_t nonce;
-      if (!P::decode_nonce(f.payload, nonce)) return violation("malformed PING");
-      auto body = P::encode_nonce(nonce);
-      actions_.push_back(SendFrame{P::encode_frame(FrameType::pong, P::Bytes(body)), {}});
-      return;
-    }
+      return on_ack(f.payload, now);
+    case FrameType::rpos:
+      return on_rpos(f.payload, now);
+    case FrameType::verdict:
+      return on_verdict(f.payload, now);
+    case FrameType::end:
+      return on_end(f.payload);
+    case FrameType::error:
+      return on_error(f.payload);
+    case FrameType::ping:
+      return on_ping(f.payload);
     case FrameType::pong:
       return;  // last_rx_ already updated
     case FrameType::offer:
     case FrameType::data:
     case FrameType::commit:
-      return violation(std::string(P::frame_type_name(f.header.type)) + " is a sender's frame");
+      return violation(std::string(P::frame_type_name(type)) + " is a sender's frame");
   }
+}
+
+void SenderSession::violation(const std::string& what) {
+  close_with_error(protocol_violation(P::Role::receiver, what));
+}
+
+void SenderSession::close_with_error(Error e) {
+  actions_.push_back(error_reply(e));
+  fail(std::move(e));
+}
+
+// ERROR for: a second HELLO, an unparsable one, a peer that is not a receiver, no
+// common protocol version, a HELLO that echoes another session id.
+void SenderSession::on_hello(P::Bytes payload, Clock::time_point now) {
+  if (state_ != State::awaiting_hello) return violation("second HELLO");
+  auto h = P::parse_hello(payload);
+  if (!h) return violation(h.error().what);
+  if (h->role != P::Role::receiver) return violation("peer is not a receiver");
+  P::Hello mine;
+  if (P::negotiate_version(mine, *h) == 0) return close_with_error(no_common_version(P::Role::receiver, *h));
+  if (h->session != cfg_.session_id) return violation("HELLO echoes another session id");
+  event(EventType::session_start, h->software);
+  offer_current(now);
+}
+
+// ERROR for: an unparsable ANSWER, one not awaited or for another entry, an offset
+// beyond the offered size.
+void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
+  auto a = P::parse_answer(payload);
+  if (!a) return violation(a.error().what);
+  if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
+  const auto& ent = entries_[cur_];
+  if (a->status == P::AnswerStatus::refuse) {
+    finish_file(false, "refused by receiver: " + a->note);
+    return next_entry(now);
+  }
+  if (ent.kind == P::EntryKind::directory) {
+    finish_file(true, {});
+    return next_entry(now);
+  }
+  if (a->offset > ent.size) return violation("ANSWER offset beyond the file size");
+  if (!a->note.empty()) event(EventType::warning, a->note);
+  resume_at(a->offset, now);
+}
+
+void SenderSession::resume_at(std::uint64_t offset, Clock::time_point now) {
+  if (offset > 0) {
+    acked_ = next_read_ = next_send_ = offset;
+    note_acked();
+    event(EventType::resume, offset == entries_[cur_].size ? "already complete, verifying" : "");
+  }
+  if (offset > prog_.hashed_upto) {
+    // The receiver holds more than this process has hashed: hash that prefix first.
+    prog_.digest = P::Digest128();
+    prog_.hashed_upto = 0;
+    prefix_token_ = next_token_++;
+    state_ = State::hashing_prefix;
+    actions_.push_back(HashPrefix{cur_, offset, prefix_token_});
+    return;
+  }
+  start_streaming(offset, now);
+}
+
+// ERROR as take_position().
+void SenderSession::on_ack(P::Bytes payload, Clock::time_point now) {
+  if (!take_position(payload, now)) return;
+  event(EventType::progress);
+  pump(now);
+}
+
+// ERROR as take_position().
+void SenderSession::on_rpos(P::Bytes payload, Clock::time_point now) {
+  const auto offset = take_position(payload, now);
+  if (!offset) return;
+  // zmodem's ZRPOS: a chunk failed its checksum; everything from here is re-sent.
+  ++totals_.chunks_rejected;
+  token_base_ = next_token_;
+  ready_.clear();
+  next_read_ = next_send_ = *offset;
+  commit_sent_ = false;
+  check_token_ = 0;
+  state_ = State::streaming;
+  event(EventType::warning,
+        "chunk at offset " + std::to_string(*offset) + " failed its checksum on the receiver; re-sending from there");
+  pump(now);
+}
+
+std::optional<std::uint64_t> SenderSession::take_position(P::Bytes payload, Clock::time_point now) {
+  P::Position p;
+  if (!P::decode_position(payload, p)) {
+    violation("malformed ACK/RPOS body");
+    return std::nullopt;
+  }
+  if ((state_ != State::streaming && state_ != State::awaiting_verdict) || p.file_id != cur_) {
+    // Positions for an attempt we abandoned (the source changed, the file failed)
+    // were in flight when we moved on: stale, not a violation.
+    if (p.file_id > cur_) violation("ACK/RPOS for a file not offered yet");
+    return std::nullopt;
+  }
+  if (p.offset < acked_ || p.offset > next_send_) {
+    violation("ACK/RPOS offset " + std::to_string(p.offset) + " outside [" + std::to_string(acked_) + ", " +
+              std::to_string(next_send_) + "]");
+    return std::nullopt;
+  }
+  if (p.offset > acked_) last_ack_progress_ = now;
+  acked_ = p.offset;
+  note_acked();
+  return p.offset;
+}
+
+// ERROR for: an unparsable VERDICT, one not awaited or for another entry.
+void SenderSession::on_verdict(P::Bytes payload, Clock::time_point now) {
+  auto v = P::parse_verdict(payload);
+  if (!v) return violation(v.error().what);
+  if (state_ != State::awaiting_verdict || v->file_id != cur_) return violation("unexpected VERDICT");
+  if (v->status == P::VerdictStatus::verified) {
+    acked_ = entries_[cur_].size;
+    finish_file(true, {});
+    return next_entry(now);
+  }
+  ++prog_.attempts;
+  if (prog_.attempts >= cfg_.max_file_attempts) {
+    ++files_failed_verification_;
+    finish_file(false, "verification failed " + std::to_string(prog_.attempts) + " times: " + v->reason);
+    return next_entry(now);
+  }
+  event(EventType::warning, "verification failed (" + v->reason + "); sending the file again");
+  restart_file(now);
+}
+
+// ERROR for: an unparsable END, or one before this side sent its own.
+void SenderSession::on_end(P::Bytes payload) {
+  auto e = P::parse_end(payload);
+  if (!e) return violation(e.error().what);
+  if (state_ != State::awaiting_end) return violation("unexpected END");
+  state_ = State::done;
+  actions_.push_back(CloseConnection{make_error(Errc::connection, "transfer complete")});
+  connected_ = false;
+}
+
+// Never answered with ERROR: the receiver is closing. Its local_io code is kept (a
+// full or failing disk on its side), anything else is a protocol failure.
+void SenderSession::on_error(P::Bytes payload) {
+  auto e = P::parse_error(payload);
+  std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
+  Errc code = Errc::protocol;
+  if (e && e->code == errc_name(Errc::local_io)) code = Errc::local_io;
+  fail(make_error(code, "receiver reported an error: " + msg));
+}
+
+// ERROR for: a payload that is not an 8-byte nonce.
+void SenderSession::on_ping(P::Bytes payload) {
+  auto pong = pong_reply(payload);
+  if (!pong) return violation("malformed PING");
+  actions_.push_back(std::move(*pong));
 }
 
 void SenderSession::offer_current(Clock::time_point now) {

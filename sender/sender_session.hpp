@@ -133,6 +133,27 @@ class SenderSession {
 
   void send_control(protocol::FrameType t, const std::string& body);
   void handle_frame(const protocol::DecodedFrame& f, Clock::time_point now);
+  // One handler per frame type the receiver sends (handle_frame dispatches); each says
+  // which protocol violations it answers with an ERROR frame.
+  void on_hello(protocol::Bytes payload, Clock::time_point now);
+  void on_answer(protocol::Bytes payload, Clock::time_point now);
+  void on_ack(protocol::Bytes payload, Clock::time_point now);
+  void on_rpos(protocol::Bytes payload, Clock::time_point now);
+  void on_verdict(protocol::Bytes payload, Clock::time_point now);
+  void on_end(protocol::Bytes payload);
+  void on_error(protocol::Bytes payload);
+  void on_ping(protocol::Bytes payload);
+  // An ACK's or RPOS's offset, once checked and acknowledged; nullopt when the position
+  // is stale (for an attempt already abandoned: ignored) or a violation (ERROR sent:
+  // malformed body, an entry not offered yet, an offset outside [acknowledged, sent]).
+  std::optional<std::uint64_t> take_position(protocol::Bytes payload, Clock::time_point now);
+  // After an accepting ANSWER: stream the current file from `offset` (the receiver's
+  // verified bytes), hashing that prefix first when this process has not yet.
+  void resume_at(std::uint64_t offset, Clock::time_point now);
+  // The receiver broke the protocol: ERROR "protocol violation by receiver: <what>", fail.
+  void violation(const std::string& what);
+  // Tell the receiver why in an ERROR frame, then fail with `e` (closes the connection).
+  void close_with_error(Error e);
   void offer_current(Clock::time_point now);
   void start_streaming(std::uint64_t offset, Clock::time_point now);
   void restart_file(Clock::time_point now);
