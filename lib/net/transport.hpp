@@ -12,9 +12,10 @@
 // non-blocking too. It must be a connected stream socket (writes use MSG_NOSIGNAL: a
 // closed peer is EPIPE, never SIGPIPE). A descriptor may depend on an object the caller
 // owns (Virtualization.framework closes every fd it vended, dup()s included, when the
-// VZVirtioSocketConnection is closed, FIELD-NOTES 4): the caller keeps that object
-// alive until ferry calls `on_released`, which it does exactly once, after it closed
-// its dup (the connection ended, or the descriptor could not be used).
+// VZVirtioSocketConnection is closed; a dup used after that fails with EBADF): the
+// caller keeps that object alive until ferry calls `on_released`, which it does exactly
+// once, after it closed its dup (the connection ended, or the descriptor could not be
+// used).
 //
 //   Transport t = Transport::dial_with([](DialDone done) {
 //     int fd = my_connect_to_guest(5004);                       // a connected stream socket

@@ -5,10 +5,11 @@
 // What is proved: transfers on the caller's loop; the caller's descriptors are never
 // closed by ferry and on_released comes exactly once, after ferry closed its dup; a
 // dial function's reconnect resumes the file; a descriptor closed underneath ferry
-// (FIELD-NOTES 4, EBADF) or shut down by the peer (EPIPE/ECONNRESET) ends only that
-// connection; answers from other threads; cancel and destruction at any moment;
-// unusable descriptors are released and reported. Every run of a loop is bounded by a
-// watchdog timer; the thread-mode waits are bounded by ctest's TIMEOUT.
+// (EBADF; docs/RELIABILITY.md, "What the transports do wrong" 4) or shut down by the
+// peer (EPIPE/ECONNRESET) ends only that connection; answers from other threads;
+// cancel and destruction at any moment; unusable descriptors are released and
+// reported. Every run of a loop is bounded by a watchdog timer; the thread-mode waits
+// are bounded by ctest's TIMEOUT.
 #include <gtest/gtest.h>
 
 #include <dirent.h>
@@ -328,9 +329,10 @@ std::vector<int> dups_of(int fd) {
 }
 
 TEST(Library, DescriptorClosedUnderneathEndsOnlyThatConnection) {
-  // FIELD-NOTES 4: Virtualization.framework closes every fd it vended, dup()s
-  // included. Close the sender's dup behind its back: EBADF must end that connection
-  // cleanly (no abort), and the dial function brings the next one.
+  // docs/RELIABILITY.md, "What the transports do wrong" 4: Virtualization.framework
+  // closes every fd it vended, dup()s included. Close the sender's dup behind its
+  // back: EBADF must end that connection cleanly (no abort), and the dial function
+  // brings the next one.
   run_with_cut(
       [](Pair& p) {
         auto dups = dups_of(p.a);
