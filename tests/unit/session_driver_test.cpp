@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,18 +27,23 @@ struct FakeSession {
   std::vector<std::string> take_events() { return std::exchange(events, {}); }
 };
 
-// Records what drive() handed out, in one sequence.
-struct Log {
+// Drives `s`, recording what it hands out in one sequence ("a<n>" per action, "e:<x>"
+// per event); `then(a)` runs after each action is recorded (to feed the session).
+std::vector<std::string> drive_logged(FakeSession& s, const std::function<void(int)>& then = [](int) {}) {
   std::vector<std::string> seen;
-  void action(int a) { seen.push_back("a" + std::to_string(a)); }
-  void event(const std::string& e) { seen.push_back("e:" + e); }
-};
+  drive(
+      s,
+      [&](int& a) {
+        seen.push_back("a" + std::to_string(a));
+        then(a);
+      },
+      [&](const std::string& e) { seen.push_back("e:" + e); });
+  return seen;
+}
 
 TEST(SessionDriver, QuietSessionTakesOneRound) {
   FakeSession s;
-  Log log;
-  drive(s, [&](int& a) { log.action(a); }, [&](const std::string& e) { log.event(e); });
-  EXPECT_TRUE(log.seen.empty());
+  EXPECT_TRUE(drive_logged(s).empty());
   EXPECT_EQ(s.take_calls, 1);
 }
 
@@ -45,24 +51,15 @@ TEST(SessionDriver, ActionsInOrderThenEvents) {
   FakeSession s;
   s.actions = {1, 2, 3};
   s.events = {"x", "y"};
-  Log log;
-  drive(s, [&](int& a) { log.action(a); }, [&](const std::string& e) { log.event(e); });
-  EXPECT_EQ(log.seen, (std::vector<std::string>{"a1", "a2", "a3", "e:x", "e:y"}));
+  EXPECT_EQ(drive_logged(s), (std::vector<std::string>{"a1", "a2", "a3", "e:x", "e:y"}));
   EXPECT_EQ(s.take_calls, 2);  // the second round finds nothing
 }
 
 TEST(SessionDriver, EventsQueuedByActionsComeInTheSameRound) {
   FakeSession s;
   s.actions = {1, 2};
-  Log log;
-  drive(
-      s,
-      [&](int& a) {
-        log.action(a);
-        s.events.push_back("after" + std::to_string(a));
-      },
-      [&](const std::string& e) { log.event(e); });
-  EXPECT_EQ(log.seen, (std::vector<std::string>{"a1", "a2", "e:after1", "e:after2"}));
+  const auto seen = drive_logged(s, [&](int a) { s.events.push_back("after" + std::to_string(a)); });
+  EXPECT_EQ(seen, (std::vector<std::string>{"a1", "a2", "e:after1", "e:after2"}));
 }
 
 // A step that completes at once (the old `again_` flag's case): what it queues comes
@@ -70,32 +67,26 @@ TEST(SessionDriver, EventsQueuedByActionsComeInTheSameRound) {
 TEST(SessionDriver, SynchronousCompletionRunsInALaterRound) {
   FakeSession s;
   s.actions = {1, 2};
-  Log log;
-  drive(
-      s,
-      [&](int& a) {
-        log.action(a);
-        if (a == 1) {
-          s.actions.push_back(10);  // completed at once: the session asks for more
-          s.events.push_back("done1");
-        }
-      },
-      [&](const std::string& e) { log.event(e); });
-  EXPECT_EQ(log.seen, (std::vector<std::string>{"a1", "a2", "e:done1", "a10"}));
+  const auto seen = drive_logged(s, [&](int a) {
+    if (a != 1) return;
+    s.actions.push_back(10);  // completed at once: the session asks for more
+    s.events.push_back("done1");
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"a1", "a2", "e:done1", "a10"}));
   EXPECT_EQ(s.take_calls, 3);
 }
 
 TEST(SessionDriver, EventSinkMayFeedTheSession) {
   FakeSession s;
   s.events = {"start"};
-  Log log;
+  std::vector<std::string> seen;
   drive(
-      s, [&](int& a) { log.action(a); },
+      s, [&](int& a) { seen.push_back("a" + std::to_string(a)); },
       [&](const std::string& e) {
-        log.event(e);
+        seen.push_back("e:" + e);
         if (e == "start") s.actions.push_back(7);
       });
-  EXPECT_EQ(log.seen, (std::vector<std::string>{"e:start", "a7"}));
+  EXPECT_EQ(seen, (std::vector<std::string>{"e:start", "a7"}));
 }
 
 TEST(SessionDriver, ChainOfCompletionsEndsWhenTheSessionIsQuiet) {
