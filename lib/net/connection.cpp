@@ -343,7 +343,7 @@ void Connection::close(const Error& reason) {
   close_descriptors();
   release_process_fd();
   child_.reset();
-  cb_.on_bytes = nullptr;
+  // cb_.on_bytes stays: close() may be called from inside it.
   if (!cb_.on_closed) return;  // never started: nobody to tell
   // Reported from a callback of its own (see the contract in connection.hpp): the
   // caller of close() or write(), still on the stack, is never re-entered.

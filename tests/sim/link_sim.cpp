@@ -737,7 +737,9 @@ class Sim {
   bool tx_connected_ = false;
   bool rx_driving_ = false;  // only to check that nothing feeds it bytes meanwhile
   std::unique_ptr<Conn> conn_;
-  std::vector<std::unique_ptr<Conn>> graveyard_;  // closed; freed outside their callbacks
+  // Closed connections, freed at the next step: a close the receiver asks for comes
+  // from inside drive_receiver(), which still holds the Conn.
+  std::vector<std::unique_ptr<Conn>> graveyard_;
   std::uint64_t next_conn_id_ = 1;
   std::uint64_t conn_gen_ = 0;
   Pipe to_rx_, to_tx_;
