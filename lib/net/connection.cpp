@@ -82,7 +82,8 @@ Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::stri
   }
   c->retry_timer_ = make_timer(loop, c.get());
   c->flush_timer_ = make_timer(loop, c.get());
-  if (!c->retry_timer_ || !c->flush_timer_) return make_error(Errc::connection, "timer_init");
+  c->closed_timer_ = make_timer(loop, c.get());
+  if (!c->retry_timer_ || !c->flush_timer_ || !c->closed_timer_) return make_error(Errc::connection, "timer_init");
   return c;
 }
 
@@ -92,6 +93,7 @@ Connection::~Connection() {
   out_poll_.reset();
   retry_timer_.reset();
   flush_timer_.reset();
+  closed_timer_.reset();  // a close not reported yet never will be
   close_descriptors();
 }
 
@@ -180,60 +182,83 @@ void Connection::write(SendFrame frame) {
   if (!want_write_) flush();  // nothing pending: try at once
 }
 
+// Writes what is queued until the kernel takes no more, the queue is empty, or the
+// connection failed (then closed; reported later).
 void Connection::flush() {
   while (open_ && !queue_.empty()) {
     iovec iov[kMaxIov];
-    std::size_t cnt = 0;
-    std::size_t skip = front_done_;
-    for (auto it = queue_.begin(); it != queue_.end() && cnt + 2 <= kMaxIov; ++it) {
-      for (auto* part : {&it->head, &it->body}) {
-        if (part->empty()) continue;
-        if (skip >= part->size()) {
-          skip -= part->size();
-          continue;
-        }
-        iov[cnt].iov_base = part->data() + skip;
-        iov[cnt].iov_len = part->size() - skip;
-        skip = 0;
-        ++cnt;
-      }
-    }
-    ssize_t n;
-    if (out_is_socket_) {
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = cnt;
-      n = ::sendmsg(out_fd_, &msg, MSG_NOSIGNAL);
-    } else {
-      n = ::writev(out_fd_, iov, static_cast<int>(cnt));
-    }
-    if (n < 0) {
-      const int e = errno;
-      if (e == EINTR) continue;
-      if (is_transient_write_error(e)) {
-        ++write_retries_;
-        return arm_retry();
-      }
-      if (e == EBADF) forget_dead(out_fd_);
-      return close(make_error(Errc::connection, "write(" + peer_ + ")", e));
-    }
-    // Drop what the kernel took.
-    auto left = static_cast<std::size_t>(n);
-    queued_bytes_ -= left;
-    while (left > 0) {
-      SendFrame& f = queue_.front();
-      const std::size_t total = f.head.size() + f.body.size();
-      const std::size_t take = std::min(left, total - front_done_);
-      front_done_ += take;
-      left -= take;
-      if (front_done_ == total) {
-        queue_.pop_front();
-        front_done_ = 0;
-      }
+    const ssize_t n = write_iov(iov, gather(iov));
+    if (n >= 0) {
+      consume(static_cast<std::size_t>(n));
+    } else if (const int e = errno; e != EINTR) {
+      return write_failed(e);
     }
   }
-  if (!open_) return;
-  // Drained: no writability wait, no retry timer.
+  if (open_) on_queue_drained();
+}
+
+// Points up to kMaxIov entries at the unwritten parts of the queued frames (heads and
+// bodies, the front frame from front_done_ on); returns how many.
+std::size_t Connection::gather(iovec* iov) {
+  std::size_t cnt = 0;
+  std::size_t skip = front_done_;
+  for (auto it = queue_.begin(); it != queue_.end() && cnt + 2 <= kMaxIov; ++it) {
+    for (auto* part : {&it->head, &it->body}) {
+      if (part->empty()) continue;
+      if (skip >= part->size()) {
+        skip -= part->size();
+        continue;
+      }
+      iov[cnt].iov_base = part->data() + skip;
+      iov[cnt].iov_len = part->size() - skip;
+      skip = 0;
+      ++cnt;
+    }
+  }
+  return cnt;
+}
+
+// One writev (sendmsg with MSG_NOSIGNAL for a socket: a closed peer is EPIPE, not
+// SIGPIPE). Returns what the kernel took, or -1 with errno set.
+ssize_t Connection::write_iov(iovec* iov, std::size_t count) {
+  if (out_is_socket_) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    return ::sendmsg(out_fd_, &msg, MSG_NOSIGNAL);
+  }
+  return ::writev(out_fd_, iov, static_cast<int>(count));
+}
+
+// Drops the `written` bytes the kernel took from the front of the queue.
+void Connection::consume(std::size_t written) {
+  queued_bytes_ -= written;
+  while (written > 0) {
+    SendFrame& f = queue_.front();
+    const std::size_t total = f.head.size() + f.body.size();
+    const std::size_t take = std::min(written, total - front_done_);
+    front_done_ += take;
+    written -= take;
+    if (front_done_ == total) {
+      queue_.pop_front();
+      front_done_ = 0;
+    }
+  }
+}
+
+// A write failed with `err`: wait and retry when it is transient, else close.
+void Connection::write_failed(int err) {
+  if (is_transient_write_error(err)) {
+    ++write_retries_;
+    return arm_retry();
+  }
+  if (err == EBADF) forget_dead(out_fd_);
+  close(make_error(Errc::connection, "write(" + peer_ + ")", err));
+}
+
+// Everything queued reached the kernel: no writability wait, no retry timer; a
+// lingering close goes on to its half-close.
+void Connection::on_queue_drained() {
   retry_step_ = 0;
   uv_timer_stop(retry_timer_.get());
   if (want_write_) {
@@ -312,14 +337,27 @@ void Connection::close(const Error& reason) {
   flush_timer_.reset();
   queue_.clear();
   queued_bytes_ = 0;
-  // A closed connection may wait a while to be freed (a graveyard): give back the
-  // read buffer now. Safe here: on_bytes consumers never keep the span.
+  // The owner frees the Connection when the close is reported; give back the read
+  // buffer now. Safe here: on_bytes consumers never keep the span.
   std::vector<char>().swap(readbuf_);
   close_descriptors();
   release_process_fd();
   child_.reset();
-  auto cb = std::move(cb_.on_closed);
-  if (cb) cb(reason);
+  // cb_.on_bytes stays: close() may be called from inside it.
+  if (!cb_.on_closed) return;  // never started: nobody to tell
+  // Reported from a callback of its own (see the contract in connection.hpp): the
+  // caller of close() or write(), still on the stack, is never re-entered.
+  closed_reason_ = reason;
+  uv_timer_start(closed_timer_.get(), &Connection::report_closed, 0, 0);
+}
+
+void Connection::report_closed(uv_timer_t* t) {
+  auto* self = static_cast<Connection*>(t->data);
+  if (!self) return;
+  // Moved to the stack first: on_closed may destroy the Connection.
+  auto cb = std::exchange(self->cb_.on_closed, nullptr);
+  const Error reason = std::move(*self->closed_reason_);
+  cb(reason);
 }
 
 // ---------------------------------------------------------------------------

@@ -12,8 +12,14 @@
 //   (EAGAIN) is normal and ignored. EINTR is retried.
 // - on_closed is called exactly once, with the reason, when the stream ends: EOF,
 //   a read or write error (ECONNRESET, EPIPE, EBADF, ENOTCONN, ...) or close().
-//   After it, the Connection never reads or writes again. It must not destroy the
-//   Connection from inside on_closed (move it aside and free it later).
+//   It runs on a later loop turn: from a libuv callback of its own (a zero-timeout
+//   timer), after the callback that closed the connection has returned; never from
+//   inside close(), close_after_flush(), write() or start() (libuv's rule, STYLE
+//   habit 6). Whoever closes or writes is never re-entered, so needs no guards. The
+//   descriptors are closed at once; from then on the Connection never reads or writes
+//   again and is_open() is false, but on_closed is still to come. The owner (one
+//   unique_ptr) may destroy the Connection from inside on_closed; destroying it
+//   before then cancels the report (on_closed never runs).
 // - write() queues a frame; the queue owns its bytes until the kernel took them.
 //   Writes to sockets use MSG_NOSIGNAL: a closed peer is EPIPE, never SIGPIPE.
 // - ferry closes only descriptors it opened or dup()ed itself.
@@ -23,6 +29,8 @@
 //   c->write(SendFrame{...});
 #pragma once
 
+#include <sys/types.h>  // ssize_t
+#include <sys/uio.h>    // iovec
 #include <uv.h>
 
 #include <chrono>
@@ -88,18 +96,20 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Starts reading. Errors from here on arrive through on_closed.
+  // Starts reading. Errors from here on arrive through on_closed (on a later turn,
+  // also for a descriptor found dead here).
   void start(Callbacks cb);
-  // Queues bytes for writing and tries to write at once. Ignored after close.
+  // Queues bytes for writing and tries to write at once. Ignored after close. A write
+  // error closes the connection; on_closed reports it on a later loop turn.
   void write(SendFrame frame);
   // Bytes queued, not yet taken by the kernel.
   std::size_t write_queue_bytes() const { return queued_bytes_; }
-  // Closes now; queued writes are dropped; on_closed(reason) follows synchronously
-  // unless already closed.
+  // Closes the descriptors now; queued writes are dropped; on_closed(reason) follows
+  // on a later loop turn (never from inside this call). No-op when already closed.
   void close(const Error& reason);
   // Stops taking new frames, lets queued writes reach the kernel (a final ERROR or
   // END), half-closes, waits for the peer's EOF, then closes; at the latest after
-  // `limit`.
+  // `limit`. on_closed follows as after close().
   void close_after_flush(const Error& reason, std::chrono::milliseconds limit = std::chrono::seconds(2));
   // Stdio mode: when our side of the stream is done, also point the process's own
   // `fd` (stdout) at /dev/null, or the peer would never see EOF while fd 1 holds
@@ -119,8 +129,14 @@ class Connection {
   void update_polls();
   void read_some();
   void flush();
+  std::size_t gather(iovec* iov);
+  ssize_t write_iov(iovec* iov, std::size_t count);
+  void consume(std::size_t written);
+  void write_failed(int err);
+  void on_queue_drained();
   void finish_flush();
   void arm_retry();
+  static void report_closed(uv_timer_t* t);
 
   uv_loop_t* loop_ = nullptr;
   std::string peer_;
@@ -128,6 +144,10 @@ class Connection {
   bool same_fd_ = true, out_is_socket_ = false;
   UvOwner<uv_poll_t> in_poll_, out_poll_;  // out_poll_ empty when same_fd_
   UvOwner<uv_timer_t> retry_timer_, flush_timer_;
+  // Reports the close on a later loop turn (a zero timeout); lives until the
+  // Connection does, so the report can never outlive it.
+  UvOwner<uv_timer_t> closed_timer_;
+  std::optional<Error> closed_reason_;  // what on_closed will be told
   std::unique_ptr<ChildProcess> child_;
   Callbacks cb_;
   bool open_ = true, reading_ = false, want_write_ = false;
