@@ -117,8 +117,9 @@ void Connection::start(Callbacks cb) {
 
 void Connection::update_polls() {
   if (!open_) return;
-  // A descriptor closed underneath us (FIELD-NOTES 4: a hypervisor closing every fd it
-  // vended) would make libuv abort when it re-arms epoll: end the connection instead.
+  // A descriptor closed underneath us (a hypervisor closing every fd it vended:
+  // docs/RELIABILITY.md, "What the transports do wrong" 4) would make libuv abort when
+  // it re-arms epoll: end the connection instead.
   for (int fd : {in_fd_, out_fd_}) {
     if (fd >= 0 && ::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
       forget_dead(fd);
@@ -140,7 +141,8 @@ void Connection::on_poll(uv_poll_t* h, int status, int events) {
   if (!self || !self->open_) return;
   if (status < 0) {
     // libuv reports POLLERR as UV_EBADF; a socket's real reason (ECONNRESET, ...)
-    // is in SO_ERROR. A true EBADF means the descriptor died underneath (FIELD-NOTES 4).
+    // is in SO_ERROR. A true EBADF means the descriptor died underneath
+    // (docs/RELIABILITY.md, "What the transports do wrong" 4).
     int err = 0;
     socklen_t len = sizeof err;
     const int fd = h == self->in_poll_.get() ? self->in_fd_ : self->out_fd_;

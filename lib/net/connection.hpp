@@ -3,7 +3,8 @@
 // file descriptors that ferry owns (it dup()s what it is given).
 //
 // Why not uv_stream_t: libuv waits for writability after EAGAIN/ENOBUFS with no
-// timer, and on macOS that event may never come after ENOBUFS (FIELD-NOTES 2).
+// timer, and on macOS that event may never come after ENOBUFS (docs/RELIABILITY.md,
+// "What the transports do wrong" 2).
 // Here a write that cannot proceed arms the writability poll AND a one-shot retry
 // timer (next loop turn, then 1, 2, 4, 8, 10 ms), and every such retry is counted.
 //
