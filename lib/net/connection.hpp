@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "lib/core/session_actions.hpp"
+#include "lib/net/child_process.hpp"
 #include "lib/net/address.hpp"
 #include "lib/net/transport.hpp"
 #include "lib/uv/loop_mailbox.hpp"
@@ -52,34 +53,6 @@
 
 namespace ferry {
 
-// Storage for any libuv stream handle (used only to accept, connect and spawn).
-union AnyStream {
-  uv_handle_t handle;
-  uv_stream_t stream;
-  uv_tcp_t tcp;
-  uv_pipe_t pipe;
-};
-
-// A command spawned to carry a connection (-e CMD). Dropping it never leaves a zombie:
-// a child still running keeps its libuv handle open until libuv has reaped it, and
-// one that ignores its closed pipes gets SIGTERM after 2 s, then SIGKILL after 2 s
-// more. (Closing the handle at once, as before, left every exited child a zombie:
-// libuv reaps only children whose handle is open.)
-class ChildProcess {
- public:
-  // uv_spawn with `opts` (its exit_cb is ferry's). Errc::connection naming `what`.
-  static Result<std::unique_ptr<ChildProcess>> spawn(uv_loop_t* loop, uv_process_options_t opts,
-                                                     const std::string& what);
-  ~ChildProcess();
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  struct State;  // the libuv handles; freed when both are closed (connection.cpp)
-
- private:
-  explicit ChildProcess(State* s) : s_(s) {}
-  State* s_;
-};
 
 class Connection {
  public:
@@ -169,62 +142,11 @@ class Connection {
   void forget_dead(int fd);
 };
 
-// Accepts connections on a TCP, unix or vsock address.
-class Listener {
- public:
-  using OnAccept = std::function<void(std::unique_ptr<Connection>)>;
-  // Binds and listens. Errc::connection on failure (naming bind/listen and the address).
-  static Result<std::unique_ptr<Listener>> open(uv_loop_t* loop, const Address& addr, OnAccept on_accept);
-  ~Listener();
-  // The address actually bound (with the real port when 0 was asked).
-  const Address& address() const { return bound_; }
 
- private:
-  Listener() = default;
-  static void on_connection(uv_stream_t* server, int status);
-  static void on_vsock_ready(uv_poll_t* h, int status, int events);
-  UvOwner<AnyStream> server_;
-  int vsock_fd_ = -1;  // vsock listens through a poll on our own socket
-  UvOwner<uv_poll_t> vsock_poll_;
-  Address bound_;
-  OnAccept on_accept_;
-  uv_loop_t* loop_ = nullptr;
-};
-
-using ConnectionDone = std::function<void(Result<std::unique_ptr<Connection>>)>;
-// Ends a dial still in progress; its `done` then gets Errc::connection "cancelled".
-// Empty when there is nothing to cancel. Loop thread.
-using DialCancel = std::function<void()>;
-
-inline constexpr std::chrono::milliseconds kDefaultConnectTimeout{10'000};
-
-// Dials `addr` (name resolution included); `done` is called once, on the loop thread
-// (at once for errors found before anything is sent). Errc::connection on failure;
-// no answer within `timeout` (tcp, unix; vsock is bounded by the kernel) is
-// ETIMEDOUT. The returned function cancels the attempt: an engine that ends calls it,
-// so a connect to a host that drops SYNs cannot hold its loop for minutes.
-DialCancel dial(uv_loop_t* loop, const Address& addr, ConnectionDone done,
-                std::chrono::milliseconds timeout = kDefaultConnectTimeout);
-
-// The protocol over this process's stdin/stdout (both dup()ed; the originals stay
-// open). They must be pipes, sockets or terminals.
-Result<std::unique_ptr<Connection>> open_stdio(uv_loop_t* loop);
-
-// Runs `/bin/sh -c command` and speaks over its stdin/stdout; its stderr is ours.
-Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command);
-
-// A descriptor lent by the caller (lib/net/transport.hpp): dup()s it and adopts the dup;
-// b.on_released runs once the dup is closed, or before this returns when it fails
-// (Errc::connection: a negative or dead descriptor, or one libuv cannot poll).
-Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b);
-
-// Makes one connection the way `t` says: connect, stdio, command or dial (listen and
-// provided connections arrive by themselves: Errc::internal). `done` runs once on the
-// loop thread, possibly before this returns; for `dial`, not at all if the mailbox
-// behind `poster` closed first (its owner is gone; the descriptor is released). The
-// caller guards `done` against having been destroyed meanwhile (connect and dial
-// answer later). `timeout` bounds a connect (see dial()); the result cancels it.
-DialCancel open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done,
-                           std::chrono::milliseconds timeout = kDefaultConnectTimeout);
+// Takes the descriptor out of a libuv stream (an accepted or connected socket): dup()s
+// it (ours from then on) and closes the handle with the original. Errc::connection.
+Result<int> take_fd(UvOwner<AnyStream>& s, const std::string& what);
+// take_fd, then Connection::adopt of the descriptor as both ends.
+Result<std::unique_ptr<Connection>> adopt_stream(uv_loop_t* loop, std::string peer, UvOwner<AnyStream>& s);
 
 }  // namespace ferry
