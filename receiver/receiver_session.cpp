@@ -276,7 +276,8 @@ void ReceiverSession::on_offer(P::Bytes payload) {
 // ERROR for: a malformed DATA body, DATA for a file not open, at an offset that is not
 // a block boundary, beyond the offered size, or not exactly its block's length.
 // Duplicates (below the contiguous point or already accepted) are dropped; a block past
-// the kMaxHeldBlocks bound is dropped and reported missing later.
+// the kMaxHeldBlocks bound (other than the one at the contiguous point) is dropped and
+// reported missing once there is room.
 void ReceiverSession::on_data(const P::DecodedFrame& f) {
   P::DataView d;
   if (!P::decode_data(f.payload, d)) return violation("malformed DATA");
@@ -285,7 +286,10 @@ void ReceiverSession::on_data(const P::DecodedFrame& f) {
   const std::uint64_t end = d.offset + d.data.size();
   seen_upto_ = std::max(seen_upto_, end);
   if (d.offset < written_ || above_.count(d.offset) > 0) return;  // a duplicate
-  if (above_.size() >= kMaxHeldBlocks) {
+  if (above_.size() >= kMaxHeldBlocks && d.offset != written_) {
+    // Full. The block at the contiguous point is always taken (everything waits on it);
+    // any other is dropped and found again as a hole (even one reported before).
+    forget_reported(d.offset, end);
     dropped_ = true;
     return;
   }

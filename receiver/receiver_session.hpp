@@ -26,8 +26,8 @@
 // drained.
 //
 // Bounds (the sender is hostile): at most kMaxHeldBlocks blocks above the contiguous
-// point (written, being written or held from the journal); beyond that a block is
-// dropped and reported missing once there is room. At most kMaxReportsPerBatch RPOS
+// point (written, being written or held from the journal), plus the one at it; beyond
+// that a block is dropped and reported missing once there is room. At most kMaxReportsPerBatch RPOS
 // frames per input batch; the rest wait for the next batch.
 #pragma once
 
