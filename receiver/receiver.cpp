@@ -4,6 +4,7 @@
 #include <set>
 #include <vector>
 
+#include "lib/core/session_driver.hpp"
 #include "lib/engine/backoff.hpp"
 #include "lib/engine/engine.hpp"
 #include "lib/fs/file_sink.hpp"
@@ -24,15 +25,19 @@ struct Peer {
   Peer(std::uint64_t i, std::unique_ptr<Connection> c, ReceiverConfig cfg)
       : id(i), conn(std::move(c)), session(std::move(cfg), Clock::now()) {}
   std::uint64_t id;
-  std::unique_ptr<Connection> conn;  // null once closed
+  // Null once its close was reported (on_closed); until then it counts as this
+  // peer's, even when already closed (is_open() false).
+  std::unique_ptr<Connection> conn;
   ReceiverSession session;
   // Shared with the pool job that commits it, so that the job never outlives it.
   std::shared_ptr<PartialFile> file;
   std::string busy_path;  // the wire path this peer holds in ReceiverEngine::busy_
   unsigned jobs = 0;      // pool jobs in flight that hold `file`
-  bool draining = false, again = false;
   bool reported_end = false;  // END seen and acted upon
   std::uint64_t write_retries = 0;
+
+  // The sender is still there to talk to.
+  bool connected() const { return conn && conn->is_open(); }
 };
 
 }  // namespace
@@ -82,8 +87,6 @@ class ReceiverEngine final : public Engine {
     if (!done_) end_now(0, "stopped");
     detach();
     close_everything();
-    reap_timer_.reset();
-    graveyard_.clear();
     peers_.clear();
     loop_ = nullptr;
   }
@@ -91,9 +94,8 @@ class ReceiverEngine final : public Engine {
  protected:
   bool attach_handles(uv_loop_t* loop) override {
     idle_timer_ = make_timer(loop, this);
-    reap_timer_ = make_timer(loop, this);
     redial_timer_ = make_timer(loop, this);
-    return idle_timer_ && reap_timer_ && redial_timer_;
+    return idle_timer_ && redial_timer_;
   }
 
  private:
@@ -129,11 +131,10 @@ class ReceiverEngine final : public Engine {
     // after a lent descriptor was taken is not a second sender).
     const bool extra = single_connection() && has_live_peer();
     if (done_ || extra || peers_.size() >= opts_.max_senders) {
+      // Closed and freed here: it was never started, so it reports nothing.
       c->close(make_error(Errc::connection, done_   ? "receiver is shutting down"
                                             : extra ? "already connected"
                                                     : "too many connections"));
-      graveyard_.push_back(std::move(c));
-      schedule_reap();
       return;
     }
     uv_timer_stop(idle_timer_.get());
@@ -161,39 +162,39 @@ class ReceiverEngine final : public Engine {
     return it == peers_.end() ? nullptr : it->second.get();
   }
 
+  // Runs on a loop turn of its own (Connection's contract): the connection is freed
+  // here, and the peer too once its pool jobs are done.
   void on_closed(std::uint64_t id, const Error& why) {
     Peer* p = find(id);
     if (!p) return;
     if (p->conn) {
       p->write_retries += p->conn->write_retries();
-      graveyard_.push_back(std::move(p->conn));
+      p->conn.reset();
     }
     p->session.on_disconnected(why, Clock::now());
     drain(*p);
-    schedule_reap();
     if (single_connection() && !done_) {
-      if (p->session.ended()) return finish_transfer(*p);
-      if (p->session.state() != ReceiverSession::State::awaiting_hello) backoff_.reset();
-      auto f = p->session.failure();
-      connection_failed(f ? *f : why);
+      if (p->session.ended()) {
+        finish_transfer(*p);
+      } else {
+        if (p->session.state() != ReceiverSession::State::awaiting_hello) backoff_.reset();
+        auto f = p->session.failure();
+        connection_failed(f ? *f : why);
+      }
     }
+    forget_if_idle(id);
   }
 
+  // Carries out everything the peer's session asked for (steps that complete at once
+  // feed it again; drive() goes on until it is quiet). Nothing re-enters this for the
+  // same peer: closes and pool completions arrive on later loop turns.
   void drain(Peer& p) {
-    if (p.draining) {
-      p.again = true;
-      return;
-    }
-    p.draining = true;
-    do {
-      p.again = false;
-      for (auto& a : p.session.take_actions()) perform(p, a);
-      for (auto& e : p.session.take_events()) {
-        if (e.type == EventType::session_start) supersede_older(p);
-        emit(e);
-      }
-    } while (p.again);
-    p.draining = false;
+    drive(
+        p.session, [this, &p](receiver::Action& a) { perform(p, a); },
+        [this, &p](const Event& e) {
+          if (e.type == EventType::session_start) supersede_older(p);
+          emit(e);
+        });
     if (p.session.ended() && !p.reported_end) {
       p.reported_end = true;
       if (opts_.once) finish_transfer(p);
@@ -214,8 +215,7 @@ class ReceiverEngine final : public Engine {
     } else if (auto* w = std::get_if<receiver::WriteChunk>(&a)) {
       Result<void> r = p.file ? p.file->write(w->offset, w->data)
                               : Result<void>(make_error(Errc::internal, "write without an open file"));
-      p.session.on_chunk_written(w->file_id, w->offset + w->data.size(), std::move(r), now);
-      p.again = true;
+      p.session.on_chunk_written(w->file_id, w->offset + w->data.size(), std::move(r), now);  // drive() carries on
     } else if (auto* cm = std::get_if<receiver::CommitFile>(&a)) {
       commit_file(p, cm->file_id);
     } else if (auto* cl = std::get_if<receiver::CloseFile>(&a)) {
@@ -241,7 +241,7 @@ class ReceiverEngine final : public Engine {
     waiting_.erase(it);
     for (std::size_t i = 0; i < queue.size(); ++i) {
       Peer* q = find(queue[i].first);
-      if (!q || !q->conn) continue;
+      if (!q || !q->connected()) continue;
       open_file(*q, queue[i].second);
       for (std::size_t j = i + 1; j < queue.size(); ++j) waiting_[path].push_back(std::move(queue[j]));
       drain(*q);
@@ -254,7 +254,9 @@ class ReceiverEngine final : public Engine {
   // its partial is released for the resume.
   void supersede_older(Peer& p) {
     for (auto& [id, other] : peers_) {
-      if (other.get() == &p || !other->conn || other->session.session_id() != p.session.session_id()) continue;
+      if (other.get() == &p || !other->connected() || other->session.session_id() != p.session.session_id()) {
+        continue;
+      }
       emit(Event{
           EventType::warning,
           {},
@@ -273,8 +275,7 @@ class ReceiverEngine final : public Engine {
       auto r = dest_->make_directory(o.offer);
       p.session.on_file_opened(
           o.file_id, r ? Result<receiver::OpenedFile>(receiver::OpenedFile{}) : Result<receiver::OpenedFile>(r.error()),
-          now);
-      p.again = true;
+          now);  // drive() carries on
       return;
     }
     if (busy_.count(o.offer.path)) {
@@ -306,24 +307,24 @@ class ReceiverEngine final : public Engine {
             q->session.on_file_opened(file_id, job->file.error(), Clock::now());
           } else {
             q->file = std::move(*job->file);
-            if (!q->conn) {  // the sender left while we were checking the partial
+            if (!q->connected()) {  // the sender left while we were checking the partial
               q->file->close_keep();
               q->file.reset();
               self.release_path(*q);
-              self.schedule_reap();
-              return;
+              return self.forget_if_idle(id);
             }
             receiver::OpenedFile opened{job->state.offset, job->state.prefix, job->state.note};
             q->session.on_file_opened(file_id, std::move(opened), Clock::now());
           }
           self.drain(*q);
+          self.forget_if_idle(id);  // a failed open of a peer already gone
         }));
   }
 
   void commit_file(Peer& p, std::uint32_t file_id) {
     if (!p.file) {
-      p.session.on_file_committed(file_id, make_error(Errc::internal, "commit without an open file"), Clock::now());
-      p.again = true;
+      p.session.on_file_committed(file_id, make_error(Errc::internal, "commit without an open file"),
+                                  Clock::now());  // drive() carries on
       return;
     }
     ++p.jobs;
@@ -339,29 +340,21 @@ class ReceiverEngine final : public Engine {
           self.release_path(*q);
           q->session.on_file_committed(file_id, *result, Clock::now());
           self.drain(*q);
-          self.schedule_reap();
+          self.forget_if_idle(id);
         }));
   }
 
-  void schedule_reap() {
-    if (!reap_timer_) return;  // shutting down: shutdown() frees what is left
-    uv_timer_start(
-        reap_timer_.get(), [](uv_timer_t* t) { static_cast<ReceiverEngine*>(t->data)->reap(); }, 0, 0);
-  }
-
-  // Frees peers whose connection closed and whose pool jobs are done.
-  void reap() {
-    graveyard_.clear();
-    for (auto it = peers_.begin(); it != peers_.end();) {
-      Peer& p = *it->second;
-      if (!p.conn && p.jobs == 0) {
-        if (p.file) p.file->close_keep();
-        release_path(p);
-        it = peers_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  // Frees peer `id` once its close was reported and its pool jobs are done (its
+  // partial keeps its journal). Only from a callback of its own (on_closed, a pool
+  // completion), never while the peer is on the stack.
+  void forget_if_idle(std::uint64_t id) {
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    Peer& p = *it->second;
+    if (p.conn || p.jobs > 0) return;
+    if (p.file) p.file->close_keep();
+    release_path(p);
+    peers_.erase(it);
     arm_idle();
   }
 
@@ -410,14 +403,12 @@ class ReceiverEngine final : public Engine {
       // Let a final END or ERROR reach the sender; partials keep their journals.
       if (p->conn) p->conn->close_after_flush(make_error(Errc::connection, "receiver finished"));
     }
-    schedule_reap();
   }
 
   ReceiverOptions opts_;
   std::shared_ptr<DestDir> dest_;
-  UvOwner<uv_timer_t> idle_timer_, reap_timer_, redial_timer_;
+  UvOwner<uv_timer_t> idle_timer_, redial_timer_;
   std::map<std::uint64_t, std::unique_ptr<Peer>> peers_;
-  std::vector<std::unique_ptr<Connection>> graveyard_;
   std::set<std::string> busy_;  // paths with an open partial
   std::map<std::string, std::vector<std::pair<std::uint64_t, receiver::OpenFile>>>
       waiting_;  // OpenFile waiting for a busy path

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "lib/core/limits.hpp"
+#include "lib/core/session_driver.hpp"
 #include "lib/engine/backoff.hpp"
 #include "lib/engine/engine.hpp"
 #include "lib/fs/file_source.hpp"
@@ -63,11 +64,9 @@ class SenderEngine final : public Engine {
     detach();
     stop_transport();
     conn_.reset();
-    graveyard_.clear();
     sources_.clear();
     timer_.reset();
     redial_timer_.reset();
-    reap_timer_.reset();
     loop_ = nullptr;
   }
 
@@ -75,8 +74,7 @@ class SenderEngine final : public Engine {
   bool attach_handles(uv_loop_t* loop) override {
     timer_ = make_timer(loop, this);
     redial_timer_ = make_timer(loop, this);
-    reap_timer_ = make_timer(loop, this);
-    return timer_ && redial_timer_ && reap_timer_;
+    return timer_ && redial_timer_;
   }
 
  private:
@@ -113,21 +111,14 @@ class SenderEngine final : public Engine {
     return c;
   }
 
-  // A closed connection is freed on the next loop turn, outside its own callbacks (a
-  // listener turning away one connection after another must not pile them up).
-  void bury(std::unique_ptr<Connection> c) {
-    graveyard_.push_back(std::move(c));
-    if (!reap_timer_) return;  // shutting down: shutdown() frees it
-    uv_timer_start(
-        reap_timer_.get(), [](uv_timer_t* t) { static_cast<SenderEngine*>(t->data)->graveyard_.clear(); }, 0, 0);
-  }
-
   void redial() { dial_next(); }
 
+  // Takes `c` as the transfer's connection, or turns it away (closed and freed here:
+  // it was never started, so it reports nothing). conn_ counts until its close has
+  // been reported, so a connection still closing is never replaced under its report.
   void adopt(std::unique_ptr<Connection> c) {
     if (done_ || conn_) {
       c->close(make_error(Errc::connection, "a transfer is already connected"));
-      bury(std::move(c));
       return;
     }
     conn_ = std::move(c);
@@ -143,10 +134,12 @@ class SenderEngine final : public Engine {
     drain();
   }
 
+  // Runs on a loop turn of its own (Connection's contract), so the connection is
+  // freed right here.
   void on_closed(const Error& why) {
     if (conn_) {
       write_retries_ += conn_->write_retries();
-      bury(std::move(conn_));
+      conn_.reset();
     }
     if (done_) return;  // our own close after the end: nothing more to report
     session_->on_disconnected(why, Clock::now());
@@ -214,18 +207,11 @@ class SenderEngine final : public Engine {
     return std::optional<SourceEntry>(*fresh);
   }
 
+  // Carries out everything the session asked for (steps that complete at once feed
+  // it again; drive() goes on until it is quiet), then finishes or arms its timer.
+  // Nothing re-enters this: completions and closes arrive on later loop turns.
   void drain() {
-    if (draining_) {
-      again_ = true;
-      return;
-    }
-    draining_ = true;
-    do {
-      again_ = false;
-      for (auto& a : session_->take_actions()) perform(a);
-      for (auto& e : session_->take_events()) emit(e);
-    } while (again_ && !done_);
-    draining_ = false;
+    drive(*session_, [this](sender::Action& a) { perform(a); }, [this](const Event& e) { emit(e); });
     if (done_) return;
     if (session_->finished()) return finish();
     auto deadline = session_->next_deadline();
@@ -252,8 +238,7 @@ class SenderEngine final : public Engine {
       auto src = source(r->entry, err);
       const auto token = r->token;
       if (!src) {
-        session_->on_read_done(token, err.error(), Clock::now());
-        again_ = true;
+        session_->on_read_done(token, err.error(), Clock::now());  // drive() carries on
         return;
       }
       src->read(loop_, r->offset, r->length,
@@ -267,8 +252,7 @@ class SenderEngine final : public Engine {
       auto src = source(h->entry, err);
       const auto token = h->token;
       if (!src) {
-        session_->on_prefix_hashed(token, err.error(), Clock::now());
-        again_ = true;
+        session_->on_prefix_hashed(token, err.error(), Clock::now());  // drive() carries on
         return;
       }
       src->hash_prefix(loop_, h->length, guarded(this, [token](SenderEngine& self, Result<protocol::Digest128> d) {
@@ -277,8 +261,7 @@ class SenderEngine final : public Engine {
                          self.drain();
                        }));
     } else if (auto* k = std::get_if<sender::CheckSource>(&a)) {
-      session_->on_source_checked(k->token, check_source(k->entry), Clock::now());
-      again_ = true;
+      session_->on_source_checked(k->token, check_source(k->entry), Clock::now());  // drive() carries on
     } else if (auto* c = std::get_if<CloseConnection>(&a)) {
       // on_closed decides: redial, or finish
       if (conn_ && c->flush)
@@ -316,16 +299,14 @@ class SenderEngine final : public Engine {
   SenderOptions opts_;
   std::vector<SourceEntry> entries_;
   std::optional<SenderSession> session_;
-  UvOwner<uv_timer_t> timer_, redial_timer_, reap_timer_;
-  std::unique_ptr<Connection> conn_;
-  std::vector<std::unique_ptr<Connection>> graveyard_;  // closed; freed outside their callbacks
+  UvOwner<uv_timer_t> timer_, redial_timer_;
+  std::unique_ptr<Connection> conn_;  // until its close is reported (on_closed)
   std::map<std::uint32_t, std::shared_ptr<FileSource>> sources_;
   Backoff backoff_;
   std::uint64_t marker_at_connect_ = 0;
   std::uint64_t reconnects_ = 0;
   std::uint64_t write_retries_ = 0;  // of connections already closed
   std::size_t skipped_ = 0;
-  bool draining_ = false, again_ = false;
 };
 
 // ---------------------------------------------------------------------------

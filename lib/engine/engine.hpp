@@ -25,6 +25,8 @@
 #include "lib/core/events.hpp"
 #include "lib/core/outcome.hpp"
 #include "lib/net/connection.hpp"
+#include "lib/net/dial.hpp"
+#include "lib/net/listener.hpp"
 #include "lib/net/transport.hpp"
 #include "lib/uv/loop_mailbox.hpp"
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 
+#include "lib/fs/fd_io.hpp"
 #include "lib/uv/uv_owner.hpp"
 
 namespace ferry {
@@ -94,39 +95,28 @@ std::string vsock_cid_name(std::uint32_t cid) {
 }
 
 Result<std::uint32_t> vsock_local_cid() {
-  int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error(Errc::connection, "open(/dev/vsock)", errno);
+  UniqueFd fd(::open("/dev/vsock", O_RDONLY | O_CLOEXEC));
+  if (!fd) return make_error(Errc::connection, "open(/dev/vsock)", errno);
   unsigned int cid = kVsockCidAny;
-  const int rc = ::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid);
-  const int e = errno;
-  ::close(fd);
-  if (rc != 0) return make_error(Errc::connection, "ioctl(/dev/vsock, IOCTL_VM_SOCKETS_GET_LOCAL_CID)", e);
+  if (::ioctl(fd.get(), IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) != 0) {
+    return make_error(Errc::connection, "ioctl(/dev/vsock, IOCTL_VM_SOCKETS_GET_LOCAL_CID)", errno);
+  }
   return std::uint32_t{cid};
 }
 
 Result<int> vsock_listen(std::uint32_t cid, std::uint32_t port, std::uint32_t& bound_port) {
-  int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return vsock_error("socket", cid, port, errno);
+  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return vsock_error("socket", cid, port, errno);
   sockaddr_vm a = make_addr(cid, port);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    int e = errno;
-    ::close(fd);
-    return vsock_error("bind", cid, port, e);
-  }
-  if (::listen(fd, 64) != 0) {
-    int e = errno;
-    ::close(fd);
-    return vsock_error("listen", cid, port, e);
-  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return vsock_error("bind", cid, port, errno);
+  if (::listen(fd.get(), 64) != 0) return vsock_error("listen", cid, port, errno);
   sockaddr_vm got{};
   socklen_t len = sizeof got;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&got), &len) != 0) {
-    int e = errno;
-    ::close(fd);
-    return vsock_error("getsockname", cid, port, e);
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&got), &len) != 0) {
+    return vsock_error("getsockname", cid, port, errno);
   }
   bound_port = got.svm_port;
-  return fd;
+  return fd.release();
 }
 
 Result<std::optional<int>> vsock_accept(int listen_fd) {
@@ -140,55 +130,47 @@ Result<std::optional<int>> vsock_accept(int listen_fd) {
 }
 
 void vsock_dial(uv_loop_t* loop, std::uint32_t cid, std::uint32_t port, std::function<void(Result<int>)> done) {
-  int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return done(vsock_error("socket", cid, port, errno));
+  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return done(vsock_error("socket", cid, port, errno));
   sockaddr_vm a = make_addr(cid, port);
   int rc;
   do {
-    rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
   } while (rc != 0 && errno == EINTR);
-  if (rc == 0) return done(fd);
+  if (rc == 0) return done(fd.release());
   // EALREADY: a connect interrupted by a signal (EINTR) goes on in the background.
-  if (errno != EINPROGRESS && errno != EALREADY) {
-    int e = errno;
-    ::close(fd);
-    return done(vsock_error("connect", cid, port, e));
-  }
+  if (errno != EINPROGRESS && errno != EALREADY) return done(vsock_error("connect", cid, port, errno));
   // Wait for writability, then read the outcome from SO_ERROR.
   struct Pending {
     UvOwner<uv_poll_t> poll;
-    int fd;
+    UniqueFd fd;
     std::uint32_t cid, port;
     std::function<void(Result<int>)> done;
   };
-  auto* p = new Pending{UvOwner<uv_poll_t>(loop, [fd](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, fd); }),
-                        fd, cid, port, std::move(done)};
-  if (!p->poll) {
-    std::unique_ptr<Pending> owned(p);
-    ::close(fd);
+  const int raw = fd.get();
+  auto owned = std::make_unique<Pending>(
+      Pending{UvOwner<uv_poll_t>(loop, [raw](uv_loop_t* l, uv_poll_t* h) { return uv_poll_init(l, h, raw); }),
+              std::move(fd), cid, port, std::move(done)});
+  if (!owned->poll) {
     return owned->done(uv_error(Errc::connection, "poll(" + where(cid, port) + ")", owned->poll.status()));
   }
-  p->poll.get()->data = p;
-  const int started = uv_poll_start(p->poll.get(), UV_WRITABLE, [](uv_poll_t* h, int status, int) {
-    std::unique_ptr<Pending> owned(static_cast<Pending*>(h->data));
-    owned->poll.reset();
+  owned->poll.get()->data = owned.get();
+  const int started = uv_poll_start(owned->poll.get(), UV_WRITABLE, [](uv_poll_t* h, int status, int) {
+    std::unique_ptr<Pending> p(static_cast<Pending*>(h->data));
+    p->poll.reset();
     int err = 0;
     socklen_t len = sizeof err;
     // libuv reports POLLERR as UV_EBADF: the real reason is in SO_ERROR.
-    if (::getsockopt(owned->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (::getsockopt(p->fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err == 0 && status < 0) err = -status;
-    if (err != 0) {
-      ::close(owned->fd);
-      return owned->done(vsock_error("connect", owned->cid, owned->port, err));
-    }
-    owned->done(owned->fd);
+    if (err != 0) return p->done(vsock_error("connect", p->cid, p->port, err));
+    p->done(p->fd.release());
   });
   if (started != 0) {
-    std::unique_ptr<Pending> owned(p);
     owned->poll.reset();
-    ::close(fd);
-    owned->done(uv_error(Errc::connection, "poll(" + where(cid, port) + ")", started));
+    return owned->done(uv_error(Errc::connection, "poll(" + where(cid, port) + ")", started));
   }
+  owned.release();  // the poll callback owns it now
 }
 
 }  // namespace ferry

@@ -26,6 +26,8 @@
 
 #include "lib/net/address.hpp"
 #include "lib/net/connection.hpp"
+#include "lib/net/dial.hpp"
+#include "lib/net/listener.hpp"
 #include "lib/uv/uv_owner.hpp"
 
 namespace ferry {

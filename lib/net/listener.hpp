@@ -1,0 +1,42 @@
+// Listener: accepts connections on a TCP, unix or vsock address.
+//
+//   auto l = Listener::open(loop, addr, [](std::unique_ptr<Connection> c) { ... });
+//   l->address();   // the address bound, with the real port when 0 was asked
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "lib/net/address.hpp"
+#include "lib/net/connection.hpp"
+#include "lib/uv/uv_owner.hpp"
+
+namespace ferry {
+
+// Accepts connections on a TCP, unix or vsock address.
+class Listener {
+ public:
+  using OnAccept = std::function<void(std::unique_ptr<Connection>)>;
+  // Binds and listens. Errc::connection on failure (naming bind/listen and the address).
+  static Result<std::unique_ptr<Listener>> open(uv_loop_t* loop, const Address& addr, OnAccept on_accept);
+  ~Listener();
+  // The address actually bound (with the real port when 0 was asked).
+  const Address& address() const { return bound_; }
+
+ private:
+  Listener() = default;
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_vsock_ready(uv_poll_t* h, int status, int events);
+  UvOwner<AnyStream> server_;
+  int vsock_fd_ = -1;  // vsock listens through a poll on our own socket
+  UvOwner<uv_poll_t> vsock_poll_;
+  Address bound_;
+  OnAccept on_accept_;
+  uv_loop_t* loop_ = nullptr;
+};
+
+}  // namespace ferry
