@@ -47,17 +47,7 @@ Offer dir_offer(const std::string& path) {
   return Offer{2, path, EntryKind::directory, 0, kMtime, 0755, "dir"};
 }
 
-std::vector<std::byte> content(std::size_t n, unsigned seed = 1) {
-  std::vector<std::byte> d(n);
-  std::uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
-  for (auto& b : d) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b = std::byte(static_cast<unsigned char>(x >> 24));
-  }
-  return d;
-}
+std::vector<std::byte> content(std::size_t n, unsigned seed = 1) { return test::pseudo_random_bytes(n, seed); }
 
 // The file digest of d[0, n) in blocks of `block_size`.
 std::string digest_of(const std::vector<std::byte>& d, std::uint64_t n, std::uint64_t block_size = kBlock) {
@@ -436,37 +426,29 @@ TEST(FileSink, PartialWithoutJournalStartsOver) {
   EXPECT_EQ(file_size(f.at(".n.bin.ferry-part")), 0u);
 }
 
+// An invalid journal, or one an older ferry wrote (format 1), is unreadable: start
+// over, and say why.
 TEST(FileSink, UnreadableJournalStartsOver) {
-  Fixture f;
   const std::uint64_t size = 2 * kMiB;
   auto d = content(size, 9);
-  auto o = file_offer("u.bin", size);
-  leave_partial(f, o, d, kMiB);
-  test::write_file(f.at(".u.bin.ferry-journal"), "{\"ferry_journal\": 2, \"verified\": 99999999}");
-  PartialState st;
-  auto p = f.open(o, st);
-  ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, 0u);
-  EXPECT_NE(st.note.find("journal unreadable"), std::string::npos) << st.note;
-  EXPECT_EQ(file_size(f.at(".u.bin.ferry-part")), 0u);
-}
-
-// A journal an older ferry wrote (format 1) is unreadable: start over, and say why.
-TEST(FileSink, Format1JournalStartsOver) {
-  Fixture f;
-  const std::uint64_t size = 2 * kMiB;
-  auto d = content(size, 16);
-  auto o = file_offer("v1.bin", size);
-  leave_partial(f, o, d, kMiB);
-  test::write_file(f.at(".v1.bin.ferry-journal"),
-                   R"({"ferry_journal":1,"path":"v1.bin","identity":"id-1","size":2097152,"block_size":1048576,)"
-                   R"("verified":1048576,"blocks":["0123456789abcdef"]})");
-  PartialState st;
-  auto p = f.open(o, st);
-  ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, 0u);
-  EXPECT_EQ(st.note, "journal unreadable (invalid journal: format 1 from an older ferry); starting over");
-  EXPECT_EQ(file_size(f.at(".v1.bin.ferry-part")), 0u);
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"ferry_journal": 2, "verified": 99999999})", "journal unreadable (invalid journal: "},
+      {R"({"ferry_journal":1,"path":"u.bin","identity":"id-1","size":2097152,"block_size":1048576,)"
+       R"("verified":1048576,"blocks":["0123456789abcdef"]})",
+       "journal unreadable (invalid journal: format 1 from an older ferry); starting over"},
+  };
+  for (const auto& [text, note] : cases) {
+    Fixture f;
+    auto o = file_offer("u.bin", size);
+    leave_partial(f, o, d, kMiB);
+    test::write_file(f.at(".u.bin.ferry-journal"), text);
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, 0u);
+    EXPECT_EQ(st.note.rfind(note, 0), 0u) << st.note;
+    EXPECT_EQ(file_size(f.at(".u.bin.ferry-part")), 0u);
+  }
 }
 
 TEST(FileSink, CloseDiscardRemovesPartialAndJournal) {
@@ -532,11 +514,25 @@ TEST(FileSink, FinalFileWithAnotherMtimeIsTransferredAgain) {
 
 constexpr std::uint64_t kSmall = 64 * 1024;  // block size of the tests below
 
+Offer small_offer(const std::string& path, std::uint64_t size) {
+  return file_offer(path, size, "id-1", kMtime, 0640, kSmall);
+}
+
+// A new partial for `size` bytes of content(size, seed) in blocks of kSmall.
+struct SmallFile {
+  Fixture f;
+  std::vector<std::byte> d;
+  PartialState st;
+  std::unique_ptr<PartialFile> p;
+  SmallFile(const std::string& path, std::uint64_t size, unsigned seed)
+      : d(content(size, seed)), p(f.open(small_offer(path, size), st)) {}
+};
+
 struct HeldCase {
   Fixture f;
   std::uint64_t size = 8 * kSmall - 100;  // 8 blocks, the last short
   std::vector<std::byte> d = content(size, 20);
-  Offer o = file_offer("h.bin", size, "id-1", kMtime, 0640, kSmall);
+  Offer o = small_offer("h.bin", size);
 
   // Writes blocks 6, 0, 4, 1, 7 (out of order) and closes keeping the partial.
   void leave_out_of_order() {
@@ -589,47 +585,41 @@ TEST(FileSink, HeldBlocksSurviveAReopen) {
   EXPECT_EQ(test::read_file(c.f.at("h.bin")), as_string(c.d));
 }
 
-TEST(FileSink, DamagedHeldBlockIsNotListed) {
-  HeldCase c;
-  c.leave_out_of_order();
-  flip_byte(c.f.at(".h.bin.ferry-part"), 6 * kSmall + 5);
-  PartialState st;
-  auto p = c.f.open(c.o, st);
-  ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, 2 * kSmall);
-  ASSERT_EQ(st.held.size(), 2u);
-  EXPECT_EQ(st.held[0].offset, 4 * kSmall);
-  EXPECT_EQ(st.held[1].offset, 7 * kSmall);
-  EXPECT_NE(st.note.find("1 of 3 held blocks"), std::string::npos) << st.note;
-  write_missing(*p, c.d, st, kSmall);
-  ASSERT_TRUE(p->commit());
-  EXPECT_EQ(test::read_file(c.f.at("h.bin")), as_string(c.d));
-}
-
-// A held block whose bytes are gone (the partial was truncated) is not listed, and the
-// partial is cut back to the last block kept.
-TEST(FileSink, TruncatedHeldBlockIsNotListed) {
-  HeldCase c;
-  c.leave_out_of_order();
-  truncate_to(c.f.at(".h.bin.ferry-part"), 7 * kSmall + 10);
-  PartialState st;
-  auto p = c.f.open(c.o, st);
-  ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, 2 * kSmall);
-  ASSERT_EQ(st.held.size(), 2u);
-  EXPECT_EQ(st.held[1].offset, 6 * kSmall);
-  EXPECT_EQ(file_size(c.f.at(".h.bin.ferry-part")), 7 * kSmall);
+// A held block whose bytes changed, or are gone (the partial was truncated), is not
+// listed: it is sent again. The partial is cut back to the end of the last block kept.
+TEST(FileSink, DamagedOrTruncatedHeldBlockIsNotListed) {
+  for (bool truncate : {false, true}) {
+    SCOPED_TRACE(truncate ? "truncated" : "damaged");
+    HeldCase c;
+    c.leave_out_of_order();
+    const std::string part = c.f.at(".h.bin.ferry-part");
+    if (truncate) {
+      truncate_to(part, 7 * kSmall + 10);  // block 7 is gone
+    } else {
+      flip_byte(part, 6 * kSmall + 5);  // block 6 changed
+    }
+    PartialState st;
+    auto p = c.f.open(c.o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, 2 * kSmall);
+    ASSERT_EQ(st.held.size(), 2u);
+    EXPECT_EQ(st.held[0].offset, 4 * kSmall);
+    EXPECT_EQ(st.held[1].offset, (truncate ? 6 : 7) * kSmall);
+    EXPECT_NE(st.note.find("1 of 3 held blocks"), std::string::npos) << st.note;
+    EXPECT_EQ(file_size(part), truncate ? 7 * kSmall : c.size);
+    write_missing(*p, c.d, st, kSmall);
+    ASSERT_TRUE(p->commit());
+    EXPECT_EQ(test::read_file(c.f.at("h.bin")), as_string(c.d));
+  }
 }
 
 // Every block written in reverse: nothing is contiguous until block 0 lands, then the
 // contiguous point jumps to the end. Write-back (sync_file_range) runs after each
 // write; commit produces the right file.
 TEST(FileSink, ReverseOrderWritesThenCommit) {
-  Fixture f;
   const std::uint64_t size = 40 * kSmall + 1;
-  auto d = content(size, 21);
-  PartialState st;
-  auto p = f.open(file_offer("rev.bin", size, "id-1", kMtime, 0640, kSmall), st);
+  SmallFile sf("rev.bin", size, 21);
+  auto& [f, d, st, p] = sf;
   ASSERT_TRUE(p);
   for (std::uint64_t k = 41; k-- > 1;) {
     ASSERT_TRUE(write_block(*p, d, k * kSmall, kSmall)) << k;
@@ -649,11 +639,9 @@ TEST(FileSink, ReverseOrderWritesThenCommit) {
 
 // Several pool threads write distinct blocks of one file at once.
 TEST(FileSink, ConcurrentWritesFromSeveralThreads) {
-  Fixture f;
   const std::uint64_t size = 256 * kSmall - 3;
-  auto d = content(size, 22);
-  PartialState st;
-  auto p = f.open(file_offer("mt.bin", size, "id-1", kMtime, 0640, kSmall), st);
+  SmallFile sf("mt.bin", size, 22);
+  auto& [f, d, st, p] = sf;
   ASSERT_TRUE(p);
   constexpr unsigned kThreads = 4;
   std::vector<std::thread> threads;
@@ -676,7 +664,7 @@ TEST(FileSink, NoFsyncCommitWorks) {
   Fixture f(DestOptions{.no_fsync = true});
   const std::uint64_t size = 5 * kSmall + 9;
   auto d = content(size, 23);
-  auto o = file_offer("nf.bin", size, "id-1", kMtime, 0640, kSmall);
+  auto o = small_offer("nf.bin", size);
   leave_partial(f, o, d, 2 * kSmall);  // journals saved without fsync
   PartialState st;
   auto p = f.open(o, st);
@@ -689,11 +677,8 @@ TEST(FileSink, NoFsyncCommitWorks) {
 }
 
 TEST(FileSink, MisplacedBlocksAreRefused) {
-  Fixture f;
-  const std::uint64_t size = 3 * kSmall + 10;
-  auto d = content(size, 24);
-  PartialState st;
-  auto p = f.open(file_offer("m.bin", size, "id-1", kMtime, 0640, kSmall), st);
+  SmallFile sf("m.bin", 3 * kSmall + 10, 24);
+  auto& [f, d, st, p] = sf;
   ASSERT_TRUE(p);
   auto bytes = Bytes(d);
   const std::pair<std::uint64_t, Bytes> bad[] = {

@@ -22,18 +22,6 @@ namespace {
 
 using test::TempDir;
 
-std::vector<std::byte> content(std::size_t n, unsigned seed) {
-  std::vector<std::byte> d(n);
-  std::uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
-  for (auto& b : d) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b = std::byte(static_cast<unsigned char>(x >> 24));
-  }
-  return d;
-}
-
 struct Loop {
   uv_loop_t loop{};
   Loop() { uv_loop_init(&loop); }
@@ -46,7 +34,7 @@ struct Source {
   TempDir tmp;
   std::vector<std::byte> bytes;
   std::shared_ptr<FileSource> src;
-  explicit Source(std::size_t n, unsigned seed = 1) : bytes(content(n, seed)) {
+  explicit Source(std::size_t n, unsigned seed = 1) : bytes(test::pseudo_random_bytes(n, seed)) {
     const std::string path = tmp.path() + "/src.bin";
     test::write_file(path, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     auto e = source_file_entry(path, "src.bin");
