@@ -60,7 +60,7 @@ Result<void> FileSource::check_unchanged() const {
 }
 
 void FileSource::read_block(std::uint64_t offset, std::size_t length, ByteBuffer& buffer,
-                            Result<ReadBlock>& out) const {
+                            Result<ReadBlockResult>& out) const {
   if (!buffer || buffer.capacity() < length) {
     out = make_error(Errc::internal, "read of " + std::to_string(length) + " bytes into a buffer of " +
                                          std::to_string(buffer.capacity()) + ": " + entry_.local_path);
@@ -75,14 +75,14 @@ void FileSource::read_block(std::uint64_t offset, std::size_t length, ByteBuffer
   // Hashed here, while the bytes are still in this core's cache: the digest serves the
   // DATA header and the file digest both.
   const std::uint64_t digest = protocol::block_digest(buffer.span(), offset);
-  out = ReadBlock{std::move(buffer), digest};
+  out = ReadBlockResult{std::move(buffer), digest};
 }
 
 void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length, ByteBuffer buffer,
                       ReadDone done) {
   struct Job {
     ByteBuffer buffer;
-    Result<ReadBlock> result{ReadBlock{}};
+    Result<ReadBlockResult> result{ReadBlockResult{}};
   };
   auto self = shared_from_this();
   auto job = std::make_shared<Job>();

@@ -8,7 +8,7 @@
 //   // ReadChunk{entry, offset, length, token}: a buffer from the engine's pool
 //   auto buf = pool.acquire();
 //   if (!buf) { /* all buffers out: retry this read when one comes back */ }
-//   src->read(loop, offset, length, std::move(*buf), [&](Result<ReadBlock> r) {
+//   src->read(loop, offset, length, std::move(*buf), [&](Result<ReadBlockResult> r) {
 //     // r->data: the block (r->data.size() < length: the file shrank);
 //     // r->digest == protocol::block_digest(r->data.span(), offset)
 //     session.on_read_done(token, map(std::move(r)), now);   // -> sender::ReadBlock
@@ -40,14 +40,14 @@
 namespace ferry {
 
 // One block read from a source file (the engine maps it to sender::ReadBlock).
-struct ReadBlock {
+struct ReadBlockResult {
   ByteBuffer data;            // the bytes read; fewer than asked only at end of file
   std::uint64_t digest = 0;   // protocol::block_digest(data.span(), offset)
 };
 
 class FileSource : public std::enable_shared_from_this<FileSource> {
  public:
-  using ReadDone = std::function<void(Result<ReadBlock>)>;
+  using ReadDone = std::function<void(Result<ReadBlockResult>)>;
 
   // Errc::local_io when it cannot be opened, or when its size or mtime differ from
   // the entry's (the file changed since it was listed).
@@ -73,7 +73,7 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
  private:
   FileSource() = default;
   // On the pool: the read and the hash. Fills `out` with the result.
-  void read_block(std::uint64_t offset, std::size_t length, ByteBuffer& buffer, Result<ReadBlock>& out) const;
+  void read_block(std::uint64_t offset, std::size_t length, ByteBuffer& buffer, Result<ReadBlockResult>& out) const;
   Result<protocol::FileDigest> hash_blocks(std::uint64_t length, std::size_t block_size) const;
   UniqueFd fd_;
   SourceEntry entry_;

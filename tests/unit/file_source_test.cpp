@@ -60,12 +60,12 @@ TEST(FileSource, ReadFillsTheGivenBufferAndHashesIt) {
     auto buf = pool.acquire();
     ASSERT_TRUE(buf);
     const std::byte* storage = buf->data();
-    std::optional<Result<ReadBlock>> got;
-    s.src->read(&l.loop, w.off, w.len, std::move(*buf), [&](Result<ReadBlock> r) { got = std::move(r); });
+    std::optional<Result<ReadBlockResult>> got;
+    s.src->read(&l.loop, w.off, w.len, std::move(*buf), [&](Result<ReadBlockResult> r) { got = std::move(r); });
     EXPECT_FALSE(got) << "completed inside the call";
     l.run();
     ASSERT_TRUE(got && *got) << (got ? (*got).error().message() : "no callback");
-    const ReadBlock& rb = **got;
+    const ReadBlockResult& rb = **got;
     EXPECT_EQ(rb.data.data(), storage) << "read into another buffer";
     auto want = s.at(w.off, w.len);  // short at end of file
     ASSERT_EQ(rb.data.size(), want.size());
@@ -83,8 +83,8 @@ TEST(FileSource, BufferTooSmallOrMissingIsAnError) {
   BufferPool pool(4096, 1);
   for (bool missing : {false, true}) {
     ByteBuffer buf = missing ? ByteBuffer{} : std::move(*pool.acquire());
-    std::optional<Result<ReadBlock>> got;
-    s.src->read(&l.loop, 0, 8192, std::move(buf), [&](Result<ReadBlock> r) { got = std::move(r); });
+    std::optional<Result<ReadBlockResult>> got;
+    s.src->read(&l.loop, 0, 8192, std::move(buf), [&](Result<ReadBlockResult> r) { got = std::move(r); });
     l.run();
     ASSERT_TRUE(got);
     ASSERT_FALSE(*got);
@@ -101,11 +101,11 @@ TEST(FileSource, TryReadNeverExceedsThePool) {
   constexpr std::size_t kBlock = 4096;
   Source s(64 * kBlock + 5);
   BufferPool pool(kBlock, 3);
-  std::vector<ReadBlock> kept;  // a session holding read-and-unsent blocks
+  std::vector<ReadBlockResult> kept;  // a session holding read-and-unsent blocks
   std::uint64_t next = 0, refused = 0;
   while (next < s.bytes.size()) {
     const std::uint64_t off = next;
-    auto done = [&, off](Result<ReadBlock> r) {
+    auto done = [&, off](Result<ReadBlockResult> r) {
       ASSERT_TRUE(r) << r.error().message();
       EXPECT_EQ(r->digest, protocol::block_digest(s.at(off, kBlock), off));
       kept.push_back(std::move(*r));
