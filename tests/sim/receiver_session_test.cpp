@@ -349,6 +349,28 @@ TEST(ReceiverData, BadPrefixAsksToGoBackFromTheContiguousPoint) {
   EXPECT_TRUE(h.closes.empty());
 }
 
+// The last block's prefix is damaged and the COMMIT follows in the same batch: not a
+// "COMMIT before all data" (that block could have been any block); the COMMIT is kept
+// through the go-back (the sender does not send it again). Found by sweep seed 2206.
+TEST(ReceiverData, CommitAfterADamagedPrefixIsKeptThroughTheGoBack) {
+  const auto src = bytes_of(2 * kChunk, 27);
+  auto chunk = [&](std::size_t i) { return P::Bytes(src).subspan(i * kChunk, kChunk); };
+  Harness h;
+  h.start(src.size());
+  h.feed(data_frame(0, 0, chunk(0)));
+  h.feed(bad_prefix_frame(0, kChunk, chunk(1)));
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  EXPECT_TRUE(h.closes.empty()) << (h.closes.empty() ? "" : h.closes[0].reason.message());
+  h.drained();
+  auto rpos = h.of_type(P::FrameType::rpos);
+  ASSERT_EQ(rpos.size(), 1u);
+  EXPECT_EQ(rpos[0].rs.offset, kChunk);
+  EXPECT_EQ(rpos[0].rs.length, 0u);
+  h.feed(data_frame(0, kChunk, chunk(1)));
+  EXPECT_EQ(h.commits.size(), 1u);
+  EXPECT_TRUE(h.file == src);
+}
+
 TEST(ReceiverData, OutOfOrderWritesAckTheContiguousPointAndCommitWaitsForTheMissing) {
   const auto src = bytes_of(6 * kChunk + 100, 22);
   auto block = [&](std::size_t i) {
