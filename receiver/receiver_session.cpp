@@ -215,7 +215,7 @@ void ReceiverSession::on_corrupt_payload(const P::DecodedFrame& f) {
     ++totals_.chunks_rejected;
     P::DataView d;
     if (!f.data_check.prefix_ok || !P::decode_data(f.payload, d)) {
-      go_back_ = true;
+      go_back_ = unplaced_ = true;
       return;
     }
     if (d.file_id != cur_) return violation("DATA for a file not open");
@@ -263,7 +263,7 @@ void ReceiverSession::on_offer(P::Bytes payload) {
   above_.clear();
   missing_.clear();
   reported_.clear();
-  dropped_ = go_back_ = false;
+  dropped_ = go_back_ = unplaced_ = false;
   commit_digest_.reset();
   if (auto why = P::wire_path_problem(o->path)) {
     // Refused, not fatal: the sender goes on with its other files.
@@ -396,7 +396,9 @@ void ReceiverSession::on_commit(P::Bytes payload) {
   auto c = P::parse_commit(payload);
   if (!c) return violation(c.error().what);
   if (state_ != State::receiving || c->file_id != cur_) return violation("COMMIT for a file not open");
-  if (c->size != offer_.size || std::max(seen_upto_, written_) != offer_.size) {
+  // A block whose prefix was damaged could have been any block: no claim then.
+  const bool all_seen = unplaced_ || std::max(seen_upto_, written_) == offer_.size;
+  if (c->size != offer_.size || !all_seen) {
     return violation("COMMIT before all data (have " + std::to_string(std::max(seen_upto_, written_)) + " of " +
                      std::to_string(offer_.size) + ")");
   }

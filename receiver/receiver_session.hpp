@@ -242,6 +242,7 @@ class ReceiverSession {
   std::map<std::uint64_t, std::uint64_t> reported_;
   bool dropped_ = false;     // a block was dropped at the bound: look for holes
   bool go_back_ = false;     // a DATA prefix failed in this batch: RPOS length 0
+  bool unplaced_ = false;    // a DATA prefix failed for this file: seen_upto_ may be short
   std::optional<std::string> commit_digest_;  // a COMMIT waiting for the missing blocks
 };
 

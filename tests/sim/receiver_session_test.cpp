@@ -59,6 +59,16 @@ std::vector<std::byte> bad_prefix_frame(std::uint32_t file, std::uint64_t offset
   return out;
 }
 
+// Every block of `src` as DATA frames of file 0, back to back.
+std::vector<std::byte> all_data_frames(const std::vector<std::byte>& src) {
+  std::vector<std::byte> wire;
+  for (std::size_t off = 0; off < src.size(); off += kChunk) {
+    auto f = data_frame(0, off, P::Bytes(src).subspan(off, std::min(kChunk, src.size() - off)));
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  return wire;
+}
+
 struct Sent {
   P::FrameType type{};
   std::vector<std::byte> payload;
@@ -339,6 +349,28 @@ TEST(ReceiverData, BadPrefixAsksToGoBackFromTheContiguousPoint) {
   EXPECT_TRUE(h.closes.empty());
 }
 
+// The last block's prefix is damaged and the COMMIT follows in the same batch: not a
+// "COMMIT before all data" (that block could have been any block); the COMMIT is kept
+// through the go-back (the sender does not send it again). Found by sweep seed 2206.
+TEST(ReceiverData, CommitAfterADamagedPrefixIsKeptThroughTheGoBack) {
+  const auto src = bytes_of(2 * kChunk, 27);
+  auto chunk = [&](std::size_t i) { return P::Bytes(src).subspan(i * kChunk, kChunk); };
+  Harness h;
+  h.start(src.size());
+  h.feed(data_frame(0, 0, chunk(0)));
+  h.feed(bad_prefix_frame(0, kChunk, chunk(1)));
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  EXPECT_TRUE(h.closes.empty()) << (h.closes.empty() ? "" : h.closes[0].reason.message());
+  h.drained();
+  auto rpos = h.of_type(P::FrameType::rpos);
+  ASSERT_EQ(rpos.size(), 1u);
+  EXPECT_EQ(rpos[0].rs.offset, kChunk);
+  EXPECT_EQ(rpos[0].rs.length, 0u);
+  h.feed(data_frame(0, kChunk, chunk(1)));
+  EXPECT_EQ(h.commits.size(), 1u);
+  EXPECT_TRUE(h.file == src);
+}
+
 TEST(ReceiverData, OutOfOrderWritesAckTheContiguousPointAndCommitWaitsForTheMissing) {
   const auto src = bytes_of(6 * kChunk + 100, 22);
   auto block = [&](std::size_t i) {
@@ -416,11 +448,7 @@ TEST(ReceiverData, InputSpaceThenOnInputIsOnBytesWithoutTheCopy) {
   const auto src = bytes_of(3 * kChunk + 5, 24);
   Harness h;
   h.start(src.size());
-  std::vector<std::byte> wire;
-  for (std::size_t off = 0; off < src.size(); off += kChunk) {
-    auto f = data_frame(0, off, P::Bytes(src).subspan(off, std::min(kChunk, src.size() - off)));
-    wire.insert(wire.end(), f.begin(), f.end());
-  }
+  const auto wire = all_data_frames(src);
   for (std::size_t i = 0; i < wire.size();) {
     auto space = h.r.input_space(1000);
     ASSERT_GE(space.size(), 1000u);
@@ -480,11 +508,7 @@ TEST(ReceiverData, OneFrameSplitAcrossManyReads) {
   const auto src = bytes_of(3 * kChunk + 5, 3);
   Harness h;
   h.start(src.size());
-  std::vector<std::byte> wire;
-  for (std::size_t off = 0; off < src.size(); off += kChunk) {
-    auto f = data_frame(0, off, P::Bytes(src).subspan(off, std::min(kChunk, src.size() - off)));
-    wire.insert(wire.end(), f.begin(), f.end());
-  }
+  const auto wire = all_data_frames(src);
   for (std::size_t i = 0; i < wire.size(); i += 7) {
     h.feed(std::vector<std::byte>(wire.begin() + static_cast<std::ptrdiff_t>(i),
                                   wire.begin() + static_cast<std::ptrdiff_t>(std::min(i + 7, wire.size()))));
@@ -546,11 +570,7 @@ TEST(ReceiverAck, AtLeastEveryQuarterWindowAndWhenDrained) {
   Harness h(window);
   h.start(src.size());
   // Everything in one read: only the quarter-window rule can ACK during it.
-  std::vector<std::byte> wire;
-  for (std::size_t off = 0; off < src.size(); off += kChunk) {
-    auto f = data_frame(0, off, P::Bytes(src).subspan(off, std::min(kChunk, src.size() - off)));
-    wire.insert(wire.end(), f.begin(), f.end());
-  }
+  const auto wire = all_data_frames(src);
   h.feed(wire);
   ASSERT_TRUE(h.file == src);
   auto acks = h.of_type(P::FrameType::ack);

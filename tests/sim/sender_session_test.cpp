@@ -235,6 +235,13 @@ class Harness {
   std::vector<CloseConnection> closes;
 };
 
+// HELLOs, ANSWER 0 for entry 0, and every read the window allows completed.
+void stream_from_zero(Harness& h) {
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+}
+
 void expect_protocol_failure(Harness& h) {
   EXPECT_EQ(h.s.state(), SenderSession::State::failed);
   EXPECT_TRUE(h.s.finished());
@@ -414,9 +421,7 @@ TEST(SenderWindow, AckForAnotherFileIsAViolation) {
 TEST(SenderRpos, GoBackRewindsToTheOffsetAndCountsResentBytes) {
   const auto file = bytes_of(12 * kChunk, 8);
   Harness h({file});
-  h.handshake();
-  h.answer(0, 0);
-  h.complete_all_reads();
+  stream_from_zero(h);
   static_assert(12 * kChunk < kWindow);
   ASSERT_EQ(h.data_bytes(), 12 * kChunk);
   const std::uint64_t sent_before = h.data_bytes();
@@ -496,9 +501,7 @@ TEST(SenderBlocks, OfferCarriesTheBlockSizeAndReadsAreWholeBlocks) {
 TEST(SenderRpos, ResendsExactlyTheNamedBlocksOnceAndNoSecondCommit) {
   const auto file = bytes_of(12 * kChunk, 31);
   Harness h({file});
-  h.handshake();
-  h.answer(0, 0);
-  h.complete_all_reads();
+  stream_from_zero(h);
   ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
   h.take_frames();
   h.feed_rpos(0, 5 * kChunk, kChunk);  // one block
