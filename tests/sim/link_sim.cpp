@@ -9,6 +9,7 @@
 #include <memory>
 #include <sstream>
 
+#include "lib/core/session_driver.hpp"
 #include "lib/core/source_entry.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
@@ -271,6 +272,10 @@ struct DestOp {
 
 enum class Flush { none, to_receiver, to_sender };
 
+// Who ends a connection. The receiver's own drive() is on the stack when its session
+// asks for the close, and carries on with what on_disconnected queues.
+enum class Closer { link, sender, receiver };
+
 std::vector<SourceEntry> entries_of(const SimCase& c) {
   std::vector<SourceEntry> out;
   for (const auto& f : c.files) {
@@ -401,7 +406,7 @@ class Sim {
 
   // Ends the current connection. `flush`: the closing side's queued bytes are still
   // delivered (close after flush), as the apps do for a final ERROR or END.
-  void close_connection(const Error& why, Flush flush) {
+  void close_connection(const Error& why, Flush flush, Closer by) {
     if (!conn_ || conn_->closing) return;
     conn_->closing = true;
     trace("connection " + std::to_string(conn_->id) + " closing: " + why.message());
@@ -409,7 +414,7 @@ class Sim {
     if (flush == Flush::to_sender) flush_pipe(to_tx_, Dir::to_sender);
     Conn* k = conn_.get();
     k->rx->on_disconnected(why, now_);
-    drive_receiver(*k);
+    if (by != Closer::receiver) drive_receiver(*k);
     if (tx_connected_) {
       tx_connected_ = false;
       tx_.on_disconnected(why, now_);
@@ -429,21 +434,14 @@ class Sim {
 
   // --- the sender ----------------------------------------------------------
 
+  // The engines' loop (lib/core/session_driver.hpp). The sender's own closes do not
+  // feed it again (it already counts itself disconnected), so nothing re-enters it.
   void drive_sender() {
-    if (tx_draining_) {
-      tx_again_ = true;
-      return;
+    drive(tx_, [this](sender::Action& a) { perform_tx(a); }, [this](const Event& e) { trace_event("send", e); });
+    // Nothing in a drive acknowledges data, so in_flight() is highest at its end.
+    if (tx_.in_flight() > c_.window) {
+      violation("sender in_flight() " + std::to_string(tx_.in_flight()) + " > window " + std::to_string(c_.window));
     }
-    tx_draining_ = true;
-    do {
-      tx_again_ = false;
-      for (auto& a : tx_.take_actions()) perform_tx(a);
-      for (const auto& e : tx_.take_events()) trace_event("send", e);
-      if (tx_.in_flight() > c_.window) {
-        violation("sender in_flight() " + std::to_string(tx_.in_flight()) + " > window " + std::to_string(c_.window));
-      }
-    } while (tx_again_);
-    tx_draining_ = false;
   }
 
   void perform_tx(sender::Action& a) {
@@ -462,12 +460,11 @@ class Sim {
       io_.push_back(IoOp{io_time(), next_seq_++, true, h->entry, 0, h->length, h->token, h->block_size});
     } else if (auto* k = std::get_if<sender::CheckSource>(&a)) {
       // The in-memory source never changes.
-      tx_.on_source_checked(k->token, std::optional<SourceEntry>{}, now_);
-      tx_again_ = true;
+      tx_.on_source_checked(k->token, std::optional<SourceEntry>{}, now_);  // drive() carries on
     } else if (auto* cl = std::get_if<CloseConnection>(&a)) {
       if (!tx_connected_) return;
       tx_connected_ = false;  // the sender already counts itself disconnected
-      close_connection(cl->reason, Flush::to_receiver);
+      close_connection(cl->reason, Flush::to_receiver, Closer::sender);
     }
   }
 
@@ -543,18 +540,13 @@ class Sim {
 
   // --- the receiver ---------------------------------------------------------
 
+  // The engines' loop (lib/core/session_driver.hpp). A close the receiver asks for
+  // feeds it again from inside this drive, which carries on (Closer::receiver).
   void drive_receiver(Conn& k) {
-    if (rx_draining_) {
-      rx_again_ = true;
-      return;
-    }
-    rx_draining_ = true;
-    do {
-      rx_again_ = false;
-      for (auto& a : k.rx->take_actions()) perform_rx(k, a);
-      for (const auto& e : k.rx->take_events()) trace_event("recv", e);
-    } while (rx_again_);
-    rx_draining_ = false;
+    rx_driving_ = true;
+    drive(*k.rx, [this, &k](receiver::Action& a) { perform_rx(k, a); },
+          [this](const Event& e) { trace_event("recv", e); });
+    rx_driving_ = false;
   }
 
   void perform_rx(Conn& k, receiver::Action& a) {
@@ -568,7 +560,7 @@ class Sim {
       s.ready = now_ + c_.link.delay;
       to_tx_.q.push_back(std::move(s));
     } else if (auto* cl = std::get_if<CloseConnection>(&a)) {
-      if (live) close_connection(cl->reason, Flush::to_sender);
+      if (live) close_connection(cl->reason, Flush::to_sender, Closer::receiver);
     } else if (auto* o = std::get_if<receiver::OpenFile>(&a)) {
       DestOp op;
       op.at = std::max(dest_time(), now_ + c_.open_latency);
@@ -579,8 +571,7 @@ class Sim {
     } else if (auto* w = std::get_if<receiver::WriteChunk>(&a)) {
       if (!k.handle) {
         k.rx->on_chunk_written(w->file_id, w->offset, w->data.size(),
-                               make_error(Errc::internal, "write without an open file"), now_);
-        rx_again_ = true;
+                               make_error(Errc::internal, "write without an open file"), now_);  // drive() carries on
         return;
       }
       if (P::block_digest(w->data, w->offset) != w->digest) violation("WriteChunk digest is not the block's");
@@ -588,8 +579,8 @@ class Sim {
                                 std::vector<std::byte>(w->data.begin(), w->data.end())});
     } else if (auto* cm = std::get_if<receiver::CommitFile>(&a)) {
       if (!k.handle) {
-        k.rx->on_file_committed(cm->file_id, make_error(Errc::internal, "commit without an open file"), now_);
-        rx_again_ = true;
+        k.rx->on_file_committed(cm->file_id, make_error(Errc::internal, "commit without an open file"),
+                                now_);  // drive() carries on
         return;
       }
       DestOp op;
@@ -620,11 +611,7 @@ class Sim {
     Conn* k = conn_ && conn_->id == w.conn && !conn_->closing ? conn_.get() : nullptr;
     if (!k) return;
     k->rx->on_chunk_written(w.file_id, w.offset, w.data.size(), std::move(r), now_);
-    if (rx_draining_) {
-      rx_again_ = true;
-    } else {
-      drive_receiver(*k);
-    }
+    if (!rx_driving_) drive_receiver(*k);  // else the running drive() picks it up
   }
   // Writes due now complete in a random order (the pool has several threads).
   void complete_due_writes() {
@@ -720,7 +707,7 @@ class Sim {
   void deliver(Dir d, P::Bytes piece) {
     if (d == Dir::to_receiver) {
       if (!conn_ || conn_->closing) return;
-      if (rx_draining_) violation("simulator fed the receiver while it was draining");
+      if (rx_driving_) violation("simulator fed the receiver while it was draining");
       Conn& k = *conn_;
       k.rx->on_bytes(piece, now_);
       drive_receiver(k);
@@ -749,12 +736,12 @@ class Sim {
             s.bytes[s.pos] ^= static_cast<std::byte>(1u << rng_.below(8));
             break;
           case FaultKind::cut:
-            close_connection(make_error(Errc::connection, "simulated cut"), Flush::none);
+            close_connection(make_error(Errc::connection, "simulated cut"), Flush::none, Closer::link);
             return;
           case FaultKind::truncate:
             p.q.clear();
             close_connection(make_error(Errc::connection, "simulated truncation"),
-                             d == Dir::to_receiver ? Flush::to_sender : Flush::to_receiver);
+                             d == Dir::to_receiver ? Flush::to_sender : Flush::to_receiver, Closer::link);
             return;
           case FaultKind::black_hole:
             p.black_hole = true;
@@ -892,10 +879,11 @@ class Sim {
   SenderSession tx_;
   BufferPool read_pool_;
   bool tx_connected_ = false;
-  bool tx_draining_ = false, tx_again_ = false;
-  bool rx_draining_ = false, rx_again_ = false;
+  bool rx_driving_ = false;  // only to check that nothing feeds it bytes meanwhile
   std::unique_ptr<Conn> conn_;
-  std::vector<std::unique_ptr<Conn>> graveyard_;  // closed; freed outside their callbacks
+  // Closed connections, freed at the next step: a close the receiver asks for comes
+  // from inside drive_receiver(), which still holds the Conn.
+  std::vector<std::unique_ptr<Conn>> graveyard_;
   std::uint64_t next_conn_id_ = 1;
   std::uint64_t conn_gen_ = 0;
   Pipe to_rx_, to_tx_;
@@ -1031,22 +1019,14 @@ std::vector<std::string> check_result(const SimCase& c, const SimResult& r, bool
   return problems;
 }
 
-SimCase random_case(std::uint64_t seed, unsigned max_faults) {
-  Rng g(seed * 0x9E3779B97F4A7C15ull + 0x1234567);
-  SimCase c;
-  c.name = "sweep";
-  c.link.seed = seed;
-  c.chunk_size = g.pick(std::vector<std::size_t>{4096, 8192, 16384, 32768, 65536});
-  std::vector<std::uint64_t> windows;
-  for (std::uint64_t w : {16u << 10, 32u << 10, 64u << 10, 128u << 10, 256u << 10}) {
-    if (w >= c.chunk_size) windows.push_back(w);
-  }
-  c.window = g.pick(windows);
-  c.max_reads_in_flight = static_cast<unsigned>(g.between(1, 6));
-  c.io_latency = Tick(g.below(4));
-  c.link.delay = Tick(g.below(21));
-  c.link.rate = g.pick(std::vector<std::uint64_t>{4096, 16384, 65536, 262144, 1048576});
+namespace {
 
+// random_case()'s steps, in the order they draw from `g` (the order is part of what a
+// seed means: a replayed seed must give the same case).
+
+// 0..3 entries (sizes around the chunk size, up to 3 MiB; sometimes a directory);
+// returns their total size.
+std::uint64_t add_random_files(Rng& g, std::uint64_t seed, SimCase& c) {
   const std::uint64_t chunk = c.chunk_size;
   const unsigned n = static_cast<unsigned>(g.below(4));
   std::uint64_t total = 0;
@@ -1077,41 +1057,47 @@ SimCase random_case(std::uint64_t seed, unsigned max_faults) {
     total += size;
     c.files.push_back(std::move(f));
   }
+  return total;
+}
 
-  // What the destination already holds (one case in eight).
-  if (!c.files.empty() && g.chance(1, 8)) {
-    const SimFile& f = c.files[g.below(c.files.size())];
-    if (!f.directory && !f.data.empty()) {
-      const std::string id = source_identity(f.data.size(), f.mtime_ns);
-      switch (g.below(4)) {
-        case 0: {  // a partial of this very file: resume (sometimes with an unjournaled tail)
-          const auto k = static_cast<std::ptrdiff_t>(g.below(f.data.size() + 1));
-          PresetPartial p{f.path, std::vector<std::byte>(f.data.begin(), f.data.begin() + k), id, f.data.size(), {}, 0, {}};
-          if (g.chance(1, 2)) {
-            p.verified = p.bytes.size();
-            auto junk = random_bytes(seed + 7, static_cast<std::size_t>(g.below(3 * chunk)));
-            p.bytes.insert(p.bytes.end(), junk.begin(), junk.end());
-          }
-          c.partials.push_back(std::move(p));
-          break;
-        }
-        case 1:  // a partial of an older version: start over
-          c.partials.push_back({f.path, random_bytes(seed + 99, f.data.size() / 2), "size=1,mtime_ns=1", 1, {}, 0, {}});
-          break;
-        case 2:  // the very file is already there: only re-verified
-          c.finals.push_back({f.path, f.data, f.mtime_ns});
-          break;
-        default: {  // a file with the same size and mtime but other bytes: fails, then re-sent
-          auto other = f.data;
-          other[g.below(other.size())] ^= std::byte{0x40};
-          c.finals.push_back({f.path, std::move(other), f.mtime_ns});
-          break;
-        }
+// What the destination already holds (one case in eight).
+void add_random_preset(Rng& g, std::uint64_t seed, SimCase& c) {
+  if (c.files.empty() || !g.chance(1, 8)) return;
+  const std::uint64_t chunk = c.chunk_size;
+  const SimFile& f = c.files[g.below(c.files.size())];
+  if (f.directory || f.data.empty()) return;
+  const std::string id = source_identity(f.data.size(), f.mtime_ns);
+  switch (g.below(4)) {
+    case 0: {  // a partial of this very file: resume (sometimes with an unjournaled tail)
+      const auto k = static_cast<std::ptrdiff_t>(g.below(f.data.size() + 1));
+      PresetPartial p{f.path, std::vector<std::byte>(f.data.begin(), f.data.begin() + k), id, f.data.size(), {}, 0, {}};
+      if (g.chance(1, 2)) {
+        p.verified = p.bytes.size();
+        auto junk = random_bytes(seed + 7, static_cast<std::size_t>(g.below(3 * chunk)));
+        p.bytes.insert(p.bytes.end(), junk.begin(), junk.end());
       }
+      c.partials.push_back(std::move(p));
+      break;
+    }
+    case 1:  // a partial of an older version: start over
+      c.partials.push_back({f.path, random_bytes(seed + 99, f.data.size() / 2), "size=1,mtime_ns=1", 1, {}, 0, {}});
+      break;
+    case 2:  // the very file is already there: only re-verified
+      c.finals.push_back({f.path, f.data, f.mtime_ns});
+      break;
+    default: {  // a file with the same size and mtime but other bytes: fails, then re-sent
+      auto other = f.data;
+      other[g.below(other.size())] ^= std::byte{0x40};
+      c.finals.push_back({f.path, std::move(other), f.mtime_ns});
+      break;
     }
   }
+}
 
-  // Faults, spread over the bytes each direction is expected to carry.
+// Up to `max_faults` faults, spread over the bytes each direction is expected to carry
+// for `n` entries of `total` bytes.
+void add_random_faults(Rng& g, std::uint64_t total, std::uint64_t n, unsigned max_faults, SimCase& c) {
+  const std::uint64_t chunk = c.chunk_size;
   const std::uint64_t to_rx_len = total + 400 * (n + 1) + 2 * P::kDataHeadSize * (total / chunk + 1);
   const std::uint64_t to_tx_len = 300 * (n + 1) + 36 * (2 * total / (c.window / 4) + total / chunk + 2);
   const unsigned faults = static_cast<unsigned>(g.below(max_faults + 1));
@@ -1124,6 +1110,28 @@ SimCase random_case(std::uint64_t seed, unsigned max_faults) {
     if (f.kind == FaultKind::trickle) f.amount = g.between(1, 16 * 1024);
     c.link.faults.push_back(f);
   }
+}
+
+}  // namespace
+
+SimCase random_case(std::uint64_t seed, unsigned max_faults) {
+  Rng g(seed * 0x9E3779B97F4A7C15ull + 0x1234567);
+  SimCase c;
+  c.name = "sweep";
+  c.link.seed = seed;
+  c.chunk_size = g.pick(std::vector<std::size_t>{4096, 8192, 16384, 32768, 65536});
+  std::vector<std::uint64_t> windows;
+  for (std::uint64_t w : {16u << 10, 32u << 10, 64u << 10, 128u << 10, 256u << 10}) {
+    if (w >= c.chunk_size) windows.push_back(w);
+  }
+  c.window = g.pick(windows);
+  c.max_reads_in_flight = static_cast<unsigned>(g.between(1, 6));
+  c.io_latency = Tick(g.below(4));
+  c.link.delay = Tick(g.below(21));
+  c.link.rate = g.pick(std::vector<std::uint64_t>{4096, 16384, 65536, 262144, 1048576});
+  const std::uint64_t total = add_random_files(g, seed, c);
+  add_random_preset(g, seed, c);
+  add_random_faults(g, total, c.files.size(), max_faults, c);
   return c;
 }
 
