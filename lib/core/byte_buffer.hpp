@@ -17,15 +17,7 @@
 #pragma once
 
 #include <cstddef>
-// C++20's <memory> pulls <unistd.h> in through libstdc++'s atomic_wait.h (for
-// atomic<shared_ptr>), which the sessions' sans-I/O check (cmake/check_sans_io.cmake)
-// rightly forbids; unique_ptr and shared_ptr alone do not need it.
-#if __has_include(<bits/shared_ptr.h>) && __has_include(<bits/unique_ptr.h>)
-#include <bits/shared_ptr.h>
-#include <bits/unique_ptr.h>
-#else
 #include <memory>
-#endif
 #include <optional>
 #include <span>
 #include <vector>
