@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "protocol/digest.hpp"
+
 namespace ferry::protocol {
 
 void put_u16(std::byte* p, std::uint16_t v) {
@@ -58,6 +60,23 @@ namespace {
 std::uint32_t header_check(const std::byte* h) {
   return static_cast<std::uint32_t>(XXH3_64bits(h, 20));
 }
+
+// The DATA prefix check: low 32 bits of XXH3-64 of the file id and offset (12 bytes).
+std::uint32_t prefix_check(const std::byte* prefix) {
+  return static_cast<std::uint32_t>(XXH3_64bits(prefix, 12));
+}
+
+// The one pass over a DATA frame's bytes: the prefix check, then the block digest.
+DataCheck check_data(Bytes payload, std::uint64_t header_digest) {
+  DataCheck c;
+  if (payload.size() <= kDataPrefixSize) return c;
+  const std::byte* p = payload.data();
+  c.prefix_ok = get_u32(p + 12) == prefix_check(p);
+  if (!c.prefix_ok) return c;
+  c.digest = block_digest(payload.subspan(kDataPrefixSize), get_u64(p + 4));
+  c.data_ok = c.digest == header_digest;
+  return c;
+}
 }  // namespace
 
 std::array<std::byte, kHeaderSize> encode_header(FrameType type, std::uint32_t payload_length,
@@ -89,19 +108,14 @@ std::vector<std::byte> encode_frame(FrameType type, const std::string& payload) 
 }
 
 std::array<std::byte, kDataHeadSize> encode_data_head(std::uint32_t file_id, std::uint64_t offset,
-                                                      Bytes data) {
-  std::array<std::byte, kDataPrefixSize> prefix{};
-  put_u32(&prefix[0], file_id);
-  put_u64(&prefix[4], offset);
-  XXH3_state_t st;
-  XXH3_64bits_reset(&st);
-  XXH3_64bits_update(&st, prefix.data(), prefix.size());
-  XXH3_64bits_update(&st, data.data(), data.size());
-  auto h = encode_header(FrameType::data, static_cast<std::uint32_t>(prefix.size() + data.size()),
-                         XXH3_64bits_digest(&st));
+                                                      std::uint64_t digest, std::size_t data_length) {
   std::array<std::byte, kDataHeadSize> out{};
+  auto h = encode_header(FrameType::data, static_cast<std::uint32_t>(kDataPrefixSize + data_length), digest);
   std::memcpy(out.data(), h.data(), h.size());
-  std::memcpy(out.data() + h.size(), prefix.data(), prefix.size());
+  std::byte* prefix = out.data() + kHeaderSize;
+  put_u32(prefix, file_id);
+  put_u64(prefix + 4, offset);
+  put_u32(prefix + 12, prefix_check(prefix));
   return out;
 }
 
@@ -135,7 +149,12 @@ DecodeResult decode_frame(Bytes in) {
   f.header.payload_checksum = get_u64(h + 12);
   f.payload = in.subspan(kHeaderSize, len);
   f.consumed = kHeaderSize + len;
-  f.payload_ok = XXH3_64bits(f.payload.data(), f.payload.size()) == f.header.payload_checksum;
+  if (f.header.type == FrameType::data) {
+    f.data_check = check_data(f.payload, f.header.payload_checksum);
+    f.payload_ok = f.data_check.prefix_ok && f.data_check.data_ok;
+  } else {
+    f.payload_ok = XXH3_64bits(f.payload.data(), f.payload.size()) == f.header.payload_checksum;
+  }
   return f;
 }
 
@@ -151,6 +170,22 @@ bool decode_position(Bytes payload, Position& out) {
   out.file_id = get_u32(payload.data());
   out.offset = get_u64(payload.data() + 4);
   return true;
+}
+
+std::array<std::byte, 20> encode_resend(Resend r) {
+  std::array<std::byte, 20> out{};
+  put_u32(&out[0], r.file_id);
+  put_u64(&out[4], r.offset);
+  put_u64(&out[12], r.length);
+  return out;
+}
+
+bool decode_resend(Bytes payload, Resend& out) {
+  if (payload.size() != 20) return false;
+  out.file_id = get_u32(payload.data());
+  out.offset = get_u64(payload.data() + 4);
+  out.length = get_u64(payload.data() + 12);
+  return out.offset + out.length >= out.offset;
 }
 
 bool decode_data(Bytes payload, DataView& out) {

@@ -8,7 +8,8 @@
 // would let it progress), Malformed (the stream cannot be trusted any further: close
 // the connection), or a DecodedFrame whose payload_ok says whether the payload
 // matched its checksum (a bad DATA payload is recoverable with RPOS; a bad control
-// payload is not).
+// payload is not). For DATA it also says which part failed (data_check): a good
+// prefix names the block to send again; a bad one cannot be trusted at all.
 #pragma once
 
 #include <array>
@@ -42,11 +43,19 @@ struct Malformed {
   // type this build does not know: a peer we cannot talk to, not a damaged stream.
   bool incompatible = false;
 };
+// What decode_frame found of a DATA payload (PROTOCOL.md 4.1). All false and 0 for
+// other frame types, and for a DATA payload too short to hold the prefix and a byte.
+struct DataCheck {
+  bool prefix_ok = false;      // the prefix check matched: file id and offset are trustworthy
+  bool data_ok = false;        // and block_digest(data, offset) matched the header
+  std::uint64_t digest = 0;    // block_digest(data, offset), computed once (when prefix_ok)
+};
 struct DecodedFrame {
   FrameHeader header;
   Bytes payload;           // points into the decoder's input
   std::size_t consumed;    // header + payload
-  bool payload_ok;         // payload matched header.payload_checksum
+  bool payload_ok;         // payload matched its checksum (DATA: prefix_ok && data_ok)
+  DataCheck data_check{};  // DATA only
 };
 using DecodeResult = std::variant<NeedMore, Malformed, DecodedFrame>;
 
@@ -62,16 +71,25 @@ std::array<std::byte, kHeaderSize> encode_header(FrameType type, std::uint32_t p
 std::vector<std::byte> encode_frame(FrameType type, Bytes payload);
 std::vector<std::byte> encode_frame(FrameType type, const std::string& payload);
 
-// DATA without copying the bytes: the header plus the 12-byte prefix (file id,
-// offset), checksummed together with `data`. Send it followed by `data` itself.
+// DATA without copying or rehashing the bytes: the header plus the 16-byte prefix (file
+// id, offset, prefix check) for a block of `data_length` bytes whose block_digest
+// (protocol/digest.hpp, computed once when the block was read) is `digest`. Send it
+// followed by the block's bytes. Precondition: 1 <= data_length <= kMaxChunkSize.
 inline constexpr std::size_t kDataHeadSize = kHeaderSize + kDataPrefixSize;
 std::array<std::byte, kDataHeadSize> encode_data_head(std::uint32_t file_id, std::uint64_t offset,
-                                                      Bytes data);
+                                                      std::uint64_t digest, std::size_t data_length);
 
 // Binary bodies.
-struct Position {  // ACK and RPOS
+struct Position {  // ACK
   std::uint32_t file_id = 0;
   std::uint64_t offset = 0;
+};
+// RPOS (PROTOCOL.md 6.4): length > 0: send the blocks covering [offset, offset+length)
+// again; length == 0: send everything again from offset.
+struct Resend {
+  std::uint32_t file_id = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
 };
 struct DataView {
   std::uint32_t file_id = 0;
@@ -81,7 +99,11 @@ struct DataView {
 std::array<std::byte, 12> encode_position(Position p);
 // Returns false when the payload is not exactly 12 bytes.
 bool decode_position(Bytes payload, Position& out);
-// Returns false when the payload is shorter than the 12-byte prefix or carries no data.
+std::array<std::byte, 20> encode_resend(Resend r);
+// Returns false when the payload is not exactly 20 bytes or offset + length overflows.
+bool decode_resend(Bytes payload, Resend& out);
+// Returns false when the payload is not longer than the 16-byte prefix (no data).
+// Does not check the prefix: decode_frame did (DecodedFrame::data_check).
 bool decode_data(Bytes payload, DataView& out);
 std::array<std::byte, 8> encode_nonce(std::uint64_t nonce);
 bool decode_nonce(Bytes payload, std::uint64_t& out);

@@ -1,5 +1,6 @@
 #include "protocol/digest.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace ferry::protocol {
@@ -50,6 +51,27 @@ std::string Digest128::hex() const {
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&state_));
   return to_hex(c.digest, sizeof c.digest);
+}
+
+std::uint64_t block_digest(std::span<const std::byte> data, std::uint64_t offset) {
+  return XXH3_64bits_withSeed(data.data(), data.size(), offset);
+}
+
+void FileDigest::add_block(std::uint64_t digest) {
+  XXH64_canonical_t c;
+  XXH64_canonicalFromHash(&c, digest);
+  state_.update(std::as_bytes(std::span(c.digest)));
+}
+
+std::uint64_t add_blocks(FileDigest& fd, std::span<const std::byte> data, std::uint64_t offset,
+                         std::size_t block_size) {
+  while (!data.empty()) {
+    const std::size_t n = std::min(block_size, data.size());
+    fd.add_block(block_digest(data.first(n), offset));
+    data = data.subspan(n);
+    offset += n;
+  }
+  return offset;
 }
 
 bool is_hex128(std::string_view s) {

@@ -7,7 +7,8 @@
 //   4  2  flags, must be 0
 //   6  2  reserved, must be 0
 //   8  4  payload length (<= kMaxPayload)
-//  12  8  XXH3-64 of the payload (seed 0)
+//  12  8  XXH3-64 of the payload (seed 0); DATA: the block digest of its data
+//          (protocol/digest.hpp block_digest: seeded with the offset)
 //  20  4  header check: low 32 bits of XXH3-64 over bytes 0..19
 // The header check is verified before the length is trusted.
 #pragma once
@@ -21,14 +22,17 @@ namespace ferry::protocol {
 inline constexpr std::uint8_t kMagic0 = 0x46;  // 'F'
 inline constexpr std::uint8_t kMagic1 = 0x59;  // 'Y'
 inline constexpr std::uint8_t kFrameVersion = 1;
-inline constexpr std::uint32_t kProtocolVersion = 1;  // negotiated in HELLO
+// Negotiated in HELLO. Version 2 (docs/PROTOCOL.md): whole blocks per DATA frame, a
+// seeded block digest in the DATA header, a file digest over the block digests, RPOS
+// naming the range to send again. A peer of version 1 fails the HELLO exchange.
+inline constexpr std::uint32_t kProtocolVersion = 2;
 inline constexpr std::size_t kHeaderSize = 24;
 
 // Chunk sizes: DATA payload bytes per frame.
 inline constexpr std::size_t kDefaultChunkSize = 256 * 1024;
 inline constexpr std::size_t kMinChunkSize = 1024;
 inline constexpr std::size_t kMaxChunkSize = 16 * 1024 * 1024;
-inline constexpr std::size_t kDataPrefixSize = 12;  // file id (4) + offset (8)
+inline constexpr std::size_t kDataPrefixSize = 16;  // file id (4) + offset (8) + prefix check (4)
 // Hard upper bound on any frame's payload; a larger length is malformed.
 inline constexpr std::size_t kMaxPayload = kMaxChunkSize + kDataPrefixSize;
 // Control frames (JSON bodies) are far smaller; a larger one is a peer violation.
@@ -42,10 +46,10 @@ enum class FrameType : std::uint8_t {
   hello = 1,    // JSON: version negotiation, session id
   offer = 2,    // JSON: sender offers a file or directory
   answer = 3,   // JSON: receiver's verified offset for an offer, or a refusal
-  data = 4,     // binary: file id, offset, bytes
+  data = 4,     // binary: file id, offset, prefix check, one block's bytes
   ack = 5,      // binary: file id, cumulative verified-and-written offset
-  rpos = 6,     // binary: file id, offset the sender must resume from (bad chunk)
-  commit = 7,   // JSON: whole-file XXH3-128 from the sender
+  rpos = 6,     // binary: file id, offset, length: blocks to send again (bad chunk)
+  commit = 7,   // JSON: the sender's file digest (XXH3-128 over the block digests)
   verdict = 8,  // JSON: receiver's "verified" or "failed"
   error = 9,    // JSON: fatal error, connection closes after it
   end = 10,     // JSON: sender has no more files / receiver confirms

@@ -91,6 +91,31 @@ Result<json> parse_object(Bytes payload, const char* frame) {
   return j;
 }
 
+// ANSWER's optional "held": [[offset, length], ...], sorted, disjoint, above `offset`,
+// non-empty ranges, at most kMaxHeldRanges, ends within 2^63.
+Result<std::vector<ByteRange>> parse_held(const json& j, std::uint64_t offset) {
+  std::vector<ByteRange> out;
+  auto it = j.find("held");
+  if (it == j.end()) return out;
+  if (!it->is_array() || it->size() > kMaxHeldRanges) {
+    return make_error(Errc::protocol, "field 'held' must be an array of at most 64 ranges");
+  }
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  std::uint64_t floor = offset;
+  for (const auto& e : *it) {
+    if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() || !e[1].is_number_unsigned()) {
+      return make_error(Errc::protocol, "field 'held' must hold [offset, length] pairs");
+    }
+    ByteRange r{e[0].get<std::uint64_t>(), e[1].get<std::uint64_t>()};
+    if (r.length == 0 || r.offset < floor || r.offset > kMax || r.length > kMax - r.offset) {
+      return make_error(Errc::protocol, "field 'held' has an empty, overlapping or unsorted range");
+    }
+    floor = r.offset + r.length;
+    out.push_back(r);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string to_json(const Hello& m) {
@@ -109,22 +134,28 @@ std::string to_json(const Hello& m) {
 }
 
 std::string to_json(const Offer& m) {
-  return json{{"file", m.file_id},
-              {"path", m.path},
-              {"kind", m.kind == EntryKind::file ? "file" : "dir"},
-              {"size", m.size},
-              {"mtime_ns", m.mtime_ns},
-              {"mode", m.mode},
-              {"identity", m.identity}}
-      .dump(-1, ' ', false, json::error_handler_t::replace);
+  json j{{"file", m.file_id},
+         {"path", m.path},
+         {"kind", m.kind == EntryKind::file ? "file" : "dir"},
+         {"size", m.size},
+         {"mtime_ns", m.mtime_ns},
+         {"mode", m.mode},
+         {"identity", m.identity}};
+  if (m.kind == EntryKind::file) j["block_size"] = m.block_size;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string to_json(const Answer& m) {
-  return json{{"file", m.file_id},
-              {"status", m.status == AnswerStatus::accept ? "accept" : "refuse"},
-              {"offset", m.offset},
-              {"note", m.note}}
-      .dump(-1, ' ', false, json::error_handler_t::replace);
+  json j{{"file", m.file_id},
+         {"status", m.status == AnswerStatus::accept ? "accept" : "refuse"},
+         {"offset", m.offset},
+         {"note", m.note}};
+  if (!m.held.empty()) {
+    json held = json::array();
+    for (const auto& r : m.held) held.push_back(json::array({r.offset, r.length}));
+    j["held"] = std::move(held);
+  }
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string to_json(const Commit& m) {
@@ -189,6 +220,10 @@ Result<Offer> parse_offer(Bytes payload) {
   else if (kind == "dir") m.kind = EntryKind::directory;
   else return bad("OFFER", "field 'kind' must be \"file\" or \"dir\"");
   if (m.kind == EntryKind::directory && m.size != 0) return bad("OFFER", "directory with a size");
+  if (m.kind == EntryKind::file &&
+      (!r.uint("block_size", m.block_size, kMaxChunkSize) || m.block_size < kMinChunkSize)) {
+    return bad("OFFER", r.why.empty() ? "field 'block_size' out of range" : r.why);
+  }
   return m;
 }
 
@@ -206,6 +241,11 @@ Result<Answer> parse_answer(Bytes payload) {
   if (status == "accept") m.status = AnswerStatus::accept;
   else if (status == "refuse") m.status = AnswerStatus::refuse;
   else return bad("ANSWER", "field 'status' must be \"accept\" or \"refuse\"");
+  if (auto held = parse_held(*j, m.offset)) {
+    m.held = std::move(*held);
+  } else {
+    return bad("ANSWER", held.error().message());
+  }
   return m;
 }
 

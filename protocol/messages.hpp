@@ -46,15 +46,31 @@ struct Offer {
   std::int64_t mtime_ns = 0; // nanoseconds since the epoch
   std::uint32_t mode = 0644; // permission bits (<= 07777)
   std::string identity;      // source identity; a change means "start over"
+  // Files: the size of the blocks the file is cut into (the sender's chunk size,
+  // kMinChunkSize..kMaxChunkSize); every DATA frame carries one whole block. 0 for
+  // directories (not written).
+  std::uint32_t block_size = 0;
 };
 
 enum class AnswerStatus { accept, refuse };
+
+// A range of bytes of a file, [offset, offset + length).
+struct ByteRange {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  friend bool operator==(const ByteRange&, const ByteRange&) = default;
+};
+inline constexpr std::size_t kMaxHeldRanges = 64;
 
 struct Answer {
   std::uint32_t file_id = 0;
   AnswerStatus status = AnswerStatus::accept;
   std::uint64_t offset = 0;  // verified bytes the receiver already holds (accept)
   std::string note;          // why refused, or e.g. "source changed, starting over"
+  // Accept: blocks above `offset` the receiver already holds, verified (from a journal
+  // of an earlier connection), sorted, disjoint, at most kMaxHeldRanges; the sender
+  // does not send them again. Empty: not written.
+  std::vector<ByteRange> held{};
 };
 
 struct Commit {

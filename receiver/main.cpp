@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   double idle_s = -1;
   app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)")->required();
   app.add_flag("--once", o.once, "Exit 0 after one sender's transfer is delivered and verified in full");
+  app.add_flag("--no-fsync", o.no_fsync,
+               "Do not fsync files, directories or journals (scratch copies: verification is unchanged, "
+               "durability against power loss is given up)");
   app.add_option("--idle-timeout", idle_s,
                  "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)");
   app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)");

@@ -1,9 +1,13 @@
 #include "receiver/receiver.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
+#include "lib/core/byte_buffer.hpp"
 #include "lib/core/session_driver.hpp"
 #include "lib/engine/backoff.hpp"
 #include "lib/engine/engine.hpp"
@@ -21,6 +25,12 @@ using receiver::ReceiverSession;
 namespace {
 
 // One connected sender.
+// Bytes of one sender's blocks being written on the thread pool at once (copies of the
+// session's input); beyond it a block is written on the loop thread instead.
+constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
+// The most one read from a sender's connection takes at once.
+constexpr std::size_t kReadSize = 512 * 1024;
+
 struct Peer {
   Peer(std::uint64_t i, std::unique_ptr<Connection> c, ReceiverConfig cfg)
       : id(i), conn(std::move(c)), session(std::move(cfg), Clock::now()) {}
@@ -32,7 +42,14 @@ struct Peer {
   // Shared with the pool job that commits it, so that the job never outlives it.
   std::shared_ptr<PartialFile> file;
   std::string busy_path;  // the wire path this peer holds in ReceiverEngine::busy_
-  unsigned jobs = 0;      // pool jobs in flight that hold `file`
+  unsigned jobs = 0;      // pool jobs in flight that hold `file` (opens, writes, commits)
+  unsigned writes = 0;    // of which block writes
+  // A CloseFile that came while writes were in flight: done when the last one completes
+  // (the path stays this peer's until then, so no other writer can open it).
+  std::optional<receiver::CloseFile> close_after_writes;
+  // Copies of WriteChunk blocks for the writes on the thread pool; created at the
+  // first write with the file's block size, bounded (kWriteBudget).
+  std::unique_ptr<BufferPool> write_buffers;
   bool reported_end = false;  // END seen and acted upon
   std::uint64_t write_retries = 0;
 
@@ -55,7 +72,7 @@ class ReceiverEngine final : public Engine {
   void begin() override {
     if (done_) return;  // stopped before the start
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
-    auto dest = DestDir::open(opts_.dest);
+    auto dest = DestDir::open(opts_.dest, DestOptions{.no_fsync = opts_.no_fsync});
     if (!dest) return finish(dest.error());
     dest_ = std::move(*dest);
     auto t = start_transport(
@@ -146,15 +163,27 @@ class ReceiverEngine final : public Engine {
     auto peer = std::make_unique<Peer>(id, std::move(c), cfg);
     Peer* p = peer.get();
     peers_[id] = std::move(peer);
-    p->conn->start({[this, id](protocol::Bytes b) {
-                      Peer* q = find(id);
-                      if (!q || done_) return;
-                      q->session.on_bytes(b, Clock::now());
-                      drain(*q);
-                      q->session.on_input_drained(Clock::now());
-                      drain(*q);
-                    },
-                    [this, id](const Error& why) { on_closed(id, why); }});
+    Connection::Callbacks cb;
+    cb.on_closed = [this, id](const Error& why) { on_closed(id, why); };
+    // Reads land in the session's own buffer (no copy between them).
+    cb.input_space = [this, id]() -> std::span<std::byte> {
+      Peer* q = find(id);
+      if (!q || done_) return {};
+      return q->session.input_space(kReadSize);
+    };
+    cb.on_input = [this, id](std::size_t n) {
+      Peer* q = find(id);
+      if (!q || done_) return;
+      q->session.on_input(n, Clock::now());
+      drain(*q);
+    };
+    cb.on_input_drained = [this, id] {
+      Peer* q = find(id);
+      if (!q || done_) return;
+      q->session.on_input_drained(Clock::now());
+      drain(*q);
+    };
+    p->conn->start(std::move(cb));
   }
 
   Peer* find(std::uint64_t id) {
@@ -213,21 +242,83 @@ class ReceiverEngine final : public Engine {
     } else if (auto* o = std::get_if<receiver::OpenFile>(&a)) {
       open_file(p, *o);
     } else if (auto* w = std::get_if<receiver::WriteChunk>(&a)) {
-      Result<void> r = p.file ? p.file->write(w->offset, w->data)
-                              : Result<void>(make_error(Errc::internal, "write without an open file"));
-      p.session.on_chunk_written(w->file_id, w->offset + w->data.size(), std::move(r), now);  // drive() carries on
+      write_chunk(p, *w, now);
     } else if (auto* cm = std::get_if<receiver::CommitFile>(&a)) {
       commit_file(p, cm->file_id);
     } else if (auto* cl = std::get_if<receiver::CloseFile>(&a)) {
-      if (p.file && p.jobs == 0) {
-        if (cl->discard)
-          p.file->close_discard();
-        else
-          p.file->close_keep();
-        p.file.reset();
+      if (p.writes > 0) {
+        p.close_after_writes = *cl;
+        return;
       }
-      release_path(p);
+      close_file(p, *cl);
     }
+  }
+
+  void close_file(Peer& p, const receiver::CloseFile& cl) {
+    if (p.file && p.jobs == 0) {
+      if (cl.discard)
+        p.file->close_discard();
+      else
+        p.file->close_keep();
+      p.file.reset();
+    }
+    release_path(p);
+  }
+
+  // A verified block: copied into a pooled buffer and written on the thread pool, so the
+  // loop goes on receiving and verifying (writes are positional and may complete in any
+  // order). With every buffer out (the disk is slower than the network) it is written
+  // here on the loop instead, which also slows the reading of this sender's input.
+  void write_chunk(Peer& p, const receiver::WriteChunk& w, Clock::time_point now) {
+    if (!p.file) {
+      p.session.on_chunk_written(w.file_id, w.offset, w.data.size(),
+                                 make_error(Errc::internal, "write without an open file"), now);
+      return;  // drive() carries on
+    }
+    if (!p.write_buffers) {
+      const std::size_t block = std::max<std::size_t>(w.data.size(), protocol::kMinChunkSize);
+      p.write_buffers = std::make_unique<BufferPool>(block, std::max<std::size_t>(2, kWriteBudget / block));
+    }
+    std::optional<ByteBuffer> buf;
+    if (w.data.size() <= p.write_buffers->capacity()) buf = p.write_buffers->acquire();
+    if (!buf) {
+      p.session.on_chunk_written(w.file_id, w.offset, w.data.size(), p.file->write(w.offset, w.data, w.digest), now);
+      return;
+    }
+    std::memcpy(buf->data(), w.data.data(), w.data.size());
+    buf->resize(w.data.size());
+    struct Job {
+      ByteBuffer block;
+      std::uint64_t offset, digest;
+      std::uint32_t file_id;
+      Result<void> result;
+    };
+    auto job = std::make_shared<Job>(Job{std::move(*buf), w.offset, w.digest, w.file_id, {}});
+    std::shared_ptr<PartialFile> file = p.file;
+    ++p.jobs;
+    ++p.writes;
+    const std::uint64_t id = p.id;
+    run_on_pool(
+        loop_, [file, job] { job->result = file->write(job->offset, job->block.span(), job->digest); },
+        guarded(this, [id, job](ReceiverEngine& self) { self.chunk_written(id, *job); }));
+  }
+
+  template <class Job>
+  void chunk_written(std::uint64_t id, Job& job) {
+    Peer* q = find(id);
+    if (!q) return;
+    --q->jobs;
+    --q->writes;
+    const std::size_t length = job.block.size();
+    job.block = ByteBuffer{};  // back to the pool before the session asks for more
+    q->session.on_chunk_written(job.file_id, job.offset, length, std::move(job.result), Clock::now());
+    if (q->writes == 0 && q->close_after_writes) close_file(*q, *std::exchange(q->close_after_writes, std::nullopt));
+    drain(*q);
+    // Nothing else is pending for this sender now: acknowledge what was written (the
+    // sender may be waiting for it, with no more input to come until it gets it).
+    q->session.on_input_drained(Clock::now());
+    drain(*q);
+    forget_if_idle(id);
   }
 
   void release_path(Peer& p) {
@@ -313,7 +404,8 @@ class ReceiverEngine final : public Engine {
               self.release_path(*q);
               return self.forget_if_idle(id);
             }
-            receiver::OpenedFile opened{job->state.offset, job->state.prefix, job->state.note};
+            receiver::OpenedFile opened{job->state.offset, job->state.prefix, job->state.note, {}};
+            for (const auto& b : job->state.held) opened.held.push_back({b.offset, b.length, b.digest});
             q->session.on_file_opened(file_id, std::move(opened), Clock::now());
           }
           self.drain(*q);

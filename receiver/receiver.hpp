@@ -56,6 +56,10 @@ struct ReceiverOptions {
   std::optional<unsigned> retries = 20;
   std::uint64_t window = 4 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes
   std::size_t max_senders = 256;           // connections served at once; more are closed
+  // Durability against power loss given up (ferry-recv --no-fsync, for scratch copies):
+  // no fsync of files, directories or journals. Verification is unchanged: a file is
+  // renamed into place only after its digest matched.
+  bool no_fsync = false;
   std::string software;                    // sent in HELLO; default "ferry-recv VERSION"
   // Every event, on the loop's thread, in order; must not throw and must not destroy
   // the Receiver. Events of concurrent senders interleave.

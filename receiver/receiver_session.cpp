@@ -1,6 +1,8 @@
 #include "receiver/receiver_session.hpp"
 
 #include <algorithm>
+#include <cassert>
+#include <cstring>
 #include <limits>
 
 #include "lib/core/session_replies.hpp"
@@ -56,9 +58,14 @@ void ReceiverSession::send_control(FrameType t, const std::string& body) {
   actions_.push_back(SendFrame{P::encode_frame(t, body), {}});
 }
 
-void ReceiverSession::send_position(FrameType t, std::uint64_t offset) {
+void ReceiverSession::send_ack(std::uint64_t offset) {
   auto body = P::encode_position({cur_, offset});
-  actions_.push_back(SendFrame{P::encode_frame(t, P::Bytes(body)), {}});
+  actions_.push_back(SendFrame{P::encode_frame(FrameType::ack, P::Bytes(body)), {}});
+}
+
+void ReceiverSession::send_rpos(std::uint64_t offset, std::uint64_t length) {
+  auto body = P::encode_resend({cur_, offset, length});
+  actions_.push_back(SendFrame{P::encode_frame(FrameType::rpos, P::Bytes(body)), {}});
 }
 
 void ReceiverSession::fatal(Error e) {
@@ -124,13 +131,32 @@ void ReceiverSession::close_current(bool discard) {
 
 void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
   if (state_ == State::failed || state_ == State::ended) return;
-  if (consumed_ > 0) {
-    inbuf_.erase(inbuf_.begin(), inbuf_.begin() + static_cast<std::ptrdiff_t>(consumed_));
+  auto space = input_space(bytes.size());
+  if (!bytes.empty()) std::memcpy(space.data(), bytes.data(), bytes.size());
+  on_input(bytes.size(), now);
+}
+
+std::span<std::byte> ReceiverSession::input_space(std::size_t at_least) {
+  if (consumed_ > 0) {  // compact: the spans handed out before are no longer valid
+    std::memmove(inbuf_.data(), inbuf_.data() + consumed_, filled_ - consumed_);
+    filled_ -= consumed_;
     consumed_ = 0;
   }
-  inbuf_.insert(inbuf_.end(), bytes.begin(), bytes.end());
+  // Grows (and zero-fills) only past the largest frame seen so far: reused after that.
+  if (inbuf_.size() < filled_ + at_least) inbuf_.resize(filled_ + at_least);
+  return {inbuf_.data() + filled_, inbuf_.size() - filled_};
+}
+
+void ReceiverSession::on_input(std::size_t n, Clock::time_point now) {
+  assert(filled_ + n <= inbuf_.size());
+  filled_ += n;
+  if (state_ == State::failed || state_ == State::ended) return;
+  decode_input(now);
+}
+
+void ReceiverSession::decode_input(Clock::time_point now) {
   while (state_ != State::failed && state_ != State::ended) {
-    auto r = P::decode_frame(P::Bytes(inbuf_).subspan(consumed_));
+    auto r = P::decode_frame(P::Bytes(inbuf_.data() + consumed_, filled_ - consumed_));
     if (std::holds_alternative<P::NeedMore>(r)) break;
     if (auto* m = std::get_if<P::Malformed>(&r)) {
       if (m->incompatible) {  // tell the peer why, then close
@@ -149,7 +175,7 @@ void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
 // only a receiver sends.
 void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) {
   const FrameType type = f.header.type;
-  if (!f.payload_ok) return on_corrupt_payload(type);
+  if (!f.payload_ok) return on_corrupt_payload(f);
   if (state_ == State::awaiting_hello && type != FrameType::hello) {
     return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(type)));
   }
@@ -159,7 +185,7 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) 
     case FrameType::offer:
       return on_offer(f.payload);
     case FrameType::data:
-      return on_data(f.payload);
+      return on_data(f);
     case FrameType::commit:
       return on_commit(f.payload);
     case FrameType::end:
@@ -178,18 +204,25 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) 
   }
 }
 
-// Never ERROR: a corrupt DATA chunk while receiving is asked for again with RPOS; any
-// other corrupt payload ends the connection (Errc::connection: the sender resumes).
-void ReceiverSession::on_corrupt_payload(FrameType type) {
+// A damaged DATA frame while receiving is recovered (PROTOCOL.md 6.4): with a good
+// prefix its block is reported missing; with a bad one nothing in it can be trusted, so
+// the sender goes back to the contiguous point. ERROR for a good prefix naming another
+// file or a misplaced block. Any other corrupt payload ends the connection
+// (Errc::connection: the sender resumes).
+void ReceiverSession::on_corrupt_payload(const P::DecodedFrame& f) {
+  const FrameType type = f.header.type;
   if (type == FrameType::data && state_ == State::receiving) {
-    // zmodem's ZRPOS: drop the chunk (its offset cannot be trusted either) and name
-    // the offset to resume from; later chunks are discarded until that one arrives.
     ++totals_.chunks_rejected;
-    if (!rpos_pending_) {
-      rpos_pending_ = true;
-      send_position(FrameType::rpos, verified_);
-      event(EventType::warning, "chunk failed its checksum; asked to resend from offset " + std::to_string(verified_));
+    P::DataView d;
+    if (!f.data_check.prefix_ok || !P::decode_data(f.payload, d)) {
+      go_back_ = unplaced_ = true;
+      return;
     }
+    if (d.file_id != cur_) return violation("DATA for a file not open");
+    if (auto why = block_problem(d.offset, d.data.size()); !why.empty()) return violation(why);
+    seen_upto_ = std::max<std::uint64_t>(seen_upto_, d.offset + d.data.size());
+    if (d.offset < written_ || above_.count(d.offset) > 0) return;  // a damaged duplicate
+    note_missing(d.offset);
     return;
   }
   fatal(make_error(Errc::connection, std::string("payload checksum mismatch in ") +
@@ -226,7 +259,12 @@ void ReceiverSession::on_offer(P::Bytes payload) {
   close_current(false);  // an OFFER abandons the current file; its partial stays
   cur_ = o->file_id;
   offer_ = *o;
-  verified_ = written_ = acked_ = 0;  // nothing of this entry yet (events report offset 0)
+  written_ = acked_ = seen_upto_ = 0;  // nothing of this entry yet (events report offset 0)
+  above_.clear();
+  missing_.clear();
+  reported_.clear();
+  dropped_ = go_back_ = unplaced_ = false;
+  commit_digest_.reset();
   if (auto why = P::wire_path_problem(o->path)) {
     // Refused, not fatal: the sender goes on with its other files.
     return refuse_entry("unsafe path: " + *why);
@@ -235,40 +273,147 @@ void ReceiverSession::on_offer(P::Bytes payload) {
   actions_.push_back(OpenFile{cur_, offer_});
 }
 
-// ERROR for: a malformed DATA body, DATA for a file not open, at another offset than
-// the next expected one (unless an RPOS is pending: then discarded), or beyond the
-// offered size.
-void ReceiverSession::on_data(P::Bytes payload) {
+// ERROR for: a malformed DATA body, DATA for a file not open, at an offset that is not
+// a block boundary, beyond the offered size, or not exactly its block's length.
+// Duplicates (below the contiguous point or already accepted) are dropped; a block past
+// the kMaxHeldBlocks bound (other than the one at the contiguous point) is dropped and
+// reported missing once there is room.
+void ReceiverSession::on_data(const P::DecodedFrame& f) {
   P::DataView d;
-  if (!P::decode_data(payload, d)) return violation("malformed DATA");
+  if (!P::decode_data(f.payload, d)) return violation("malformed DATA");
   if (state_ != State::receiving || d.file_id != cur_) return violation("DATA for a file not open");
-  if (d.offset != verified_) {
-    if (rpos_pending_) return;  // in flight before our RPOS arrived: discard
-    return violation("DATA at offset " + std::to_string(d.offset) + ", expected " + std::to_string(verified_));
+  if (auto why = block_problem(d.offset, d.data.size()); !why.empty()) return violation(why);
+  const std::uint64_t end = d.offset + d.data.size();
+  seen_upto_ = std::max(seen_upto_, end);
+  if (d.offset < written_ || above_.count(d.offset) > 0) return;  // a duplicate
+  if (above_.size() >= kMaxHeldBlocks && d.offset != written_) {
+    // Full. The block at the contiguous point is always taken (everything waits on it);
+    // any other is dropped and found again as a hole (even one reported before).
+    forget_reported(d.offset, end);
+    dropped_ = true;
+    return;
   }
-  if (d.data.size() > offer_.size - verified_) return violation("DATA beyond the offered size");
-  rpos_pending_ = false;
-  digest_.update(d.data);
-  verified_ += d.data.size();
+  forget_reported(d.offset, end);
+  missing_.erase(d.offset);
+  above_.emplace(d.offset, Block{d.data.size(), f.data_check.digest, false});
   totals_.bytes_payload += d.data.size();
-  actions_.push_back(WriteChunk{cur_, d.offset, d.data});
+  actions_.push_back(WriteChunk{cur_, d.offset, d.data, f.data_check.digest});
 }
 
-// ERROR for: an unparsable COMMIT, one for a file not open, one before all data. A
-// digest mismatch is a failed VERDICT, not ERROR.
+std::size_t ReceiverSession::block_length(std::uint64_t offset) const {
+  return static_cast<std::size_t>(std::min<std::uint64_t>(offer_.block_size, offer_.size - offset));
+}
+
+std::string ReceiverSession::block_problem(std::uint64_t offset, std::size_t length) const {
+  if (offset >= offer_.size) return "DATA beyond the offered size";
+  if (offset % offer_.block_size != 0) {
+    return "DATA at offset " + std::to_string(offset) + ", not a multiple of the block size " +
+           std::to_string(offer_.block_size);
+  }
+  if (length != block_length(offset)) {
+    return "DATA of " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
+           ", the block there has " + std::to_string(block_length(offset));
+  }
+  return {};
+}
+
+void ReceiverSession::note_missing(std::uint64_t offset) {
+  forget_reported(offset, offset + block_length(offset));  // found corrupt again: report again
+  if (missing_.size() < kMaxHeldBlocks) {
+    missing_.insert(offset);
+  } else {
+    dropped_ = true;  // found by find_dropped_holes() once there is room
+  }
+}
+
+void ReceiverSession::forget_reported(std::uint64_t offset, std::uint64_t end) {
+  auto it = reported_.upper_bound(offset);
+  if (it == reported_.begin()) return;
+  --it;
+  const std::uint64_t from = it->first, to = it->second;
+  if (offset >= to) return;
+  reported_.erase(it);
+  if (from < offset) reported_.emplace(from, offset);
+  if (end < to) reported_.emplace(end, to);
+}
+
+// One RPOS per run of consecutive missing blocks, at most kMaxReportsPerBatch; a go-back
+// replaces them all (everything from the contiguous point comes again).
+void ReceiverSession::send_reports() {
+  if (go_back_) {
+    go_back_ = dropped_ = false;
+    missing_.clear();
+    reported_.clear();
+    send_rpos(written_, 0);
+    event(EventType::warning, "a DATA frame arrived damaged; asked to resend from offset " + std::to_string(written_));
+    return;
+  }
+  if (dropped_) find_dropped_holes();
+  std::size_t sent = 0;
+  while (!missing_.empty() && sent < kMaxReportsPerBatch) {
+    const std::uint64_t from = *missing_.begin();
+    missing_.erase(missing_.begin());
+    if (from < written_ || above_.count(from) > 0) continue;  // arrived since
+    std::uint64_t to = from + block_length(from);
+    while (!missing_.empty() && *missing_.begin() == to && above_.count(to) == 0) {
+      missing_.erase(missing_.begin());
+      to += block_length(to);
+    }
+    reported_[from] = to;
+    send_rpos(from, to - from);
+    event(EventType::warning, "blocks [" + std::to_string(from) + ", " + std::to_string(to) +
+                                  ") failed their checksum; asked to resend them");
+    ++sent;
+  }
+}
+
+// Holes below the highest block the sender sent that are neither accepted nor reported
+// (blocks dropped at the bound): noted missing as far as there is room to take them.
+void ReceiverSession::find_dropped_holes() {
+  std::size_t room = kMaxHeldBlocks - std::min(kMaxHeldBlocks, above_.size() + missing_.size());
+  std::uint64_t at = written_;
+  auto it = above_.lower_bound(written_);
+  while (at < seen_upto_ && room > 0) {
+    if (it != above_.end() && it->first == at) {
+      at += it->second.length;
+      ++it;
+      continue;
+    }
+    auto r = reported_.upper_bound(at);
+    if (r != reported_.begin() && std::prev(r)->second > at) {
+      at = std::prev(r)->second;  // reported already
+      continue;
+    }
+    if (missing_.insert(at).second) --room;
+    at += block_length(at);
+  }
+  if (at >= seen_upto_) dropped_ = false;
+}
+
+// ERROR for: an unparsable COMMIT, one for a file not open, one with another size or
+// before the sender sent every block. A digest mismatch is a failed VERDICT, not ERROR.
 void ReceiverSession::on_commit(P::Bytes payload) {
   auto c = P::parse_commit(payload);
   if (!c) return violation(c.error().what);
   if (state_ != State::receiving || c->file_id != cur_) return violation("COMMIT for a file not open");
-  if (rpos_pending_) return;  // the sender re-sends data, then COMMIT again
-  if (c->size != offer_.size || verified_ != offer_.size) {
-    return violation("COMMIT before all data (have " + std::to_string(verified_) + " of " +
+  // A block whose prefix was damaged could have been any block: no claim then.
+  const bool all_seen = unplaced_ || std::max(seen_upto_, written_) == offer_.size;
+  if (c->size != offer_.size || !all_seen) {
+    return violation("COMMIT before all data (have " + std::to_string(std::max(seen_upto_, written_)) + " of " +
                      std::to_string(offer_.size) + ")");
   }
+  // Blocks may still be missing or being written: evaluated once the file is complete.
+  commit_digest_ = c->xxh3_128;
+  if (written_ == offer_.size) evaluate_commit();
+}
+
+void ReceiverSession::evaluate_commit() {
+  const std::string theirs = *commit_digest_;
+  commit_digest_.reset();
   const std::string mine = digest_.hex();
-  if (mine != c->xxh3_128) {
+  if (mine != theirs) {
     close_current(true);
-    return send_failed_verdict("whole-file digest mismatch (sender " + c->xxh3_128 + ", receiver " + mine + ")");
+    return send_failed_verdict("whole-file digest mismatch (sender " + theirs + ", receiver " + mine + ")");
   }
   state_ = State::committing;
   actions_.push_back(CommitFile{cur_});
@@ -310,22 +455,58 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
     event(EventType::file_verified, "directory");
     return;
   }
-  if (r->offset > offer_.size) {  // the driver's contract; treat as a local fault
-    return fatal(make_error(Errc::internal, "partial larger than the offered size: " + offer_.path));
+  if (r->offset > offer_.size || (r->offset % offer_.block_size != 0 && r->offset != offer_.size)) {
+    // The driver's contract; treat as a local fault.
+    return fatal(
+        make_error(Errc::internal, "partial's resume offset is not a block boundary of the file: " + offer_.path));
   }
   file_open_ = true;
   digest_ = r->prefix;
-  verified_ = written_ = acked_ = r->offset;
-  rpos_pending_ = false;
+  written_ = seen_upto_ = r->offset;
+  std::vector<P::ByteRange> held = take_held(r->held);
+  advance_written();  // held blocks right at the offset
+  acked_ = written_;
   state_ = State::receiving;
-  send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, r->offset, r->note}));
+  std::erase_if(held, [&](const P::ByteRange& h) { return h.offset < written_; });
+  P::Answer a{cur_, P::AnswerStatus::accept, written_, r->note, std::move(held)};
+  send_control(FrameType::answer, P::to_json(a));
   event(EventType::file_start);
   if (!r->note.empty()) event(EventType::warning, r->note);
-  if (r->offset > 0) event(EventType::resume);
+  if (written_ > 0 || !a.held.empty()) event(EventType::resume);
 }
 
-void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t end, Result<void> r,
-                                       Clock::time_point) {
+// Held blocks are the driver's word, checked anyway (sorted, above the offset, whole
+// blocks); they count as written and feed the file digest in order.
+std::vector<P::ByteRange> ReceiverSession::take_held(const std::vector<HeldBlock>& held) {
+  std::vector<P::ByteRange> ranges;
+  std::uint64_t last_end = written_;
+  for (const auto& h : held) {
+    if (h.offset < last_end || h.offset >= offer_.size || h.offset % offer_.block_size != 0 ||
+        h.length != block_length(h.offset) || above_.size() >= kMaxHeldBlocks) {
+      continue;
+    }
+    if (ranges.empty() || ranges.back().offset + ranges.back().length != h.offset) {
+      if (ranges.size() == P::kMaxHeldRanges) break;  // not listed, not counted
+      ranges.push_back({h.offset, 0});
+    }
+    ranges.back().length += h.length;
+    above_.emplace(h.offset, Block{h.length, h.digest, true});
+    last_end = h.offset + h.length;
+    seen_upto_ = std::max(seen_upto_, last_end);
+  }
+  return ranges;
+}
+
+void ReceiverSession::advance_written() {
+  while (!above_.empty() && above_.begin()->first == written_ && above_.begin()->second.written) {
+    digest_.add_block(above_.begin()->second.digest);
+    written_ += above_.begin()->second.length;
+    above_.erase(above_.begin());
+  }
+}
+
+void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t offset, std::uint64_t length,
+                                       Result<void> r, Clock::time_point) {
   if (!file_open_ || file_id != cur_ || state_ == State::failed) return;
   if (!r) {
     // A local write failure (ENOSPC, EIO): tell the sender and end this connection.
@@ -333,18 +514,25 @@ void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t end,
     event(EventType::file_failed, r.error().message());
     return close_with_error(r.error());
   }
-  written_ = end;
+  auto it = above_.find(offset);
+  if (it == above_.end() || it->second.length != length || it->second.written) return;  // not ours
+  it->second.written = true;
+  advance_written();
   if (written_ - acked_ >= cfg_.window / 4) {
     acked_ = written_;
-    send_position(FrameType::ack, acked_);
+    send_ack(acked_);
   }
+  if (commit_digest_ && written_ == offer_.size && state_ == State::receiving) evaluate_commit();
 }
 
 void ReceiverSession::on_input_drained(Clock::time_point) {
-  if (!file_open_ || state_ == State::failed || written_ == acked_) return;
-  acked_ = written_;
-  send_position(FrameType::ack, acked_);
-  event(EventType::progress);
+  if (!file_open_ || state_ == State::failed) return;
+  if (written_ != acked_) {
+    acked_ = written_;
+    send_ack(acked_);
+    event(EventType::progress);
+  }
+  if (state_ == State::receiving) send_reports();
 }
 
 void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point) {

@@ -8,19 +8,34 @@
 // partial file and its journal.
 //
 //   ReceiverSession s(cfg, now);
-//   s.on_bytes(bytes, now);
+//   auto space = s.input_space(64 * 1024);          // or s.on_bytes(bytes, now)
+//   s.on_input(read(fd, space), now);
 //   for (auto& a : s.take_actions()) perform(a);   // spans in WriteChunk stay valid
-//                                                   // until the next on_bytes()
-//   s.on_input_drained(now);                        // acknowledges what was written
+//                                                   // until the next input call
+//   s.on_input_drained(now);                        // ACK and RPOS reports
 //
-// Acknowledgement rule: ACK(N) means every byte below N matched its chunk checksum
-// and was written to the partial file. Sent at least every window/4 bytes and
-// whenever the input is drained.
+// Protocol version 2 (docs/PROTOCOL.md section 6): each DATA frame is one block. A
+// good block at or above the contiguous written point is written where it belongs
+// (WriteChunk, positional; writes complete in any order); a block whose data failed its
+// check is reported missing (RPOS with a length) and only it is sent again; a frame
+// whose prefix failed cannot be placed, so the sender is asked to go back (RPOS with
+// length 0) from the contiguous written point.
+//
+// Acknowledgement rule: ACK(N) means every byte below N matched its block digest and
+// its write completed. Sent at least every window/4 bytes and whenever the input is
+// drained.
+//
+// Bounds (the sender is hostile): at most kMaxHeldBlocks blocks above the contiguous
+// point (written, being written or held from the journal), plus the one at it; beyond
+// that a block is dropped and reported missing once there is room. At most kMaxReportsPerBatch RPOS
+// frames per input batch; the rest wait for the next batch.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -46,11 +61,14 @@ struct OpenFile {
   std::uint32_t file_id;
   protocol::Offer offer;
 };
-// Write verified bytes at offset of the open file; answer with on_chunk_written().
+// Write one verified block at `offset` of the open file (positional; several may be in
+// flight and complete in any order); answer with on_chunk_written(). The driver
+// records `digest` (the block digest the decoder computed) in the journal.
 struct WriteChunk {
   std::uint32_t file_id;
   std::uint64_t offset;
-  protocol::Bytes data;  // valid until the next on_bytes()
+  protocol::Bytes data;  // valid until the next on_bytes(), input_space() or on_input()
+  std::uint64_t digest;
 };
 // The digest matched: fsync, rename to the final name, fsync the directory, set
 // mtime and mode. Answer with on_file_committed().
@@ -65,10 +83,20 @@ struct CloseFile {
 };
 using Action = std::variant<SendFrame, CloseConnection, OpenFile, WriteChunk, CommitFile, CloseFile>;
 
+// A block above the resume offset that the partial holds and its journal vouches for
+// (re-verified at open).
+struct HeldBlock {
+  std::uint64_t offset;
+  std::uint64_t length;
+  std::uint64_t digest;  // its block digest
+};
 struct OpenedFile {
-  std::uint64_t offset = 0;     // verified bytes already held
-  protocol::Digest128 prefix;   // digest of those bytes
+  std::uint64_t offset = 0;     // verified contiguous bytes already held (a block boundary or the size)
+  protocol::FileDigest prefix;  // file digest of the blocks below offset
   std::string note;             // e.g. "source changed, starting over", "partial repaired"
+  // Blocks above offset, sorted; the session lists them in ANSWER's held ranges (merged,
+  // at most protocol::kMaxHeldRanges; blocks beyond are not listed and not counted).
+  std::vector<HeldBlock> held;
 };
 
 class ReceiverSession {
@@ -85,11 +113,25 @@ class ReceiverSession {
 
   ReceiverSession(ReceiverConfig config, Clock::time_point now);
 
+  static constexpr std::size_t kMaxHeldBlocks = 65'536;
+  static constexpr std::size_t kMaxReportsPerBatch = 64;
+
+  // Bytes read from the connection (copied into the session's input buffer).
   void on_bytes(protocol::Bytes bytes, Clock::time_point now);
+  // Room for at least `at_least` bytes at the end of the session's input buffer, so the
+  // driver can read straight into it; then on_input(n) with the bytes it read. Ends the
+  // validity of earlier WriteChunk spans.
+  std::span<std::byte> input_space(std::size_t at_least);
+  // `n` bytes were read into input_space(): as on_bytes() of them, without the copy.
+  // Precondition: n <= input_space().size().
+  void on_input(std::size_t n, Clock::time_point now);
+  // The end of an input batch: sends the ACK for what was written and the RPOS reports.
   void on_input_drained(Clock::time_point now);
   void on_file_opened(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point now);
-  // `end` is the WriteChunk's offset + length.
-  void on_chunk_written(std::uint32_t file_id, std::uint64_t end, Result<void> r, Clock::time_point now);
+  // Completion of the WriteChunk at `offset` of `length` bytes (any order). An Error
+  // (ENOSPC, EIO) is sent to the sender in an ERROR frame and ends the connection.
+  void on_chunk_written(std::uint32_t file_id, std::uint64_t offset, std::uint64_t length, Result<void> r,
+                        Clock::time_point now);
   void on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point now);
   // The connection is gone: closes the open file (journal kept).
   void on_disconnected(const Error& why, Clock::time_point now);
@@ -116,16 +158,37 @@ class ReceiverSession {
   void handle_frame(const protocol::DecodedFrame& f, Clock::time_point now);
   // One handler per frame type the sender sends (handle_frame dispatches); each says
   // which protocol violations it answers with an ERROR frame.
-  void on_corrupt_payload(protocol::FrameType type);
+  void on_corrupt_payload(const protocol::DecodedFrame& f);
+  // Decodes and handles every whole frame in the input buffer.
+  void decode_input(Clock::time_point now);
   void on_hello(protocol::Bytes payload);
   void on_offer(protocol::Bytes payload);
-  void on_data(protocol::Bytes payload);
+  void on_data(const protocol::DecodedFrame& f);
+  // DATA's block-placement checks (aligned, right length, inside the file): the problem
+  // or empty.
+  std::string block_problem(std::uint64_t offset, std::size_t length) const;
+  std::size_t block_length(std::uint64_t offset) const;
+  // A block that failed its data check, or was dropped at the bound: report it.
+  void note_missing(std::uint64_t offset);
+  // The blocks in [offset, end) arrived: no longer missing or reported.
+  void forget_reported(std::uint64_t offset, std::uint64_t end);
+  // Sends up to kMaxReportsPerBatch RPOS for the missing blocks noted.
+  void send_reports();
+  // Notes the holes below the highest block seen that were dropped at the bound.
+  void find_dropped_holes();
+  // Moves the contiguous written point over completed writes and held blocks.
+  void advance_written();
+  // The file is complete and a COMMIT is waiting: verify and commit, or fail.
+  void evaluate_commit();
+  // Accepts OpenedFile::held blocks (listed in ANSWER): returns the ranges.
+  std::vector<protocol::ByteRange> take_held(const std::vector<HeldBlock>& held);
   void on_commit(protocol::Bytes payload);
   void on_end(protocol::Bytes payload);
   void on_error(protocol::Bytes payload);
   void on_ping(protocol::Bytes payload);
   void send_control(protocol::FrameType t, const std::string& body);
-  void send_position(protocol::FrameType t, std::uint64_t offset);
+  void send_ack(std::uint64_t offset);
+  void send_rpos(std::uint64_t offset, std::uint64_t length);
   // The sender broke the protocol: ERROR "protocol violation by sender: <what>", fatal.
   void violation(const std::string& what);
   // Tell the sender why in an ERROR frame, then fatal(e) (closes the connection).
@@ -142,8 +205,9 @@ class ReceiverSession {
 
   ReceiverConfig cfg_;
   State state_ = State::awaiting_hello;
-  std::vector<std::byte> inbuf_;
-  std::size_t consumed_ = 0;  // bytes of inbuf_ already decoded (compacted lazily)
+  std::vector<std::byte> inbuf_;  // capacity; bytes [consumed_, filled_) not decoded yet
+  std::size_t consumed_ = 0;     // bytes of inbuf_ already decoded (compacted lazily)
+  std::size_t filled_ = 0;       // bytes of inbuf_ holding input
   std::vector<Action> actions_;
   std::vector<Event> events_;
   Totals totals_;
@@ -160,11 +224,26 @@ class ReceiverSession {
   bool file_open_ = false;
   std::uint32_t cur_ = 0;
   protocol::Offer offer_;
-  protocol::Digest128 digest_;
-  std::uint64_t verified_ = 0;  // bytes checked and handed to WriteChunk, in order
-  std::uint64_t written_ = 0;   // bytes confirmed written
-  std::uint64_t acked_ = 0;     // last ACK sent
-  bool rpos_pending_ = false;   // RPOS sent; discarding DATA until offset == verified_
+  protocol::FileDigest digest_;  // over the blocks below written_
+  std::uint64_t written_ = 0;    // contiguous point: every block below is written (or held)
+  std::uint64_t acked_ = 0;      // last ACK sent
+  std::uint64_t seen_upto_ = 0;  // end of the highest block the sender sent (good or not)
+  struct Block {
+    std::uint64_t length = 0;
+    std::uint64_t digest = 0;
+    bool written = false;  // the write completed (or a held block)
+  };
+  // Blocks at or above written_ accepted (being written, written, held); <= kMaxHeldBlocks.
+  std::map<std::uint64_t, Block> above_;
+  // Blocks found missing in this batch (to report), and the ranges reported and not yet
+  // arrived (start -> end); both bounded by the blocks of the file above written_ that
+  // are not in above_, and in count by kMaxHeldBlocks.
+  std::set<std::uint64_t> missing_;
+  std::map<std::uint64_t, std::uint64_t> reported_;
+  bool dropped_ = false;     // a block was dropped at the bound: look for holes
+  bool go_back_ = false;     // a DATA prefix failed in this batch: RPOS length 0
+  bool unplaced_ = false;    // a DATA prefix failed for this file: seen_upto_ may be short
+  std::optional<std::string> commit_digest_;  // a COMMIT waiting for the missing blocks
 };
 
 }  // namespace ferry::receiver

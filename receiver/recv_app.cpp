@@ -21,6 +21,7 @@ int run_recv(const RecvOptions& o) {
   ro.idle_timeout = o.idle_timeout;
   ro.retries = o.retries;
   ro.window = o.common.window;
+  ro.no_fsync = o.no_fsync;
   ro.on_event = [print = cli_event_printer(o.common, "recv"), &loop](const Event& e) {
     print(e);
     if (e.type == EventType::session_end) loop.drop_signals();  // let the loop end

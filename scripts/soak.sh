@@ -310,6 +310,14 @@ for ((i = 0; i < n; i++)); do
           src_rc=$?
           cp "$d/send1.out" "$d/send.out"
           cp "$d/send1.err" "$d/send.err"
+          # The transfer may have ended between the progress check and the kill: then no
+          # sender ever comes to the restarted receiver; stop it rather than wait for it.
+          if [[ $src_rc -eq 0 ]] && grep -q '"reconnects":0' "$d/send.out"; then
+            kill -9 "$rpid" 2>/dev/null
+            wait "$rpid" 2>/dev/null
+            rpid=""
+            note="$note (finished before the kill)"
+          fi
         fi
       else
         timeout -k 5 "$limit" "${send_wrap[@]}" "$send_bin" --connect "$target" --json "${flow[@]}" "$what" >"$d/send.out" 2>"$d/send.err"

@@ -37,7 +37,10 @@ class SenderEngine final : public Engine {
     auto entries = list_entries();
     if (!entries) return finish_with(entries.error());
     entries_ = *entries;
-    session_.emplace(make_config(), std::move(*entries), Clock::now());
+    auto config = make_config();
+    blocks_ = std::make_unique<BufferPool>(config.chunk_size,
+                                           config.window / config.chunk_size + config.max_reads_in_flight + 2);
+    session_.emplace(std::move(config), std::move(*entries), Clock::now());
     auto t = start_transport(
         opts_.transport, [this](std::unique_ptr<Connection> c) { adopt(std::move(c)); },
         [this](const Error& e) { connection_failed(e); });
@@ -67,6 +70,7 @@ class SenderEngine final : public Engine {
     sources_.clear();
     timer_.reset();
     redial_timer_.reset();
+    read_retry_timer_.reset();
     loop_ = nullptr;
   }
 
@@ -74,7 +78,8 @@ class SenderEngine final : public Engine {
   bool attach_handles(uv_loop_t* loop) override {
     timer_ = make_timer(loop, this);
     redial_timer_ = make_timer(loop, this);
-    return timer_ && redial_timer_;
+    read_retry_timer_ = make_timer(loop, this);
+    return timer_ && redial_timer_ && read_retry_timer_;
   }
 
  private:
@@ -234,19 +239,7 @@ class SenderEngine final : public Engine {
     if (auto* f = std::get_if<SendFrame>(&a)) {
       if (conn_) conn_->write(std::move(*f));
     } else if (auto* r = std::get_if<sender::ReadChunk>(&a)) {
-      Result<void> err;
-      auto src = source(r->entry, err);
-      const auto token = r->token;
-      if (!src) {
-        session_->on_read_done(token, err.error(), Clock::now());  // drive() carries on
-        return;
-      }
-      src->read(loop_, r->offset, r->length,
-                guarded(this, [token](SenderEngine& self, Result<std::vector<std::byte>> data) {
-                  if (self.done_) return;
-                  self.session_->on_read_done(token, std::move(data), Clock::now());
-                  self.drain();
-                }));
+      read_chunk(*r);
     } else if (auto* h = std::get_if<sender::HashPrefix>(&a)) {
       Result<void> err;
       auto src = source(h->entry, err);
@@ -255,7 +248,8 @@ class SenderEngine final : public Engine {
         session_->on_prefix_hashed(token, err.error(), Clock::now());  // drive() carries on
         return;
       }
-      src->hash_prefix(loop_, h->length, guarded(this, [token](SenderEngine& self, Result<protocol::Digest128> d) {
+      src->hash_prefix(loop_, h->length, h->block_size,
+                       guarded(this, [token](SenderEngine& self, Result<protocol::FileDigest> d) {
                          if (self.done_) return;
                          self.session_->on_prefix_hashed(token, std::move(d), Clock::now());
                          self.drain();
@@ -269,6 +263,40 @@ class SenderEngine final : public Engine {
       else if (conn_)
         conn_->close(c->reason);
     }
+  }
+
+  // One block into a buffer of the pool, hashed next to its read (FileSource). With
+  // every buffer out (the network is slower than the disk), the read waits for one to
+  // come back: checked again at every drain and on a short timer.
+  void read_chunk(const sender::ReadChunk& r) {
+    Result<void> err;
+    auto src = source(r.entry, err);
+    if (!src) {
+      session_->on_read_done(r.token, err.error(), Clock::now());  // drive() carries on
+      return;
+    }
+    const auto token = r.token;
+    const bool started = src->try_read(loop_, *blocks_, r.offset, r.length,
+                                       guarded(this, [token](SenderEngine& self, Result<ReadBlockResult> got) {
+                                         if (self.done_) return;
+                                         Result<sender::ReadBlock> block =
+                                             got ? Result<sender::ReadBlock>(
+                                                       sender::ReadBlock{std::move(got->data), got->digest})
+                                                 : Result<sender::ReadBlock>(got.error());
+                                         self.session_->on_read_done(token, std::move(block), Clock::now());
+                                         self.drain();
+                                       }));
+    if (started) return;
+    waiting_reads_.push_back(r);
+    uv_timer_start(
+        read_retry_timer_.get(), [](uv_timer_t* t) { static_cast<SenderEngine*>(t->data)->retry_reads(); }, 1, 0);
+  }
+
+  void retry_reads() {
+    if (done_ || !session_) return;
+    auto waiting = std::exchange(waiting_reads_, {});
+    for (const auto& r : waiting) read_chunk(r);
+    drain();
   }
 
   void finish() {
@@ -290,6 +318,8 @@ class SenderEngine final : public Engine {
     }
     if (timer_) uv_timer_stop(timer_.get());
     if (redial_timer_) uv_timer_stop(redial_timer_.get());
+    if (read_retry_timer_) uv_timer_stop(read_retry_timer_.get());
+    waiting_reads_.clear();
     stop_transport();
     if (conn_) conn_->close_after_flush(make_error(Errc::connection, "transfer ended"));
     const int code = err ? err->exit_code() : 0;
@@ -302,6 +332,11 @@ class SenderEngine final : public Engine {
   UvOwner<uv_timer_t> timer_, redial_timer_;
   std::unique_ptr<Connection> conn_;  // until its close is reported (on_closed)
   std::map<std::uint32_t, std::shared_ptr<FileSource>> sources_;
+  // Block buffers: read into, sent from, back here once written. Bounded by what the
+  // session keeps in flight (the window and the reads ahead), plus two.
+  std::unique_ptr<BufferPool> blocks_;
+  std::vector<sender::ReadChunk> waiting_reads_;  // for a buffer of blocks_
+  UvOwner<uv_timer_t> read_retry_timer_;
   Backoff backoff_;
   std::uint64_t marker_at_connect_ = 0;
   std::uint64_t reconnects_ = 0;

@@ -21,7 +21,20 @@ SenderSession::SenderSession(SenderConfig config, std::vector<SourceEntry> entri
 std::vector<Action> SenderSession::take_actions() { return std::exchange(actions_, {}); }
 std::vector<Event> SenderSession::take_events() { return std::exchange(events_, {}); }
 
-std::uint64_t SenderSession::in_flight() const { return next_read_ - acked_; }
+std::uint64_t SenderSession::in_flight() const { return next_read_ > acked_ ? next_read_ - acked_ : 0; }
+
+std::size_t SenderSession::max_blocks() const {
+  return static_cast<std::size_t>(cfg_.window / cfg_.chunk_size) + cfg_.max_reads_in_flight;
+}
+
+std::size_t SenderSession::block_length(std::uint64_t offset) const {
+  return static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, entries_[cur_].size - offset));
+}
+
+bool SenderSession::is_held(std::uint64_t offset, std::uint64_t end) const {
+  return std::any_of(held_.begin(), held_.end(),
+                     [&](const P::ByteRange& r) { return r.offset <= offset && end <= r.offset + r.length; });
+}
 
 Result<void> SenderSession::outcome() const {
   if (failure_) return *failure_;
@@ -60,6 +73,7 @@ void SenderSession::fail(Error e) {
   state_ = State::failed;
   token_base_ = next_token_;
   ready_.clear();
+  resend_.clear();
   if (connected_) {
     actions_.push_back(CloseConnection{*failure_});
     connected_ = false;
@@ -108,6 +122,8 @@ void SenderSession::on_disconnected(const Error& why, Clock::time_point) {
   state_ = State::disconnected;
   token_base_ = next_token_;  // reads in flight are for the old connection
   ready_.clear();
+  resend_.clear();
+  resend_reads_ = 0;
   prefix_token_ = 0;
   last_connection_error_ = why;
   event(EventType::connection_lost, why.message());
@@ -213,9 +229,23 @@ void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
     finish_file(true, {});
     return next_entry(now);
   }
-  if (a->offset > ent.size) return violation("ANSWER offset beyond the file size");
+  if (auto why = answer_problem(*a); !why.empty()) return violation(why);
+  held_ = std::move(a->held);
   if (!a->note.empty()) event(EventType::warning, a->note);
   resume_at(a->offset, now);
+}
+
+std::string SenderSession::answer_problem(const P::Answer& a) const {
+  const std::uint64_t size = entries_[cur_].size;
+  const std::uint64_t b = cfg_.chunk_size;
+  if (a.offset > size) return "ANSWER offset beyond the file size";
+  if (a.offset % b != 0 && a.offset != size) return "ANSWER offset " + std::to_string(a.offset) + " not a block boundary";
+  for (const auto& r : a.held) {
+    const std::uint64_t end = r.offset + r.length;
+    if (end > size || end < r.offset) return "ANSWER held range beyond the file size";
+    if (r.offset % b != 0 || (end % b != 0 && end != size)) return "ANSWER held range not on block boundaries";
+  }
+  return {};
 }
 
 void SenderSession::resume_at(std::uint64_t offset, Clock::time_point now) {
@@ -226,11 +256,11 @@ void SenderSession::resume_at(std::uint64_t offset, Clock::time_point now) {
   }
   if (offset > prog_.hashed_upto) {
     // The receiver holds more than this process has hashed: hash that prefix first.
-    prog_.digest = P::Digest128();
+    prog_.digest = P::FileDigest();
     prog_.hashed_upto = 0;
     prefix_token_ = next_token_++;
     state_ = State::hashing_prefix;
-    actions_.push_back(HashPrefix{cur_, offset, prefix_token_});
+    actions_.push_back(HashPrefix{cur_, offset, cfg_.chunk_size, prefix_token_});
     return;
   }
   start_streaming(offset, now);
@@ -243,44 +273,89 @@ void SenderSession::on_ack(P::Bytes payload, Clock::time_point now) {
   pump(now);
 }
 
-// ERROR as take_position().
+// ERROR for: a malformed body, an RPOS for a file not offered yet, an offset outside
+// [acknowledged, sent], a range not on block boundaries (PROTOCOL.md 6.4).
 void SenderSession::on_rpos(P::Bytes payload, Clock::time_point now) {
-  const auto offset = take_position(payload, now);
-  if (!offset) return;
-  // zmodem's ZRPOS: a chunk failed its checksum; everything from here is re-sent.
+  P::Resend r;
+  if (!P::decode_resend(payload, r)) return violation("malformed RPOS body");
+  if (!position_current(r.file_id, "RPOS")) return;
+  const std::uint64_t size = entries_[cur_].size;
+  const std::uint64_t end = r.offset + r.length;
+  if (r.offset % cfg_.chunk_size != 0 && r.offset != size) return violation("RPOS offset not a block boundary");
+  if (r.length == 0) {
+    if (!acknowledge(r.offset, now)) return;
+    return go_back(r.offset, now);
+  }
+  if (r.offset < acked_ || end > sent_hw_ || (end % cfg_.chunk_size != 0 && end != size)) {
+    return violation("RPOS range [" + std::to_string(r.offset) + ", " + std::to_string(end) + ") outside [" +
+                     std::to_string(acked_) + ", " + std::to_string(sent_hw_) + ") or not on block boundaries");
+  }
+  queue_resend(r, now);
+}
+
+void SenderSession::queue_resend(const P::Resend& r, Clock::time_point now) {
+  ++totals_.chunks_rejected;
+  // Blocks at or above next_send_ go out in order anyway (after a go-back).
+  for (std::uint64_t off = r.offset; off < r.offset + r.length && off < next_send_; off += cfg_.chunk_size) {
+    resend_.insert(off);
+  }
+  event(EventType::warning, "blocks [" + std::to_string(r.offset) + ", " + std::to_string(r.offset + r.length) +
+                                ") failed their checksum on the receiver; re-sending them");
+  pump(now);
+}
+
+void SenderSession::go_back(std::uint64_t offset, Clock::time_point now) {
+  // zmodem's ZRPOS: the receiver could not trust a DATA prefix; everything from here is
+  // re-sent (it drops what it already holds). COMMIT, if sent, is not repeated.
   ++totals_.chunks_rejected;
   token_base_ = next_token_;
   ready_.clear();
-  next_read_ = next_send_ = *offset;
-  commit_sent_ = false;
-  check_token_ = 0;
-  state_ = State::streaming;
+  resend_.clear();
+  resend_reads_ = 0;
+  next_read_ = next_send_ = offset;
   event(EventType::warning,
-        "chunk at offset " + std::to_string(*offset) + " failed its checksum on the receiver; re-sending from there");
+        "a chunk near offset " + std::to_string(offset) + " arrived damaged on the receiver; re-sending from there");
   pump(now);
 }
 
 std::optional<std::uint64_t> SenderSession::take_position(P::Bytes payload, Clock::time_point now) {
   P::Position p;
   if (!P::decode_position(payload, p)) {
-    violation("malformed ACK/RPOS body");
+    violation("malformed ACK body");
     return std::nullopt;
   }
-  if ((state_ != State::streaming && state_ != State::awaiting_verdict) || p.file_id != cur_) {
+  if (!position_current(p.file_id, "ACK") || !acknowledge(p.offset, now)) return std::nullopt;
+  return p.offset;
+}
+
+bool SenderSession::position_current(std::uint32_t file_id, const char* what) {
+  if ((state_ != State::streaming && state_ != State::awaiting_verdict) || file_id != cur_) {
     // Positions for an attempt we abandoned (the source changed, the file failed)
     // were in flight when we moved on: stale, not a violation.
-    if (p.file_id > cur_) violation("ACK/RPOS for a file not offered yet");
-    return std::nullopt;
+    if (file_id > cur_) violation(std::string(what) + " for a file not offered yet");
+    return false;
   }
-  if (p.offset < acked_ || p.offset > next_send_) {
-    violation("ACK/RPOS offset " + std::to_string(p.offset) + " outside [" + std::to_string(acked_) + ", " +
-              std::to_string(next_send_) + "]");
-    return std::nullopt;
+  return true;
+}
+
+std::uint64_t SenderSession::ack_limit() const {
+  std::uint64_t limit = std::max(sent_hw_, next_send_);
+  for (const auto& r : held_) {  // sorted: each range may extend the limit
+    if (r.offset <= limit) limit = std::max(limit, r.offset + r.length);
   }
-  if (p.offset > acked_) last_ack_progress_ = now;
-  acked_ = p.offset;
+  return limit;
+}
+
+bool SenderSession::acknowledge(std::uint64_t offset, Clock::time_point now) {
+  if (offset < acked_ || offset > ack_limit()) {
+    violation("ACK/RPOS offset " + std::to_string(offset) + " outside [" + std::to_string(acked_) + ", " +
+              std::to_string(ack_limit()) + "]");
+    return false;
+  }
+  if (offset > acked_) last_ack_progress_ = now;
+  acked_ = offset;
   note_acked();
-  return p.offset;
+  return true;
 }
 
 // ERROR for: an unparsable VERDICT, one not awaited or for another entry.
@@ -349,7 +424,9 @@ void SenderSession::offer_current(Clock::time_point now) {
   o.identity = ent.identity;
   // Nothing is in flight for this offer yet (after a reconnect or a re-send the old
   // positions would count as outstanding and trip the stall timer while we wait).
-  acked_ = next_read_ = next_send_ = 0;
+  o.block_size = ent.kind == P::EntryKind::file ? static_cast<std::uint32_t>(cfg_.chunk_size) : 0;
+  acked_ = next_read_ = next_send_ = sent_hw_ = 0;
+  held_.clear();
   send_control(FrameType::offer, P::to_json(o));
   state_ = State::awaiting_answer;
   if (!prog_.announced) {
@@ -359,33 +436,50 @@ void SenderSession::offer_current(Clock::time_point now) {
 }
 
 void SenderSession::start_streaming(std::uint64_t offset, Clock::time_point now) {
-  acked_ = next_read_ = next_send_ = offset;
+  acked_ = next_read_ = next_send_ = sent_hw_ = offset;
   commit_sent_ = false;
   check_token_ = 0;
   token_base_ = next_token_;
   ready_.clear();
+  resend_.clear();
+  resend_reads_ = 0;
   state_ = State::streaming;
   last_ack_progress_ = now;
   pump(now);
 }
 
+// Issues reads: blocks an RPOS named first, then the next blocks in order under the
+// window; never more than max_reads_in_flight reads nor max_blocks() blocks held.
+// Once every block was sent the first time (and none is waiting to be re-sent), checks
+// the source before the COMMIT.
 void SenderSession::pump(Clock::time_point now) {
   (void)now;
-  if (state_ != State::streaming || !connected_) return;
+  const bool sending = state_ == State::streaming || state_ == State::awaiting_verdict;
+  if (!sending || !connected_) return;
   const auto& ent = entries_[cur_];
-  while (reads_in_flight_ < cfg_.max_reads_in_flight && next_read_ < ent.size) {
-    std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, ent.size - next_read_));
-    if (next_read_ - acked_ + len > cfg_.window) break;
-    std::uint64_t token = next_token_++;
-    read_offsets_[token] = next_read_;
-    actions_.push_back(ReadChunk{cur_, next_read_, len, token});
-    ++reads_in_flight_;
+  while (reads_in_flight_ < cfg_.max_reads_in_flight && blocks_held() < max_blocks()) {
+    if (!resend_.empty()) {
+      issue_read(resend_.extract(resend_.begin()).value(), true);
+      continue;
+    }
+    if (next_read_ >= ent.size) break;
+    const std::size_t len = block_length(next_read_);
+    if (next_read_ + len > acked_ + cfg_.window) break;
+    issue_read(next_read_, false);
     next_read_ += len;
   }
-  if (next_send_ == ent.size && !commit_sent_ && check_token_ == 0) {
+  if (state_ == State::streaming && next_send_ == ent.size && !commit_sent_ && check_token_ == 0) {
     check_token_ = next_token_++;
     actions_.push_back(CheckSource{cur_, check_token_});
   }
+}
+
+void SenderSession::issue_read(std::uint64_t offset, bool resend) {
+  const std::uint64_t token = next_token_++;
+  read_offsets_[token] = PendingRead{offset, resend};
+  actions_.push_back(ReadChunk{cur_, offset, block_length(offset), token});
+  ++reads_in_flight_;
+  if (resend) ++resend_reads_;
 }
 
 void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<SourceEntry>> now_entry,
@@ -412,6 +506,7 @@ void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<
     return restart_file(now);
   }
   assert(prog_.hashed_upto == ent.size);
+  // Sent once per attempt: the receiver keeps it while it waits for re-sent blocks.
   P::Commit c{cur_, ent.size, prog_.digest.hex()};
   send_control(FrameType::commit, P::to_json(c));
   commit_sent_ = true;
@@ -425,55 +520,70 @@ void SenderSession::restart_file(Clock::time_point now) {
   prog_.announced = true;
   token_base_ = next_token_;
   ready_.clear();
+  resend_.clear();
+  resend_reads_ = 0;
   offer_current(now);
 }
 
-void SenderSession::on_read_done(std::uint64_t token, Result<std::vector<std::byte>> data, Clock::time_point now) {
+void SenderSession::on_read_done(std::uint64_t token, Result<ReadBlock> block, Clock::time_point now) {
   auto it = read_offsets_.find(token);
   if (it == read_offsets_.end()) return;
-  const std::uint64_t offset = it->second;
+  const PendingRead read = it->second;
   read_offsets_.erase(it);
   --reads_in_flight_;
-  if (token < token_base_ || state_ != State::streaming) {
-    pump(now);  // a stale read freed a slot
+  const bool sending = state_ == State::streaming || state_ == State::awaiting_verdict;
+  if (token < token_base_ || !sending) {
+    pump(now);  // a stale read freed a slot (its buffer goes back to the pool here)
     return;
   }
+  if (read.resend) --resend_reads_;
   const auto& ent = entries_[cur_];
-  if (!data) {
-    finish_file(false, data.error().message());
+  if (!block) {
+    finish_file(false, block.error().message());
     return next_entry(now);
   }
-  const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, ent.size - offset));
-  if (data->size() != want) {
+  if (block->data.size() != block_length(read.offset)) {
     finish_file(false, "source file changed during the transfer (it shrank): " + ent.wire_path);
     return next_entry(now);
   }
-  ready_.emplace(offset, std::move(*data));
+  if (read.resend) {
+    send_block(read.offset, std::move(*block));
+  } else {
+    ready_.emplace(read.offset, std::move(*block));
+  }
   emit_ready_chunks();
   pump(now);
 }
 
+void SenderSession::send_block(std::uint64_t offset, ReadBlock block) {
+  const std::uint64_t end = offset + block.data.size();
+  if (offset < prog_.sent_upto) totals_.bytes_resent += std::min(end, prog_.sent_upto) - offset;
+  prog_.sent_upto = std::max(prog_.sent_upto, end);
+  totals_.bytes_payload += block.data.size();
+  auto head = P::encode_data_head(cur_, offset, block.digest, block.data.size());
+  actions_.push_back(SendFrame{std::vector<std::byte>(head.begin(), head.end()), std::move(block.data)});
+}
+
+// Blocks read in order go out in offset order once no re-send is waiting (RPOS blocks
+// first). Each feeds the file digest on its first read; blocks the receiver holds (the
+// ANSWER's held ranges, or below its acknowledged point after a go-back) are not sent.
 void SenderSession::emit_ready_chunks() {
+  if (!resend_.empty() || resend_reads_ > 0) return;
   while (!ready_.empty() && ready_.begin()->first == next_send_) {
     auto node = ready_.extract(ready_.begin());
-    std::vector<std::byte> bytes = std::move(node.mapped());
     const std::uint64_t off = node.key();
-    const std::uint64_t end = off + bytes.size();
-    if (off <= prog_.hashed_upto && end > prog_.hashed_upto) {
-      // The whole-file digest covers each byte once, in order, as first read.
-      prog_.digest.update(P::Bytes(bytes).subspan(static_cast<std::size_t>(prog_.hashed_upto - off)));
+    const std::uint64_t end = off + node.mapped().data.size();
+    if (off == prog_.hashed_upto) {
+      prog_.digest.add_block(node.mapped().digest);
       prog_.hashed_upto = end;
     }
-    if (off < prog_.sent_upto) totals_.bytes_resent += std::min(end, prog_.sent_upto) - off;
-    prog_.sent_upto = std::max(prog_.sent_upto, end);
-    totals_.bytes_payload += bytes.size();
-    auto head = P::encode_data_head(cur_, off, bytes);
-    actions_.push_back(SendFrame{std::vector<std::byte>(head.begin(), head.end()), std::move(bytes)});
+    if (end > acked_ && !is_held(off, end)) send_block(off, std::move(node.mapped()));
     next_send_ = end;
+    sent_hw_ = std::max(sent_hw_, end);
   }
 }
 
-void SenderSession::on_prefix_hashed(std::uint64_t token, Result<P::Digest128> digest, Clock::time_point now) {
+void SenderSession::on_prefix_hashed(std::uint64_t token, Result<P::FileDigest> digest, Clock::time_point now) {
   if (token != prefix_token_ || state_ != State::hashing_prefix) return;
   prefix_token_ = 0;
   if (!digest) {
@@ -504,16 +614,19 @@ void SenderSession::next_entry(Clock::time_point now) {
   ++cur_;
   cur_done_ = 0;
   prog_ = FileProgress{};
-  acked_ = next_read_ = next_send_ = 0;
+  acked_ = next_read_ = next_send_ = sent_hw_ = 0;
   token_base_ = next_token_;
   ready_.clear();
+  resend_.clear();
+  resend_reads_ = 0;
+  held_.clear();
   commit_sent_ = false;
   if (connected_) offer_current(now);
 }
 
 std::optional<Clock::time_point> SenderSession::next_deadline() const {
   if (!connected_ || finished() || state_ == State::hashing_prefix) return std::nullopt;
-  const bool outstanding = next_send_ > acked_;
+  const bool outstanding = next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0;
   const bool waiting = state_ != State::streaming || outstanding;
   if (!waiting) return std::nullopt;
   const auto quarter = cfg_.stall_timeout / 4;
@@ -526,7 +639,7 @@ std::optional<Clock::time_point> SenderSession::next_deadline() const {
 void SenderSession::on_timeout(Clock::time_point now) {
   auto deadline = next_deadline();
   if (!deadline || now < *deadline) return;
-  const bool outstanding = next_send_ > acked_;
+  const bool outstanding = next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0;
   const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.stall_timeout).count() / 1000.0;
   if (outstanding && now - last_ack_progress_ >= cfg_.stall_timeout) {
     ++totals_.stall_timeouts;

@@ -13,8 +13,21 @@
 //     wait for bytes / read completion / s.next_deadline(); feed it back.
 //   }
 //
-// Invariant (tested): bytes of DATA sent but not acknowledged, plus bytes being read
-// for sending, never exceed config.window.
+// Invariants (tested):
+// - window: bytes of DATA sent but not acknowledged, plus bytes being read for sending,
+//   never exceed config.window (`next_read - acked <= window`; re-sends of blocks below
+//   the sent point do not move it).
+// - buffers: blocks read-and-unsent plus blocks being read (first reads, re-reads for
+//   RPOS and reads made stale by a rewind alike) never exceed
+//   window / chunk_size + max_reads_in_flight (max_blocks()). The engine sizes its
+//   BufferPool at max_blocks() + 2, so acquire() never runs dry in normal operation.
+//
+// Protocol version 2 (docs/PROTOCOL.md): every DATA frame is one whole block of
+// chunk_size bytes (the OFFER's block_size); the driver reads a block into a pooled
+// buffer and computes its block digest next to the read; that digest is both the DATA
+// frame's checksum and the block's input to the file digest (each byte hashed once).
+// RPOS with a length re-sends exactly the blocks named (selective repeat); RPOS with
+// length 0 rewinds (go-back, when the receiver could not trust a DATA prefix).
 #pragma once
 
 #include <algorithm>
@@ -22,6 +35,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -46,18 +60,29 @@ struct SenderConfig {
   std::string software = "ferry";
 };
 
-// Read `length` bytes at `offset` of entry `entry`; answer with on_read_done().
+// Read the block of `length` bytes at `offset` of entry `entry` (offset a multiple of
+// the chunk size, length = min(chunk_size, size - offset)) into a pooled buffer, compute
+// protocol::block_digest(data, offset) on the same pool thread, and answer with
+// on_read_done().
 struct ReadChunk {
   std::uint32_t entry;
   std::uint64_t offset;
   std::size_t length;
   std::uint64_t token;  // pass back unchanged
 };
-// Hash bytes [0, length) of entry `entry` with XXH3-128; answer with on_prefix_hashed().
+// Hash bytes [0, length) of entry `entry` as blocks of `block_size` into a
+// protocol::FileDigest (protocol::add_blocks); answer with on_prefix_hashed().
 struct HashPrefix {
   std::uint32_t entry;
-  std::uint64_t length;
+  std::uint64_t length;       // a multiple of block_size, or the file's size
+  std::size_t block_size;
   std::uint64_t token;
+};
+// A completed ReadChunk: the block's bytes (data.size() < length: the file shrank) and
+// protocol::block_digest(data, offset), computed by the driver next to the read.
+struct ReadBlock {
+  ByteBuffer data;
+  std::uint64_t digest = 0;
 };
 // Every byte was sent: check that the source still has the size and mtime it was
 // offered with; answer with on_source_checked(). A change restarts the file, so a
@@ -90,10 +115,12 @@ class SenderSession {
   void on_disconnected(const Error& why, Clock::time_point now);
   // Bytes read from the connection (any split). Precondition: connected.
   void on_bytes(protocol::Bytes bytes, Clock::time_point now);
-  // Completion of a ReadChunk. data.size() < requested means the file shrank.
-  void on_read_done(std::uint64_t token, Result<std::vector<std::byte>> data, Clock::time_point now);
-  // Completion of a HashPrefix.
-  void on_prefix_hashed(std::uint64_t token, Result<protocol::Digest128> digest, Clock::time_point now);
+  // Completion of a ReadChunk: the block is sent as it is (no copy, no rehash), or
+  // dropped (stale token, a held block) and its buffer returned to the pool. An Error
+  // fails the file (not the session).
+  void on_read_done(std::uint64_t token, Result<ReadBlock> block, Clock::time_point now);
+  // Completion of a HashPrefix: the file digest of the blocks below the resume offset.
+  void on_prefix_hashed(std::uint64_t token, Result<protocol::FileDigest> digest, Clock::time_point now);
   // Completion of a CheckSource: nullopt when unchanged, else the entry as it is now
   // (new size, mtime, identity); an Error when it can no longer be read.
   void on_source_checked(std::uint64_t token, Result<std::optional<SourceEntry>> now_entry, Clock::time_point now);
@@ -112,6 +139,11 @@ class SenderSession {
   const Totals& totals() const { return totals_; }
   // Bytes in flight now (sent or being read, not acknowledged), for tests.
   std::uint64_t in_flight() const;
+  // The most blocks this session holds at once, read-and-unsent or being read:
+  // window / chunk_size + max_reads_in_flight. Size the read BufferPool at this + 2.
+  std::size_t max_blocks() const;
+  // Blocks held now (read-and-unsent plus reads in flight), for tests.
+  std::size_t blocks_held() const { return reads_in_flight_ + ready_.size(); }
   // Grows whenever the receiver confirms something new (an entry done or bytes
   // acknowledged); the app resets its redial budget when it grows.
   std::uint64_t progress_marker() const { return (std::uint64_t{cur_} << 40) + acked_; }
@@ -124,8 +156,8 @@ class SenderSession {
 
  private:
   struct FileProgress {
-    protocol::Digest128 digest;    // over bytes [0, hashed_upto)
-    std::uint64_t hashed_upto = 0; // bytes fed to digest, in order, first reads only
+    protocol::FileDigest digest;   // over the blocks below hashed_upto
+    std::uint64_t hashed_upto = 0; // blocks fed to digest, in order, first reads only
     std::uint64_t sent_upto = 0;   // highest offset ever sent (to count re-sends)
     unsigned attempts = 0;
     bool announced = false;        // file_start emitted
@@ -139,6 +171,10 @@ class SenderSession {
   void on_answer(protocol::Bytes payload, Clock::time_point now);
   void on_ack(protocol::Bytes payload, Clock::time_point now);
   void on_rpos(protocol::Bytes payload, Clock::time_point now);
+  // RPOS with a length: queue the blocks of [offset, offset + length) for re-sending.
+  void queue_resend(const protocol::Resend& r, Clock::time_point now);
+  // RPOS with length 0: rewind to `offset` (version 1's RPOS).
+  void go_back(std::uint64_t offset, Clock::time_point now);
   void on_verdict(protocol::Bytes payload, Clock::time_point now);
   void on_end(protocol::Bytes payload);
   void on_error(protocol::Bytes payload);
@@ -147,6 +183,20 @@ class SenderSession {
   // is stale (for an attempt already abandoned: ignored) or a violation (ERROR sent:
   // malformed body, an entry not offered yet, an offset outside [acknowledged, sent]).
   std::optional<std::uint64_t> take_position(protocol::Bytes payload, Clock::time_point now);
+  // The common part of ACK and RPOS checks: nullopt when stale or a violation (sent).
+  bool position_current(std::uint32_t file_id, const char* what);
+  // Acknowledges `offset`; false (violation sent) when outside [acked, ack_limit()].
+  bool acknowledge(std::uint64_t offset, Clock::time_point now);
+  // The highest offset the receiver may acknowledge: the highest sent, extended over
+  // the ANSWER's held ranges that follow it.
+  std::uint64_t ack_limit() const;
+  // ANSWER checks for version 2: offset and held ranges block-aligned; empty when fine.
+  std::string answer_problem(const protocol::Answer& a) const;
+  bool is_held(std::uint64_t offset, std::uint64_t end) const;
+  std::size_t block_length(std::uint64_t offset) const;
+  void issue_read(std::uint64_t offset, bool resend);
+  // Sends one block read for an RPOS at once.
+  void send_block(std::uint64_t offset, ReadBlock block);
   // After an accepting ANSWER: stream the current file from `offset` (the receiver's
   // verified bytes), hashing that prefix first when this process has not yet.
   void resume_at(std::uint64_t offset, Clock::time_point now);
@@ -187,12 +237,22 @@ class SenderSession {
   FileProgress prog_;
   std::uint64_t acked_ = 0;      // receiver's verified offset
   std::uint64_t next_read_ = 0;  // next offset to request
-  std::uint64_t next_send_ = 0;  // next offset to put on the wire
+  std::uint64_t next_send_ = 0;  // next offset to put on the wire (first sends, in order)
+  std::uint64_t sent_hw_ = 0;    // highest next_send_ on this connection for this file
   std::uint64_t token_base_ = 1; // tokens below this are stale (rewind, reconnect)
   std::uint64_t next_token_ = 1;
-  unsigned reads_in_flight_ = 0;
-  std::map<std::uint64_t, std::vector<std::byte>> ready_;  // read, not yet sent, by offset
-  std::map<std::uint64_t, std::uint64_t> read_offsets_;    // token -> offset
+  unsigned reads_in_flight_ = 0;   // all ReadChunks not completed, stale ones too
+  unsigned resend_reads_ = 0;      // current (not stale) re-reads for RPOS in flight
+  struct PendingRead {
+    std::uint64_t offset;
+    bool resend;
+  };
+  std::map<std::uint64_t, ReadBlock> ready_;          // read in order, not yet sent, by offset
+  std::map<std::uint64_t, PendingRead> read_offsets_; // token -> what it reads
+  // Blocks an RPOS named, to re-read and re-send before new data: at most the blocks
+  // in [acked, sent), so bounded by the window.
+  std::set<std::uint64_t> resend_;
+  std::vector<protocol::ByteRange> held_;  // the ANSWER's held ranges (<= kMaxHeldRanges)
   std::uint64_t prefix_token_ = 0;
   std::uint64_t check_token_ = 0;  // CheckSource in flight (0: none)
   bool commit_sent_ = false;

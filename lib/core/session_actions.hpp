@@ -7,13 +7,14 @@
 #include <cstddef>
 #include <vector>
 
+#include "lib/core/byte_buffer.hpp"
 #include "protocol/result.hpp"
 
 namespace ferry {
 
 struct SendFrame {
   std::vector<std::byte> head;  // a whole control frame, or a DATA frame's head
-  std::vector<std::byte> body;  // DATA payload bytes; empty for other frames
+  ByteBuffer body;  // a DATA frame's block (from the sender's pool); empty for other frames
 };
 
 struct CloseConnection {

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <vector>
+
+#include "protocol/frame.hpp"
 
 #include "protocol/wire_path.hpp"
 
@@ -16,8 +19,8 @@ namespace {
 // killed receiver loses little verified progress.
 constexpr auto kJournalInterval = std::chrono::seconds(1);
 constexpr std::uint64_t kJournalBytes = 32u << 20;
-// Start writeback of written data in steps this large, so the final fsync is short.
-constexpr std::uint64_t kWritebackStep = 8u << 20;
+// reuse_final reads the final file in pieces of at least this many bytes.
+constexpr std::size_t kHashReadBytes = 1u << 20;
 constexpr std::size_t kMaxPlainLeaf = 200;
 
 std::string hidden_base(const std::string& leaf) {
@@ -50,7 +53,7 @@ bool is_ferry_temp_name(const std::string& leaf) {
 // ---------------------------------------------------------------------------
 // DestDir
 
-Result<std::shared_ptr<DestDir>> DestDir::open(const std::string& path) {
+Result<std::shared_ptr<DestDir>> DestDir::open(const std::string& path, DestOptions options) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
     return make_error(Errc::local_io, "mkdir(" + path + ")", errno);
   }
@@ -59,6 +62,7 @@ Result<std::shared_ptr<DestDir>> DestDir::open(const std::string& path) {
   std::shared_ptr<DestDir> d(new DestDir());
   d->fd_ = std::move(fd);
   d->path_ = path;
+  d->options_ = options;
   return d;
 }
 
@@ -109,15 +113,18 @@ Result<void> DestDir::make_directory(const protocol::Offer& offer) {
 }
 
 Result<std::unique_ptr<PartialFile>> DestDir::open_partial(const protocol::Offer& offer, PartialState& state) {
+  if (offer.block_size < protocol::kMinChunkSize || offer.block_size > protocol::kMaxChunkSize) {
+    return make_error(Errc::protocol, "invalid block size " + std::to_string(offer.block_size) + " for " + offer.path);
+  }
   std::unique_ptr<PartialFile> p(new PartialFile());
   auto pfd = open_parent(offer.path, p->leaf_, true);
   if (!pfd) return pfd.error();
   p->dirfd_ = std::move(*pfd);
   p->offer_ = offer;
+  p->options_ = options_;
   p->part_name_ = partial_name(p->leaf_);
   p->journal_name_ = journal_name(p->leaf_);
   p->display_ = path_ + "/" + offer.path;
-  XXH3_64bits_reset(&p->block_state_);
   state = PartialState{};
 
   const auto journal = p->load_journal(state);
@@ -130,18 +137,26 @@ Result<std::unique_ptr<PartialFile>> DestDir::open_partial(const protocol::Offer
   }
   auto part_size = p->open_part(path_ + "/" + p->part_name_);
   if (!part_size) return part_size.error();
-  auto good = p->check_journal(journal, *part_size, state);
-  if (!good) return good.error();
-  auto resumed = p->resume_at(*good, *part_size, state);
+  std::uint64_t good = 0;
+  if (p->journal_matches(journal, *part_size, state)) {
+    auto checked = p->check_blocks(*journal, *part_size, state);
+    if (!checked) return checked.error();
+    good = *checked;
+  }
+  auto resumed = p->resume_at(good, *part_size, state);
   if (!resumed) return resumed.error();
   return p;
 }
 
 // ---------------------------------------------------------------------------
-// PartialFile
+// PartialFile: opening
 
 PartialFile::~PartialFile() {
   if (fd_) close_keep();
+}
+
+std::uint64_t PartialFile::block_length(std::uint64_t offset) const {
+  return std::min<std::uint64_t>(offer_.block_size, offer_.size - offset);
 }
 
 std::optional<Journal> PartialFile::load_journal(PartialState& state) {
@@ -165,24 +180,26 @@ Result<bool> PartialFile::reuse_final(PartialState& state) {
   }
   fd_.reset(::openat(dirfd_.get(), leaf_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd_) return false;
-  already_final_ = true;
-  std::vector<std::byte> buf(1 << 20);
+  // Whole blocks per read, at least kHashReadBytes: add_blocks cuts them.
+  const std::size_t bs = offer_.block_size;
+  const std::size_t piece = std::max<std::size_t>(1, kHashReadBytes / bs) * bs;
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(piece);
   std::uint64_t off = 0;
   while (off < offer_.size) {
-    auto n = pread_full(fd_.get(), buf.data(), buf.size(), off, display_);
+    auto n = pread_full(fd_.get(), buf.get(), piece, off, display_);
     if (!n) return n.error();
     if (*n == 0) break;
-    state.prefix.update(std::span<const std::byte>(buf.data(), *n));
-    off += *n;
+    off = protocol::add_blocks(state.prefix, std::span<const std::byte>(buf.get(), *n), off, bs);
+    if (*n < piece) break;  // a short piece must be the file's last
   }
   if (off == offer_.size) {
     state.offset = off;
-    written_ = off;
+    already_final_ = true;
+    journal_.verified = off;
     return true;
   }
-  fd_.reset();  // it shrank under us: transfer it normally
-  already_final_ = false;
-  state.prefix = protocol::Digest128();
+  fd_.reset();  // it changed under us: transfer it normally
+  state.prefix = protocol::FileDigest();
   return false;
 }
 
@@ -194,136 +211,186 @@ Result<std::uint64_t> PartialFile::open_part(const std::string& shown) {
   return static_cast<std::uint64_t>(pst.st_size);
 }
 
-Result<std::uint64_t> PartialFile::check_journal(const std::optional<Journal>& journal, std::uint64_t part_size,
-                                                 PartialState& state) {
+bool PartialFile::journal_matches(const std::optional<Journal>& journal, std::uint64_t part_size,
+                                  PartialState& state) const {
   if (!journal) {
     if (part_size > 0 && state.note.empty()) state.note = "partial without a journal; starting over";
-    return 0;
+    return false;
   }
   const Journal& j = *journal;
   if (j.path != offer_.path || j.identity != offer_.identity || j.size != offer_.size) {
     state.note = "the source changed since the partial was written (" + j.identity + " -> " + offer_.identity +
                  "); starting over";
-    return 0;
+    return false;
   }
-  std::vector<std::byte> buf(kJournalBlock);
-  auto good = check_blocks(j, buf, state);
-  if (!good) return good;
-  if (*good == j.blocks.size() * kJournalBlock && j.tail) {  // every whole block is good
-    good = check_tail(j, *good, buf, state);
-    if (!good) return good;
+  if (j.block_size != offer_.block_size) {
+    state.note = "block size changed (" + std::to_string(j.block_size) + " -> " + std::to_string(offer_.block_size) +
+                 "); starting over";
+    return false;
   }
-  if (*good < j.verified) {
+  return true;
+}
+
+Result<bool> PartialFile::block_matches(std::uint64_t offset, std::uint64_t digest, std::byte* buf) {
+  const std::uint64_t len = block_length(offset);
+  auto n = pread_full(fd_.get(), buf, static_cast<std::size_t>(len), offset, display_);
+  if (!n) return n.error();
+  return *n == len && protocol::block_digest(std::span<const std::byte>(buf, *n), offset) == digest;
+}
+
+// One read and one hash per recorded block. A block that matches after a bad one is
+// kept as held (written, out of order) rather than lost.
+Result<std::uint64_t> PartialFile::check_blocks(const Journal& j, std::uint64_t part_size, PartialState& state) {
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(offer_.block_size);
+  std::uint64_t good = 0;
+  bool contiguous = true;
+  std::size_t lost_held = 0;
+  auto check = [&](std::uint64_t off, std::uint64_t digest) -> Result<void> {
+    auto ok = block_matches(off, digest, buf.get());
+    if (!ok) return ok.error();
+    if (contiguous && *ok) {
+      state.prefix.add_block(digest);
+      journal_.blocks.push_back(digest);
+      good = off + block_length(off);
+    } else if (*ok && held_.size() < kMaxHeldBlocks) {
+      held_.emplace(off, digest);
+      state.held.push_back({off, block_length(off), digest});
+    } else if (!contiguous) {
+      ++lost_held;
+    }
+    contiguous = contiguous && *ok;
+    return {};
+  };
+  for (std::size_t i = 0; i < j.blocks.size(); ++i) {
+    if (auto r = check(i * j.block_size, j.blocks[i]); !r) return r.error();
+  }
+  contiguous = false;  // held blocks are above `verified`: never contiguous here
+  for (const auto& h : j.held) {
+    if (auto r = check(h.offset, h.digest); !r) return r.error();
+  }
+  if (good < j.verified) {
     state.note = "partial damaged or truncated (journal " + std::to_string(j.verified) + " bytes, " +
                  std::to_string(part_size) + " on disk); resuming from the last good block at " +
-                 std::to_string(*good);
+                 std::to_string(good);
+  } else if (lost_held > 0) {
+    state.note = "partial damaged or truncated (" + std::to_string(lost_held) + " of " +
+                 std::to_string(j.held.size()) + " held blocks no longer match); they are sent again";
   }
   return good;
-}
-
-// Re-checks every recorded block against the partial; cuts back to the last good one.
-Result<std::uint64_t> PartialFile::check_blocks(const Journal& j, std::vector<std::byte>& buf, PartialState& state) {
-  std::uint64_t good = 0;
-  for (std::size_t i = 0; i < j.blocks.size(); ++i) {
-    auto n = pread_full(fd_.get(), buf.data(), kJournalBlock, good, display_);
-    if (!n) return n.error();
-    std::span<const std::byte> blk(buf.data(), *n);
-    if (*n != kJournalBlock || protocol::xxh3_64(blk) != j.blocks[i]) break;
-    state.prefix.update(blk);
-    journal_.blocks.push_back(j.blocks[i]);
-    good += kJournalBlock;
-  }
-  return good;
-}
-
-// The partial block after the whole ones: kept when it matches, and then it goes on
-// filling the block being hashed.
-Result<std::uint64_t> PartialFile::check_tail(const Journal& j, std::uint64_t good, std::vector<std::byte>& buf,
-                                              PartialState& state) {
-  const std::size_t tail_len = static_cast<std::size_t>(j.verified - good);
-  auto n = pread_full(fd_.get(), buf.data(), tail_len, good, display_);
-  if (!n) return n.error();
-  std::span<const std::byte> blk(buf.data(), *n);
-  if (*n != tail_len || protocol::xxh3_64(blk) != *j.tail) return good;
-  state.prefix.update(blk);
-  XXH3_64bits_update(&block_state_, blk.data(), blk.size());
-  block_fill_ = tail_len;
-  return good + tail_len;
 }
 
 Result<void> PartialFile::resume_at(std::uint64_t good, std::uint64_t part_size, PartialState& state) {
-  if (part_size != good && ::ftruncate(fd_.get(), static_cast<off_t>(good)) != 0) {
+  // Nothing beyond the last block kept is vouched for: cut it off, so the file ends up
+  // exactly `size` bytes once every block is written.
+  const std::uint64_t keep = held_.empty() ? good : held_.rbegin()->first + block_length(held_.rbegin()->first);
+  if (part_size != keep && ::ftruncate(fd_.get(), static_cast<off_t>(keep)) != 0) {
     return make_error(Errc::local_io, "ftruncate(" + display_ + ")", errno);
   }
+  std::lock_guard lock(mu_);
   journal_.path = offer_.path;
   journal_.identity = offer_.identity;
   journal_.size = offer_.size;
+  journal_.block_size = offer_.block_size;
   journal_.verified = good;
-  written_ = synced_upto_ = good;
   auto saved = save_journal();
   if (!saved) return saved;
   state.offset = good;
   return {};
 }
 
-void PartialFile::add_block_bytes(protocol::Bytes data) {
-  while (!data.empty()) {
-    std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(kJournalBlock - block_fill_, data.size()));
-    XXH3_64bits_update(&block_state_, data.data(), take);
-    block_fill_ += take;
-    data = data.subspan(take);
-    if (block_fill_ == kJournalBlock) {
-      journal_.blocks.push_back(XXH3_64bits_digest(&block_state_));
-      XXH3_64bits_reset(&block_state_);
-      block_fill_ = 0;
-    }
+// ---------------------------------------------------------------------------
+// PartialFile: writing
+
+std::uint64_t PartialFile::written() const {
+  std::lock_guard lock(mu_);
+  return journal_.verified;
+}
+
+std::size_t PartialFile::held_count() const {
+  std::lock_guard lock(mu_);
+  return held_.size();
+}
+
+std::string PartialFile::misplaced(std::uint64_t offset, std::uint64_t length) const {
+  if (already_final_ || !fd_) return "write to a closed or complete file";
+  if (offset >= offer_.size || offset % offer_.block_size != 0) return "misplaced block at " + std::to_string(offset);
+  if (length != block_length(offset)) {
+    return "block at " + std::to_string(offset) + " has " + std::to_string(length) + " bytes, not " +
+           std::to_string(block_length(offset));
   }
+  return {};
 }
 
 Result<void> PartialFile::save_journal() {
-  journal_.verified = written_;
-  journal_.tail = block_fill_ ? std::optional<std::uint64_t>(XXH3_64bits_digest(&block_state_)) : std::nullopt;
+  journal_.held.clear();
+  journal_.held.reserve(held_.size());
+  for (const auto& [off, digest] : held_) journal_.held.push_back({off, digest});
   last_save_ = std::chrono::steady_clock::now();
-  return journal_.save(dirfd_.get(), journal_name_);
+  unsaved_bytes_ = 0;
+  return journal_.save(dirfd_.get(), journal_name_, !options_.no_fsync);
 }
 
-Result<void> PartialFile::write(std::uint64_t offset, protocol::Bytes data) {
-  if (already_final_ || !fd_ || offset != written_) {
-    return make_error(Errc::internal, "write out of order to " + display_);
+Result<void> PartialFile::record_block(std::uint64_t offset, std::uint64_t length, std::uint64_t digest) {
+  if (offset < journal_.verified || held_.contains(offset)) {
+    return make_error(Errc::internal, "block at " + std::to_string(offset) + " of " + display_ + " written twice");
   }
-  std::size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(fd_.get(), data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      // Drop the partly written tail so the file holds no more than the journal's blocks.
-      if (::ftruncate(fd_.get(), static_cast<off_t>(written_)) != 0) { /* the resume check cuts it back */ }
-      return make_error(Errc::local_io, "write(" + display_ + ")", e);
+  if (offset != journal_.verified) {
+    if (held_.size() >= kMaxHeldBlocks) {
+      return make_error(Errc::internal, "more than " + std::to_string(kMaxHeldBlocks) + " blocks held for " + display_);
     }
-    done += static_cast<std::size_t>(n);
+    held_.emplace(offset, digest);
+  } else {
+    journal_.blocks.push_back(digest);
+    journal_.verified += length;
+    // The contiguous point moves over the held blocks it reaches.
+    for (auto it = held_.begin(); it != held_.end() && it->first == journal_.verified; it = held_.erase(it)) {
+      journal_.blocks.push_back(it->second);
+      journal_.verified += block_length(it->first);
+    }
   }
-  add_block_bytes(data);
-  written_ += data.size();
-  if (written_ - synced_upto_ >= kWritebackStep) {
-    // A hint to start writeback now; durability still comes from commit's fsync.
-    ::sync_file_range(fd_.get(), static_cast<off_t>(synced_upto_), static_cast<off_t>(written_ - synced_upto_),
-                      SYNC_FILE_RANGE_WRITE);
-    synced_upto_ = written_;
-  }
-  if (written_ - journal_.verified >= kJournalBytes ||
-      std::chrono::steady_clock::now() - last_save_ >= kJournalInterval) {
+  unsaved_bytes_ += length;
+  if (unsaved_bytes_ >= kJournalBytes || std::chrono::steady_clock::now() - last_save_ >= kJournalInterval) {
     return save_journal();
   }
   return {};
 }
+
+Result<void> PartialFile::write(std::uint64_t offset, protocol::Bytes data, std::uint64_t digest) {
+  if (auto why = misplaced(offset, data.size()); !why.empty()) {
+    return make_error(Errc::internal, why + " (" + display_ + ")");
+  }
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fd_.get(), data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    // Nothing is recorded for this block; a resume re-checks every block anyway.
+    if (n < 0) return make_error(Errc::local_io, "write(" + display_ + ")", errno);
+    done += static_cast<std::size_t>(n);
+  }
+  if (!options_.no_fsync) {
+    // Start write-back now, behind the write head, so commit's fsync finds little left.
+    // Asynchronous: durability still comes from commit's fsync.
+    (void)::sync_file_range(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(data.size()),
+                            SYNC_FILE_RANGE_WRITE);
+  }
+  std::lock_guard lock(mu_);
+  return record_block(offset, data.size(), digest);
+}
+
+// ---------------------------------------------------------------------------
+// PartialFile: closing
 
 Result<void> PartialFile::commit() {
   if (already_final_) {  // the final file was re-verified by its digest: nothing to move
     fd_.reset();
     return {};
   }
-  if (::fsync(fd_.get()) != 0) return make_error(Errc::local_io, "fsync(" + display_ + ")", errno);
+  if (!fd_ || written() != offer_.size) {
+    return make_error(Errc::internal, "commit of " + display_ + " before every block was written");
+  }
+  if (!options_.no_fsync && ::fsync(fd_.get()) != 0) {
+    return make_error(Errc::local_io, "fsync(" + display_ + ")", errno);
+  }
   if (::fchmod(fd_.get(), offer_.mode & 0777) != 0) return make_error(Errc::local_io, "chmod(" + display_ + ")", errno);
   timespec times[2];
   times[0].tv_sec = 0;
@@ -339,14 +406,19 @@ Result<void> PartialFile::commit() {
     return make_error(Errc::local_io, "rename(" + display_ + ")", errno);
   }
   fd_.reset();
-  if (::fsync(dirfd_.get()) != 0) return make_error(Errc::local_io, "fsync(directory of " + display_ + ")", errno);
+  if (!options_.no_fsync && ::fsync(dirfd_.get()) != 0) {
+    return make_error(Errc::local_io, "fsync(directory of " + display_ + ")", errno);
+  }
   ::unlinkat(dirfd_.get(), journal_name_.c_str(), 0);
   return {};
 }
 
 void PartialFile::close_keep() {
   if (!fd_) return;
-  if (!already_final_) (void)save_journal();  // best effort: an older journal is still true
+  if (!already_final_) {
+    std::lock_guard lock(mu_);
+    (void)save_journal();  // best effort: an older journal is still true
+  }
   fd_.reset();
 }
 
@@ -356,10 +428,10 @@ void PartialFile::close_discard() {
   if (already_final_) {
     // The final file did not match the sender's digest: leave it in place, and make
     // the next offer transfer into a fresh partial instead of re-verifying it.
-    journal_ = Journal{offer_.path, offer_.identity, offer_.size, 0, {}, std::nullopt};
+    Journal fresh{offer_.path, offer_.identity, offer_.size, offer_.block_size, 0, {}, {}};
     (void)UniqueFd(::openat(dirfd_.get(), part_name_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
                             0600));  // an empty partial, closed at once
-    (void)journal_.save(dirfd_.get(), journal_name_);
+    (void)fresh.save(dirfd_.get(), journal_name_, !options_.no_fsync);
     return;
   }
   ::unlinkat(dirfd_.get(), part_name_.c_str(), 0);

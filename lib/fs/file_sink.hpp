@@ -3,26 +3,42 @@
 // Safety: every path is resolved component by component with openat(O_NOFOLLOW), so
 // nothing is created or written outside DEST_DIR and no path passes through a
 // symlink. Data goes to a hidden partial (".NAME.ferry-part") beside a journal
-// (".NAME.ferry-journal"); only commit() renames it to NAME, after fsync.
+// (".NAME.ferry-journal", format 2: see journal.hpp); only commit() renames it to
+// NAME, after fsync.
 //
-//   auto dest = DestDir::open("/srv/in");
+// How the engine calls this (protocol version 2: one DATA frame = one whole block of
+// the OFFER's block_size; writes are positional and may complete in any order):
+//
+//   auto dest = DestDir::open("/srv/in", DestOptions{.no_fsync = false});
+//   // on the pool (slow: re-reads and hashes what the partial holds):
 //   PartialState st;
-//   auto part = (*dest)->open_partial(offer, st);     // slow: hashes what is held
-//   (*part)->write(st.offset, bytes);                 // in order
-//   (*part)->commit(offer);                           // fsync, rename, fsync dir
+//   auto part = (*dest)->open_partial(offer, st);
+//   //   -> OpenedFile{st.offset, st.prefix, st.note, st.held} for the session
+//   // for each WriteChunk{file_id, offset, data, digest}: copy data into a pooled
+//   // buffer on the loop, then on the pool (several at once are fine):
+//   auto w = (*part)->write(offset, buf.span(), digest);
+//   //   -> on the loop: session.on_chunk_written(file_id, offset, buf.size(), w, now)
+//   // when the session asks to commit (no write in flight any more), on the pool:
+//   auto c = (*part)->commit();            // fsync, rename, fsync dir (unless no_fsync)
+//   // or, when the connection is lost: (*part)->close_keep();  a refusal: close_discard()
 //
 // Threading: DestDir's methods may run on any thread (they only use *at() calls on
-// the directory fd). One PartialFile is used by one thread at a time.
+// the directory fd). PartialFile::write() and written()/held_count() are thread-safe:
+// several writes of distinct blocks of one file may run at once on pool threads (the
+// pwrite is positional; the journal bookkeeping is mutex-guarded). commit(),
+// close_keep() and close_discard() must not run while a write of the same file is in
+// flight (the engine waits for every write's completion first); they and the
+// destructor are called by one thread at a time.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <xxhash.h>
 
 #include "lib/fs/fd_io.hpp"
 #include "lib/fs/journal.hpp"
@@ -32,11 +48,26 @@
 
 namespace ferry {
 
-// What a partial already holds, verified.
+struct DestOptions {
+  // Durability against power loss given up (--no-fsync, for scratch copies): commit
+  // skips the file's fsync and the directory's fsync, journals are saved without fsync
+  // and no write-back is started behind the write head. Verification is unchanged: a
+  // file is still renamed only after its digest matched, and only with every block
+  // written (to the page cache).
+  bool no_fsync = false;
+};
+
+// What a partial already holds, verified at open (the receiver session's OpenedFile).
 struct PartialState {
-  std::uint64_t offset = 0;     // verified bytes already held
-  protocol::Digest128 prefix;   // digest of [0, offset)
+  struct Block {
+    std::uint64_t offset = 0;  // a multiple of the block size, above `offset`
+    std::uint64_t length = 0;  // min(block_size, size - offset)
+    std::uint64_t digest = 0;  // protocol::block_digest(bytes, offset)
+  };
+  std::uint64_t offset = 0;     // contiguous verified bytes held: a multiple of block_size, or the size
+  protocol::FileDigest prefix;  // file digest of the blocks of [0, offset)
   std::string note;             // why it starts over or was cut back; empty otherwise
+  std::vector<Block> held;      // blocks above `offset` the partial holds, re-verified; by offset
 };
 
 class PartialFile;
@@ -44,14 +75,17 @@ class PartialFile;
 class DestDir {
  public:
   // Opens (creating if missing, one level) the destination directory.
-  static Result<std::shared_ptr<DestDir>> open(const std::string& path);
+  static Result<std::shared_ptr<DestDir>> open(const std::string& path, DestOptions options = {});
 
   // Creates the directory `offer.path` (and missing parents). Errc::protocol for an
   // unsafe path (through a symlink, or over a non-directory), Errc::local_io else.
   Result<void> make_directory(const protocol::Offer& offer);
-  // Opens or creates the partial for `offer`, checks its journal and contents, and
-  // fills `state`. A final file with the offered size and mtime counts as complete
-  // (state.offset == size; commit() then only re-verifies).
+  // Opens or creates the partial for `offer`, checks its journal and re-reads every
+  // block it records (contiguous and held), and fills `state`. A final file with the
+  // offered size and mtime counts as complete (state.offset == size, state.prefix its
+  // file digest with the offer's block size; commit() then only re-verifies).
+  // Errc::protocol for an unsafe path or a block size outside
+  // kMinChunkSize..kMaxChunkSize; Errc::local_io for a local failure.
   Result<std::unique_ptr<PartialFile>> open_partial(const protocol::Offer& offer, PartialState& state);
   const std::string& path() const { return path_; }
 
@@ -62,61 +96,83 @@ class DestDir {
   Result<UniqueFd> open_parent(const std::string& wire_path, std::string& leaf, bool create);
   UniqueFd fd_;
   std::string path_;
+  DestOptions options_;
 };
 
 class PartialFile {
  public:
   ~PartialFile();
-  // Writes `data` at `offset`; offset must equal written(). Saves the journal about
-  // once a second. Errc::local_io on failure (nothing recorded for these bytes).
-  Result<void> write(std::uint64_t offset, protocol::Bytes data);
-  // fsync, set mode and mtime, rename to the final name, fsync the directory, remove
-  // the journal. Errc::local_io on failure.
+  PartialFile(const PartialFile&) = delete;
+  PartialFile& operator=(const PartialFile&) = delete;
+
+  // Writes one whole block at `offset` (positional) and records `digest`
+  // (= protocol::block_digest(data, offset), computed by the caller's decoder) for the
+  // journal: contiguous when it lands at written(), else held. Starts write-back of the
+  // block (sync_file_range) unless no_fsync. Saves the journal about once a second or
+  // every 32 MiB. Thread-safe (see the header's overview).
+  // Errc::internal when the block is misplaced (not aligned, wrong length, past the
+  // end), was already recorded, or would exceed kMaxHeldBlocks held blocks: the session
+  // prevents these. Errc::local_io when the write or the journal save fails (nothing
+  // is recorded for a failed write).
+  Result<void> write(std::uint64_t offset, protocol::Bytes data, std::uint64_t digest);
+  // Precondition: every block was written (written() == size) and no write is in
+  // flight. fsync, set mode and mtime, rename to the final name, fsync the directory
+  // (both fsyncs skipped with no_fsync), remove the journal. Errc::local_io on
+  // failure; Errc::internal when blocks are missing.
   Result<void> commit();
   // Saves the journal and closes (a later open resumes).
   void close_keep();
   // Removes partial and journal.
   void close_discard();
-  std::uint64_t written() const { return written_; }
+  // The contiguous written point: every block below it was written and recorded.
+  std::uint64_t written() const;
+  // Blocks written above written().
+  std::size_t held_count() const;
   const std::string& display_path() const { return display_; }
 
  private:
   friend class DestDir;
   PartialFile() = default;
+  // Both: called with mu_ held.
   Result<void> save_journal();
-  void add_block_bytes(protocol::Bytes data);
+  Result<void> record_block(std::uint64_t offset, std::uint64_t length, std::uint64_t digest);
+  // Why a block at `offset` of `length` bytes is misplaced, or empty when it is not.
+  std::string misplaced(std::uint64_t offset, std::uint64_t length) const;
+  std::uint64_t block_length(std::uint64_t offset) const;
 
   // The steps of DestDir::open_partial, in order.
   // The journal beside the partial; nullopt when there is none or it is unreadable
   // (state.note then says so).
   std::optional<Journal> load_journal(PartialState& state);
   // True when the final name already holds the offered file (same size and mtime) and
-  // its digest is in `state`: commit() then only re-verifies. Errc::local_io when a
-  // directory is in the way or reading fails.
+  // its file digest is in `state`: commit() then only re-verifies. Errc::local_io when
+  // a directory is in the way or reading fails.
   Result<bool> reuse_final(PartialState& state);
   // Opens (creating) the partial, `shown` in errors; returns its size.
   Result<std::uint64_t> open_part(const std::string& shown);
-  // How many bytes of the partial the journal vouches for, re-checked block by block;
-  // the digest of those bytes goes to `state`, and state.note says why any were lost.
-  Result<std::uint64_t> check_journal(const std::optional<Journal>& journal, std::uint64_t part_size,
-                                      PartialState& state);
-  Result<std::uint64_t> check_blocks(const Journal& j, std::vector<std::byte>& buf, PartialState& state);
-  Result<std::uint64_t> check_tail(const Journal& j, std::uint64_t good, std::vector<std::byte>& buf,
-                                   PartialState& state);
-  // Cuts the partial back to `good` bytes, records that in the journal and `state`.
+  // Whether the journal belongs to this offer; state.note says why not.
+  bool journal_matches(const std::optional<Journal>& journal, std::uint64_t part_size, PartialState& state) const;
+  // Re-reads every block the journal records: the good contiguous ones go to
+  // journal_.blocks and state.prefix, the good ones above the first bad one (and the
+  // held ones) to held_ and state.held. Returns the contiguous good point.
+  Result<std::uint64_t> check_blocks(const Journal& j, std::uint64_t part_size, PartialState& state);
+  // Re-reads the block at `offset`: true when it has `length` bytes and `digest`.
+  Result<bool> block_matches(std::uint64_t offset, std::uint64_t digest, std::byte* buf);
+  // Cuts the partial back to what is kept, records that in the journal and `state`.
   Result<void> resume_at(std::uint64_t good, std::uint64_t part_size, PartialState& state);
 
   UniqueFd dirfd_;
   UniqueFd fd_;
   bool already_final_ = false;  // the final file is there already; commit re-verifies only
+  DestOptions options_;
   std::string leaf_, part_name_, journal_name_, display_;
   protocol::Offer offer_;
-  Journal journal_;
-  std::uint64_t written_ = 0;
-  XXH3_state_t block_state_{};
-  std::uint64_t block_fill_ = 0;
+
+  mutable std::mutex mu_;  // guards what follows
+  Journal journal_;        // verified = contiguous written point; blocks below it (held: at save)
+  std::map<std::uint64_t, std::uint64_t> held_;  // offset -> digest, above journal_.verified
+  std::uint64_t unsaved_bytes_ = 0;              // recorded since the last journal save
   std::chrono::steady_clock::time_point last_save_{};
-  std::uint64_t synced_upto_ = 0;
 };
 
 // The hidden names used for `leaf`'s partial and journal.

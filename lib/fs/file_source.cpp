@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <string>
 
 
 namespace ferry {
@@ -57,51 +59,71 @@ Result<void> FileSource::check_unchanged() const {
   return {};
 }
 
-void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
-                      std::function<void(Result<std::vector<std::byte>>)> done) {
-  auto self = shared_from_this();
-  auto result = std::make_shared<Result<std::vector<std::byte>>>(std::vector<std::byte>{});
-  run_on_pool(
-      loop,
-      [self, offset, length, result] {
-        std::vector<std::byte> buf(length);
-        auto n = pread_full(self->fd_.get(), buf.data(), length, offset, self->entry_.local_path);
-        if (!n) {
-          *result = n.error();
-          return;
-        }
-        buf.resize(*n);
-        *result = std::move(buf);
-      },
-      [result, done = std::move(done)] { done(std::move(*result)); });
+void FileSource::read_block(std::uint64_t offset, std::size_t length, ByteBuffer& buffer,
+                            Result<ReadBlockResult>& out) const {
+  if (!buffer || buffer.capacity() < length) {
+    out = make_error(Errc::internal, "read of " + std::to_string(length) + " bytes into a buffer of " +
+                                         std::to_string(buffer.capacity()) + ": " + entry_.local_path);
+    return;
+  }
+  auto n = pread_full(fd_.get(), buffer.data(), length, offset, entry_.local_path);
+  if (!n) {
+    out = n.error();
+    return;
+  }
+  buffer.resize(*n);
+  // Hashed here, while the bytes are still in this core's cache: the digest serves the
+  // DATA header and the file digest both.
+  const std::uint64_t digest = protocol::block_digest(buffer.span(), offset);
+  out = ReadBlockResult{std::move(buffer), digest};
 }
 
-void FileSource::hash_prefix(uv_loop_t* loop, std::uint64_t length,
-                             std::function<void(Result<protocol::Digest128>)> done) {
+void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length, ByteBuffer buffer,
+                      ReadDone done) {
+  struct Job {
+    ByteBuffer buffer;
+    Result<ReadBlockResult> result{ReadBlockResult{}};
+  };
   auto self = shared_from_this();
-  auto result = std::make_shared<Result<protocol::Digest128>>(protocol::Digest128{});
+  auto job = std::make_shared<Job>();
+  job->buffer = std::move(buffer);
   run_on_pool(
-      loop,
-      [self, length, result] {
-        protocol::Digest128 d;
-        std::vector<std::byte> buf(1 << 20);
-        std::uint64_t off = 0;
-        while (off < length) {
-          std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - off));
-          auto n = pread_full(self->fd_.get(), buf.data(), want, off, self->entry_.local_path);
-          if (!n) {
-            *result = n.error();
-            return;
-          }
-          if (*n != want) {
-            *result = make_error(Errc::local_io, "source file shrank while hashing: " + self->entry_.local_path);
-            return;
-          }
-          d.update(std::span<const std::byte>(buf.data(), want));
-          off += want;
-        }
-        *result = d;
-      },
+      loop, [self, offset, length, job] { self->read_block(offset, length, job->buffer, job->result); },
+      [job, done = std::move(done)] { done(std::move(job->result)); });
+}
+
+bool FileSource::try_read(uv_loop_t* loop, BufferPool& pool, std::uint64_t offset, std::size_t length,
+                          ReadDone done) {
+  auto buffer = pool.acquire();
+  if (!buffer) return false;
+  read(loop, offset, length, std::move(*buffer), std::move(done));
+  return true;
+}
+
+Result<protocol::FileDigest> FileSource::hash_blocks(std::uint64_t length, std::size_t block_size) const {
+  if (block_size == 0) return make_error(Errc::internal, "hash_prefix with block size 0: " + entry_.local_path);
+  // Whole blocks per read, about 1 MiB at a time; one buffer for the whole prefix.
+  const std::size_t piece = std::max<std::size_t>(1, (1u << 20) / block_size) * block_size;
+  const std::size_t cap = static_cast<std::size_t>(std::min<std::uint64_t>(piece, length));
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(std::max<std::size_t>(cap, 1));
+  protocol::FileDigest d;
+  std::uint64_t off = 0;
+  while (off < length) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(piece, length - off));
+    auto n = pread_full(fd_.get(), buf.get(), want, off, entry_.local_path);
+    if (!n) return n.error();
+    if (*n != want) return make_error(Errc::local_io, "source file shrank while hashing: " + entry_.local_path);
+    off = protocol::add_blocks(d, std::span<const std::byte>(buf.get(), want), off, block_size);
+  }
+  return d;
+}
+
+void FileSource::hash_prefix(uv_loop_t* loop, std::uint64_t length, std::size_t block_size,
+                             std::function<void(Result<protocol::FileDigest>)> done) {
+  auto self = shared_from_this();
+  auto result = std::make_shared<Result<protocol::FileDigest>>(protocol::FileDigest{});
+  run_on_pool(
+      loop, [self, length, block_size, result] { *result = self->hash_blocks(length, block_size); },
       [result, done = std::move(done)] { done(std::move(*result)); });
 }
 

@@ -1,21 +1,37 @@
 // FileSource: one source file opened for sending, read on libuv's thread pool so
-// disk reads overlap network writes.
+// disk reads overlap network writes (protocol version 2: whole blocks, each hashed
+// once, next to its read).
 //
-//   auto src = FileSource::open(entry);               // checks size and mtime still match
-//   src->read(loop, offset, len, [](Result<std::vector<std::byte>> r) { ... });
-//   src->hash_prefix(loop, n, [](Result<protocol::Digest128> d) { ... });
+// How the engine calls this (on the loop thread):
 //
-// Callbacks run on the loop thread. A short read (the file shrank) returns fewer bytes.
-// Requests keep the file open until they complete, so dropping the FileSource while
-// reads are in flight is safe.
+//   auto src = FileSource::open(entry);        // checks size and mtime still match
+//   // ReadChunk{entry, offset, length, token}: a buffer from the engine's pool
+//   auto buf = pool.acquire();
+//   if (!buf) { /* all buffers out: retry this read when one comes back */ }
+//   src->read(loop, offset, length, std::move(*buf), [&](Result<ReadBlockResult> r) {
+//     // r->data: the block (r->data.size() < length: the file shrank);
+//     // r->digest == protocol::block_digest(r->data.span(), offset)
+//     session.on_read_done(token, map(std::move(r)), now);   // -> sender::ReadBlock
+//   });
+//   // or, in one step: if (!src->try_read(loop, pool, offset, length, done)) wait;
+//   // HashPrefix{entry, length, block_size, token}:
+//   src->hash_prefix(loop, length, block_size, [&](Result<protocol::FileDigest> d) {
+//     session.on_prefix_hashed(token, std::move(d), now);
+//   });
+//
+// Callbacks run on the loop thread, on a later loop turn (never inside the call).
+// FileSource never allocates a block buffer per read: the caller hands one in. Requests
+// keep the file open until they complete, so dropping the FileSource while reads are in
+// flight is safe. All methods are called on the loop thread.
 #pragma once
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
-#include <vector>
 
+#include "lib/core/byte_buffer.hpp"
 #include "lib/fs/fd_io.hpp"
 #include "lib/fs/source_tree.hpp"
 #include "protocol/digest.hpp"
@@ -23,21 +39,42 @@
 
 namespace ferry {
 
+// One block read from a source file (the engine maps it to sender::ReadBlock).
+struct ReadBlockResult {
+  ByteBuffer data;            // the bytes read; fewer than asked only at end of file
+  std::uint64_t digest = 0;   // protocol::block_digest(data.span(), offset)
+};
+
 class FileSource : public std::enable_shared_from_this<FileSource> {
  public:
+  using ReadDone = std::function<void(Result<ReadBlockResult>)>;
+
   // Errc::local_io when it cannot be opened, or when its size or mtime differ from
   // the entry's (the file changed since it was listed).
   static Result<std::shared_ptr<FileSource>> open(const SourceEntry& entry);
 
-  void read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
-            std::function<void(Result<std::vector<std::byte>>)> done);
-  void hash_prefix(uv_loop_t* loop, std::uint64_t length, std::function<void(Result<protocol::Digest128>)> done);
+  // Reads [offset, offset + length) into `buffer` on the pool and hashes it there.
+  // Errc::internal when `buffer` has no storage or less than `length` capacity;
+  // Errc::local_io when the read fails. The buffer goes back to its pool with the
+  // result when the caller drops it (on failure: when the request ends).
+  void read(uv_loop_t* loop, std::uint64_t offset, std::size_t length, ByteBuffer buffer, ReadDone done);
+  // read() with a buffer acquired from `pool`: false (nothing started, `done` dropped)
+  // when every buffer of the pool is out; the caller retries when one comes back.
+  bool try_read(uv_loop_t* loop, BufferPool& pool, std::uint64_t offset, std::size_t length, ReadDone done);
+  // The file digest of [0, length) cut into blocks of `block_size` (protocol::add_blocks),
+  // read through one buffer for the whole prefix. Errc::local_io when reading fails or
+  // the file is shorter than `length`; Errc::internal for block_size 0.
+  void hash_prefix(uv_loop_t* loop, std::uint64_t length, std::size_t block_size,
+                   std::function<void(Result<protocol::FileDigest>)> done);
   // Re-checks size, mtime, ctime and inode against the entry: Errc::local_io when
   // any changed (a rewrite that restores size and mtime still moves ctime).
   Result<void> check_unchanged() const;
 
  private:
   FileSource() = default;
+  // On the pool: the read and the hash. Fills `out` with the result.
+  void read_block(std::uint64_t offset, std::size_t length, ByteBuffer& buffer, Result<ReadBlockResult>& out) const;
+  Result<protocol::FileDigest> hash_blocks(std::uint64_t length, std::size_t block_size) const;
   UniqueFd fd_;
   SourceEntry entry_;
 };

@@ -156,12 +156,13 @@ void Connection::on_poll(uv_poll_t* h, int status, int events) {
 }
 
 void Connection::read_some() {
-  if (readbuf_.empty()) readbuf_.resize(kReadBufferSize);
   for (int i = 0; i < kReadsPerEvent && open_; ++i) {
-    ssize_t n = ::read(in_fd_, readbuf_.data(), readbuf_.size());
+    std::span<std::byte> into = read_target();
+    if (into.empty()) return;  // the reader takes nothing now
+    ssize_t n = ::read(in_fd_, into.data(), into.size());
     if (n > 0) {
       if (flushing_) continue;  // lingering close: input is drained and dropped
-      cb_.on_bytes(protocol::Bytes(reinterpret_cast<const std::byte*>(readbuf_.data()), static_cast<std::size_t>(n)));
+      deliver(into.first(static_cast<std::size_t>(n)));
       continue;
     }
     if (n == 0) {
@@ -174,6 +175,21 @@ void Connection::read_some() {
     if (e == EBADF) forget_dead(in_fd_);
     return close(make_error(Errc::connection, "read(" + peer_ + ")", e));
   }
+}
+
+std::span<std::byte> Connection::read_target() {
+  if (cb_.input_space && !flushing_) return cb_.input_space();
+  if (readbuf_.empty()) readbuf_.resize(kReadBufferSize);
+  return {reinterpret_cast<std::byte*>(readbuf_.data()), readbuf_.size()};
+}
+
+void Connection::deliver(std::span<std::byte> got) {
+  if (cb_.input_space) {
+    cb_.on_input(got.size());
+  } else {
+    cb_.on_bytes(protocol::Bytes(got.data(), got.size()));
+  }
+  if (cb_.on_input_drained && open_) cb_.on_input_drained();
 }
 
 void Connection::write(SendFrame frame) {
@@ -204,14 +220,15 @@ std::size_t Connection::gather(iovec* iov) {
   std::size_t cnt = 0;
   std::size_t skip = front_done_;
   for (auto it = queue_.begin(); it != queue_.end() && cnt + 2 <= kMaxIov; ++it) {
-    for (auto* part : {&it->head, &it->body}) {
-      if (part->empty()) continue;
-      if (skip >= part->size()) {
-        skip -= part->size();
+    const std::span<std::byte> parts[] = {{it->head.data(), it->head.size()}, {it->body.data(), it->body.size()}};
+    for (auto part : parts) {
+      if (part.empty()) continue;
+      if (skip >= part.size()) {
+        skip -= part.size();
         continue;
       }
-      iov[cnt].iov_base = part->data() + skip;
-      iov[cnt].iov_len = part->size() - skip;
+      iov[cnt].iov_base = part.data() + skip;
+      iov[cnt].iov_len = part.size() - skip;
       skip = 0;
       ++cnt;
     }
@@ -219,8 +236,6 @@ std::size_t Connection::gather(iovec* iov) {
   return cnt;
 }
 
-// One writev (sendmsg with MSG_NOSIGNAL for a socket: a closed peer is EPIPE, not
-// SIGPIPE). Returns what the kernel took, or -1 with errno set.
 ssize_t Connection::write_iov(iovec* iov, std::size_t count) {
   if (out_is_socket_) {
     msghdr msg{};

@@ -40,6 +40,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,17 @@ namespace ferry {
 
 class Connection {
  public:
+  // Either on_bytes (the bytes of each read, from the Connection's own buffer), or
+  // input_space + on_input: each read lands in the span input_space() returns (an empty
+  // span: nothing is read now) and on_input(n) says how many bytes arrived, so a
+  // session can take its input without a copy. on_input_drained (optional) follows
+  // every read that delivered bytes.
   struct Callbacks {
     std::function<void(protocol::Bytes)> on_bytes;
     std::function<void(const Error&)> on_closed;
+    std::function<std::span<std::byte>()> input_space{};
+    std::function<void(std::size_t)> on_input{};
+    std::function<void()> on_input_drained{};
   };
 
   // Takes ownership of `in_fd` and `out_fd` (equal for a socket) and of `child`,
@@ -102,6 +111,8 @@ class Connection {
   static void on_poll(uv_poll_t* h, int status, int events);
   void update_polls();
   void read_some();
+  std::span<std::byte> read_target();
+  void deliver(std::span<std::byte> got);
   void flush();
   std::size_t gather(iovec* iov);
   ssize_t write_iov(iovec* iov, std::size_t count);

@@ -223,6 +223,7 @@ TEST_F(HostileSender, UnsafePathsAreRefused) {
     o.mtime_ns = 1'700'000'000'000'000'000;
     o.mode = 0644;
     o.identity = "hostile-" + std::to_string(o.file_id);
+    o.block_size = bad.kind == P::EntryKind::file ? 4096 : 0;
     ASSERT_TRUE(c.send_frame(P::FrameType::offer, P::to_json(o))) << "the receiver hung up";
     auto f = c.read_frame();
     ASSERT_TRUE(f.has_value()) << "no reply: " << c.why() << "\n" << recv_.proc->describe();
@@ -367,11 +368,13 @@ TEST_F(HostileSender, ViolationsAreAnsweredWithErrorAndClose) {
     RawClient c(recv_.port);
     handshake(c);
     if (HasFatalFailure()) return;
-    // DATA payload: file id 7, offset 0, then 100 bytes.
-    std::vector<std::byte> payload(P::kDataPrefixSize + 100, std::byte{0x61});
-    P::put_u32(payload.data(), 7);
-    P::put_u64(payload.data() + 4, 0);
-    ASSERT_TRUE(c.send_bytes(P::Bytes(P::encode_frame(P::FrameType::data, P::Bytes(payload)))));
+    // A well-formed DATA frame (file id 7, offset 0, 100 bytes) for a file never offered.
+    std::vector<std::byte> data(100, std::byte{0x61});
+    auto head = P::encode_data_head(7, 0, P::block_digest(data, 0), data.size());
+    std::vector<std::byte> frame(head.size() + data.size());
+    std::copy(head.begin(), head.end(), frame.begin());
+    std::copy(data.begin(), data.end(), frame.begin() + static_cast<std::ptrdiff_t>(head.size()));
+    ASSERT_TRUE(c.send_bytes(P::Bytes(frame)));
     expect_error_then_close(c);
   }
   EXPECT_EQ(list_dir(dest_), std::vector<std::string>{"link"});

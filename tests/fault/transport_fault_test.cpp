@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "protocol/codec.hpp"
 #include "tests/fault/fault_harness.hpp"
 
 namespace ferry::fault {
@@ -40,10 +41,10 @@ Outcome through_proxy(const Scratch& s, const std::vector<std::string>& proxy_ar
 }
 
 // What the clients wrote on the wire, all connections: the payload bound, plus each
-// DATA frame's 36-byte head, plus a few KiB of control frames per connection.
+// DATA frame's head (kDataHeadSize), plus a few KiB of control frames per connection.
 void expect_wire_bound(const Outcome& o, std::uint64_t size, std::uint64_t window, std::uint64_t chunk) {
   const std::uint64_t payload = size + (o.sent.total("reconnects") + o.sent.total("chunks_rejected")) * (window + chunk) + chunk;
-  const std::uint64_t bound = payload + (payload / chunk + 1) * 36 + o.log.conns.size() * 4096;
+  const std::uint64_t bound = payload + (payload / chunk + 1) * protocol::kDataHeadSize + o.log.conns.size() * 4096;
   EXPECT_LE(o.log.up_in(), bound) << "bytes written to the proxy exceed the bound\n" << o.log.dump();
 }
 
@@ -191,8 +192,42 @@ TEST(Corruption, PayloadBitFlipResendsOnlyThatChunk) {
   ASSERT_EQ(o.log.fired("up flipped bit"), 1u) << o.log.dump();
   EXPECT_GE(o.sent.total("chunks_rejected"), 1u) << o.sent.diagnostics();
   EXPECT_EQ(o.sent.total("reconnects"), 0u) << "a bad payload is repaired in place (RPOS)\n" << o.sent.diagnostics();
-  EXPECT_LE(o.sent.total("bytes_resent"), kWindow + kChunk) << o.sent.diagnostics();
+  // Protocol version 2: the receiver keeps the good blocks after the bad one and asks
+  // for that block alone (selective RPOS), not for the rest of the window.
+  EXPECT_LE(o.sent.total("bytes_resent"), 2 * kChunk) << o.sent.diagnostics();
   expect_payload_bound(o.sent, size, kWindow, kChunk);
+}
+
+// The same on a slow link (2 MiB/s) and on a trickling one: a corrupt chunk costs one
+// chunk, never a window, a stall timeout or a reconnect.
+TEST(Corruption, PayloadBitFlipOnASlowLinkResendsOnlyThatChunk) {
+  Scratch s;
+  const std::uint64_t size = 2 * kMiB;
+  const auto src = s.random_file("src.bin", size, 34);
+  auto o = through_proxy(s, {"--faulty", "1", "--seed", "8", "--up", "rate=2M", "--up", "flip-payload=512K"},
+                         flow_args(kWindow, kChunk, "5"), src);
+  ASSERT_EQ(o.sent.exit_code, 0) << o.sent.diagnostics() << o.log.dump();
+  expect_delivered(s, "src.bin", src);
+  ASSERT_EQ(o.log.fired("up flipped bit"), 1u) << o.log.dump();
+  EXPECT_EQ(o.sent.total("reconnects"), 0u) << o.sent.diagnostics();
+  EXPECT_EQ(o.sent.total("stall_timeouts"), 0u) << o.sent.diagnostics();
+  EXPECT_LE(o.sent.total("bytes_resent"), 2 * kChunk) << o.sent.diagnostics();
+}
+
+TEST(Corruption, PayloadBitFlipOnATricklingLinkResendsOnlyThatChunk) {
+  Scratch s;
+  const std::uint64_t size = 192 * 1024, chunk = 16 * 1024;
+  const auto src = s.random_file("src.bin", size, 35);
+  auto o = through_proxy(s,
+                         {"--faulty", "1", "--seed", "9", "--up", "trickle", "--up", "flip-payload=64K", "--down",
+                          "trickle", "--trickle-delay", "40"},
+                         flow_args(64 * 1024, chunk, "10"), src);
+  ASSERT_EQ(o.sent.exit_code, 0) << o.sent.diagnostics() << o.log.dump();
+  expect_delivered(s, "src.bin", src);
+  ASSERT_EQ(o.log.fired("up flipped bit"), 1u) << o.log.dump();
+  EXPECT_EQ(o.sent.total("reconnects"), 0u) << o.sent.diagnostics();
+  EXPECT_EQ(o.sent.total("stall_timeouts"), 0u) << o.sent.diagnostics();
+  EXPECT_LE(o.sent.total("bytes_resent"), 2 * chunk) << o.sent.diagnostics();
 }
 
 TEST(Corruption, HeaderBitFlipFromSenderReconnects) {

@@ -23,9 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (f->consumed == 0 || f->consumed > in.size()) std::abort();
     P::DataView d;
     P::Position pos;
+    P::Resend resend;
     std::uint64_t nonce;
     (void)P::decode_data(f->payload, d);
     (void)P::decode_position(f->payload, pos);
+    (void)P::decode_resend(f->payload, resend);
     (void)P::decode_nonce(f->payload, nonce);
     (void)P::parse_hello(f->payload);
     if (auto o = P::parse_offer(f->payload)) (void)P::wire_path_problem(o->path);

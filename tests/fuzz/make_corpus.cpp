@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "protocol/codec.hpp"
+#include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
 
 namespace P = ferry::protocol;
@@ -25,18 +26,23 @@ int main(int argc, char** argv) {
   o.path = "dir/file.bin";
   o.size = 1000;
   o.identity = "size=1000,mtime_ns=1";
+  o.block_size = 4096;
   out.emplace_back("offer", P::frame_of(P::FrameType::offer, P::to_json(o)));
   o.path = "../escape";
   out.emplace_back("offer_escape", P::frame_of(P::FrameType::offer, P::to_json(o)));
   out.emplace_back("answer", P::frame_of(P::FrameType::answer, P::to_json(P::Answer{1, P::AnswerStatus::accept, 10, ""})));
+  out.emplace_back("answer_held", P::frame_of(P::FrameType::answer,
+                                              P::to_json(P::Answer{1, P::AnswerStatus::accept, 4096, "", {{8192, 4096}}})));
   out.emplace_back("commit", P::frame_of(P::FrameType::commit, P::to_json(P::Commit{1, 1000, std::string(32, '0')})));
   out.emplace_back("verdict", P::frame_of(P::FrameType::verdict, P::to_json(P::Verdict{1, P::VerdictStatus::failed, "x"})));
   out.emplace_back("error", P::frame_of(P::FrameType::error, P::to_json(P::ErrorBody{"protocol", "bad"})));
   out.emplace_back("end", P::frame_of(P::FrameType::end, P::to_json(P::End{1, 1000})));
   auto pos = P::encode_position({1, 4096});
   out.emplace_back("ack", P::encode_frame(P::FrameType::ack, P::Bytes(pos)));
+  auto resend = P::encode_resend({1, 4096, 4096});
+  out.emplace_back("rpos", P::encode_frame(P::FrameType::rpos, P::Bytes(resend)));
   std::vector<std::byte> data(100, std::byte{0x5a});
-  auto head = P::encode_data_head(1, 0, data);
+  auto head = P::encode_data_head(1, 0, P::block_digest(data, 0), data.size());
   std::vector<std::byte> frame(head.begin(), head.end());
   frame.insert(frame.end(), data.begin(), data.end());
   out.emplace_back("data", frame);

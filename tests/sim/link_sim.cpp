@@ -31,6 +31,8 @@ constexpr auto kTrickleStep = std::chrono::microseconds(10);
 constexpr std::size_t kMaxViolations = 20;
 
 // splitmix64: small, fast and the same on every platform (std distributions are not).
+bool aimed_at_a_frame(FaultKind k) { return k == FaultKind::corrupt_block || k == FaultKind::corrupt_prefix; }
+
 class Rng {
  public:
   explicit Rng(std::uint64_t seed) : s_(seed) {}
@@ -50,9 +52,9 @@ class Rng {
   std::uint64_t s_;
 };
 
-P::Digest128 digest_of(P::Bytes b) {
-  P::Digest128 d;
-  d.update(b);
+P::FileDigest file_digest_of(P::Bytes b, std::size_t block_size) {
+  P::FileDigest d;
+  P::add_blocks(d, b, 0, block_size);
   return d;
 }
 
@@ -68,11 +70,15 @@ struct Handle {
 
 class MemoryDest {
  public:
+  // A partial and its journal (format 2): the contiguous blocks below `verified` and the
+  // blocks written above it (`held`, offset -> length), all of `block_size`.
   struct Partial {
     std::string identity;
     std::uint64_t size = 0;
-    std::vector<std::byte> bytes;  // on disk
-    std::uint64_t verified = 0;    // what the journal vouches for (<= bytes.size())
+    std::vector<std::byte> bytes;  // on disk (holes read as zeros)
+    std::uint64_t verified = 0;    // what the journal vouches for contiguously (<= bytes.size())
+    std::size_t block_size = 0;    // the journal's (0: none yet)
+    std::map<std::uint64_t, std::uint64_t> held;
   };
   struct Final {
     std::vector<std::byte> bytes;
@@ -105,39 +111,33 @@ class MemoryDest {
       if (fit != finals.end() && fit->second.bytes.size() == o.size && fit->second.mtime_ns == o.mtime_ns) {
         h.already_final = true;
         out.offset = o.size;
-        out.prefix = digest_of(fit->second.bytes);
+        P::add_blocks(out.prefix, fit->second.bytes, 0, o.block_size);
         return out;
       }
-      partials[o.path] = Partial{o.identity, o.size, {}, 0};
+      partials[o.path] = Partial{o.identity, o.size, {}, 0, o.block_size, {}};
       return out;
     }
-    Partial& p = pit->second;
-    if (p.identity != o.identity || p.size != o.size) {
-      out.note = "the source changed since the partial was written; starting over";
-      p = Partial{o.identity, o.size, {}, 0};
-    }
-    if (p.bytes.size() != p.verified) {  // cut back to what the journal vouches for
-      if (p.bytes.size() > p.verified) out.note = "partial longer than its journal; cut back";
-      p.verified = std::min<std::uint64_t>(p.verified, p.bytes.size());
-      p.bytes.resize(static_cast<std::size_t>(p.verified));
-    }
-    out.offset = p.verified;
-    out.prefix = digest_of(p.bytes);
-    return out;
+    return resume(pit->second, o, out);
   }
 
   Result<void> write(const Handle& h, std::uint64_t offset, P::Bytes data) {
     auto it = partials.find(h.offer.path);
-    if (h.already_final || it == partials.end() || offset != it->second.bytes.size()) {
-      return make_error(Errc::internal, "write out of order to /dest/" + h.offer.path);
+    if (h.already_final || it == partials.end()) {
+      return make_error(Errc::internal, "write without a partial: /dest/" + h.offer.path);
     }
     if (auto f = failure_of(h.offer.path); f && *f > 0 && offset + data.size() > *f) {
       return make_error(Errc::local_io, "write(/dest/" + h.offer.path + ")", 28 /* ENOSPC */);
     }
-    it->second.bytes.insert(it->second.bytes.end(), data.begin(), data.end());
-    // The journal follows the writes; PartialFile saves it at the latest on close_keep,
-    // so a later open resumes from every byte written.
-    it->second.verified = it->second.bytes.size();
+    Partial& p = it->second;
+    if (p.bytes.size() < offset + data.size()) p.bytes.resize(static_cast<std::size_t>(offset + data.size()));
+    std::copy(data.begin(), data.end(), p.bytes.begin() + static_cast<std::ptrdiff_t>(offset));
+    // The journal follows the writes (PartialFile saves it at the latest on close_keep),
+    // so a later open resumes from every block written.
+    p.held[offset] = data.size();
+    while (!p.held.empty() && p.held.begin()->first <= p.verified) {
+      p.verified = std::max(p.verified, p.held.begin()->first + p.held.begin()->second);
+      p.held.erase(p.held.begin());
+    }
     return {};
   }
 
@@ -159,13 +159,47 @@ class MemoryDest {
     if (!discard) return;  // close_keep: the journal describes what is there
     if (h.already_final) {
       // The final file did not match: it stays, and the next offer fills a fresh partial.
-      partials[h.offer.path] = Partial{h.offer.identity, h.offer.size, {}, 0};
+      partials[h.offer.path] = Partial{h.offer.identity, h.offer.size, {}, 0, h.offer.block_size, {}};
       return;
     }
     partials.erase(h.offer.path);
   }
 
  private:
+  // An existing partial, as PartialFile::open does with journal format 2: start over
+  // when the source or the block size changed; resume at the last whole block the
+  // journal vouches for contiguously; list the journal's blocks above it as held.
+  Result<receiver::OpenedFile> resume(Partial& p, const P::Offer& o, receiver::OpenedFile& out) {
+    if (p.identity != o.identity || p.size != o.size) {
+      out.note = "the source changed since the partial was written; starting over";
+      p = Partial{o.identity, o.size, {}, 0, o.block_size, {}};
+    } else if (p.block_size != 0 && p.block_size != o.block_size) {
+      out.note = "block size changed (" + std::to_string(p.block_size) + " -> " + std::to_string(o.block_size) +
+                 "); starting over";
+      p = Partial{o.identity, o.size, {}, 0, o.block_size, {}};
+    }
+    p.block_size = o.block_size;
+    p.verified = std::min<std::uint64_t>(p.verified, p.bytes.size());
+    if (p.verified != o.size) p.verified -= p.verified % o.block_size;  // the last whole block
+    std::uint64_t journal_end = p.verified;
+    for (auto it = p.held.begin(); it != p.held.end();) {
+      const bool good = it->first >= p.verified && it->first + it->second <= p.bytes.size();
+      if (good) journal_end = std::max(journal_end, it->first + it->second);
+      it = good ? std::next(it) : p.held.erase(it);
+    }
+    if (p.bytes.size() > journal_end) {  // cut back to what the journal vouches for
+      out.note = "partial longer than its journal; cut back";
+      p.bytes.resize(static_cast<std::size_t>(journal_end));
+    }
+    out.offset = p.verified;
+    P::add_blocks(out.prefix, P::Bytes(p.bytes).first(static_cast<std::size_t>(p.verified)), 0, o.block_size);
+    for (const auto& [off, len] : p.held) {
+      const auto block = P::Bytes(p.bytes).subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(len));
+      out.held.push_back(receiver::HeldBlock{off, len, P::block_digest(block, off)});
+    }
+    return out;
+  }
+
   std::optional<std::uint64_t> failure_of(const std::string& path) const {
     for (const auto& f : failures) {
       if (f.path == path) return f.at;
@@ -212,6 +246,19 @@ struct IoOp {
   bool hash = false;  // HashPrefix, else ReadChunk
   std::uint32_t entry = 0;
   std::uint64_t offset = 0, length = 0, token = 0;
+  std::size_t block_size = 0;  // HashPrefix
+};
+
+// A WriteChunk on the receiver's pool: positional, completes after 0..io_latency, so
+// writes in flight complete in any order.
+struct WriteOp {
+  Clock::time_point at;
+  std::uint64_t seq = 0;
+  std::uint64_t conn = 0;
+  Handle handle;
+  std::uint32_t file_id = 0;
+  std::uint64_t offset = 0;
+  std::vector<std::byte> data;  // copied: the session's span is valid only until its next input
 };
 
 struct DestOp {
@@ -261,11 +308,18 @@ class Sim {
  public:
   explicit Sim(const SimCase& c)
       : c_(c), rng_(c.link.seed * 0x2545F4914F6CDD1Dull + 17), tx_(sender_config(c), entries_of(c), kStart),
-        fired_(c.link.faults.size(), false) {
+        // As the engine sizes it: the session's bound plus 2.
+        read_pool_(c.chunk_size, tx_.max_blocks() + 2), fired_(c.link.faults.size(), false),
+        frame_hits_(c.link.faults.size(), 0) {
     dest_.failures = c.dest_failures;
     dest_.violations = &res_.invariant_violations;
     for (const auto& p : c.partials) {
-      dest_.partials[p.path] = MemoryDest::Partial{p.identity, p.size, p.bytes, p.verified.value_or(p.bytes.size())};
+      MemoryDest::Partial mp{p.identity, p.size, p.bytes, p.verified.value_or(p.bytes.size()),
+                             p.block_size ? p.block_size : c.chunk_size, {}};
+      for (auto off : p.held_blocks) {
+        mp.held[off] = std::min<std::uint64_t>(mp.block_size, p.size - std::min(p.size, off));
+      }
+      dest_.partials[p.path] = std::move(mp);
     }
     for (const auto& f : c.finals) dest_.finals[f.path] = MemoryDest::Final{f.bytes, f.mtime_ns};
   }
@@ -291,6 +345,8 @@ class Sim {
       now_ = std::max(now_, dest_ops_.front().at);
       complete_dest_op();
     }
+    while (!writes_.empty()) complete_write(writes_.begin());
+    res_.read_pool_high_water = read_pool_.high_water();
     res_.finished = tx_.finished();
     if (res_.finished) {
       auto o = tx_.outcome();
@@ -394,13 +450,14 @@ class Sim {
       check_data_window(*f);
       Segment s;
       s.bytes = std::move(f->head);
-      s.bytes.insert(s.bytes.end(), f->body.begin(), f->body.end());
+      s.bytes.insert(s.bytes.end(), f->body.span().begin(), f->body.span().end());
       s.ready = now_ + c_.link.delay;
+      strike_frame(s.bytes);
       to_rx_.q.push_back(std::move(s));
     } else if (auto* r = std::get_if<sender::ReadChunk>(&a)) {
       io_.push_back(IoOp{io_time(), next_seq_++, false, r->entry, r->offset, r->length, r->token});
     } else if (auto* h = std::get_if<sender::HashPrefix>(&a)) {
-      io_.push_back(IoOp{io_time(), next_seq_++, true, h->entry, 0, h->length, h->token});
+      io_.push_back(IoOp{io_time(), next_seq_++, true, h->entry, 0, h->length, h->token, h->block_size});
     } else if (auto* k = std::get_if<sender::CheckSource>(&a)) {
       // The in-memory source never changes.
       tx_.on_source_checked(k->token, std::optional<SourceEntry>{}, now_);  // drive() carries on
@@ -408,6 +465,23 @@ class Sim {
       if (!tx_connected_) return;
       tx_connected_ = false;  // the sender already counts itself disconnected
       close_connection(cl->reason, Flush::to_receiver, Closer::sender);
+    }
+  }
+
+  // corrupt_block and corrupt_prefix: flip a bit of the DATA frame they aim at.
+  void strike_frame(std::vector<std::byte>& frame) {
+    if (frame.size() <= P::kDataHeadSize || static_cast<P::FrameType>(frame[3]) != P::FrameType::data) return;
+    const std::uint64_t off = P::get_u64(frame.data() + P::kHeaderSize + 4);
+    for (std::size_t i = 0; i < fired_.size(); ++i) {
+      const Fault& f = c_.link.faults[i];
+      if (fired_[i] || !aimed_at_a_frame(f.kind) || f.at != off || frame_hits_[i]++ != f.amount) continue;
+      fired_[i] = true;
+      ++res_.faults_fired;
+      const std::size_t at = f.kind == FaultKind::corrupt_block
+                                 ? P::kDataHeadSize + rng_.below(frame.size() - P::kDataHeadSize)
+                                 : P::kHeaderSize + rng_.below(P::kDataPrefixSize);
+      frame[at] ^= static_cast<std::byte>(1u << rng_.below(8));
+      trace(std::string("fault ") + fault_kind_name(f.kind) + " on the DATA frame of block @" + std::to_string(off));
     }
   }
 
@@ -439,17 +513,29 @@ class Sim {
         violation("HashPrefix beyond the file");
         tx_.on_prefix_hashed(op.token, make_error(Errc::local_io, "read: short file"), now_);
       } else {
-        tx_.on_prefix_hashed(op.token, digest_of(P::Bytes(data).first(op.length)), now_);
+        tx_.on_prefix_hashed(op.token, file_digest_of(P::Bytes(data).first(op.length), op.block_size), now_);
       }
     } else {
-      if (op.offset + op.length > data.size()) violation("ReadChunk beyond the file");
-      const auto b = std::min<std::uint64_t>(op.offset, data.size());
-      const auto e = std::min<std::uint64_t>(op.offset + op.length, data.size());
-      tx_.on_read_done(op.token, std::vector<std::byte>(data.begin() + static_cast<std::ptrdiff_t>(b),
-                                                        data.begin() + static_cast<std::ptrdiff_t>(e)),
-                       now_);
+      tx_.on_read_done(op.token, read_block(op, data), now_);
     }
     drive_sender();
+  }
+
+  // A ReadChunk as the engine performs it: into a pooled buffer, with the block digest.
+  sender::ReadBlock read_block(const IoOp& op, const std::vector<std::byte>& data) {
+    if (op.offset + op.length > data.size()) violation("ReadChunk beyond the file");
+    if (op.length > c_.chunk_size) violation("ReadChunk of more than a block");
+    const auto b = static_cast<std::size_t>(std::min<std::uint64_t>(op.offset, data.size()));
+    const auto e = static_cast<std::size_t>(std::min<std::uint64_t>(op.offset + op.length, data.size()));
+    const auto bytes = P::Bytes(data).subspan(b, e - b);
+    auto buffer = read_pool_.acquire();
+    if (!buffer) {
+      violation("the read pool ran dry: " + std::to_string(read_pool_.outstanding()) + " buffers out");
+      return sender::ReadBlock{ByteBuffer::copy_of(bytes), P::block_digest(bytes, op.offset)};
+    }
+    buffer->resize(bytes.size());
+    std::copy(bytes.begin(), bytes.end(), buffer->data());
+    return sender::ReadBlock{std::move(*buffer), P::block_digest(bytes, op.offset)};
   }
 
   // --- the receiver ---------------------------------------------------------
@@ -470,7 +556,7 @@ class Sim {
       note_position(k, *f);
       Segment s;
       s.bytes = std::move(f->head);
-      s.bytes.insert(s.bytes.end(), f->body.begin(), f->body.end());
+      s.bytes.insert(s.bytes.end(), f->body.span().begin(), f->body.span().end());
       s.ready = now_ + c_.link.delay;
       to_tx_.q.push_back(std::move(s));
     } else if (auto* cl = std::get_if<CloseConnection>(&a)) {
@@ -483,9 +569,14 @@ class Sim {
       op.offer = o->offer;
       dest_ops_.push_back(std::move(op));
     } else if (auto* w = std::get_if<receiver::WriteChunk>(&a)) {
-      Result<void> r = k.handle ? dest_.write(*k.handle, w->offset, w->data)
-                                : Result<void>(make_error(Errc::internal, "write without an open file"));
-      k.rx->on_chunk_written(w->file_id, w->offset + w->data.size(), std::move(r), now_);  // drive() carries on
+      if (!k.handle) {
+        k.rx->on_chunk_written(w->file_id, w->offset, w->data.size(),
+                               make_error(Errc::internal, "write without an open file"), now_);  // drive() carries on
+        return;
+      }
+      if (P::block_digest(w->data, w->offset) != w->digest) violation("WriteChunk digest is not the block's");
+      writes_.push_back(WriteOp{io_time(), next_seq_++, k.id, *k.handle, w->file_id, w->offset,
+                                std::vector<std::byte>(w->data.begin(), w->data.end())});
     } else if (auto* cm = std::get_if<receiver::CommitFile>(&a)) {
       if (!k.handle) {
         k.rx->on_file_committed(cm->file_id, make_error(Errc::internal, "commit without an open file"),
@@ -501,8 +592,46 @@ class Sim {
       k.handle.reset();
       dest_ops_.push_back(std::move(op));
     } else if (auto* c = std::get_if<receiver::CloseFile>(&a)) {
-      if (k.handle) dest_.close(*k.handle, c->discard);
+      if (k.handle) {
+        flush_writes(k.handle->offer.path);  // the driver closes after its writes land
+        dest_.close(*k.handle, c->discard);
+      }
       k.handle.reset();
+    }
+  }
+
+  // Completes one write: it lands whether or not its connection is still there.
+  void complete_write(std::vector<WriteOp>::iterator it) {
+    WriteOp w = std::move(*it);
+    writes_.erase(it);
+    auto [last, fresh] = last_write_.try_emplace(w.handle.offer.path, w.offset);
+    if (!fresh && w.offset < last->second) ++res_.writes_out_of_order;
+    last->second = w.offset;
+    auto r = dest_.write(w.handle, w.offset, w.data);
+    Conn* k = conn_ && conn_->id == w.conn && !conn_->closing ? conn_.get() : nullptr;
+    if (!k) return;
+    k->rx->on_chunk_written(w.file_id, w.offset, w.data.size(), std::move(r), now_);
+    if (!rx_driving_) drive_receiver(*k);  // else the running drive() picks it up
+  }
+  // Writes due now complete in a random order (the pool has several threads).
+  void complete_due_writes() {
+    for (;;) {
+      std::vector<std::size_t> due;
+      for (std::size_t i = 0; i < writes_.size(); ++i) {
+        if (writes_[i].at <= now_) due.push_back(i);
+      }
+      if (due.empty()) return;
+      complete_write(writes_.begin() + static_cast<std::ptrdiff_t>(due[rng_.below(due.size())]));
+    }
+  }
+  void flush_writes(const std::string& path) {
+    for (auto it = writes_.begin(); it != writes_.end();) {
+      if (it->handle.offer.path == path) {
+        complete_write(it);
+        it = writes_.begin();
+      } else {
+        ++it;
+      }
     }
   }
 
@@ -524,9 +653,14 @@ class Sim {
     if (fr->header.type == P::FrameType::answer) {
       auto a = P::parse_answer(fr->payload);
       if (a && a->status == P::AnswerStatus::accept) k.rx_pos[a->file_id] = a->offset;
-    } else if (fr->header.type == P::FrameType::ack || fr->header.type == P::FrameType::rpos) {
+    } else if (fr->header.type == P::FrameType::ack) {
       P::Position p;
       if (P::decode_position(fr->payload, p)) k.rx_pos[p.file_id] = std::max(k.rx_pos[p.file_id], p.offset);
+    } else if (fr->header.type == P::FrameType::rpos) {
+      P::Resend rs;  // a go-back (length 0) names the contiguous point, as an ACK does
+      if (P::decode_resend(fr->payload, rs) && rs.length == 0) {
+        k.rx_pos[rs.file_id] = std::max(k.rx_pos[rs.file_id], rs.offset);
+      }
     }
   }
 
@@ -541,6 +675,7 @@ class Sim {
       drive_receiver(*k);
       return;
     }
+    flush_writes(op.offer.path);  // writes of an earlier connection land before the open
     Handle h;
     auto r = dest_.open(op.offer, h);
     if (!k) return;  // opened for a connection that is gone: the partial stays (close_keep)
@@ -553,7 +688,8 @@ class Sim {
 
   std::optional<std::size_t> due_fault(Dir d, std::uint64_t offset) const {
     for (std::size_t i = 0; i < fired_.size(); ++i) {
-      if (!fired_[i] && c_.link.faults[i].dir == d && c_.link.faults[i].at <= offset) return i;
+      const Fault& f = c_.link.faults[i];
+      if (!fired_[i] && !aimed_at_a_frame(f.kind) && f.dir == d && f.at <= offset) return i;
     }
     return std::nullopt;
   }
@@ -561,7 +697,9 @@ class Sim {
     std::optional<std::uint64_t> best;
     for (std::size_t i = 0; i < fired_.size(); ++i) {
       const auto& f = c_.link.faults[i];
-      if (!fired_[i] && f.dir == d && f.at > offset && (!best || f.at < *best)) best = f.at;
+      if (!fired_[i] && !aimed_at_a_frame(f.kind) && f.dir == d && f.at > offset && (!best || f.at < *best)) {
+        best = f.at;
+      }
     }
     return best;
   }
@@ -614,6 +752,9 @@ class Sim {
           case FaultKind::trickle:
             p.trickle_left = f.amount;
             break;
+          case FaultKind::corrupt_block:
+          case FaultKind::corrupt_prefix:
+            break;  // never due by stream offset (aimed_at_a_frame)
         }
         continue;
       }
@@ -684,6 +825,7 @@ class Sim {
     }
     // The receiver's pool jobs.
     while (!dest_ops_.empty() && dest_ops_.front().at <= now_) complete_dest_op();
+    complete_due_writes();
     // The wire.
     move_bytes(to_rx_, Dir::to_receiver);
     if (conn_ && !conn_->closing && (!deliverable_now(to_rx_) || to_rx_.black_hole || rng_.chance(1, 4))) {
@@ -721,6 +863,7 @@ class Sim {
     }
     for (const auto& o : io_) consider(o.at);
     if (!dest_ops_.empty()) consider(dest_ops_.front().at);
+    for (const auto& w : writes_) consider(w.at);
     if (auto dl = tx_.next_deadline()) consider(*dl);
     if (!conn_ && reconnect_at_) consider(*reconnect_at_);
     if (!next) return false;
@@ -734,6 +877,7 @@ class Sim {
   Rng rng_;
   Clock::time_point now_ = kStart;
   SenderSession tx_;
+  BufferPool read_pool_;
   bool tx_connected_ = false;
   bool rx_driving_ = false;  // only to check that nothing feeds it bytes meanwhile
   std::unique_ptr<Conn> conn_;
@@ -744,9 +888,12 @@ class Sim {
   std::uint64_t conn_gen_ = 0;
   Pipe to_rx_, to_tx_;
   std::vector<bool> fired_;
+  std::vector<std::uint64_t> frame_hits_;  // DATA frames seen so far for each aimed fault
+  std::map<std::string, std::uint64_t> last_write_;  // per path: the last write completed
   std::vector<IoOp> io_;
   std::uint64_t next_seq_ = 0;
   std::deque<DestOp> dest_ops_;
+  std::vector<WriteOp> writes_;
   std::optional<Clock::time_point> reconnect_at_;
   MemoryDest dest_;
   SimResult res_;
@@ -764,6 +911,8 @@ const char* fault_kind_name(FaultKind k) {
     case FaultKind::black_hole: return "black_hole";
     case FaultKind::stall: return "stall";
     case FaultKind::trickle: return "trickle";
+    case FaultKind::corrupt_block: return "corrupt_block";
+    case FaultKind::corrupt_prefix: return "corrupt_prefix";
   }
   return "?";
 }
@@ -921,7 +1070,7 @@ void add_random_preset(Rng& g, std::uint64_t seed, SimCase& c) {
   switch (g.below(4)) {
     case 0: {  // a partial of this very file: resume (sometimes with an unjournaled tail)
       const auto k = static_cast<std::ptrdiff_t>(g.below(f.data.size() + 1));
-      PresetPartial p{f.path, std::vector<std::byte>(f.data.begin(), f.data.begin() + k), id, f.data.size(), {}};
+      PresetPartial p{f.path, std::vector<std::byte>(f.data.begin(), f.data.begin() + k), id, f.data.size(), {}, 0, {}};
       if (g.chance(1, 2)) {
         p.verified = p.bytes.size();
         auto junk = random_bytes(seed + 7, static_cast<std::size_t>(g.below(3 * chunk)));
@@ -931,7 +1080,7 @@ void add_random_preset(Rng& g, std::uint64_t seed, SimCase& c) {
       break;
     }
     case 1:  // a partial of an older version: start over
-      c.partials.push_back({f.path, random_bytes(seed + 99, f.data.size() / 2), "size=1,mtime_ns=1", 1, {}});
+      c.partials.push_back({f.path, random_bytes(seed + 99, f.data.size() / 2), "size=1,mtime_ns=1", 1, {}, 0, {}});
       break;
     case 2:  // the very file is already there: only re-verified
       c.finals.push_back({f.path, f.data, f.mtime_ns});

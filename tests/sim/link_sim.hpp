@@ -24,6 +24,10 @@
 //               open (until it closes: the sender's stall timeout must end it)
 //   stall       from `at`, `dir` delivers nothing for `amount` ticks, then resumes
 //   trickle     from `at`, `dir` delivers `amount` bytes 1..7 bytes per step
+// Two faults aim at one DATA frame instead of a stream offset (`dir` is to_receiver):
+//   corrupt_block   flip one bit of the block bytes of the `amount`-th (from 0) DATA
+//                   frame that carries the block at file offset `at` (any file)
+//   corrupt_prefix  the same, in its 16-byte prefix (file id, offset, prefix check)
 #pragma once
 
 #include <chrono>
@@ -42,7 +46,7 @@ namespace ferry::sim {
 using Tick = std::chrono::milliseconds;  // virtual time unit; the pipes move once per tick
 
 enum class Dir { to_receiver, to_sender };
-enum class FaultKind { corrupt, cut, truncate, black_hole, stall, trickle };
+enum class FaultKind { corrupt, cut, truncate, black_hole, stall, trickle, corrupt_block, corrupt_prefix };
 
 const char* fault_kind_name(FaultKind k);
 
@@ -75,6 +79,8 @@ struct PresetPartial {
   std::string identity;          // as the source_identity() of the offer it was written for
   std::uint64_t size = 0;
   std::optional<std::uint64_t> verified;  // the journal's verified length; nullopt: all of `bytes`
+  std::size_t block_size = 0;             // the journal's block size; 0: the case's chunk_size
+  std::vector<std::uint64_t> held_blocks; // offsets of blocks above `verified` the journal lists
 };
 struct PresetFinal {
   std::string path;
@@ -125,6 +131,8 @@ struct SimResult {
   std::vector<std::string> partials_left;
   std::vector<std::string> invariant_violations;  // window exceeded, bad action order, ...
   std::vector<std::string> trace;                 // with SimCase::trace
+  std::size_t read_pool_high_water = 0;           // most read buffers out at once
+  std::uint64_t writes_out_of_order = 0;          // write completions below an earlier one
   bool ok() const { return finished && !failure; }
   std::string summary() const;
 };

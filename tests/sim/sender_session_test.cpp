@@ -34,10 +34,21 @@ std::vector<std::byte> bytes_of(std::size_t n, unsigned seed) {
   return v;
 }
 
-std::string hex128(P::Bytes b) {
-  P::Digest128 d;
-  d.update(b);
-  return d.hex();
+// The file digest of version 2: blocks of kChunk (PROTOCOL.md section 10).
+P::FileDigest file_digest(P::Bytes b, std::size_t block_size = kChunk) {
+  P::FileDigest d;
+  P::add_blocks(d, b, 0, block_size);
+  return d;
+}
+std::string hex128(P::Bytes b) { return file_digest(b).hex(); }
+
+// A block as the driver reads it: a copy in a buffer, and its block digest.
+ReadBlock block_of(P::Bytes b, std::uint64_t offset) {
+  return ReadBlock{ByteBuffer::copy_of(b), P::block_digest(b, offset)};
+}
+ReadBlock marker_block(std::size_t n) {
+  std::vector<std::byte> v(n, std::byte{0xEE});
+  return block_of(v, 0);
 }
 
 // A frame the sender wrote, decoded.
@@ -92,7 +103,7 @@ class Harness {
       for (auto& a : actions) {
         if (auto* f = std::get_if<SendFrame>(&a)) {
           std::vector<std::byte> wire = f->head;
-          wire.insert(wire.end(), f->body.begin(), f->body.end());
+          wire.insert(wire.end(), f->body.span().begin(), f->body.span().end());
           auto r = P::decode_frame(wire);
           auto* d = std::get_if<P::DecodedFrame>(&r);
           ASSERT_TRUE(d) << "the sender wrote an undecodable frame";
@@ -125,6 +136,7 @@ class Harness {
       }
     }
     EXPECT_LE(s.in_flight(), cfg.window);
+    EXPECT_LE(s.blocks_held(), s.max_blocks());
   }
 
   void connect() {
@@ -135,11 +147,18 @@ class Harness {
     s.on_bytes(P::encode_frame(t, body), now);
     collect();
   }
+  // ACK(offset), or RPOS(offset, length 0): go back to offset.
   void feed_position(P::FrameType t, std::uint32_t file, std::uint64_t offset) {
+    if (t == P::FrameType::rpos) return feed_rpos(file, offset, 0);
     auto body = P::encode_position({file, offset});
     s.on_bytes(P::encode_frame(t, P::Bytes(body)), now);
-    if (t == P::FrameType::ack || t == P::FrameType::rpos) confirmed = std::max(confirmed, offset);
-    if (t == P::FrameType::rpos) confirmed = offset;
+    confirmed = std::max(confirmed, offset);
+    collect();
+  }
+  void feed_rpos(std::uint32_t file, std::uint64_t offset, std::uint64_t length) {
+    auto body = P::encode_resend({file, offset, length});
+    s.on_bytes(P::encode_frame(P::FrameType::rpos, P::Bytes(body)), now);
+    if (length == 0) confirmed = offset;
     collect();
   }
   void receiver_hello(const std::string& session = kSession, P::Role role = P::Role::receiver,
@@ -152,9 +171,11 @@ class Harness {
     h.max_version = max_v;
     feed(P::FrameType::hello, P::to_json(h));
   }
-  void answer(std::uint32_t file, std::uint64_t offset, P::AnswerStatus st = P::AnswerStatus::accept) {
+  void answer(std::uint32_t file, std::uint64_t offset, P::AnswerStatus st = P::AnswerStatus::accept,
+              std::vector<P::ByteRange> held = {}) {
     confirmed = offset;
-    feed(P::FrameType::answer, P::to_json(P::Answer{file, st, offset, st == P::AnswerStatus::refuse ? "no" : ""}));
+    feed(P::FrameType::answer,
+         P::to_json(P::Answer{file, st, offset, st == P::AnswerStatus::refuse ? "no" : "", std::move(held)}));
   }
   void verdict(std::uint32_t file, bool ok) {
     feed(P::FrameType::verdict, P::to_json(P::Verdict{file, ok ? P::VerdictStatus::verified : P::VerdictStatus::failed,
@@ -165,9 +186,8 @@ class Harness {
     ReadChunk r = reads.at(index);
     reads.erase(reads.begin() + static_cast<std::ptrdiff_t>(index));
     const auto& f = files.at(r.entry);
-    std::vector<std::byte> d(f.begin() + static_cast<std::ptrdiff_t>(r.offset),
-                             f.begin() + static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(r.offset + r.length, f.size())));
-    s.on_read_done(r.token, std::move(d), now);
+    const auto end = std::min<std::uint64_t>(r.offset + r.length, f.size());
+    s.on_read_done(r.token, block_of(P::Bytes(f).subspan(r.offset, end - r.offset), r.offset), now);
     collect();
   }
   void complete_all_reads() {
@@ -176,9 +196,8 @@ class Harness {
   void complete_hash(std::size_t index = 0) {
     HashPrefix h = hashes.at(index);
     hashes.erase(hashes.begin() + static_cast<std::ptrdiff_t>(index));
-    P::Digest128 d;
-    d.update(P::Bytes(files.at(h.entry)).first(h.length));
-    s.on_prefix_hashed(h.token, d, now);
+    EXPECT_EQ(h.block_size, cfg.chunk_size);
+    s.on_prefix_hashed(h.token, file_digest(P::Bytes(files.at(h.entry)).first(h.length), h.block_size), now);
     collect();
   }
   // HELLO exchange; returns with the OFFER of entry 0 sent.
@@ -215,6 +234,13 @@ class Harness {
   unsigned checks = 0;
   std::vector<CloseConnection> closes;
 };
+
+// HELLOs, ANSWER 0 for entry 0, and every read the window allows completed.
+void stream_from_zero(Harness& h) {
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();
+}
 
 void expect_protocol_failure(Harness& h) {
   EXPECT_EQ(h.s.state(), SenderSession::State::failed);
@@ -391,15 +417,16 @@ TEST(SenderWindow, AckForAnotherFileIsAViolation) {
   expect_protocol_failure(h);
 }
 
-TEST(SenderRpos, RewindsToTheOffsetAndCountsResentBytes) {
+// RPOS length 0 (go-back, PROTOCOL.md 6.4): version 1's rewind.
+TEST(SenderRpos, GoBackRewindsToTheOffsetAndCountsResentBytes) {
   const auto file = bytes_of(12 * kChunk, 8);
   Harness h({file});
-  h.handshake();
-  h.answer(0, 0);
-  h.complete_all_reads();
+  stream_from_zero(h);
   static_assert(12 * kChunk < kWindow);
   ASSERT_EQ(h.data_bytes(), 12 * kChunk);
   const std::uint64_t sent_before = h.data_bytes();
+  auto first_commits = h.of_type(P::FrameType::commit);
+  ASSERT_EQ(first_commits.size(), 1u) << "every block was sent once: COMMIT";
   h.take_frames();
   EXPECT_EQ(h.s.totals().bytes_resent, 0u);
 
@@ -414,11 +441,11 @@ TEST(SenderRpos, RewindsToTheOffsetAndCountsResentBytes) {
   for (std::size_t i = 0; i < data.size(); ++i) EXPECT_EQ(data[i].offset, x + i * kChunk);
   EXPECT_EQ(h.s.totals().bytes_resent, sent_before - x);
 
-  // The whole file was within the window: the re-sent tail is followed by the COMMIT.
+  // Version 2: the COMMIT went out once, after the first sends; the receiver keeps it
+  // (version 1 sent it again after the rewound tail).
   EXPECT_EQ(data.back().offset + data.back().data.size(), file.size());
-  auto commits = h.of_type(P::FrameType::commit);
-  ASSERT_EQ(commits.size(), 1u);
-  auto c = P::parse_commit(commits[0].payload);
+  EXPECT_TRUE(h.of_type(P::FrameType::commit).empty()) << "COMMIT is not sent again";
+  auto c = P::parse_commit(first_commits[0].payload);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->xxh3_128, hex128(file)) << "re-sent bytes are hashed once";
 }
@@ -435,7 +462,7 @@ TEST(SenderRpos, StaleReadsFromBeforeTheRewindAreNotSent) {
   h.take_frames();
   h.feed_position(P::FrameType::rpos, 0, kChunk);
   for (const auto& r : stale) {  // they complete after the rewind, with marker bytes
-    h.s.on_read_done(r.token, std::vector<std::byte>(r.length, std::byte{0xEE}), h.now);
+    h.s.on_read_done(r.token, marker_block(r.length), h.now);
     h.collect();
   }
   h.complete_all_reads();
@@ -452,13 +479,172 @@ TEST(SenderRpos, StaleReadsFromBeforeTheRewindAreNotSent) {
   }
 }
 
+// --- version 2: blocks, selective re-sends, held ranges, the buffer bound --------------
+
+TEST(SenderBlocks, OfferCarriesTheBlockSizeAndReadsAreWholeBlocks) {
+  const auto file = bytes_of(5 * kChunk + 9, 30);
+  Harness h({file});
+  h.handshake();
+  auto offers = h.of_type(P::FrameType::offer);
+  ASSERT_EQ(offers.size(), 1u);
+  EXPECT_EQ(P::parse_offer(offers[0].payload)->block_size, kChunk);
+  h.answer(0, 0);
+  for (const auto& r : h.reads) {
+    EXPECT_EQ(r.offset % kChunk, 0u);
+    EXPECT_EQ(r.length, std::min<std::uint64_t>(kChunk, file.size() - r.offset));
+  }
+  h.complete_all_reads();
+  for (const auto& d : h.of_type(P::FrameType::data)) EXPECT_EQ(d.offset % kChunk, 0u);
+  EXPECT_EQ(h.data_bytes(), file.size());
+}
+
+TEST(SenderRpos, ResendsExactlyTheNamedBlocksOnceAndNoSecondCommit) {
+  const auto file = bytes_of(12 * kChunk, 31);
+  Harness h({file});
+  stream_from_zero(h);
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  h.take_frames();
+  h.feed_rpos(0, 5 * kChunk, kChunk);  // one block
+  h.feed_rpos(0, 8 * kChunk, 2 * kChunk);  // two blocks
+  EXPECT_EQ(h.s.totals().chunks_rejected, 2u);
+  h.complete_all_reads();
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_EQ(data.size(), 3u);
+  std::vector<std::uint64_t> offsets;
+  for (const auto& d : data) {
+    offsets.push_back(d.offset);
+    EXPECT_TRUE(std::equal(d.data.begin(), d.data.end(), file.begin() + static_cast<std::ptrdiff_t>(d.offset)));
+  }
+  std::sort(offsets.begin(), offsets.end());
+  EXPECT_EQ(offsets, (std::vector<std::uint64_t>{5 * kChunk, 8 * kChunk, 9 * kChunk}));
+  EXPECT_EQ(h.s.totals().bytes_resent, 3 * kChunk);
+  EXPECT_TRUE(h.of_type(P::FrameType::commit).empty()) << "COMMIT is sent once, not after re-sends";
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_verdict);
+  h.verdict(0, true);
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+}
+
+TEST(SenderRpos, ResentBlocksGoOutBeforeNewData) {
+  const auto file = bytes_of(40 * kChunk, 32);
+  Harness h({file});
+  h.handshake();
+  h.answer(0, 0);
+  h.complete_all_reads();  // a window's worth sent
+  ASSERT_EQ(h.data_bytes(), kWindow);
+  h.take_frames();
+  h.feed_rpos(0, 2 * kChunk, kChunk);
+  h.feed_position(P::FrameType::ack, 0, 2 * kChunk);  // opens the window for new blocks too
+  h.complete_all_reads();
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_GE(data.size(), 2u);
+  EXPECT_EQ(data[0].offset, 2 * kChunk) << "the re-sent block first";
+  EXPECT_EQ(data[1].offset, kWindow) << "then new data, in order";
+}
+
+TEST(SenderRpos, RangesOutsideWhatWasSentOrOffBlockBoundariesAreViolations) {
+  struct Bad {
+    std::uint64_t offset, length;
+  };
+  for (Bad b : {Bad{kChunk + 1, kChunk}, Bad{kChunk, kChunk + 1}, Bad{10 * kChunk, kChunk}, Bad{0, kChunk}}) {
+    SCOPED_TRACE(std::to_string(b.offset) + "+" + std::to_string(b.length));
+    Harness h({bytes_of(12 * kChunk, 33)});
+    h.handshake();
+    h.answer(0, 0);
+    for (int i = 0; i < 4; ++i) h.complete_read(0);  // [0, 4 chunks) sent
+    h.feed_position(P::FrameType::ack, 0, kChunk);  // acked 1 chunk: [0, 1 chunk) is below
+    h.feed_rpos(0, b.offset, b.length);
+    expect_protocol_failure(h);
+  }
+}
+
+TEST(SenderAnswer, OffsetOffABlockBoundaryIsAViolation) {
+  Harness h({bytes_of(10 * kChunk, 34)});
+  h.handshake();
+  h.answer(0, 3 * kChunk + 17);
+  expect_protocol_failure(h);
+}
+
+TEST(SenderAnswer, HeldRangesAreReadForTheDigestButNotSent) {
+  const auto file = bytes_of(24 * kChunk + 100, 35);
+  Harness h({file});
+  h.handshake();
+  // The receiver holds [4, 8) and [20, end) chunks above its offset of 2 chunks.
+  h.answer(0, 2 * kChunk, P::AnswerStatus::accept, {{4 * kChunk, 4 * kChunk}, {20 * kChunk, 4 * kChunk + 100}});
+  ASSERT_EQ(h.hashes.size(), 1u);
+  h.complete_hash();
+  for (int round = 0; round < 100 && h.of_type(P::FrameType::commit).empty(); ++round) {
+    h.complete_all_reads();
+    std::uint64_t end = 2 * kChunk;
+    for (const auto& f : h.of_type(P::FrameType::data)) end = std::max(end, f.offset + f.data.size());
+    if (end >= 4 * kChunk) end = std::max<std::uint64_t>(end, 8 * kChunk);   // the receiver counts held blocks
+    if (end >= 20 * kChunk) end = file.size();
+    h.feed_position(P::FrameType::ack, 0, end);
+  }
+  for (const auto& d : h.of_type(P::FrameType::data)) {
+    EXPECT_FALSE(d.offset >= 4 * kChunk && d.offset < 8 * kChunk) << "held block sent at " << d.offset;
+    EXPECT_LT(d.offset, 20 * kChunk) << "held block sent at " << d.offset;
+  }
+  EXPECT_EQ(h.data_bytes(), (2 + 12) * kChunk);
+  auto commits = h.of_type(P::FrameType::commit);
+  ASSERT_EQ(commits.size(), 1u);
+  EXPECT_EQ(P::parse_commit(commits[0].payload)->xxh3_128, hex128(file)) << "held blocks are in the digest";
+  EXPECT_EQ(h.s.totals().bytes_resent, 0u);
+}
+
+TEST(SenderAnswer, AnAckOverHeldBlocksNotYetReadIsAccepted) {
+  const auto file = bytes_of(40 * kChunk, 36);
+  Harness h({file});
+  h.handshake();
+  h.answer(0, 0, P::AnswerStatus::accept, {{kChunk, 30 * kChunk}});
+  h.complete_read(0);  // block 0 sent; the held blocks are far beyond the window
+  h.feed_position(P::FrameType::ack, 0, 31 * kChunk);
+  EXPECT_FALSE(h.s.finished()) << (h.s.finished() ? h.s.outcome().error().message() : "");
+  h.complete_all_reads();
+  for (int round = 0; round < 100 && h.of_type(P::FrameType::commit).empty(); ++round) {
+    h.complete_all_reads();
+    std::uint64_t end = 31 * kChunk;
+    for (const auto& f : h.of_type(P::FrameType::data)) end = std::max(end, f.offset + f.data.size());
+    h.feed_position(P::FrameType::ack, 0, end);
+  }
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  EXPECT_EQ(P::parse_commit(h.of_type(P::FrameType::commit)[0].payload)->xxh3_128, hex128(file));
+  EXPECT_EQ(h.data_bytes(), 10 * kChunk);
+}
+
+TEST(SenderBuffers, NeverMoreBlocksHeldThanTheBoundUnderRandomCompletions) {
+  const auto file = bytes_of(100 * kChunk + 5, 37);
+  SenderConfig cfg = config();
+  cfg.max_reads_in_flight = 6;
+  Harness h({file}, cfg);
+  h.handshake();
+  h.answer(0, 0);
+  std::mt19937 g(7);
+  std::size_t most = 0;
+  for (int round = 0; round < 10'000 && h.of_type(P::FrameType::commit).empty(); ++round) {
+    if (!h.reads.empty()) h.complete_read(g() % h.reads.size());  // collect() checks the bound
+    most = std::max(most, h.s.blocks_held());
+    if (g() % 4 == 0) {
+      std::uint64_t end = h.confirmed;
+      for (const auto& f : h.of_type(P::FrameType::data)) end = std::max(end, f.offset + f.data.size());
+      if (g() % 3 == 0 && end > h.confirmed + kChunk) {
+        h.feed_rpos(0, h.confirmed, kChunk);  // one block again, now and then
+      }
+      h.feed_position(P::FrameType::ack, 0, end);
+    }
+  }
+  EXPECT_LE(most, h.s.max_blocks());
+  EXPECT_EQ(h.s.max_blocks(), kWindow / kChunk + 6);
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  EXPECT_EQ(P::parse_commit(h.of_type(P::FrameType::commit)[0].payload)->xxh3_128, hex128(file));
+}
+
 // --- resume, commit, verdicts ---------------------------------------------------------
 
 TEST(SenderResume, AnswerOffsetHashesThePrefixThenSendsFromThere) {
   const auto file = bytes_of(10 * kChunk + 77, 10);
   Harness h({file});
   h.handshake();
-  const std::uint64_t x = 3 * kChunk + 17;
+  const std::uint64_t x = 3 * kChunk;  // a block boundary (version 2)
   h.answer(0, x);
   ASSERT_EQ(h.hashes.size(), 1u);
   EXPECT_EQ(h.hashes[0].length, x);
@@ -742,7 +928,7 @@ TEST(SenderReconnect, ResendsHelloReoffersAndIgnoresOldReads) {
   EXPECT_EQ(h.frames[0].type, P::FrameType::hello);
   // A read for the old connection completes now (marker bytes): nothing is sent from it.
   for (const auto& r : old_reads) {
-    h.s.on_read_done(r.token, std::vector<std::byte>(r.length, std::byte{0xEE}), h.now);
+    h.s.on_read_done(r.token, marker_block(r.length), h.now);
     h.collect();
   }
   EXPECT_TRUE(h.of_type(P::FrameType::data).empty());
@@ -806,9 +992,7 @@ TEST(SenderReconnect, DisconnectWhileHashingIgnoresTheLateHash) {
   h.hashes.clear();
   h.s.on_disconnected(make_error(Errc::connection, "test: cut"), h.now);
   h.connect();
-  P::Digest128 d;
-  d.update(P::Bytes(file).first(stale.length));
-  h.s.on_prefix_hashed(stale.token, d, h.now);
+  h.s.on_prefix_hashed(stale.token, file_digest(P::Bytes(file).first(stale.length)), h.now);
   h.collect();
   EXPECT_TRUE(h.reads.empty());
   EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_hello);

@@ -105,9 +105,13 @@ std::vector<Named> named_cases() {
   v.push_back({"corrupt_data_payload", with_faults(base({file("c.bin", mib, 9)}), {{FaultKind::corrupt, Dir::to_receiver, 300'000}}),
                true, {}, [](const SimCase&, const SimResult& r) {
                  EXPECT_EQ(r.faults_fired, 1u);
-                 EXPECT_EQ(r.totals.chunks_rejected, 1u);  // one RPOS, one rewind
+                 EXPECT_EQ(r.totals.chunks_rejected, 1u);  // one RPOS
                  EXPECT_EQ(r.reconnects, 0u);
                  EXPECT_GT(r.totals.bytes_resent, 0u);
+                 // Version 2: the bit lands in a block (one block re-sent) or in a prefix
+                 // (go-back: at most a window), never a stall.
+                 EXPECT_LE(r.totals.bytes_resent, kWindow + kChunk);
+                 EXPECT_EQ(r.totals.stall_timeouts, 0u);
                }});
   v.push_back({"corrupt_first_header", with_faults(base({file("h.bin", 100'000, 10)}), {{FaultKind::corrupt, Dir::to_receiver, 5}}),
                true, {}, [](const SimCase&, const SimResult& r) { EXPECT_EQ(r.reconnects, 1u); }});
@@ -197,14 +201,98 @@ std::vector<Named> named_cases() {
                  }});
   }
 
+  // Version 2: a corrupt chunk costs one chunk, not a window (issue #9).
+  {
+    const std::uint64_t block = 18 * kChunk;
+    auto one_chunk = [](const SimCase& c, const SimResult& r) {
+      no_reconnect(c, r);
+      EXPECT_EQ(r.totals.chunks_rejected, 1u);
+      EXPECT_GT(r.totals.bytes_resent, 0u);
+      EXPECT_LE(r.totals.bytes_resent, 2 * c.chunk_size);
+      std::printf("  measured bytes_resent = %llu (chunk %zu)\n", static_cast<unsigned long long>(r.totals.bytes_resent),
+                  c.chunk_size);
+    };
+    v.push_back({"corrupt_chunk_costs_one_chunk_fast",
+                 with_faults(base({file("c1.bin", mib, 50)}), {{FaultKind::corrupt_block, Dir::to_receiver, block}}), true,
+                 {}, one_chunk});
+    SimCase trickling = with_faults(base({file("c2.bin", mib, 51)}),
+                                    {{FaultKind::trickle, Dir::to_receiver, 250'000, 120'000},
+                                     {FaultKind::corrupt_block, Dir::to_receiver, block}});
+    v.push_back({"corrupt_chunk_costs_one_chunk_trickling", trickling, true, {}, one_chunk});
+    SimCase slow = with_faults(base({file("c3.bin", 400 * 1024, 52)}), {{FaultKind::corrupt_block, Dir::to_receiver, block}});
+    slow.link.rate = 1024;  // a window takes 64 ticks to drain
+    slow.link.delay = Tick(40);
+    v.push_back({"corrupt_chunk_costs_one_chunk_slow_link", slow, true, {}, one_chunk});
+    v.push_back({"corrupt_chunk_then_its_resend_again",
+                 with_faults(base({file("c4.bin", mib, 53)}), {{FaultKind::corrupt_block, Dir::to_receiver, block, 0},
+                                                              {FaultKind::corrupt_block, Dir::to_receiver, block, 1}}),
+                 true, {}, [](const SimCase& c, const SimResult& r) {
+                   no_reconnect(c, r);  // recovered the same way: no stall timeout, no reconnect
+                   EXPECT_EQ(r.faults_fired, 2u);
+                   EXPECT_EQ(r.totals.chunks_rejected, 2u);
+                   EXPECT_EQ(r.totals.bytes_resent, 2 * c.chunk_size);
+                 }});
+    v.push_back({"corrupt_prefix_goes_back_and_completes",
+                 with_faults(base({file("c5.bin", mib, 54)}), {{FaultKind::corrupt_prefix, Dir::to_receiver, block}}),
+                 true, {}, [](const SimCase& c, const SimResult& r) {
+                   no_reconnect(c, r);
+                   EXPECT_EQ(r.faults_fired, 1u);
+                   EXPECT_EQ(r.totals.chunks_rejected, 1u);  // one go-back
+                   EXPECT_GT(r.totals.bytes_resent, 0u);
+                   EXPECT_LE(r.totals.bytes_resent, c.window + c.chunk_size);
+                 }});
+  }
+  {
+    // Writes take 0..30 ticks on the receiver's pool, so they complete out of order.
+    SimCase c = base({file("ooo.bin", mib, 55), file("ooo2.bin", 5 * kChunk + 7, 56)});
+    c.io_latency = Tick(30);
+    v.push_back({"writes_complete_out_of_order", c, true, {}, [](const SimCase& cc, const SimResult& r) {
+                   no_reconnect(cc, r);
+                   EXPECT_GT(r.writes_out_of_order, 0u);
+                   EXPECT_EQ(r.totals.bytes_resent, 0u);
+                 }});
+  }
+  {
+    // A journal that lists blocks above its contiguous point: the sender skips them
+    // (ANSWER held) yet reads them for the file digest, which verifies.
+    SimCase c = base({file("held.bin", mib, 57)});
+    const auto& d = c.files[0].data;
+    PresetPartial p{"held.bin", d, "size=" + std::to_string(mib) + ",mtime_ns=" + std::to_string(c.files[0].mtime_ns),
+                    mib, 6 * kChunk, 0, {}};
+    for (std::uint64_t b = 10; b < 20; ++b) p.held_blocks.push_back(b * kChunk);
+    for (std::uint64_t b = 30; b < 32; ++b) p.held_blocks.push_back(b * kChunk);
+    p.bytes.resize(32 * kChunk);
+    for (std::size_t i = 6 * kChunk; i < 10 * kChunk; ++i) p.bytes[i] = std::byte{0};  // not journaled
+    c.partials.push_back(std::move(p));
+    v.push_back({"held_blocks_are_not_resent_and_verify", c, true, {}, [](const SimCase& cc, const SimResult& r) {
+                   no_reconnect(cc, r);
+                   EXPECT_EQ(r.totals.bytes_payload, mib - (6 + 10 + 2) * kChunk);
+                   EXPECT_EQ(r.totals.bytes_resent, 0u);
+                   EXPECT_EQ(r.totals.files_verified, 1u);
+                 }});
+  }
+  {
+    // The read pool, sized as the engine sizes it, never runs dry (a violation if it
+    // did) and never holds more than the session's bound, under faults too.
+    SimCase c = with_faults(base({file("pool.bin", 2 * mib, 58)}), {{FaultKind::corrupt_block, Dir::to_receiver, 5 * kChunk},
+                                                                   {FaultKind::corrupt_prefix, Dir::to_receiver, 40 * kChunk},
+                                                                   {FaultKind::cut, Dir::to_receiver, 1'500'000}});
+    c.max_reads_in_flight = 6;
+    v.push_back({"read_pool_stays_within_its_bound", c, true, {}, [](const SimCase& cc, const SimResult& r) {
+                   EXPECT_GT(r.read_pool_high_water, 0u);
+                   EXPECT_LE(r.read_pool_high_water, cc.window / cc.chunk_size + cc.max_reads_in_flight);
+                 }});
+  }
+
   // Resume and verification through the destination.
   {
     SimCase c = base({file("half.bin", mib, 28)});
     const auto& d = c.files[0].data;
     c.partials.push_back({"half.bin", std::vector<std::byte>(d.begin(), d.begin() + 400'000),
-                          "size=" + std::to_string(mib) + ",mtime_ns=" + std::to_string(c.files[0].mtime_ns), mib, {}});
+                          "size=" + std::to_string(mib) + ",mtime_ns=" + std::to_string(c.files[0].mtime_ns), mib, {}, 0, {}});
     v.push_back({"resume_from_preset_partial", c, true, {}, [](const SimCase&, const SimResult& r) {
-                   EXPECT_EQ(r.totals.bytes_payload, mib - 400'000);
+                   // Version 2 resumes at the last whole block: 400,000 -> 24 blocks of 16 KiB.
+                   EXPECT_EQ(r.totals.bytes_payload, mib - 400'000 / kChunk * kChunk);
                    EXPECT_EQ(r.reconnects, 0u);
                  }});
   }
@@ -213,17 +301,17 @@ std::vector<Named> named_cases() {
     SimCase c = base({file("tail.bin", 700'000, 42)});
     const auto& d = c.files[0].data;
     PresetPartial p{"tail.bin", std::vector<std::byte>(d.begin(), d.begin() + 200'000),
-                    "size=700000,mtime_ns=" + std::to_string(c.files[0].mtime_ns), 700'000, 150'000};
+                    "size=700000,mtime_ns=" + std::to_string(c.files[0].mtime_ns), 700'000, 150'000, 0, {}};
     auto junk = random_bytes(43, 50'000);
     std::copy(junk.begin(), junk.end(), p.bytes.begin() + 150'000);  // garbage after the journal's 150000
     c.partials.push_back(p);
     v.push_back({"partial_longer_than_its_journal_is_cut_back", c, true, {}, [](const SimCase&, const SimResult& r) {
-                   EXPECT_EQ(r.totals.bytes_payload, 700'000u - 150'000u);
+                   EXPECT_EQ(r.totals.bytes_payload, 700'000u - 150'000 / kChunk * kChunk);
                  }});
   }
   {
     SimCase c = base({file("old.bin", 300'000, 29)});
-    c.partials.push_back({"old.bin", random_bytes(99, 100'000), "size=5,mtime_ns=5", 5, {}});
+    c.partials.push_back({"old.bin", random_bytes(99, 100'000), "size=5,mtime_ns=5", 5, {}, 0, {}});
     v.push_back({"partial_of_another_version_starts_over", c, true, {},
                  [](const SimCase& cc, const SimResult& r) { EXPECT_EQ(r.totals.bytes_payload, total_size(cc)); }});
   }

@@ -125,6 +125,7 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->mtime_ns, want.mtime_ns);
     EXPECT_EQ(m->mode, want.mode);
     EXPECT_EQ(m->identity, want.identity);
+    EXPECT_EQ(m->block_size, want.block_size);
   }
   for (auto [name, want] :
        {std::pair{"answer_accept", kat::kat_answer_accept()}, std::pair{"answer_refuse", kat::kat_answer_refuse()}}) {
@@ -134,6 +135,7 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->status, want.status);
     EXPECT_EQ(m->offset, want.offset);
     EXPECT_EQ(m->note, want.note);
+    EXPECT_EQ(m->held, want.held);
   }
   {
     DataView v;
@@ -144,11 +146,16 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     auto want = kat::kat_data_bytes();
     EXPECT_TRUE(std::equal(v.data.begin(), v.data.end(), want.begin(), want.end()));
   }
-  for (auto [name, want] : {std::pair{"ack", kat::kKatAck}, std::pair{"rpos", kat::kKatRpos}}) {
+  {
     Position pos;
-    ASSERT_TRUE(decode_position(payload_of(name), pos)) << name;
-    EXPECT_EQ(pos.file_id, want.file_id);
-    EXPECT_EQ(pos.offset, want.offset);
+    ASSERT_TRUE(decode_position(payload_of("ack"), pos));
+    EXPECT_EQ(pos.file_id, kat::kKatAck.file_id);
+    EXPECT_EQ(pos.offset, kat::kKatAck.offset);
+    Resend r;
+    ASSERT_TRUE(decode_resend(payload_of("rpos"), r));
+    EXPECT_EQ(r.file_id, kat::kKatRpos.file_id);
+    EXPECT_EQ(r.offset, kat::kKatRpos.offset);
+    EXPECT_EQ(r.length, kat::kKatRpos.length);
   }
   {
     auto m = parse_commit(payload_of("commit"));

@@ -3,6 +3,7 @@
 // bad magic, framing version, header check, type, flags, reserved and lengths, payload
 // checksum failures, back-to-back frames, and the binary body decoders' size checks.
 #include "protocol/codec.hpp"
+#include "protocol/digest.hpp"
 
 #include <gtest/gtest.h>
 #include <xxhash.h>
@@ -66,7 +67,9 @@ DecodedFrame decode_one(const std::vector<std::byte>& wire, FrameType type) {
   EXPECT_EQ(f->payload.size(), wire.size() - kHeaderSize);
   EXPECT_EQ(f->payload.data(), wire.data() + kHeaderSize);  // a view, not a copy
   EXPECT_TRUE(f->payload_ok);
-  EXPECT_EQ(f->header.payload_checksum, XXH3_64bits(f->payload.data(), f->payload.size()));
+  if (type != FrameType::data) {  // DATA carries its block digest instead (RoundTripData)
+    EXPECT_EQ(f->header.payload_checksum, XXH3_64bits(f->payload.data(), f->payload.size()));
+  }
   return *f;
 }
 
@@ -77,7 +80,7 @@ std::vector<std::byte> sample_data(std::size_t n) {
 }
 
 std::vector<std::byte> data_frame(std::uint32_t file, std::uint64_t offset, const std::vector<std::byte>& d) {
-  auto head = encode_data_head(file, offset, d);
+  auto head = encode_data_head(file, offset, block_digest(d, offset), d.size());
   std::vector<std::byte> out(head.begin(), head.end());
   out.insert(out.end(), d.begin(), d.end());
   return out;
@@ -127,7 +130,7 @@ TEST(Codec, RoundTripHello) {
 }
 
 TEST(Codec, RoundTripOffer) {
-  Offer m{42, "a/b/c.txt", EntryKind::file, 123456789, -17, 0755, "size=1,mtime_ns=2"};
+  Offer m{42, "a/b/c.txt", EntryKind::file, 123456789, -17, 0755, "size=1,mtime_ns=2", 65536};
   auto wire = frame_of(FrameType::offer, to_json(m));
   auto f = decode_one(wire, FrameType::offer);
   auto p = parse_offer(f.payload);
@@ -139,6 +142,7 @@ TEST(Codec, RoundTripOffer) {
   EXPECT_EQ(p->mtime_ns, -17);
   EXPECT_EQ(p->mode, 0755u);
   EXPECT_EQ(p->identity, "size=1,mtime_ns=2");
+  EXPECT_EQ(p->block_size, 65536u);
 }
 
 TEST(Codec, RoundTripAnswer) {
@@ -161,13 +165,39 @@ TEST(Codec, RoundTripData) {
     EXPECT_EQ(v.file_id, 0xfeedbeefu);
     EXPECT_EQ(v.offset, 0x123456789abcull);
     EXPECT_TRUE(same_bytes(v.data, d));
-    // The zero-copy head is the same frame encode_frame builds from prefix + data.
-    std::vector<std::byte> payload(kDataPrefixSize);
-    put_u32(payload.data(), 0xfeedbeef);
-    put_u64(payload.data() + 4, 0x123456789abcull);
-    payload.insert(payload.end(), d.begin(), d.end());
-    EXPECT_EQ(encode_frame(FrameType::data, Bytes(payload)), wire);
+    // Version 2: the header carries the block digest, the prefix its own check, and
+    // the decoder computes the digest once and hands it on.
+    EXPECT_TRUE(f.payload_ok);
+    EXPECT_TRUE(f.data_check.prefix_ok);
+    EXPECT_TRUE(f.data_check.data_ok);
+    EXPECT_EQ(f.data_check.digest, block_digest(d, 0x123456789abcull));
+    EXPECT_EQ(f.header.payload_checksum, block_digest(d, 0x123456789abcull));
   }
+}
+
+TEST(Codec, DataCheckTellsABadPrefixFromBadData) {
+  auto d = sample_data(4096);
+  auto wire = data_frame(3, 8192, d);
+  auto bad_data = wire;
+  bad_data[kDataHeadSize + 100] ^= std::byte{0x10};
+  auto r = decode_exact(bad_data);
+  auto& f = std::get<DecodedFrame>(r);
+  EXPECT_FALSE(f.payload_ok);
+  EXPECT_TRUE(f.data_check.prefix_ok);  // the block at 8192 is known to be bad
+  EXPECT_FALSE(f.data_check.data_ok);
+  for (std::size_t i = kHeaderSize; i < kDataHeadSize; ++i) {
+    auto bad_prefix = wire;
+    bad_prefix[i] ^= std::byte{0x01};
+    auto r2 = decode_exact(bad_prefix);
+    auto& g = std::get<DecodedFrame>(r2);
+    EXPECT_FALSE(g.payload_ok) << i;
+    EXPECT_FALSE(g.data_check.prefix_ok) << i;  // file id and offset cannot be trusted
+  }
+  // The same bytes at another offset do not verify: the digest is seeded with it.
+  auto moved = data_frame(3, 8192, d);
+  auto head = encode_data_head(3, 4096, block_digest(d, 8192), d.size());
+  std::copy(head.begin(), head.end(), moved.begin());
+  EXPECT_FALSE(std::get<DecodedFrame>(decode_exact(moved)).data_check.data_ok);
 }
 
 TEST(Codec, RoundTripDataOfMaximumChunk) {
@@ -181,14 +211,19 @@ TEST(Codec, RoundTripDataOfMaximumChunk) {
 }
 
 TEST(Codec, RoundTripAckAndRpos) {
-  for (FrameType t : {FrameType::ack, FrameType::rpos}) {
-    auto body = encode_position({0xffffffffu, 0xffffffffffffffffull});
-    auto wire = encode_frame(t, Bytes(body));
-    Position p;
-    ASSERT_TRUE(decode_position(decode_one(wire, t).payload, p));
-    EXPECT_EQ(p.file_id, 0xffffffffu);
-    EXPECT_EQ(p.offset, 0xffffffffffffffffull);
-  }
+  auto body = encode_position({0xffffffffu, 0xffffffffffffffffull});
+  auto wire = encode_frame(FrameType::ack, Bytes(body));
+  Position p;
+  ASSERT_TRUE(decode_position(decode_one(wire, FrameType::ack).payload, p));
+  EXPECT_EQ(p.file_id, 0xffffffffu);
+  EXPECT_EQ(p.offset, 0xffffffffffffffffull);
+  auto rbody = encode_resend({7, 1u << 20, 256u * 1024});
+  auto rwire = encode_frame(FrameType::rpos, Bytes(rbody));
+  Resend r;
+  ASSERT_TRUE(decode_resend(decode_one(rwire, FrameType::rpos).payload, r));
+  EXPECT_EQ(r.file_id, 7u);
+  EXPECT_EQ(r.offset, 1u << 20);
+  EXPECT_EQ(r.length, 256u * 1024);
 }
 
 TEST(Codec, RoundTripCommit) {
@@ -450,11 +485,11 @@ TEST(Codec, FrameFollowedByPartOfTheNext) {
 
 TEST(Codec, DecodeDataRejectsWrongSizes) {
   DataView v;
-  for (std::size_t n : {0u, 1u, 11u, 12u}) {
+  for (std::size_t n : {0u, 1u, 11u, 12u, 15u, 16u}) {
     ExactBuffer buf(sample_data(n));
     EXPECT_FALSE(decode_data(buf.span(), v)) << n;
   }
-  ExactBuffer buf(sample_data(13));
+  ExactBuffer buf(sample_data(17));
   ASSERT_TRUE(decode_data(buf.span(), v));
   EXPECT_EQ(v.data.size(), 1u);
 }
@@ -470,6 +505,17 @@ TEST(Codec, DecodePositionRejectsWrongSizes) {
   ASSERT_TRUE(decode_position(buf.span(), p));
   EXPECT_EQ(p.file_id, 9u);
   EXPECT_EQ(p.offset, 10u);
+}
+
+TEST(Codec, DecodeResendRejectsWrongSizesAndOverflow) {
+  Resend r;
+  for (std::size_t n : {0u, 12u, 19u, 21u}) {
+    ExactBuffer buf(sample_data(n));
+    EXPECT_FALSE(decode_resend(buf.span(), r)) << n;
+  }
+  auto wrap = encode_resend({1, ~std::uint64_t{0}, 2});
+  ExactBuffer buf(wrap);
+  EXPECT_FALSE(decode_resend(buf.span(), r));
 }
 
 TEST(Codec, DecodeNonceRejectsWrongSizes) {

@@ -1,5 +1,6 @@
 // Tests protocol/digest: streaming XXH3-128 in pieces equals one shot, a copy is a
-// snapshot, hex64/parse_hex64 round trip and refusals, is_hex128.
+// snapshot, hex64/parse_hex64 round trip and refusals, is_hex128; version 2's block
+// and file digests (known answers, block boundaries).
 #include "protocol/digest.hpp"
 
 #include <gtest/gtest.h>
@@ -135,6 +136,48 @@ TEST(Digest, IsHex128) {
   EXPECT_FALSE(is_hex128(std::string(33, 'a')));
   EXPECT_FALSE(is_hex128(std::string(31, 'a') + "g"));
   EXPECT_FALSE(is_hex128(std::string(31, 'a') + "\xff"));
+}
+
+// Version 2's digests (PROTOCOL.md section 10). Known answers computed by this code and
+// pinned: a change here is a protocol change (bump kProtocolVersion).
+TEST(Digest, BlockDigestIsXxh3SeededWithTheOffset) {
+  const std::string h = "hello\n";
+  auto b = std::as_bytes(std::span(h.data(), h.size()));
+  EXPECT_EQ(hex64(block_digest(b, 0)), "99fc819aaba2462a");  // seed 0: plain XXH3-64
+  EXPECT_EQ(hex64(block_digest(b, 4096)), "26d61125de85a994");
+  EXPECT_NE(block_digest(b, 0), block_digest(b, 1));
+}
+
+TEST(Digest, FileDigestKnownAnswers) {
+  EXPECT_EQ(FileDigest().hex(), "99aa06d3014798d86001c324468d497f");  // no blocks: XXH3-128 of nothing
+  const std::string h = "hello\n";
+  FileDigest f;
+  f.add_block(block_digest(std::as_bytes(std::span(h.data(), h.size())), 0));
+  EXPECT_EQ(f.hex(), "8e1e325e62c4f1ef1e455e83779aeee7");
+}
+
+TEST(Digest, AddBlocksCutsAtBlockBoundaries) {
+  auto d = sample(10'000, 3);
+  FileDigest whole;
+  EXPECT_EQ(add_blocks(whole, d, 0, 4096), 10'000u);
+  FileDigest by_hand;
+  for (std::size_t off = 0; off < d.size(); off += 4096) {
+    by_hand.add_block(block_digest(std::span(d).subspan(off, std::min<std::size_t>(4096, d.size() - off)), off));
+  }
+  EXPECT_EQ(whole.hex(), by_hand.hex());
+  // In two calls split at a block boundary: the same digest.
+  FileDigest split;
+  auto mid = add_blocks(split, std::span(d).first(8192), 0, 4096);
+  add_blocks(split, std::span(d).subspan(8192), mid, 4096);
+  EXPECT_EQ(split.hex(), whole.hex());
+  // Another block size cuts other blocks: another digest.
+  FileDigest other;
+  add_blocks(other, d, 0, 1024);
+  EXPECT_NE(other.hex(), whole.hex());
+  // A copy is a snapshot.
+  FileDigest snap = split;
+  snap.add_block(1);
+  EXPECT_EQ(split.hex(), whole.hex());
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
-// Tests lib/file_sink on real files in a mkdtemp directory: partial + journal naming,
-// commit (rename, mtime in nanoseconds, mode, nothing left behind), resume after
-// close_keep with the right prefix digest, cut-back of truncated or corrupted partials
-// to the last good 1 MiB block, start-over on a changed source or a missing journal,
-// close_discard, an already complete final file, and refusal of unsafe paths (through
-// symlinks, ferry's own temp names, a directory or file in the way) with nothing
-// created outside DEST.
+// Tests lib/file_sink on real files in a mkdtemp directory: partial + journal (format 2)
+// naming, commit (rename, mtime in nanoseconds, mode, nothing left behind; also with
+// no_fsync), resume after close_keep with the right prefix file digest, blocks written
+// out of order (held) surviving a reopen and re-verified, cut-back of truncated or
+// corrupted partials to the last good block, start-over on a changed source, a changed
+// block size, a format 1 or missing journal, close_discard, an already complete final
+// file, concurrent writes from several threads, misuse refused, and refusal of unsafe
+// paths (through symlinks, ferry's own temp names, a directory or file in the way)
+// with nothing created outside DEST.
 #include "lib/fs/file_sink.hpp"
 
 #include <fcntl.h>
@@ -13,7 +15,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/unit/temp_dir.hpp"
@@ -29,32 +34,25 @@ using test::list_dir;
 using test::TempDir;
 
 constexpr std::uint64_t kMiB = 1024 * 1024;
+constexpr std::uint64_t kBlock = kMiB;  // the offers' block size unless a test says otherwise
 constexpr std::int64_t kMtime = 1'700'000'000'123'456'789;
 
 Offer file_offer(const std::string& path, std::uint64_t size, std::string identity = "id-1",
-                 std::int64_t mtime_ns = kMtime, std::uint32_t mode = 0640) {
-  return Offer{1, path, EntryKind::file, size, mtime_ns, mode, std::move(identity)};
+                 std::int64_t mtime_ns = kMtime, std::uint32_t mode = 0640, std::uint64_t block_size = kBlock) {
+  return Offer{1, path, EntryKind::file, size, mtime_ns, mode, std::move(identity),
+               static_cast<std::uint32_t>(block_size)};
 }
 
 Offer dir_offer(const std::string& path) {
   return Offer{2, path, EntryKind::directory, 0, kMtime, 0755, "dir"};
 }
 
-std::vector<std::byte> content(std::size_t n, unsigned seed = 1) {
-  std::vector<std::byte> d(n);
-  std::uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
-  for (auto& b : d) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b = std::byte(static_cast<unsigned char>(x >> 24));
-  }
-  return d;
-}
+std::vector<std::byte> content(std::size_t n, unsigned seed = 1) { return test::pseudo_random_bytes(n, seed); }
 
-std::string digest_of(const std::vector<std::byte>& d, std::uint64_t n) {
-  protocol::Digest128 g;
-  g.update(Bytes(d).first(static_cast<std::size_t>(n)));
+// The file digest of d[0, n) in blocks of `block_size`.
+std::string digest_of(const std::vector<std::byte>& d, std::uint64_t n, std::uint64_t block_size = kBlock) {
+  protocol::FileDigest g;
+  protocol::add_blocks(g, Bytes(d).first(static_cast<std::size_t>(n)), 0, static_cast<std::size_t>(block_size));
   return g.hex();
 }
 
@@ -73,8 +71,8 @@ struct Fixture {
   TempDir tmp;
   std::string dest = tmp.path() + "/dest";
   std::shared_ptr<DestDir> dir;
-  Fixture() {
-    auto d = DestDir::open(dest);
+  explicit Fixture(DestOptions options = {}) {
+    auto d = DestDir::open(dest, options);
     if (!d) throw std::runtime_error(d.error().message());
     dir = *d;
   }
@@ -86,16 +84,34 @@ struct Fixture {
   std::string at(const std::string& rel) const { return dest + "/" + rel; }
 };
 
-// Writes data[from, to) in chunks of 256 KiB.
-void write_range(PartialFile& p, const std::vector<std::byte>& d, std::uint64_t from, std::uint64_t to) {
-  constexpr std::uint64_t kChunk = 256 * 1024;
-  for (std::uint64_t off = from; off < to;) {
-    std::uint64_t n = std::min(kChunk, to - off);
-    auto r = p.write(off, Bytes(d).subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(n)));
-    ASSERT_TRUE(r) << r.error().message();
-    off += n;
+// The block of `d` at `off` (size d.size(), blocks of `bs`).
+Bytes block_at(const std::vector<std::byte>& d, std::uint64_t off, std::uint64_t bs = kBlock) {
+  return Bytes(d).subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(std::min(bs, d.size() - off)));
+}
+
+Result<void> write_block(PartialFile& p, const std::vector<std::byte>& d, std::uint64_t off, std::uint64_t bs = kBlock) {
+  auto b = block_at(d, off, bs);
+  return p.write(off, b, protocol::block_digest(b, off));
+}
+
+// Writes the blocks of d[from, to) in order.
+void write_range(PartialFile& p, const std::vector<std::byte>& d, std::uint64_t from, std::uint64_t to,
+                 std::uint64_t bs = kBlock) {
+  for (std::uint64_t off = from; off < to; off += bs) {
+    auto r = write_block(p, d, off, bs);
+    ASSERT_TRUE(r) << off << ": " << r.error().message();
   }
   ASSERT_EQ(p.written(), to);
+}
+
+// Writes every block from st.offset to the end that st.held does not hold.
+void write_missing(PartialFile& p, const std::vector<std::byte>& d, const PartialState& st, std::uint64_t bs = kBlock) {
+  for (std::uint64_t off = st.offset; off < d.size(); off += bs) {
+    if (std::any_of(st.held.begin(), st.held.end(), [&](const auto& h) { return h.offset == off; })) continue;
+    auto r = write_block(p, d, off, bs);
+    ASSERT_TRUE(r) << off << ": " << r.error().message();
+  }
+  ASSERT_EQ(p.written(), d.size());
 }
 
 void flip_byte(const std::string& path, std::uint64_t off) {
@@ -121,7 +137,7 @@ void leave_partial(Fixture& f, const Offer& o, const std::vector<std::byte>& d, 
   auto p = f.open(o, st);
   ASSERT_TRUE(p);
   ASSERT_EQ(st.offset, 0u);
-  write_range(*p, d, 0, held);
+  write_range(*p, d, 0, held, o.block_size);
   p->close_keep();
 }
 
@@ -154,19 +170,21 @@ TEST(FileSink, NewFileGoesToAHiddenPartialThenCommits) {
   ASSERT_TRUE(p);
   EXPECT_EQ(st.offset, 0u);
   EXPECT_EQ(st.note, "");
-  EXPECT_EQ(st.prefix.hex(), protocol::Digest128().hex());
+  EXPECT_EQ(st.prefix.hex(), protocol::FileDigest().hex());
+  EXPECT_TRUE(st.held.empty());
   EXPECT_EQ(list_dir(f.dest), (std::vector<std::string>{".f.bin.ferry-journal", ".f.bin.ferry-part"}));
   EXPECT_EQ(p->display_path(), f.dest + "/f.bin");
 
   // The journal never claims more than the partial holds.
   int dfd = ::open(f.dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(dfd, 0);
-  for (std::uint64_t off = 0; off < size; off += 512 * 1024) {
-    write_range(*p, d, off, std::min(size, off + 512 * 1024));
+  for (std::uint64_t off = 0; off < size; off += kBlock) {
+    write_range(*p, d, off, std::min(size, off + kBlock));
     auto j = Journal::load(dfd, ".f.bin.ferry-journal");
     ASSERT_TRUE(j && j->has_value());
     EXPECT_LE((*j)->verified, file_size(f.at(".f.bin.ferry-part")));
     EXPECT_EQ((*j)->identity, "id-1");
+    EXPECT_EQ((*j)->block_size, kBlock);
   }
   ::close(dfd);
   EXPECT_FALSE(exists_nofollow(f.at("f.bin"))) << "the final name appeared before commit";
@@ -227,7 +245,7 @@ TEST(FileSink, NestedPathCreatesParents) {
 TEST(FileSink, CloseKeepThenResume) {
   const std::uint64_t size = 4 * kMiB + 3;
   auto d = content(size, 2);
-  for (std::uint64_t held : {std::uint64_t{0}, std::uint64_t{100}, kMiB, 2 * kMiB, 3 * kMiB + kMiB / 2, size}) {
+  for (std::uint64_t held : {std::uint64_t{0}, kMiB, 2 * kMiB, 4 * kMiB, size}) {
     SCOPED_TRACE("held " + std::to_string(held));
     Fixture f;
     auto o = file_offer("r.bin", size);
@@ -239,6 +257,7 @@ TEST(FileSink, CloseKeepThenResume) {
     EXPECT_EQ(st.offset, held);
     EXPECT_EQ(st.note, "");
     EXPECT_EQ(st.prefix.hex(), digest_of(d, held));
+    EXPECT_TRUE(st.held.empty());
     EXPECT_EQ(p->written(), held);
     write_range(*p, d, held, size);
     ASSERT_TRUE(p->commit());
@@ -247,35 +266,36 @@ TEST(FileSink, CloseKeepThenResume) {
   }
 }
 
-// A resume from a tail must keep hashing that block correctly: a second resume after
-// writing across the block boundary must still find every block good.
-TEST(FileSink, ResumeTwiceAcrossABlockBoundary) {
+// A resumed partial goes on recording blocks correctly: a second resume finds every
+// block good, with a small block size (many blocks).
+TEST(FileSink, ResumeTwice) {
   Fixture f;
-  const std::uint64_t size = 5 * kMiB;
+  constexpr std::uint64_t bs = 4096;
+  const std::uint64_t size = 300 * bs + 17;
   auto d = content(size, 3);
-  auto o = file_offer("t.bin", size);
-  leave_partial(f, o, d, kMiB + kMiB / 2);
+  auto o = file_offer("t.bin", size, "id-1", kMtime, 0640, bs);
+  leave_partial(f, o, d, 37 * bs);
   {
     PartialState st;
     auto p = f.open(o, st);
     ASSERT_TRUE(p);
-    ASSERT_EQ(st.offset, kMiB + kMiB / 2);
-    write_range(*p, d, st.offset, 2 * kMiB + 12345);
+    ASSERT_EQ(st.offset, 37 * bs);
+    write_range(*p, d, st.offset, 200 * bs, bs);
     // destroyed without an explicit close: keeps the partial
   }
   PartialState st;
   auto p = f.open(o, st);
   ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, 2 * kMiB + 12345);
+  EXPECT_EQ(st.offset, 200 * bs);
   EXPECT_EQ(st.note, "");
-  EXPECT_EQ(st.prefix.hex(), digest_of(d, st.offset));
-  write_range(*p, d, st.offset, size);
+  EXPECT_EQ(st.prefix.hex(), digest_of(d, st.offset, bs));
+  write_range(*p, d, st.offset, size, bs);
   ASSERT_TRUE(p->commit());
   EXPECT_EQ(test::read_file(f.at("t.bin")), as_string(d));
 }
 
 TEST(FileSink, TruncatedPartialIsCutBackToTheLastGoodBlock) {
-  const std::uint64_t size = 4 * kMiB;
+  const std::uint64_t size = 3 * kMiB + kMiB / 2;  // the last block is short
   auto d = content(size, 4);
   struct Case {
     std::uint64_t truncate_to, want;
@@ -285,7 +305,7 @@ TEST(FileSink, TruncatedPartialIsCutBackToTheLastGoodBlock) {
     SCOPED_TRACE("truncated to " + std::to_string(c.truncate_to));
     Fixture f;
     auto o = file_offer("p.bin", size);
-    leave_partial(f, o, d, 3 * kMiB + kMiB / 2);
+    leave_partial(f, o, d, size);
     truncate_to(f.at(".p.bin.ferry-part"), c.truncate_to);
     PartialState st;
     auto p = f.open(o, st);
@@ -294,6 +314,7 @@ TEST(FileSink, TruncatedPartialIsCutBackToTheLastGoodBlock) {
     EXPECT_NE(st.note.find("truncated"), std::string::npos) << st.note;
     EXPECT_NE(st.note.find(std::to_string(c.want)), std::string::npos) << st.note;
     EXPECT_EQ(st.prefix.hex(), digest_of(d, c.want));
+    EXPECT_TRUE(st.held.empty());
     EXPECT_EQ(file_size(f.at(".p.bin.ferry-part")), c.want);
     write_range(*p, d, st.offset, size);
     ASSERT_TRUE(p->commit());
@@ -301,24 +322,34 @@ TEST(FileSink, TruncatedPartialIsCutBackToTheLastGoodBlock) {
   }
 }
 
+// A corrupted block cuts the contiguous point back to it; the good blocks after it are
+// kept (held), so only the bad block is sent again.
 TEST(FileSink, CorruptedByteCutsBackToItsBlock) {
-  const std::uint64_t size = 4 * kMiB;
-  const std::uint64_t held = 3 * kMiB + kMiB / 2;
+  const std::uint64_t size = 3 * kMiB + kMiB / 2;
   auto d = content(size, 5);
-  for (std::uint64_t k = 0; k <= 3; ++k) {  // block 3 is the tail
+  for (std::uint64_t k = 0; k <= 3; ++k) {  // block 3 is the short last one
     SCOPED_TRACE("block " + std::to_string(k));
     Fixture f;
     auto o = file_offer("c.bin", size);
-    leave_partial(f, o, d, held);
+    leave_partial(f, o, d, size);
     flip_byte(f.at(".c.bin.ferry-part"), k * kMiB + 777);
     PartialState st;
     auto p = f.open(o, st);
     ASSERT_TRUE(p);
     EXPECT_EQ(st.offset, k * kMiB);
-    EXPECT_FALSE(st.note.empty());
+    EXPECT_NE(st.note.find("resuming from the last good block at " + std::to_string(k * kMiB)), std::string::npos)
+        << st.note;
     EXPECT_EQ(st.prefix.hex(), digest_of(d, k * kMiB));
-    EXPECT_EQ(file_size(f.at(".c.bin.ferry-part")), k * kMiB);
-    write_range(*p, d, st.offset, size);
+    ASSERT_EQ(st.held.size(), 3 - k);
+    for (std::uint64_t i = k + 1; i <= 3; ++i) {
+      const auto& h = st.held[i - k - 1];
+      EXPECT_EQ(h.offset, i * kMiB);
+      EXPECT_EQ(h.length, block_at(d, i * kMiB).size());
+      EXPECT_EQ(h.digest, protocol::block_digest(block_at(d, i * kMiB), i * kMiB));
+    }
+    EXPECT_EQ(p->held_count(), 3 - k);
+    EXPECT_EQ(file_size(f.at(".c.bin.ferry-part")), k < 3 ? size : k * kMiB);
+    write_missing(*p, d, st);
     ASSERT_TRUE(p->commit());
     EXPECT_EQ(test::read_file(f.at("c.bin")), as_string(d));
   }
@@ -331,7 +362,7 @@ TEST(FileSink, BytesBeyondTheJournalAreDropped) {
   const std::uint64_t size = 3 * kMiB;
   auto d = content(size, 6);
   auto o = file_offer("b.bin", size);
-  leave_partial(f, o, d, kMiB + 10);
+  leave_partial(f, o, d, kMiB);
   {
     int fd = ::open(f.at(".b.bin.ferry-part").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     ASSERT_GE(fd, 0);
@@ -341,9 +372,9 @@ TEST(FileSink, BytesBeyondTheJournalAreDropped) {
   PartialState st;
   auto p = f.open(o, st);
   ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, kMiB + 10);
-  EXPECT_EQ(file_size(f.at(".b.bin.ferry-part")), kMiB + 10);
-  EXPECT_EQ(st.prefix.hex(), digest_of(d, kMiB + 10));
+  EXPECT_EQ(st.offset, kMiB);
+  EXPECT_EQ(file_size(f.at(".b.bin.ferry-part")), kMiB);
+  EXPECT_EQ(st.prefix.hex(), digest_of(d, kMiB));
 }
 
 TEST(FileSink, ChangedSourceStartsOver) {
@@ -351,16 +382,33 @@ TEST(FileSink, ChangedSourceStartsOver) {
   auto d = content(size, 7);
   for (int what = 0; what < 2; ++what) {
     Fixture f;
-    leave_partial(f, file_offer("s.bin", size), d, 2 * kMiB + kMiB / 2);
+    leave_partial(f, file_offer("s.bin", size), d, 2 * kMiB);
     auto changed = what == 0 ? file_offer("s.bin", size, "id-2") : file_offer("s.bin", size + 1);
     PartialState st;
     auto p = f.open(changed, st);
     ASSERT_TRUE(p);
     EXPECT_EQ(st.offset, 0u);
     EXPECT_NE(st.note.find("starting over"), std::string::npos) << st.note;
-    EXPECT_EQ(st.prefix.hex(), protocol::Digest128().hex());
+    EXPECT_EQ(st.prefix.hex(), protocol::FileDigest().hex());
     EXPECT_EQ(file_size(f.at(".s.bin.ferry-part")), 0u);
   }
+}
+
+TEST(FileSink, ChangedBlockSizeStartsOver) {
+  Fixture f;
+  const std::uint64_t size = 3 * kMiB;
+  auto d = content(size, 15);
+  leave_partial(f, file_offer("bs.bin", size), d, 2 * kMiB);
+  PartialState st;
+  auto p = f.open(file_offer("bs.bin", size, "id-1", kMtime, 0640, 256 * 1024), st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 0u);
+  EXPECT_EQ(st.note, "block size changed (1048576 -> 262144); starting over");
+  EXPECT_TRUE(st.held.empty());
+  EXPECT_EQ(file_size(f.at(".bs.bin.ferry-part")), 0u);
+  write_range(*p, d, 0, size, 256 * 1024);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(test::read_file(f.at("bs.bin")), as_string(d));
 }
 
 TEST(FileSink, PartialWithoutJournalStartsOver) {
@@ -368,7 +416,7 @@ TEST(FileSink, PartialWithoutJournalStartsOver) {
   const std::uint64_t size = 2 * kMiB;
   auto d = content(size, 8);
   auto o = file_offer("n.bin", size);
-  leave_partial(f, o, d, kMiB + kMiB / 2);
+  leave_partial(f, o, d, kMiB);
   ASSERT_EQ(::unlink(f.at(".n.bin.ferry-journal").c_str()), 0);
   PartialState st;
   auto p = f.open(o, st);
@@ -378,19 +426,29 @@ TEST(FileSink, PartialWithoutJournalStartsOver) {
   EXPECT_EQ(file_size(f.at(".n.bin.ferry-part")), 0u);
 }
 
+// An invalid journal, or one an older ferry wrote (format 1), is unreadable: start
+// over, and say why.
 TEST(FileSink, UnreadableJournalStartsOver) {
-  Fixture f;
   const std::uint64_t size = 2 * kMiB;
   auto d = content(size, 9);
-  auto o = file_offer("u.bin", size);
-  leave_partial(f, o, d, kMiB + 1);
-  test::write_file(f.at(".u.bin.ferry-journal"), "{\"ferry_journal\": 1, \"verified\": 99999999}");
-  PartialState st;
-  auto p = f.open(o, st);
-  ASSERT_TRUE(p);
-  EXPECT_EQ(st.offset, 0u);
-  EXPECT_FALSE(st.note.empty());
-  EXPECT_EQ(file_size(f.at(".u.bin.ferry-part")), 0u);
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"ferry_journal": 2, "verified": 99999999})", "journal unreadable (invalid journal: "},
+      {R"({"ferry_journal":1,"path":"u.bin","identity":"id-1","size":2097152,"block_size":1048576,)"
+       R"("verified":1048576,"blocks":["0123456789abcdef"]})",
+       "journal unreadable (invalid journal: format 1 from an older ferry); starting over"},
+  };
+  for (const auto& [text, note] : cases) {
+    Fixture f;
+    auto o = file_offer("u.bin", size);
+    leave_partial(f, o, d, kMiB);
+    test::write_file(f.at(".u.bin.ferry-journal"), text);
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, 0u);
+    EXPECT_EQ(st.note.rfind(note, 0), 0u) << st.note;
+    EXPECT_EQ(file_size(f.at(".u.bin.ferry-part")), 0u);
+  }
 }
 
 TEST(FileSink, CloseDiscardRemovesPartialAndJournal) {
@@ -410,10 +468,9 @@ TEST(FileSink, CompleteFinalFileIsReportedAndLeftInPlace) {
   Fixture f;
   const std::uint64_t size = 2 * kMiB + 77;
   auto d = content(size, 11);
-  auto o = file_offer("done.bin", size);
   {
     PartialState st;
-    auto p = f.open(o, st);
+    auto p = f.open(file_offer("done.bin", size), st);
     ASSERT_TRUE(p);
     write_range(*p, d, 0, size);
     ASSERT_TRUE(p->commit());
@@ -421,11 +478,13 @@ TEST(FileSink, CompleteFinalFileIsReportedAndLeftInPlace) {
   struct stat before {};
   ASSERT_EQ(::stat(f.at("done.bin").c_str(), &before), 0);
 
+  // The digest uses the offer's block size, whatever the earlier transfer used.
+  constexpr std::uint64_t bs = 64 * 1024;
   PartialState st;
-  auto p = f.open(o, st);
+  auto p = f.open(file_offer("done.bin", size, "id-1", kMtime, 0640, bs), st);
   ASSERT_TRUE(p);
   EXPECT_EQ(st.offset, size);
-  EXPECT_EQ(st.prefix.hex(), digest_of(d, size));
+  EXPECT_EQ(st.prefix.hex(), digest_of(d, size, bs));
   EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"done.bin"}) << "no partial for a complete file";
   ASSERT_TRUE(p->commit());
   p.reset();
@@ -448,6 +507,203 @@ TEST(FileSink, FinalFileWithAnotherMtimeIsTransferredAgain) {
   ASSERT_TRUE(p->commit());
   EXPECT_EQ(test::read_file(f.at("old.bin")), as_string(d));
   EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"old.bin"});
+}
+
+// ---------------------------------------------------------------------------
+// Version 2: blocks out of order, held blocks, write-back, no_fsync
+
+constexpr std::uint64_t kSmall = 64 * 1024;  // block size of the tests below
+
+Offer small_offer(const std::string& path, std::uint64_t size) {
+  return file_offer(path, size, "id-1", kMtime, 0640, kSmall);
+}
+
+// A new partial for `size` bytes of content(size, seed) in blocks of kSmall.
+struct SmallFile {
+  Fixture f;
+  std::vector<std::byte> d;
+  PartialState st;
+  std::unique_ptr<PartialFile> p;
+  SmallFile(const std::string& path, std::uint64_t size, unsigned seed)
+      : d(content(size, seed)), p(f.open(small_offer(path, size), st)) {}
+};
+
+struct HeldCase {
+  Fixture f;
+  std::uint64_t size = 8 * kSmall - 100;  // 8 blocks, the last short
+  std::vector<std::byte> d = content(size, 20);
+  Offer o = small_offer("h.bin", size);
+
+  // Writes blocks 6, 0, 4, 1, 7 (out of order) and closes keeping the partial.
+  void leave_out_of_order() {
+    PartialState st;
+    auto p = f.open(o, st);
+    ASSERT_TRUE(p);
+    for (std::uint64_t k : {6, 0, 4, 1, 7}) ASSERT_TRUE(write_block(*p, d, k * kSmall, kSmall)) << k;
+    EXPECT_EQ(p->written(), 2 * kSmall);
+    EXPECT_EQ(p->held_count(), 3u);
+    p->close_keep();
+  }
+};
+
+TEST(FileSink, HeldBlocksSurviveAReopen) {
+  HeldCase c;
+  c.leave_out_of_order();
+  int dfd = ::open(c.f.dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dfd, 0);
+  auto j = Journal::load(dfd, ".h.bin.ferry-journal");
+  ::close(dfd);
+  ASSERT_TRUE(j && j->has_value());
+  EXPECT_EQ((*j)->verified, 2 * kSmall);
+  EXPECT_EQ((*j)->blocks.size(), 2u);
+  ASSERT_EQ((*j)->held.size(), 3u);
+  EXPECT_EQ((*j)->held[0].offset, 4 * kSmall);
+  EXPECT_EQ((*j)->held[2].digest, protocol::block_digest(block_at(c.d, 7 * kSmall, kSmall), 7 * kSmall));
+
+  PartialState st;
+  auto p = c.f.open(c.o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 2 * kSmall);
+  EXPECT_EQ(st.note, "");
+  EXPECT_EQ(st.prefix.hex(), digest_of(c.d, 2 * kSmall, kSmall));
+  ASSERT_EQ(st.held.size(), 3u);
+  const std::uint64_t want[] = {4, 6, 7};
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto off = want[i] * kSmall;
+    EXPECT_EQ(st.held[i].offset, off);
+    EXPECT_EQ(st.held[i].length, block_at(c.d, off, kSmall).size());
+    EXPECT_EQ(st.held[i].digest, protocol::block_digest(block_at(c.d, off, kSmall), off));
+  }
+  EXPECT_EQ(file_size(c.f.at(".h.bin.ferry-part")), c.size);
+  // The held blocks are recorded: writing one again is a misuse.
+  auto again = write_block(*p, c.d, 4 * kSmall, kSmall);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::internal);
+  write_missing(*p, c.d, st, kSmall);
+  EXPECT_EQ(p->held_count(), 0u);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(test::read_file(c.f.at("h.bin")), as_string(c.d));
+}
+
+// A held block whose bytes changed, or are gone (the partial was truncated), is not
+// listed: it is sent again. The partial is cut back to the end of the last block kept.
+TEST(FileSink, DamagedOrTruncatedHeldBlockIsNotListed) {
+  for (bool truncate : {false, true}) {
+    SCOPED_TRACE(truncate ? "truncated" : "damaged");
+    HeldCase c;
+    c.leave_out_of_order();
+    const std::string part = c.f.at(".h.bin.ferry-part");
+    if (truncate) {
+      truncate_to(part, 7 * kSmall + 10);  // block 7 is gone
+    } else {
+      flip_byte(part, 6 * kSmall + 5);  // block 6 changed
+    }
+    PartialState st;
+    auto p = c.f.open(c.o, st);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(st.offset, 2 * kSmall);
+    ASSERT_EQ(st.held.size(), 2u);
+    EXPECT_EQ(st.held[0].offset, 4 * kSmall);
+    EXPECT_EQ(st.held[1].offset, (truncate ? 6 : 7) * kSmall);
+    EXPECT_NE(st.note.find("1 of 3 held blocks"), std::string::npos) << st.note;
+    EXPECT_EQ(file_size(part), truncate ? 7 * kSmall : c.size);
+    write_missing(*p, c.d, st, kSmall);
+    ASSERT_TRUE(p->commit());
+    EXPECT_EQ(test::read_file(c.f.at("h.bin")), as_string(c.d));
+  }
+}
+
+// Every block written in reverse: nothing is contiguous until block 0 lands, then the
+// contiguous point jumps to the end. Write-back (sync_file_range) runs after each
+// write; commit produces the right file.
+TEST(FileSink, ReverseOrderWritesThenCommit) {
+  const std::uint64_t size = 40 * kSmall + 1;
+  SmallFile sf("rev.bin", size, 21);
+  auto& [f, d, st, p] = sf;
+  ASSERT_TRUE(p);
+  for (std::uint64_t k = 41; k-- > 1;) {
+    ASSERT_TRUE(write_block(*p, d, k * kSmall, kSmall)) << k;
+    EXPECT_EQ(p->written(), 0u);
+  }
+  EXPECT_EQ(p->held_count(), 40u);
+  auto early = p->commit();
+  ASSERT_FALSE(early) << "commit with a block missing";
+  EXPECT_EQ(early.error().code, Errc::internal);
+  ASSERT_TRUE(write_block(*p, d, 0, kSmall));
+  EXPECT_EQ(p->written(), size);
+  EXPECT_EQ(p->held_count(), 0u);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(test::read_file(f.at("rev.bin")), as_string(d));
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"rev.bin"});
+}
+
+// Several pool threads write distinct blocks of one file at once.
+TEST(FileSink, ConcurrentWritesFromSeveralThreads) {
+  const std::uint64_t size = 256 * kSmall - 3;
+  SmallFile sf("mt.bin", size, 22);
+  auto& [f, d, st, p] = sf;
+  ASSERT_TRUE(p);
+  constexpr unsigned kThreads = 4;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (unsigned t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::uint64_t k = t; k * kSmall < size; k += kThreads) {
+        if (!write_block(*p, d, k * kSmall, kSmall)) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(p->written(), size);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(test::read_file(f.at("mt.bin")), as_string(d));
+}
+
+TEST(FileSink, NoFsyncCommitWorks) {
+  Fixture f(DestOptions{.no_fsync = true});
+  const std::uint64_t size = 5 * kSmall + 9;
+  auto d = content(size, 23);
+  auto o = small_offer("nf.bin", size);
+  leave_partial(f, o, d, 2 * kSmall);  // journals saved without fsync
+  PartialState st;
+  auto p = f.open(o, st);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(st.offset, 2 * kSmall);
+  write_range(*p, d, st.offset, size, kSmall);
+  ASSERT_TRUE(p->commit());
+  EXPECT_EQ(list_dir(f.dest), std::vector<std::string>{"nf.bin"});
+  EXPECT_EQ(test::read_file(f.at("nf.bin")), as_string(d));
+}
+
+TEST(FileSink, MisplacedBlocksAreRefused) {
+  SmallFile sf("m.bin", 3 * kSmall + 10, 24);
+  auto& [f, d, st, p] = sf;
+  ASSERT_TRUE(p);
+  auto bytes = Bytes(d);
+  const std::pair<std::uint64_t, Bytes> bad[] = {
+      {1, bytes.subspan(1, kSmall)},                      // not aligned
+      {0, bytes.first(kSmall - 1)},                       // short
+      {3 * kSmall, bytes.subspan(3 * kSmall, 9)},         // the last block, short
+      {4 * kSmall, bytes.first(10)},                      // past the end
+  };
+  for (const auto& [off, data] : bad) {
+    auto r = p->write(off, data, protocol::block_digest(data, off));
+    ASSERT_FALSE(r) << off;
+    EXPECT_EQ(r.error().code, Errc::internal) << r.error().message();
+  }
+  ASSERT_TRUE(write_block(*p, d, 0, kSmall));
+  auto twice = write_block(*p, d, 0, kSmall);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, Errc::internal);
+  EXPECT_EQ(p->written(), kSmall);
+
+  for (std::uint32_t bs : {0u, 1023u, 16u * 1024 * 1024 + 1}) {
+    PartialState st2;
+    auto q = f.dir->open_partial(file_offer("q.bin", 10, "id", kMtime, 0640, bs), st2);
+    ASSERT_FALSE(q) << bs;
+    EXPECT_EQ(q.error().code, Errc::protocol);
+  }
 }
 
 // ---------------------------------------------------------------------------

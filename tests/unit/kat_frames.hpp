@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "protocol/codec.hpp"
+#include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
 
 namespace ferry::kat {
@@ -26,7 +27,7 @@ struct KatFrame {
 
 // The fixed message inputs, reused by the test to check what the vectors decode to.
 inline protocol::Hello kat_hello() {
-  return {1, 1, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
+  return {2, 2, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
 }
 inline protocol::Offer kat_offer_file() {
   return {7,
@@ -35,13 +36,14 @@ inline protocol::Offer kat_offer_file() {
           1048577,
           1700000000123456789,
           0640,
-          "size=1048577,mtime_ns=1700000000123456789"};
+          "size=1048577,mtime_ns=1700000000123456789",
+          262144};
 }
 inline protocol::Offer kat_offer_dir() {
   return {8, "dir/empty", protocol::EntryKind::directory, 0, -1, 0755, "dir"};
 }
 inline protocol::Answer kat_answer_accept() {
-  return {7, protocol::AnswerStatus::accept, 524288, "resuming"};
+  return {7, protocol::AnswerStatus::accept, 524288, "resuming", {{786432, 262144}}};
 }
 inline protocol::Answer kat_answer_refuse() {
   return {9, protocol::AnswerStatus::refuse, 0, "unsafe path '../x': '..' path component"};
@@ -62,14 +64,14 @@ inline protocol::End kat_end() {
   return {3, 1048577};
 }
 inline constexpr std::uint32_t kKatDataFile = 7;
-inline constexpr std::uint64_t kKatDataOffset = 0x0000000100000200ull;
+inline constexpr std::uint64_t kKatDataOffset = 0x0000000100040000ull;  // a multiple of 256 KiB
 inline std::vector<std::byte> kat_data_bytes() {
   std::vector<std::byte> d(300);
   for (std::size_t i = 0; i < d.size(); ++i) d[i] = std::byte(static_cast<unsigned char>(i * 31 + 7));
   return d;
 }
 inline constexpr protocol::Position kKatAck{7, 1048576};
-inline constexpr protocol::Position kKatRpos{7, 262144};
+inline constexpr protocol::Resend kKatRpos{7, 262144, 262144};
 inline constexpr std::uint64_t kKatPing = 0x0123456789abcdefull;
 inline constexpr std::uint64_t kKatPong = 0xfedcba9876543210ull;
 
@@ -95,11 +97,12 @@ inline std::vector<KatFrame> kat_frames() {
   add_json("answer_accept", FrameType::answer, to_json(kat_answer_accept()));
   add_json("answer_refuse", FrameType::answer, to_json(kat_answer_refuse()));
   auto data = kat_data_bytes();
-  auto head = protocol::encode_data_head(kKatDataFile, kKatDataOffset, data);
+  auto head = protocol::encode_data_head(kKatDataFile, kKatDataOffset,
+                                         protocol::block_digest(data, kKatDataOffset), data.size());
   v.push_back({"data", FrameType::data, concat(head, data)});
   auto ack = protocol::encode_position(kKatAck);
   v.push_back({"ack", FrameType::ack, encode_frame(FrameType::ack, protocol::Bytes(ack))});
-  auto rpos = protocol::encode_position(kKatRpos);
+  auto rpos = protocol::encode_resend(kKatRpos);
   v.push_back({"rpos", FrameType::rpos, encode_frame(FrameType::rpos, protocol::Bytes(rpos))});
   add_json("commit", FrameType::commit, to_json(kat_commit()));
   add_json("verdict_verified", FrameType::verdict, to_json(kat_verdict_verified()));

@@ -117,12 +117,12 @@ TEST(Messages, HelloTotalsOutOfRangeOrOfWrongTypeAreRefused) {
 
 TEST(Messages, OfferRoundTrip) {
   std::vector<Offer> offers = {
-      {0, "a", EntryKind::file, 0, 0, 0, ""},
+      {0, "a", EntryKind::file, 0, 0, 0, "", kMinChunkSize},
       {std::numeric_limits<std::uint32_t>::max(), "d/e/f \xe2\x82\xac.txt", EntryKind::file,
        static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), std::numeric_limits<std::int64_t>::max(),
-       07777, std::string(256, 'i')},
+       07777, std::string(256, 'i'), kMaxChunkSize},
       {5, "dir", EntryKind::directory, 0, std::numeric_limits<std::int64_t>::min(), 0755, "dir"},
-      {6, std::string(4096, 'p'), EntryKind::file, 1, -1, 0644, "x"},
+      {6, std::string(4096, 'p'), EntryKind::file, 1, -1, 0644, "x", 256 * 1024},
   };
   for (const auto& m : offers) {
     auto p = parse_offer(b(to_json(m)));
@@ -134,7 +134,35 @@ TEST(Messages, OfferRoundTrip) {
     EXPECT_EQ(p->mtime_ns, m.mtime_ns);
     EXPECT_EQ(p->mode, m.mode);
     EXPECT_EQ(p->identity, m.identity);
+    EXPECT_EQ(p->block_size, m.block_size);
   }
+}
+
+TEST(Messages, OfferBlockSizeOutOfRangeIsRefused) {
+  for (std::uint32_t bs : {0u, 1u, 1023u, static_cast<std::uint32_t>(kMaxChunkSize) + 1}) {
+    expect_protocol_error(parse_offer(b(to_json(Offer{1, "p", EntryKind::file, 3, 4, 0644, "id", bs}))),
+                          std::to_string(bs));
+  }
+  // A directory has no block size: none is written, none is needed.
+  auto dir = json::parse(to_json(Offer{1, "d", EntryKind::directory, 0, 4, 0755, "dir"}));
+  EXPECT_FALSE(dir.contains("block_size"));
+  EXPECT_TRUE(parse_offer(b(dir.dump())));
+}
+
+TEST(Messages, AnswerHeldRanges) {
+  Answer a{1, AnswerStatus::accept, 1024, "", {{2048, 1024}, {4096, 100}}};
+  auto p = parse_answer(b(to_json(a)));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->held, a.held);
+  EXPECT_FALSE(json::parse(to_json(Answer{1, AnswerStatus::accept, 0, ""})).contains("held"));
+  const std::string head = R"({"file":1,"status":"accept","offset":1024,"note":"","held":)";
+  for (const char* bad : {R"([[0,10]])", R"([[2048,0]])", R"([[4096,10],[2048,10]])", R"([[2048,10],[2050,10]])",
+                          R"([[2048]])", R"([["2048",1]])", R"({"a":1})", R"([[9223372036854775807,2]])"}) {
+    expect_protocol_error(parse_answer(b(head + bad + "}")), bad);
+  }
+  std::string many = "[";
+  for (std::size_t i = 0; i <= kMaxHeldRanges; ++i) many += (i ? "," : "") + std::string("[") + std::to_string(2048 + 10 * i) + ",1]";
+  expect_protocol_error(parse_answer(b(head + many + "]}")), "65 ranges");
 }
 
 TEST(Messages, AnswerRoundTrip) {
@@ -213,7 +241,8 @@ TEST(Messages, InvalidUtf8IsNotAnException) {
           1,
           1,
           0644,
-          "id"};
+          "id",
+          4096};
   std::string body;
   EXPECT_NO_THROW(body = to_json(m));
   auto p = parse_offer(b(body));
@@ -267,7 +296,7 @@ std::vector<BodyCase> body_cases() {
        json::parse(to_json(hello_with_totals())),
        ok(parse_hello),
        {"files_total", "bytes_total", "files_done", "bytes_done"}},
-      {"offer", json::parse(to_json(Offer{1, "p", EntryKind::file, 3, 4, 0644, "id"})), ok(parse_offer), {}},
+      {"offer", json::parse(to_json(Offer{1, "p", EntryKind::file, 3, 4, 0644, "id", 4096})), ok(parse_offer), {}},
       {"answer", json::parse(to_json(Answer{1, AnswerStatus::accept, 3, "n"})), ok(parse_answer), {"note"}},
       {"commit", json::parse(to_json(Commit{1, 3, std::string(32, 'a')})), ok(parse_commit), {}},
       {"verdict", json::parse(to_json(Verdict{1, VerdictStatus::failed, "r"})), ok(parse_verdict), {"reason"}},
@@ -305,7 +334,7 @@ TEST(Messages, WrongTypesAreRefused) {
 }
 
 TEST(Messages, NegativeAndOversizedNumbersAreRefused) {
-  const std::string o = R"("path":"p","kind":"file","mtime_ns":0,"mode":420,"identity":"i")";
+  const std::string o = R"("path":"p","kind":"file","mtime_ns":0,"mode":420,"identity":"i","block_size":4096)";
   std::vector<std::string> offers = {
       "{\"file\":-1,\"size\":1," + o + "}",
       "{\"file\":4294967296,\"size\":1," + o + "}",
@@ -314,16 +343,16 @@ TEST(Messages, NegativeAndOversizedNumbersAreRefused) {
       "{\"file\":1,\"size\":18446744073709551615," + o + "}",
       "{\"file\":1,\"size\":18446744073709551616," + o + "}",
       "{\"file\":1,\"size\":1e3," + o + "}",
-      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":9223372036854775808,"mode":420,"identity":"i"})",
-      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":1.0,"mode":420,"identity":"i"})",
-      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":4096,"identity":"i"})",
-      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":-1,"identity":"i"})",
-      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":4294967296,"identity":"i"})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":9223372036854775808,"mode":420,"identity":"i","block_size":4096})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":1.0,"mode":420,"identity":"i","block_size":4096})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":4096,"identity":"i","block_size":4096})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":-1,"identity":"i","block_size":4096})",
+      R"({"file":1,"size":1,"path":"p","kind":"file","mtime_ns":0,"mode":4294967296,"identity":"i","block_size":4096})",
   };
   for (const auto& s : offers) expect_protocol_error(parse_offer(b(s)), s);
   // the largest legal values pass
   auto ok = parse_offer(b(
-      R"({"file":4294967295,"size":9223372036854775807,"path":"p","kind":"file","mtime_ns":-9223372036854775808,"mode":4095,"identity":"i"})"));
+      R"({"file":4294967295,"size":9223372036854775807,"path":"p","kind":"file","mtime_ns":-9223372036854775808,"mode":4095,"identity":"i","block_size":16777216})"));
   ASSERT_TRUE(ok) << ok.error().message();
   EXPECT_EQ(ok->mode, 07777u);
 
@@ -399,9 +428,9 @@ TEST(Messages, OversizedStringsAreRefused) {
   expect_protocol_error(parse_hello(b(to_json(Hello{1, 1, Role::sender, kSession, std::string(1025, 's')}))),
                         "software 1025");
   EXPECT_TRUE(parse_hello(b(to_json(Hello{1, 1, Role::sender, kSession, std::string(1024, 's')}))));
-  expect_protocol_error(parse_offer(b(to_json(Offer{1, std::string(5000, 'p'), EntryKind::file, 0, 0, 0, ""}))),
+  expect_protocol_error(parse_offer(b(to_json(Offer{1, std::string(5000, 'p'), EntryKind::file, 0, 0, 0, "", 4096}))),
                         "path 5000");
-  expect_protocol_error(parse_offer(b(to_json(Offer{1, "p", EntryKind::file, 0, 0, 0, std::string(257, 'i')}))),
+  expect_protocol_error(parse_offer(b(to_json(Offer{1, "p", EntryKind::file, 0, 0, 0, std::string(257, 'i'), 4096}))),
                         "identity 257");
   expect_protocol_error(parse_answer(b(to_json(Answer{1, AnswerStatus::refuse, 0, std::string(1025, 'n')}))),
                         "note 1025");

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +64,19 @@ inline std::vector<std::string> list_dir(const std::string& dir) {
   for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// `n` bytes of a xorshift sequence: the same for the same `seed`, different blocks differ.
+inline std::vector<std::byte> pseudo_random_bytes(std::size_t n, unsigned seed) {
+  std::vector<std::byte> d(n);
+  std::uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
+  for (auto& b : d) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = std::byte(static_cast<unsigned char>(x >> 24));
+  }
+  return d;
 }
 
 }  // namespace ferry::test
