@@ -314,8 +314,9 @@ class ReceiverEngine final : public Engine {
     q->session.on_chunk_written(job.file_id, job.offset, length, std::move(job.result), Clock::now());
     if (q->writes == 0 && q->close_after_writes) close_file(*q, *std::exchange(q->close_after_writes, std::nullopt));
     drain(*q);
-    // Nothing else is pending for this sender now: acknowledge what was written (the
-    // sender may be waiting for it, with no more input to come until it gets it).
+    // A write completed outside an input batch: acknowledge what is written now (the
+    // sender may be waiting for it, with no more input to come until it gets it); the
+    // session sends an ACK only when the contiguous point moved.
     q->session.on_input_drained(Clock::now());
     drain(*q);
     forget_if_idle(id);
