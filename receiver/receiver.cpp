@@ -1,8 +1,11 @@
 #include "receiver/receiver.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <vector>
@@ -31,6 +34,34 @@ constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
 // The most one read from a sender's connection takes at once.
 constexpr std::size_t kReadSize = 512 * 1024;
 
+// Block writes of one sender queued on the thread pool, counted from queueing to the end
+// of their pwrite: a Receiver destroyed mid-file waits for them to land before it saves
+// the journal, since another Receiver in this process may open the same partial at once.
+class WritesInFlight {
+ public:
+  void started() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++count_;
+  }
+  void finished() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --count_;
+    }
+    landed_.notify_all();
+  }
+  // False when they did not all land within `limit` (a disk that hangs).
+  bool wait_all(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return landed_.wait_for(lock, limit, [this] { return count_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable landed_;
+  unsigned count_ = 0;
+};
+
 struct Peer {
   Peer(std::uint64_t i, std::unique_ptr<Connection> c, ReceiverConfig cfg)
       : id(i), conn(std::move(c)), session(std::move(cfg), Clock::now()) {}
@@ -50,6 +81,7 @@ struct Peer {
   // Copies of WriteChunk blocks for the writes on the thread pool; created at the
   // first write with the file's block size, bounded (kWriteBudget).
   std::unique_ptr<BufferPool> write_buffers;
+  std::shared_ptr<WritesInFlight> writes_in_flight = std::make_shared<WritesInFlight>();
   bool reported_end = false;  // END seen and acted upon
   std::uint64_t write_retries = 0;
 
@@ -104,6 +136,7 @@ class ReceiverEngine final : public Engine {
     if (!done_) end_now(0, "stopped");
     detach();
     close_everything();
+    keep_partials();
     peers_.clear();
     loop_ = nullptr;
   }
@@ -254,6 +287,17 @@ class ReceiverEngine final : public Engine {
     }
   }
 
+  // Destroyed mid-file: let the block writes in flight land, then save each partial's
+  // journal now, so that whoever opens the partial next (another Receiver in this
+  // process, at once) finds it whole and resumes after it.
+  void keep_partials() {
+    for (auto& [id, p] : peers_) {
+      // An open or a commit still running on the pool owns the file until it ends.
+      if (!p->file || p->jobs > p->writes) continue;
+      if (p->writes_in_flight->wait_all(std::chrono::seconds(10))) p->file->close_keep();
+    }
+  }
+
   void close_file(Peer& p, const receiver::CloseFile& cl) {
     if (p.file && p.jobs == 0) {
       if (cl.discard)
@@ -298,8 +342,14 @@ class ReceiverEngine final : public Engine {
     ++p.jobs;
     ++p.writes;
     const std::uint64_t id = p.id;
+    auto landing = p.writes_in_flight;
+    landing->started();
     run_on_pool(
-        loop_, [file, job] { job->result = file->write(job->offset, job->block.span(), job->digest); },
+        loop_,
+        [file, job, landing] {
+          job->result = file->write(job->offset, job->block.span(), job->digest);
+          landing->finished();
+        },
         guarded(this, [id, job](ReceiverEngine& self) { self.chunk_written(id, *job); }));
   }
 

@@ -29,7 +29,7 @@ check() {
   # CLI11 lists options one per line, names first, indented by two: "  -e,--rsh TEXT   Run ...".
   mapfile -t options < <(printf '%s\n' "$help" | grep -E '^ {1,6}-' | awk '{print $1}' | tr ',' '\n' |
                          grep -E '^--?[A-Za-z0-9][A-Za-z0-9-]*$' | sort -u)
-  if ((${#options[@]} < 5)) || ! printf '%s\n' "${options[@]}" | grep -qx -- '--help'; then
+  if ((${#options[@]} < 5)) || ! grep -qx -- '--help' < <(printf '%s\n' "${options[@]}"); then
     problem "$name: could not read the options from --help (got: ${options[*]:-none})"
     return
   fi
@@ -38,12 +38,14 @@ check() {
   text=$(timeout -k 5 30 groff -man -Tascii -P-cbou -rLL=2000n "$page" 2>/dev/null) || { problem "$page: groff failed"; return; }
   local section
   for section in NAME SYNOPSIS DESCRIPTION OPTIONS "EXIT STATUS" "SEE ALSO"; do
-    printf '%s\n' "$text" | grep -qx "$section" || problem "$page: no $section section"
+    grep -qx "$section" <<<"$text" || problem "$page: no $section section"
   done
   local options_text
   options_text=$(printf '%s\n' "$text" | awk '/^OPTIONS$/ {on = 1; next} /^[A-Z][A-Z ]*$/ {on = 0} on')
   for opt in "${options[@]}"; do
-    printf '%s\n' "$options_text" | grep -Eq -- "(^|[^A-Za-z0-9-])${opt}([^A-Za-z0-9-]|\$)" ||
+    # A here-string, not a pipe: grep -q stops reading at the first match, and under
+    # pipefail the writer's SIGPIPE would fail the check (it did, now and then).
+    grep -Eq -- "(^|[^A-Za-z0-9-])${opt}([^A-Za-z0-9-]|\$)" <<<"$options_text" ||
       problem "$page: '$opt' (printed by $name --help) is not documented under OPTIONS"
   done
   local documented extra=()
@@ -51,7 +53,7 @@ check() {
   mapfile -t documented < <(printf '%s\n' "$options_text" | grep -E '^ {7}-' |
                             grep -Eo -- '(^|[ ,])--?[A-Za-z][A-Za-z0-9-]*' | sed 's/^[ ,]*//' | sort -u)
   for opt in "${documented[@]}"; do
-    printf '%s\n' "${options[@]}" | grep -qx -- "$opt" || extra+=("$opt")
+    grep -qx -- "$opt" < <(printf '%s\n' "${options[@]}") || extra+=("$opt")
   done
   ((${#extra[@]} == 0)) || echo "note: $page documents options $name --help does not print (yet): ${extra[*]}"
 
