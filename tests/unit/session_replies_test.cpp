@@ -16,7 +16,7 @@ namespace {
 
 namespace P = protocol;
 
-// Decodes `frame.head` as one whole, intact frame.
+// Decodes `frame.head` as one whole, intact frame; its payload points into `frame`.
 P::DecodedFrame decode_whole(const SendFrame& frame) {
   EXPECT_TRUE(frame.body.empty());
   auto r = P::decode_frame(frame.head);
@@ -48,7 +48,8 @@ TEST(SessionReplies, MalformedPingGetsNoPong) {
 
 TEST(SessionReplies, ErrorReplyCarriesCodeAndMessage) {
   const Error why = protocol_violation(P::Role::sender, "second HELLO");
-  auto f = decode_whole(error_reply(why));
+  const SendFrame reply = error_reply(why);  // the decoded payload points into it
+  auto f = decode_whole(reply);
   EXPECT_EQ(f.header.type, P::FrameType::error);
   auto body = P::parse_error(f.payload);
   ASSERT_TRUE(body);
@@ -58,7 +59,8 @@ TEST(SessionReplies, ErrorReplyCarriesCodeAndMessage) {
 
 TEST(SessionReplies, ErrorReplyOfALocalFailureNamesTheOsError) {
   const Error why = make_error(Errc::local_io, "write(/dest/a.part)", ENOSPC);
-  auto body = P::parse_error(decode_whole(error_reply(why)).payload);
+  const SendFrame reply = error_reply(why);
+  auto body = P::parse_error(decode_whole(reply).payload);
   ASSERT_TRUE(body);
   EXPECT_EQ(body->code, errc_name(Errc::local_io));
   EXPECT_EQ(body->message, why.message());
