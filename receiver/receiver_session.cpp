@@ -137,13 +137,19 @@ void ReceiverSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
 }
 
 std::span<std::byte> ReceiverSession::input_space(std::size_t at_least) {
-  if (consumed_ > 0) {  // compact: the spans handed out before are no longer valid
+  // The spans handed out before are no longer valid after this call. Everything
+  // decoded: start over at the front, no copy. Otherwise the undecoded tail (less than a
+  // frame) moves to the front only when the room behind it is too small: with room for
+  // two reads, that is every other read at most, not every read.
+  if (consumed_ == filled_) {
+    consumed_ = filled_ = 0;
+  } else if (consumed_ > 0 && inbuf_.size() - filled_ < at_least) {
     std::memmove(inbuf_.data(), inbuf_.data() + consumed_, filled_ - consumed_);
     filled_ -= consumed_;
     consumed_ = 0;
   }
   // Grows (and zero-fills) only past the largest frame seen so far: reused after that.
-  if (inbuf_.size() < filled_ + at_least) inbuf_.resize(filled_ + at_least);
+  if (inbuf_.size() < filled_ + at_least) inbuf_.resize(std::max(filled_ + at_least, 2 * at_least));
   return {inbuf_.data() + filled_, inbuf_.size() - filled_};
 }
 
