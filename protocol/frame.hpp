@@ -38,6 +38,10 @@ inline constexpr std::size_t kMaxPayload = kMaxChunkSize + kDataPrefixSize;
 // Control frames (JSON bodies) are far smaller; a larger one is a peer violation.
 inline constexpr std::size_t kMaxControlPayload = 64 * 1024;
 
+// Most blocks a receiver holds above its contiguous written point, and so records in a
+// journal (docs/PROTOCOL.md 6.2 and 7.2); a sender never needs more.
+inline constexpr std::size_t kMaxHeldBlocks = 65'536;
+
 inline constexpr std::uint64_t kDefaultWindow = 4 * 1024 * 1024;
 inline constexpr std::uint64_t kMinWindow = 64 * 1024;
 inline constexpr std::uint64_t kMaxWindow = 1024ull * 1024 * 1024;

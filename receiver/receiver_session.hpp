@@ -113,7 +113,7 @@ class ReceiverSession {
 
   ReceiverSession(ReceiverConfig config, Clock::time_point now);
 
-  static constexpr std::size_t kMaxHeldBlocks = 65'536;
+  static constexpr std::size_t kMaxHeldBlocks = protocol::kMaxHeldBlocks;
   static constexpr std::size_t kMaxReportsPerBatch = 64;
 
   // Bytes read from the connection (copied into the session's input buffer).

@@ -22,13 +22,14 @@
 #include <string>
 #include <vector>
 
+#include "protocol/frame.hpp"
 #include "protocol/result.hpp"
 
 namespace ferry {
 
 inline constexpr std::uint64_t kJournalFormat = 2;
-// Most blocks recorded above the contiguous point (the receiver's bound, spec "Receiver rules").
-inline constexpr std::size_t kMaxHeldBlocks = 65'536;
+// Most blocks recorded above the contiguous point: the receiver's bound (protocol/frame.hpp).
+using protocol::kMaxHeldBlocks;
 
 struct Journal {
   struct Held {
