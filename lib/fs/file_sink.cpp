@@ -50,6 +50,21 @@ bool is_ferry_temp_name(const std::string& leaf) {
          (ends_with(leaf, ".ferry-part") || ends_with(leaf, ".ferry-journal") || ends_with(leaf, ".ferry-journal.tmp"));
 }
 
+Result<void> apply_offer_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns, const std::string& shown) {
+  if (::fchmod(fd, mode & 0777) != 0) return make_error(Errc::local_io, "chmod(" + shown + ")", errno);
+  timespec times[2];
+  times[0].tv_sec = 0;
+  times[0].tv_nsec = UTIME_NOW;
+  times[1].tv_sec = static_cast<time_t>(mtime_ns / 1'000'000'000);
+  times[1].tv_nsec = static_cast<long>(mtime_ns % 1'000'000'000);
+  if (times[1].tv_nsec < 0) {
+    times[1].tv_nsec += 1'000'000'000;
+    times[1].tv_sec -= 1;
+  }
+  if (::futimens(fd, times) != 0) return make_error(Errc::local_io, "utimens(" + shown + ")", errno);
+  return {};
+}
+
 // ---------------------------------------------------------------------------
 // DestDir
 
@@ -391,17 +406,7 @@ Result<void> PartialFile::commit() {
   if (!options_.no_fsync && ::fsync(fd_.get()) != 0) {
     return make_error(Errc::local_io, "fsync(" + display_ + ")", errno);
   }
-  if (::fchmod(fd_.get(), offer_.mode & 0777) != 0) return make_error(Errc::local_io, "chmod(" + display_ + ")", errno);
-  timespec times[2];
-  times[0].tv_sec = 0;
-  times[0].tv_nsec = UTIME_NOW;
-  times[1].tv_sec = static_cast<time_t>(offer_.mtime_ns / 1'000'000'000);
-  times[1].tv_nsec = static_cast<long>(offer_.mtime_ns % 1'000'000'000);
-  if (times[1].tv_nsec < 0) {
-    times[1].tv_nsec += 1'000'000'000;
-    times[1].tv_sec -= 1;
-  }
-  if (::futimens(fd_.get(), times) != 0) return make_error(Errc::local_io, "utimens(" + display_ + ")", errno);
+  if (auto meta = apply_offer_metadata(fd_.get(), offer_.mode, offer_.mtime_ns, display_); !meta) return meta;
   if (::renameat(dirfd_.get(), part_name_.c_str(), dirfd_.get(), leaf_.c_str()) != 0) {
     return make_error(Errc::local_io, "rename(" + display_ + ")", errno);
   }

@@ -90,6 +90,8 @@ class DestDir {
   const std::string& path() const { return path_; }
 
  private:
+  // commit_batch (file_batch.cpp) walks to parents with open_parent and syncs through fd_.
+  friend class BatchCommit;
   DestDir() = default;
   // Opens the parent directory of `wire_path` (creating missing ones); returns its
   // fd and sets `leaf` to the last component.
@@ -180,5 +182,11 @@ std::string partial_name(const std::string& leaf);
 std::string journal_name(const std::string& leaf);
 // True for names ferry uses for its own files (refused as wire path leaves).
 bool is_ferry_temp_name(const std::string& leaf);
+
+// Sets the permission bits (mode & 0777) and the modification time (nanoseconds since
+// the epoch; access time: now) of the open file `fd`; `shown` names it in errors
+// (Errc::local_io "chmod(SHOWN)" or "utimens(SHOWN)"). The one place where both commits,
+// PartialFile::commit and commit_batch (file_batch.hpp), apply an OFFER's metadata.
+Result<void> apply_offer_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns, const std::string& shown);
 
 }  // namespace ferry

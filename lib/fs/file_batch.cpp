@@ -1,0 +1,253 @@
+#include "lib/fs/file_batch.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "lib/fs/fd_io.hpp"
+#include "protocol/digest.hpp"
+#include "protocol/wire_path.hpp"
+
+namespace ferry {
+namespace {
+
+// Descriptor budget (a batch may hold 256 files; a process has 1,024 descriptors by
+// default, shared with every connection): a round opens at most this many directories,
+// and in the fdatasync mode keeps at most this many files open, syncing and closing
+// them in groups of this size. 32 + 32 stays below the ~64 the receiver allows a batch.
+constexpr std::size_t kMaxDirsPerRound = 32;
+constexpr std::size_t kMaxOpenFiles = 32;
+// Fresh temporary names tried when one exists already (a leftover of a killed process
+// that had the same pid).
+constexpr int kTempNameAttempts = 4;
+
+std::atomic<std::uint32_t> temp_counter{0};
+
+// A hidden name beside `leaf`, in ferry's own namespace (partial_name of a leaf no other
+// commit in this or another live process uses): is_ferry_temp_name() holds for it, so no
+// wire path can name it, and it never meets the partial of a resumable transfer of `leaf`.
+std::string batch_temp_name(const std::string& leaf) {
+  const std::uint64_t unique =
+      (static_cast<std::uint64_t>(::getpid()) << 32) | temp_counter.fetch_add(1, std::memory_order_relaxed);
+  return partial_name(leaf + "." + protocol::hex64(unique));
+}
+
+// The directory part of a wire path ("" for a top-level name): files with the same key
+// share a parent directory.
+std::string parent_key(const std::string& wire_path) {
+  const auto slash = wire_path.rfind('/');
+  return slash == std::string::npos ? std::string() : wire_path.substr(0, slash);
+}
+
+std::string_view as_chars(const std::vector<std::byte>& data) {
+  return {reinterpret_cast<const char*>(data.data()), data.size()};
+}
+
+}  // namespace
+
+// One round of commit_batch: the files of at most kMaxDirsPerRound directories,
+// committed together (stage, make durable, rename, sync the directories).
+class BatchCommit {
+ public:
+  BatchCommit(DestDir& dest, const BatchSync& sync, std::vector<Result<void>>& results)
+      : dest_(dest), sync_(sync), results_(results) {}
+
+  // Commits files[i] for each i in `round` (results_[i] gets its outcome).
+  void run(std::span<StagedFile> files, const std::vector<std::size_t>& round);
+
+ private:
+  struct Dir {
+    std::string key;  // parent_key of its files
+    UniqueFd fd;
+    bool renamed_into = false;
+  };
+  struct Item {
+    std::size_t index = 0;  // into the batch (and the results)
+    std::size_t dir = 0;    // into dirs_
+    std::string leaf, temp, shown;
+    UniqueFd fd;         // kept open only in the fdatasync mode, until its group syncs
+    bool alive = false;  // staged and not failed
+    bool renamed = false;
+  };
+
+  void stage(Item& item, const StagedFile& file);
+  Result<std::size_t> open_dir(const StagedFile& file, std::string& leaf);
+  Result<void> create_temp(Item& item);
+  void make_durable();
+  void sync_open_files();
+  void rename_all();
+  void sync_dirs();
+  void fail(Item& item, Error error);
+  std::size_t open_files() const;
+
+  DestDir& dest_;
+  const BatchSync& sync_;
+  std::vector<Result<void>>& results_;
+  bool use_syncfs_ = false;
+  std::vector<Dir> dirs_;
+  std::vector<Item> items_;
+};
+
+void BatchCommit::run(std::span<StagedFile> files, const std::vector<std::size_t>& round) {
+  use_syncfs_ = !dest_.options_.no_fsync && round.size() >= sync_.syncfs_from;
+  items_.resize(round.size());
+  for (std::size_t i = 0; i < round.size(); ++i) {
+    const StagedFile& file = files[round[i]];
+    items_[i].index = round[i];
+    items_[i].shown = dest_.path_ + "/" + file.wire_path;
+    stage(items_[i], file);
+    if (!use_syncfs_ && !dest_.options_.no_fsync && open_files() >= kMaxOpenFiles) sync_open_files();
+  }
+  make_durable();
+  rename_all();
+  sync_dirs();
+}
+
+// The directory of `file` (cached per round) and its last component in `leaf`.
+Result<std::size_t> BatchCommit::open_dir(const StagedFile& file, std::string& leaf) {
+  const std::string key = parent_key(file.wire_path);
+  for (std::size_t d = 0; d < dirs_.size(); ++d) {
+    if (dirs_[d].key != key) continue;
+    // The walk to this directory checked its components; the leaf is checked here.
+    if (auto why = protocol::wire_path_problem(file.wire_path)) {
+      return make_error(Errc::protocol, "unsafe path '" + file.wire_path + "': " + *why);
+    }
+    leaf = protocol::split_wire_path(file.wire_path).back();
+    if (is_ferry_temp_name(leaf)) {
+      return make_error(Errc::protocol,
+                        "unsafe path '" + file.wire_path + "': uses a name reserved for ferry's own files");
+    }
+    return d;
+  }
+  // A failed walk is not cached: each file of that directory reports its own path.
+  auto fd = dest_.open_parent(file.wire_path, leaf, true);
+  if (!fd) return fd.error();
+  dirs_.push_back(Dir{key, std::move(*fd)});
+  return dirs_.size() - 1;
+}
+
+Result<void> BatchCommit::create_temp(Item& item) {
+  const int dfd = dirs_[item.dir].fd.get();
+  for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
+    item.temp = batch_temp_name(item.leaf);
+    item.fd.reset(::openat(dfd, item.temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (item.fd) return {};
+    if (errno != EEXIST) break;
+  }
+  const int err = errno;
+  item.temp.clear();  // nothing of ours to remove
+  return make_error(Errc::local_io, "open(temporary of " + item.shown + ")", err);
+}
+
+// Temporary created, bytes written, mode and mtime set. The descriptor stays open only
+// for the fdatasync mode.
+void BatchCommit::stage(Item& item, const StagedFile& file) {
+  auto dir = open_dir(file, item.leaf);
+  if (!dir) return fail(item, dir.error());
+  item.dir = *dir;
+  if (auto created = create_temp(item); !created) return fail(item, created.error());
+  item.alive = true;
+  if (auto w = write_all(item.fd.get(), as_chars(file.data), item.shown); !w) return fail(item, w.error());
+  if (auto m = apply_offer_metadata(item.fd.get(), file.mode, file.mtime_ns, item.shown); !m) {
+    return fail(item, m.error());
+  }
+  if (use_syncfs_ || dest_.options_.no_fsync) item.fd.reset();
+}
+
+std::size_t BatchCommit::open_files() const {
+  std::size_t n = 0;
+  for (const auto& item : items_) n += item.fd ? 1 : 0;
+  return n;
+}
+
+// fdatasync mode: syncs and closes every file still open; one that fails is failed.
+void BatchCommit::sync_open_files() {
+  auto call = sync_.fdatasync_call != nullptr ? sync_.fdatasync_call : ::fdatasync;
+  for (auto& item : items_) {
+    if (!item.fd) continue;
+    if (call(item.fd.get()) != 0) {
+      fail(item, make_error(Errc::local_io, "fdatasync(" + item.shown + ")", errno));
+      continue;
+    }
+    item.fd.reset();
+  }
+}
+
+// After this, every live file's bytes are durable (or no_fsync): only then may it be
+// renamed. A failed syncfs says nothing about which file was not written back, so it
+// fails them all.
+void BatchCommit::make_durable() {
+  if (dest_.options_.no_fsync) return;
+  if (!use_syncfs_) return sync_open_files();
+  auto call = sync_.syncfs_call != nullptr ? sync_.syncfs_call : ::syncfs;
+  if (call(dest_.fd_.get()) == 0) return;
+  const int err = errno;
+  for (auto& item : items_) {
+    if (item.alive) fail(item, make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") for " + item.shown, err));
+  }
+}
+
+void BatchCommit::rename_all() {
+  for (auto& item : items_) {
+    if (!item.alive) continue;
+    const int dfd = dirs_[item.dir].fd.get();
+    if (::renameat(dfd, item.temp.c_str(), dfd, item.leaf.c_str()) != 0) {
+      fail(item, make_error(Errc::local_io, "rename(" + item.shown + ")", errno));
+      continue;
+    }
+    item.renamed = true;
+    dirs_[item.dir].renamed_into = true;
+  }
+}
+
+// One fsync per directory renamed into. Its files are in place then, but a failure
+// means their names may not survive a crash: they are reported failed (not removed).
+void BatchCommit::sync_dirs() {
+  if (dest_.options_.no_fsync) return;
+  for (std::size_t d = 0; d < dirs_.size(); ++d) {
+    if (!dirs_[d].renamed_into || ::fsync(dirs_[d].fd.get()) == 0) continue;
+    const int err = errno;
+    for (auto& item : items_) {
+      if (item.renamed && item.dir == d) {
+        results_[item.index] = make_error(Errc::local_io, "fsync(directory of " + item.shown + ")", err);
+      }
+    }
+  }
+}
+
+void BatchCommit::fail(Item& item, Error error) {
+  results_[item.index] = std::move(error);
+  item.fd.reset();
+  if (!item.temp.empty()) ::unlinkat(dirs_[item.dir].fd.get(), item.temp.c_str(), 0);
+  item.temp.clear();
+  item.alive = false;
+}
+
+std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync) {
+  std::vector<Result<void>> results(files.size());
+  // Rounds by directory: the first kMaxDirsPerRound directories (in order of first
+  // appearance) with all their files, then the next ones.
+  std::unordered_map<std::string, std::size_t> key_index;
+  std::vector<std::vector<std::size_t>> files_of_key;  // by key, in order of first appearance
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    const auto [it, added] = key_index.try_emplace(parent_key(files[i].wire_path), files_of_key.size());
+    if (added) files_of_key.emplace_back();
+    files_of_key[it->second].push_back(i);
+  }
+  for (std::size_t first = 0; first < files_of_key.size(); first += kMaxDirsPerRound) {
+    std::vector<std::size_t> round;
+    for (std::size_t k = first; k < std::min(files_of_key.size(), first + kMaxDirsPerRound); ++k) {
+      round.insert(round.end(), files_of_key[k].begin(), files_of_key[k].end());
+    }
+    BatchCommit(dest, sync, results).run(files, round);
+  }
+  return results;
+}
+
+}  // namespace ferry

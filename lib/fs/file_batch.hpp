@@ -1,0 +1,73 @@
+// The receiver's batched commit of small files: many whole files, already verified in
+// memory, made durable together and renamed into place with the promise of
+// PartialFile::commit (file_sink.hpp): nothing appears under a final name before its
+// bytes are durable (unless the DestDir has no_fsync).
+//
+// For a batch, in order: each file goes to a fresh hidden temporary beside its final
+// name (exclusive create, never through a symlink, a name in ferry's own temp namespace
+// that no wire path can name), with its bytes, mode and mtime; then all of them are made
+// durable together (an fdatasync() each when few, one syncfs() of the destination's file
+// system when many); then each is renamed into place; then each directory renamed into
+// is fsynced once. Costs per small file against PartialFile: no journal, no fsync of its
+// own when the batch is large, parent directories walked once per batch, one directory
+// fsync per directory rather than per file.
+//
+//   // on a pool thread, with the files the receiver session verified:
+//   std::vector<StagedFile> files = ...;
+//   auto results = commit_batch(*dest, files);  // results[i] belongs to files[i]
+//   for (std::size_t i = 0; i < files.size(); ++i)
+//     if (!results[i]) report(files[i].wire_path, results[i].error());
+//
+// Threading: like DestDir's other methods, any thread (only *at() calls on descriptors
+// of its own and the destination's). Several batches may run at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lib/fs/file_sink.hpp"
+#include "protocol/result.hpp"
+
+namespace ferry {
+
+// One whole small file, already verified (digest matched) by the receiver session.
+struct StagedFile {
+  std::string wire_path;          // a wire path the session already validated
+  std::uint32_t mode = 0644;      // the OFFER's permission bits
+  std::int64_t mtime_ns = 0;      // the OFFER's mtime
+  std::vector<std::byte> data{};  // the file's bytes (may be empty)
+};
+
+// From this many files in a batch on, one syncfs() of the destination's file system
+// replaces an fdatasync() per file. Measured on this project's ext4 (see
+// docs/ARCHITECTURE.md, "Batched commit"): one syncfs costs about as much as two to
+// four fdatasyncs of 4 KiB files, and it flushes whatever else is dirty on that file
+// system too, so it pays only from a handful of files on.
+inline constexpr std::size_t kSyncfsFromFiles = 8;
+
+// How commit_batch makes a batch durable. The defaults are the receiver's; the fields
+// exist for measurements and tests.
+struct BatchSync {
+  std::size_t syncfs_from = kSyncfsFromFiles;  // see kSyncfsFromFiles
+  // The calls used (same contract as fdatasync(2) and syncfs(2)): a test plants a
+  // failure here.
+  int (*fdatasync_call)(int) = nullptr;  // nullptr: ::fdatasync
+  int (*syncfs_call)(int) = nullptr;     // nullptr: ::syncfs
+};
+
+// Commits `files` into `dest` as one batch (see the header's overview); results[i]
+// belongs to files[i]. A file whose step fails gets its own error, the call, the errno
+// and its path ("rename(DEST/a/b): Is a directory"; Errc::protocol for an unsafe path,
+// one through a symlink or over a non-directory, or a name reserved for ferry's own
+// files; Errc::local_io else), and its temporary is removed; the others still commit.
+// A failed syncfs() fails every file it was to make durable, and none of them is
+// renamed. A failed fsync of a directory fails the files renamed into it (they are in
+// place, but not durably). Missing parent directories are created (like
+// DestDir::make_directory). Any number of files; at most about 64 descriptors are held
+// at once (a batch touching more than 32 directories is committed in several rounds).
+std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync = {});
+
+}  // namespace ferry

@@ -1,0 +1,336 @@
+// Tests lib/fs/file_batch (commit_batch) on real files in a mkdtemp directory: files land
+// with their bytes, mode and mtime (empty ones too, in nested directories created on the
+// way, over an existing file); a failing file (parent is a file, final name is a
+// directory, a reserved or unsafe name, a symlinked parent) fails alone with its path and
+// leaves no temporary; no temporary remains after success; no_fsync; the durability step:
+// an fdatasync per file for a small batch, one syncfs for a large one, and with a planted
+// fdatasync or syncfs failure no final name changes; temporaries live in ferry's own
+// namespace; batches over more than 32 directories commit in rounds within the
+// descriptor budget.
+#include "lib/fs/file_batch.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "lib/fs/fd_io.hpp"
+#include "tests/unit/temp_dir.hpp"
+
+namespace ferry {
+namespace {
+
+using test::exists_nofollow;
+using test::read_file;
+using test::TempDir;
+using test::write_file;
+
+constexpr std::int64_t kMtime = 1'700'000'000'123'456'789;
+
+StagedFile staged(const std::string& path, const std::string& bytes, std::uint32_t mode = 0640,
+                  std::int64_t mtime_ns = kMtime) {
+  StagedFile f;
+  f.wire_path = path;
+  f.mode = mode;
+  f.mtime_ns = mtime_ns;
+  const auto* p = reinterpret_cast<const std::byte*>(bytes.data());
+  f.data.assign(p, p + bytes.size());
+  return f;
+}
+
+struct Fixture {
+  TempDir tmp;
+  std::string dest = tmp.path() + "/dest";
+  std::shared_ptr<DestDir> dir;
+  explicit Fixture(DestOptions options = {}) {
+    auto d = DestDir::open(dest, options);
+    if (!d) throw std::runtime_error(d.error().message());
+    dir = *d;
+  }
+  std::vector<Result<void>> commit(std::vector<StagedFile>& files, const BatchSync& sync = {}) {
+    return commit_batch(*dir, files, sync);
+  }
+};
+
+// Every name under `root` (recursively) that is one of ferry's temporaries.
+std::vector<std::string> temp_files_under(const std::string& root) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    if (is_ferry_temp_name(e.path().filename().string())) out.push_back(e.path().string());
+  }
+  return out;
+}
+
+struct stat lstat_of(const std::string& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+void expect_all_ok(const std::vector<Result<void>>& results) {
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].error().message();
+  }
+}
+
+// Planted system calls (plain function pointers: the state is file-level).
+int fdatasync_calls = 0;
+int syncfs_calls = 0;
+int fail_every = 0;  // fail calls number fail_every, 2*fail_every, ... (0: never)
+std::vector<std::string> synced_names;
+std::size_t max_open_fds = 0;
+
+std::size_t open_fd_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+int counting_fdatasync(int fd) {
+  ++fdatasync_calls;
+  max_open_fds = std::max(max_open_fds, open_fd_count());
+  std::string link(4096, '\0');
+  auto n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), link.data(), link.size());
+  if (n > 0) synced_names.push_back(std::filesystem::path(link.substr(0, static_cast<std::size_t>(n))).filename());
+  if (fail_every > 0 && fdatasync_calls % fail_every == 0) {
+    errno = EIO;
+    return -1;
+  }
+  return ::fdatasync(fd);
+}
+
+int counting_syncfs(int fd) {
+  ++syncfs_calls;
+  max_open_fds = std::max(max_open_fds, open_fd_count());
+  return ::syncfs(fd);
+}
+
+int failing_syncfs(int) {
+  ++syncfs_calls;
+  errno = EIO;
+  return -1;
+}
+
+BatchSync counting(std::size_t syncfs_from = kSyncfsFromFiles) {
+  fdatasync_calls = syncfs_calls = fail_every = 0;
+  synced_names.clear();
+  max_open_fds = 0;
+  return BatchSync{syncfs_from, counting_fdatasync, counting_syncfs};
+}
+
+TEST(FileBatch, FilesLandWithBytesModeAndMtime) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a.txt", "alpha", 0640), staged("b.sh", "#!/bin/sh\n", 0755, kMtime + 7),
+                                staged("c", std::string(4096, 'c'), 0600)};
+  expect_all_ok(f.commit(files));
+  EXPECT_EQ(read_file(f.dest + "/a.txt"), "alpha");
+  EXPECT_EQ(read_file(f.dest + "/b.sh"), "#!/bin/sh\n");
+  EXPECT_EQ(read_file(f.dest + "/c"), std::string(4096, 'c'));
+  EXPECT_EQ(lstat_of(f.dest + "/a.txt").st_mode & 0777, 0640u);
+  EXPECT_EQ(lstat_of(f.dest + "/b.sh").st_mode & 0777, 0755u);
+  EXPECT_EQ(lstat_of(f.dest + "/c").st_mode & 0777, 0600u);
+  EXPECT_EQ(mtime_ns(lstat_of(f.dest + "/a.txt")), kMtime);
+  EXPECT_EQ(mtime_ns(lstat_of(f.dest + "/b.sh")), kMtime + 7);
+  EXPECT_EQ(test::list_dir(f.dest), (std::vector<std::string>{"a.txt", "b.sh", "c"}));
+}
+
+TEST(FileBatch, EmptyFilesAndMtimeBeforeTheEpoch) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("empty", ""), staged("old", "x", 0644, -1'500'000'000)};
+  expect_all_ok(f.commit(files));
+  EXPECT_EQ(lstat_of(f.dest + "/empty").st_size, 0);
+  EXPECT_TRUE(S_ISREG(lstat_of(f.dest + "/empty").st_mode));
+  EXPECT_EQ(mtime_ns(lstat_of(f.dest + "/old")), -1'500'000'000);
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+}
+
+TEST(FileBatch, NestedDirectoriesAreCreatedOnTheWay) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a/b/c/deep", "1"), staged("a/b/mid", "2"), staged("a/b/c/deep2", "3"),
+                                staged("x/y", "4")};
+  expect_all_ok(f.commit(files));
+  EXPECT_EQ(read_file(f.dest + "/a/b/c/deep"), "1");
+  EXPECT_EQ(read_file(f.dest + "/a/b/mid"), "2");
+  EXPECT_EQ(read_file(f.dest + "/a/b/c/deep2"), "3");
+  EXPECT_EQ(read_file(f.dest + "/x/y"), "4");
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+}
+
+TEST(FileBatch, ExistingFileIsReplaced) {
+  Fixture f;
+  write_file(f.dest + "/same", "old contents, longer than the new ones");
+  std::vector<StagedFile> files{staged("same", "new", 0604)};
+  expect_all_ok(f.commit(files));
+  EXPECT_EQ(read_file(f.dest + "/same"), "new");
+  EXPECT_EQ(lstat_of(f.dest + "/same").st_mode & 0777, 0604u);
+  EXPECT_EQ(test::list_dir(f.dest), (std::vector<std::string>{"same"}));
+}
+
+TEST(FileBatch, FailingFilesFailAloneAndLeaveNoTemporary) {
+  Fixture f;
+  write_file(f.dest + "/plain", "a file, not a directory");
+  ASSERT_EQ(::mkdir((f.dest + "/taken").c_str(), 0755), 0);
+  std::vector<StagedFile> files{staged("ok1", "1"),   staged("plain/x", "2"),         staged("taken", "3"),
+                                staged("d/ok2", "4"), staged("d/.y.ferry-part", "5"), staged("d/../escape", "6"),
+                                staged("ok3", "7")};
+  auto r = f.commit(files);
+  ASSERT_EQ(r.size(), files.size());
+  EXPECT_TRUE(r[0].ok());
+  ASSERT_FALSE(r[1].ok());
+  EXPECT_EQ(r[1].error().code, Errc::protocol);
+  EXPECT_NE(r[1].error().message().find("plain/x"), std::string::npos) << r[1].error().message();
+  ASSERT_FALSE(r[2].ok());  // rename(2) over a directory
+  EXPECT_EQ(r[2].error().code, Errc::local_io);
+  EXPECT_EQ(r[2].error().message(), "rename(" + f.dest + "/taken): " + std::strerror(EISDIR));
+  EXPECT_TRUE(r[3].ok());
+  ASSERT_FALSE(r[4].ok());  // a reserved name in an already open directory
+  EXPECT_EQ(r[4].error().code, Errc::protocol);
+  ASSERT_FALSE(r[5].ok());
+  EXPECT_EQ(r[5].error().code, Errc::protocol);
+  EXPECT_TRUE(r[6].ok());
+  EXPECT_EQ(read_file(f.dest + "/ok1"), "1");
+  EXPECT_EQ(read_file(f.dest + "/d/ok2"), "4");
+  EXPECT_EQ(read_file(f.dest + "/ok3"), "7");
+  EXPECT_EQ(read_file(f.dest + "/plain"), "a file, not a directory");
+  EXPECT_TRUE(std::filesystem::is_empty(f.dest + "/taken"));
+  EXPECT_TRUE(temp_files_under(f.tmp.path()).empty());
+  EXPECT_FALSE(exists_nofollow(f.tmp.path() + "/escape"));
+}
+
+TEST(FileBatch, SymlinkedParentIsRefused) {
+  Fixture f;
+  const std::string outside = f.tmp.path() + "/outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(outside.c_str(), (f.dest + "/link").c_str()), 0);
+  ASSERT_EQ(::mkdir((f.dest + "/real").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(outside.c_str(), (f.dest + "/real/inner").c_str()), 0);
+  std::vector<StagedFile> files{staged("link/f", "1"), staged("real/inner/g", "2"), staged("real/h", "3")};
+  auto r = f.commit(files);
+  ASSERT_FALSE(r[0].ok());
+  EXPECT_EQ(r[0].error().code, Errc::protocol);
+  ASSERT_FALSE(r[1].ok());
+  EXPECT_EQ(r[1].error().code, Errc::protocol);
+  EXPECT_TRUE(r[2].ok());
+  EXPECT_TRUE(std::filesystem::is_empty(outside));
+  EXPECT_EQ(read_file(f.dest + "/real/h"), "3");
+}
+
+TEST(FileBatch, NoFsyncCommitsWithoutAnySync) {
+  Fixture f(DestOptions{.no_fsync = true});
+  std::vector<StagedFile> files;
+  for (int i = 0; i < 20; ++i) files.push_back(staged("n/f" + std::to_string(i), std::to_string(i), 0620));
+  auto sync = counting();
+  expect_all_ok(f.commit(files, sync));
+  EXPECT_EQ(fdatasync_calls, 0);
+  EXPECT_EQ(syncfs_calls, 0);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(read_file(f.dest + "/n/f" + std::to_string(i)), std::to_string(i));
+  EXPECT_EQ(lstat_of(f.dest + "/n/f3").st_mode & 0777, 0620u);
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+}
+
+TEST(FileBatch, SmallBatchSyncsEachFileInFerrysTempNamespace) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a", "1"), staged("d/b", "2"), staged("d/c", "")};
+  auto sync = counting();
+  expect_all_ok(f.commit(files, sync));
+  EXPECT_EQ(fdatasync_calls, 3);
+  EXPECT_EQ(syncfs_calls, 0);
+  ASSERT_EQ(synced_names.size(), 3u);
+  for (const auto& name : synced_names) {
+    EXPECT_TRUE(is_ferry_temp_name(name)) << name;  // synced before the rename, under a hidden name
+  }
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+}
+
+TEST(FileBatch, LargeBatchSyncsTheFileSystemOnce) {
+  Fixture f;
+  std::vector<StagedFile> files;
+  for (std::size_t i = 0; i < kSyncfsFromFiles; ++i) files.push_back(staged("many/f" + std::to_string(i), "x"));
+  auto sync = counting();
+  expect_all_ok(f.commit(files, sync));
+  EXPECT_EQ(fdatasync_calls, 0);
+  EXPECT_EQ(syncfs_calls, 1);
+  EXPECT_EQ(test::list_dir(f.dest + "/many").size(), kSyncfsFromFiles);
+}
+
+TEST(FileBatch, FailedFdatasyncRenamesNothingItDidNotMakeDurable) {
+  Fixture f;
+  write_file(f.dest + "/keep", "old");
+  std::vector<StagedFile> files{staged("keep", "new"), staged("fresh", "1")};
+  auto sync = counting();
+  fail_every = 1;  // every fdatasync fails
+  auto r = f.commit(files, sync);
+  ASSERT_FALSE(r[0].ok());
+  ASSERT_FALSE(r[1].ok());
+  EXPECT_EQ(r[0].error().message(), "fdatasync(" + f.dest + "/keep): " + std::strerror(EIO));
+  EXPECT_EQ(read_file(f.dest + "/keep"), "old");
+  EXPECT_EQ(test::list_dir(f.dest), (std::vector<std::string>{"keep"}));
+
+  // Every second one fails: those alone stay unrenamed.
+  std::vector<StagedFile> more{staged("m0", "0"), staged("m1", "1"), staged("m2", "2"), staged("m3", "3")};
+  sync = counting(/*syncfs_from=*/100);
+  fail_every = 2;
+  r = f.commit(more, sync);
+  EXPECT_TRUE(r[0].ok());
+  EXPECT_FALSE(r[1].ok());
+  EXPECT_TRUE(r[2].ok());
+  EXPECT_FALSE(r[3].ok());
+  EXPECT_EQ(test::list_dir(f.dest), (std::vector<std::string>{"keep", "m0", "m2"}));
+}
+
+TEST(FileBatch, FailedSyncfsRenamesNothing) {
+  Fixture f;
+  write_file(f.dest + "/keep", "old");
+  std::vector<StagedFile> files{staged("keep", "new")};
+  for (int i = 0; i < 15; ++i) files.push_back(staged("sub/f" + std::to_string(i), "x"));
+  BatchSync sync{kSyncfsFromFiles, counting_fdatasync, failing_syncfs};
+  syncfs_calls = fdatasync_calls = 0;
+  auto r = f.commit(files, sync);
+  EXPECT_EQ(syncfs_calls, 1);
+  EXPECT_EQ(fdatasync_calls, 0);
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    ASSERT_FALSE(r[i].ok()) << i;
+    EXPECT_EQ(r[i].error().sys_errno, EIO);
+    EXPECT_NE(r[i].error().what.find("syncfs(" + f.dest + ")"), std::string::npos) << r[i].error().what;
+  }
+  EXPECT_EQ(read_file(f.dest + "/keep"), "old");
+  EXPECT_TRUE(std::filesystem::is_empty(f.dest + "/sub"));  // created on the way, nothing renamed into it
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+}
+
+// 256 files in 40 directories: more directories than a round opens, so several rounds;
+// the fdatasync mode (forced) never holds more than the descriptor budget.
+TEST(FileBatch, ManyDirectoriesCommitInRoundsWithinTheDescriptorBudget) {
+  Fixture f;
+  std::vector<StagedFile> files;
+  for (int i = 0; i < 256; ++i) {
+    files.push_back(staged("d" + std::to_string(i % 40) + "/f" + std::to_string(i), std::to_string(i)));
+  }
+  const std::size_t baseline = open_fd_count();
+  for (std::size_t syncfs_from : {std::size_t{1}, std::size_t{100'000}}) {
+    auto sync = counting(syncfs_from);
+    expect_all_ok(f.commit(files, sync));
+    EXPECT_LE(max_open_fds, baseline + 66) << "syncfs_from " << syncfs_from;
+    if (syncfs_from == 1) {
+      EXPECT_EQ(syncfs_calls, 2);  // 32 directories in the first round, 8 in the second
+    } else {
+      EXPECT_EQ(fdatasync_calls, 256);
+    }
+  }
+  for (int i = 0; i < 256; ++i) {
+    EXPECT_EQ(read_file(f.dest + "/d" + std::to_string(i % 40) + "/f" + std::to_string(i)), std::to_string(i));
+  }
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+  EXPECT_EQ(open_fd_count(), baseline);
+}
+
+}  // namespace
+}  // namespace ferry
