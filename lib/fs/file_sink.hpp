@@ -90,7 +90,8 @@ class DestDir {
   const std::string& path() const { return path_; }
 
  private:
-  // commit_batch (file_batch.cpp) walks to parents with open_parent and syncs through fd_.
+  // commit_batch (file_batch.cpp) walks to parents with open_parent, syncs DEST's file
+  // system through fd_, and follows options_ (no_fsync) and path_ (in errors).
   friend class BatchCommit;
   DestDir() = default;
   // Opens the parent directory of `wire_path` (creating missing ones); returns its
