@@ -35,6 +35,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -189,24 +190,29 @@ Tree build_tree(const TempDir& t, int small_files, bool with_large) {
   return tree;
 }
 
-// Modes (permission bits) and mtimes (to the nanosecond) of every file of the tree in
-// DEST against its source: "" when all match, else the first differences.
+// The permission bits and mtime (to the nanosecond) of `dest` against `src`: "" when
+// they match, else both.
+std::string metadata_difference(const std::string& src, const std::string& dest) {
+  struct stat want {}, have {};
+  if (::lstat(src.c_str(), &want) != 0 || ::lstat(dest.c_str(), &have) != 0) return "cannot stat";
+  const bool mode_ok = (want.st_mode & 07777) == (have.st_mode & 07777);
+  const bool mtime_ok = want.st_mtim.tv_sec == have.st_mtim.tv_sec && want.st_mtim.tv_nsec == have.st_mtim.tv_nsec;
+  if (mode_ok && mtime_ok) return {};
+  std::ostringstream diff;
+  diff << "mode " << std::oct << (want.st_mode & 07777) << " -> " << (have.st_mode & 07777) << std::dec << ", mtime "
+       << want.st_mtim.tv_sec << "." << want.st_mtim.tv_nsec << " -> " << have.st_mtim.tv_sec << "."
+       << have.st_mtim.tv_nsec;
+  return diff.str();
+}
+
+// Modes and mtimes of every file of the tree in DEST against its source: "" when all
+// match, else the first differences.
 std::string compare_file_metadata(const Tree& tree) {
   std::ostringstream diff;
   int problems = 0;
   for (const auto& [wire, size] : tree.files) {
-    struct stat want {}, have {};
-    if (::lstat((tree.src + "/" + wire).c_str(), &want) != 0 || ::lstat((tree.dest + "/" + wire).c_str(), &have) != 0) {
-      if (++problems <= 20) diff << "  cannot stat " << wire << "\n";
-      continue;
-    }
-    const bool mode_ok = (want.st_mode & 07777) == (have.st_mode & 07777);
-    const bool mtime_ok = want.st_mtim.tv_sec == have.st_mtim.tv_sec && want.st_mtim.tv_nsec == have.st_mtim.tv_nsec;
-    if ((!mode_ok || !mtime_ok) && ++problems <= 20) {
-      diff << "  " << wire << ": mode " << std::oct << (want.st_mode & 07777) << " -> " << (have.st_mode & 07777)
-           << std::dec << ", mtime " << want.st_mtim.tv_sec << "." << want.st_mtim.tv_nsec << " -> "
-           << have.st_mtim.tv_sec << "." << have.st_mtim.tv_nsec << "\n";
-    }
+    const std::string d = metadata_difference(tree.src + "/" + wire, tree.dest + "/" + wire);
+    if (!d.empty() && ++problems <= 20) diff << "  " << wire << ": " << d << "\n";
   }
   if (problems > 20) diff << "  ... " << problems - 20 << " more\n";
   return diff.str();
@@ -351,6 +357,21 @@ std::set<std::string> killed_run(const TempDir& t, const Tree& tree, Receiver& r
   return verified;
 }
 
+// The rerun after a kill: a sender straight to the receiver (the first one, still
+// waiting, after the sender died; a new one on the same DEST after the receiver died).
+// Both exit 0; returns the sender's session_end totals.
+nlohmann::json rerun_after_kill(const TempDir& t, const Tree& tree, Receiver& first, Victim victim) {
+  std::optional<Receiver> second;
+  if (victim == Victim::receiver) {
+    second = start_receiver(t.path(), "recv-second", "127.0.0.1:0", {"--once", "--json", tree.dest});
+  }
+  Receiver& r = second ? *second : first;
+  auto rerun = start_sender(t, "send-rerun", r.address, tree, false);
+  EXPECT_EQ(rerun->wait(kRunLimit), ExitStatus::exited_with(0)) << rerun->describe();
+  EXPECT_EQ(r.proc->wait(kRunLimit), ExitStatus::exited_with(0)) << r.proc->describe();
+  return session_totals(*rerun);
+}
+
 // kill -9 of `victim` mid-tree, then a rerun: the tree arrives identical, and the rerun
 // sends at most the files not verified before the kill (plus one small file in flight).
 void kill_mid_tree_and_rerun(Victim victim) {
@@ -358,33 +379,29 @@ void kill_mid_tree_and_rerun(Victim victim) {
   const Tree tree = build_tree(t, kSmallFiles, true);
   const std::size_t mark = tree.entries * 2 / 5;
   Receiver first = start_receiver(t.path(), "recv-first", "127.0.0.1:0", {"--once", "--json", tree.dest});
+  auto phase = std::chrono::steady_clock::now();
   const std::set<std::string> verified = killed_run(t, tree, first, victim, mark);
   ASSERT_FALSE(::testing::Test::HasFailure());
   ASSERT_GE(verified.size(), mark);
+  const double first_s = seconds_since(phase);
 
   std::uint64_t unverified_bytes = 0;
   for (const auto& [wire, size] : tree.files) {
     if (!verified.count(wire)) unverified_bytes += size;
   }
-  std::unique_ptr<Process> rerun;
-  if (victim == Victim::sender) {  // the --once receiver is still waiting
-    rerun = start_sender(t, "send-rerun", first.address, tree, false);
-    EXPECT_EQ(rerun->wait(kRunLimit), ExitStatus::exited_with(0)) << rerun->describe();
-    EXPECT_EQ(first.proc->wait(kRunLimit), ExitStatus::exited_with(0)) << first.proc->describe();
-  } else {
-    Receiver second = start_receiver(t.path(), "recv-second", "127.0.0.1:0", {"--once", "--json", tree.dest});
-    rerun = start_sender(t, "send-rerun", second.address, tree, false);
-    EXPECT_EQ(rerun->wait(kRunLimit), ExitStatus::exited_with(0)) << rerun->describe();
-    EXPECT_EQ(second.proc->wait(kRunLimit), ExitStatus::exited_with(0)) << second.proc->describe();
-  }
+  phase = std::chrono::steady_clock::now();
+  const nlohmann::json totals = rerun_after_kill(t, tree, first, victim);
+  const double rerun_s = seconds_since(phase);
   expect_identical(tree);
-  const nlohmann::json totals = session_totals(*rerun);
   EXPECT_EQ(totals.value("files_verified", std::uint64_t{0}), tree.entries) << totals.dump();
   const std::uint64_t payload = totals.value("bytes_payload", ~std::uint64_t{0});
   EXPECT_LE(payload, unverified_bytes + kMaxSmallSize)
       << "the rerun sent files it had already delivered: " << verified.size() << " of " << tree.entries
       << " entries were verified before the kill, the others hold " << unverified_bytes << " bytes\n"
       << totals.dump();
+  std::cout << "[ tree ] killed after " << verified.size() << " of " << tree.entries << " entries verified ("
+            << first_s << " s); the rerun sent " << payload << " payload bytes, the files not verified hold "
+            << unverified_bytes << " (" << rerun_s << " s)\n";
 }
 
 TEST(Tree, ReceiverKilledMidTreeRerunSendsNoFileTwice) {
@@ -396,8 +413,9 @@ TEST(Tree, SenderKilledMidTreeRerunSendsNoFileTwice) {
 }
 
 // Every regular file in DEST under a final name (no component starting with '.': the
-// source has none, so those are ferry's own) is byte-identical to its source, and
-// every such directory is one of the source's. Counts the files in `complete`.
+// source has none, so those are ferry's own) is byte-identical to its source, with its
+// mode and mtime (set before the rename: docs/PROTOCOL.md, "match"), and every such
+// directory is one of the source's. Counts the files in `complete`.
 std::string check_final_names(const Tree& tree, std::size_t& complete) {
   std::ostringstream bad;
   complete = 0;
@@ -419,6 +437,8 @@ std::string check_final_names(const Tree& tree, std::size_t& complete) {
       bad << "  unexpected file " << rel << "\n";
     } else if (const std::string d = compare_files(tree.src + "/" + rel, it->path().string()); !d.empty()) {
       bad << "  " << rel << ": " << d << "\n";
+    } else if (const std::string m = metadata_difference(tree.src + "/" + rel, it->path().string()); !m.empty()) {
+      bad << "  " << rel << ": " << m << " (renamed before its mode and mtime were set)\n";
     } else {
       ++complete;
     }
@@ -430,7 +450,9 @@ std::string check_final_names(const Tree& tree, std::size_t& complete) {
 TEST(Tree, NoPartialFileUnderAFinalNameAfterReceiverCrashes) {
   TempDir t;
   const Tree tree = build_tree(t, kCrashTreeFiles, false);
+  const auto started = std::chrono::steady_clock::now();
   std::size_t complete_before = 0;
+  std::ostringstream counts;
   for (std::size_t i = 0; i < std::size(kCrashMarks); ++i) {
     const std::string tag = std::to_string(i + 1);
     Receiver r = start_receiver(t.path(), "recv-crash" + tag, "127.0.0.1:0", {"--once", "--json", tree.dest});
@@ -454,9 +476,12 @@ TEST(Tree, NoPartialFileUnderAFinalNameAfterReceiverCrashes) {
     EXPECT_EQ(check_final_names(tree, complete), "") << "after kill -9 number " << tag << " of the receiver";
     EXPECT_GT(complete, complete_before) << "run " << tag << " put no new file in place";
     complete_before = complete;
+    counts << (i == 0 ? "" : ", ") << complete;
   }
   (void)complete_run(t, tree, "final");
   expect_identical(tree);
+  std::cout << "[ tree ] files in place after each kill: " << counts.str() << " of " << tree.files.size()
+            << "; all in " << seconds_since(started) << " s\n";
 }
 
 }  // namespace
