@@ -54,13 +54,14 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kKiB = 1024;
 constexpr std::uint64_t kMiB = 1024 * kKiB;
 
-// The tree of the identity and kill tests. Raise it when ferry is fast enough (each
-// test should stay well under a minute on a loaded 2-core machine).
+// The tree of the identity and kill tests. Issue #10 asks for 10,000: raise it when
+// ferry is fast enough (each test should stay under a minute on a loaded 2-core
+// machine; today's ferry took 129 s to send 10,000 there, about 80 files/s).
 constexpr int kSmallFiles = 3000;
 // The tree of the crash-visibility test, and the receiver's file_verified counts (in
 // each run; a rerun's count includes the files it finds already in place) at which it
 // is killed, each after a short extra delay so that some kills land between events.
-constexpr int kCrashTreeFiles = 3000;
+constexpr int kCrashTreeFiles = 2000;
 constexpr int kCrashMarks[] = {50, 300, 1000};
 constexpr Millis kCrashDelays[] = {0ms, 4ms, 15ms};
 
@@ -455,6 +456,7 @@ TEST(Tree, NoPartialFileUnderAFinalNameAfterReceiverCrashes) {
   std::ostringstream counts;
   for (std::size_t i = 0; i < std::size(kCrashMarks); ++i) {
     const std::string tag = std::to_string(i + 1);
+    const auto run_started = std::chrono::steady_clock::now();
     Receiver r = start_receiver(t.path(), "recv-crash" + tag, "127.0.0.1:0", {"--once", "--json", tree.dest});
     Relay relay(r.port, kRelayRate);
     auto send = start_sender(t, "send-crash" + tag, relay.address(), tree, true);
@@ -476,9 +478,11 @@ TEST(Tree, NoPartialFileUnderAFinalNameAfterReceiverCrashes) {
     EXPECT_EQ(check_final_names(tree, complete), "") << "after kill -9 number " << tag << " of the receiver";
     EXPECT_GT(complete, complete_before) << "run " << tag << " put no new file in place";
     complete_before = complete;
-    counts << (i == 0 ? "" : ", ") << complete;
+    counts << (i == 0 ? "" : ", ") << complete << " (" << seconds_since(run_started) << " s)";
   }
+  const auto final_started = std::chrono::steady_clock::now();
   (void)complete_run(t, tree, "final");
+  counts << "; the rerun took " << seconds_since(final_started) << " s";
   expect_identical(tree);
   std::cout << "[ tree ] files in place after each kill: " << counts.str() << " of " << tree.files.size()
             << "; all in " << seconds_since(started) << " s\n";
