@@ -146,8 +146,10 @@ std::vector<std::string> make_directories(Tree& tree) {
   for (const auto& rel : empty) make_dirs(tree.src_root + "/" + rel);
   // Source directory modes vary too (they are not carried, see the top of this file).
   for (int d = 0; d < kTopDirs; ++d) {
-    ::chmod((tree.src_root + "/d0" + std::to_string(d) + "/s1").c_str(), 0700);
-    ::chmod((tree.src_root + "/d0" + std::to_string(d) + "/s2").c_str(), 0750);
+    const std::string top = tree.src_root + "/d0" + std::to_string(d);
+    if (::chmod((top + "/s1").c_str(), 0700) != 0 || ::chmod((top + "/s2").c_str(), 0750) != 0) {
+      throw std::runtime_error("cannot chmod the directories of " + top);
+    }
   }
   tree.entries += 1 + with_files.size() + empty.size();
   return with_files;
