@@ -117,6 +117,9 @@ class Process {
 
   std::string stdout_text() const;
   std::string stderr_text() const;
+  // The file stdout is captured into ("" when it went to a descriptor), for a test
+  // that follows a long event stream without re-reading all of it.
+  const std::string& stdout_path() const { return stdout_path_; }
   // Non-empty lines of stdout (or stderr) that parse as JSON objects.
   std::vector<nlohmann::json> json_events(bool from_stderr = false) const;
   // The command line, for failure messages.
