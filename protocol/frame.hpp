@@ -24,8 +24,10 @@ inline constexpr std::uint8_t kMagic1 = 0x59;  // 'Y'
 inline constexpr std::uint8_t kFrameVersion = 1;
 // Negotiated in HELLO. Version 2 (docs/PROTOCOL.md): whole blocks per DATA frame, a
 // seeded block digest in the DATA header, a file digest over the block digests, RPOS
-// naming the range to send again. A peer of version 1 fails the HELLO exchange.
-inline constexpr std::uint32_t kProtocolVersion = 2;
+// naming the range to send again. Version 3: eager OFFERs of small files in directories
+// the receiver created (OFFER `eager`, ANSWER `created`), several files in flight,
+// VERDICTs after a batched commit. A peer of another version fails the HELLO exchange.
+inline constexpr std::uint32_t kProtocolVersion = 3;
 inline constexpr std::size_t kHeaderSize = 24;
 
 // Chunk sizes: DATA payload bytes per frame.
@@ -41,6 +43,11 @@ inline constexpr std::size_t kMaxControlPayload = 64 * 1024;
 // Most blocks a receiver holds above its contiguous written point, and so records in a
 // journal (docs/PROTOCOL.md 6.2 and 7.2); a sender never needs more.
 inline constexpr std::size_t kMaxHeldBlocks = 65'536;
+
+// Eager files (OFFER `eager`) a sender may have in flight (OFFER sent, VERDICT not yet
+// received), and the bytes of their data; a receiver treats more as a violation.
+inline constexpr std::size_t kMaxEagerFiles = 256;
+inline constexpr std::uint64_t kMaxEagerBytes = 16 * 1024 * 1024;
 
 inline constexpr std::uint64_t kDefaultWindow = 4 * 1024 * 1024;
 inline constexpr std::uint64_t kMinWindow = 64 * 1024;

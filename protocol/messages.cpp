@@ -61,6 +61,17 @@ struct Reader {
     out = it->get<std::int64_t>();
     return true;
   }
+  // An optional boolean field: absent leaves `out` false.
+  bool opt_flag(const char* key, bool& out) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;
+    if (!it->is_boolean()) {
+      why = std::string("field '") + key + "' not a boolean";
+      return false;
+    }
+    out = it->get<bool>();
+    return true;
+  }
   bool text(const char* key, std::string& out, std::size_t max = kMaxTextField, bool optional = false) {
     auto it = j.find(key);
     if (it == j.end()) {
@@ -142,6 +153,7 @@ std::string to_json(const Offer& m) {
          {"mode", m.mode},
          {"identity", m.identity}};
   if (m.kind == EntryKind::file) j["block_size"] = m.block_size;
+  if (m.eager) j["eager"] = true;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -150,6 +162,7 @@ std::string to_json(const Answer& m) {
          {"status", m.status == AnswerStatus::accept ? "accept" : "refuse"},
          {"offset", m.offset},
          {"note", m.note}};
+  if (m.created) j["created"] = true;
   if (!m.held.empty()) {
     json held = json::array();
     for (const auto& r : m.held) held.push_back(json::array({r.offset, r.length}));
@@ -213,7 +226,7 @@ Result<Offer> parse_offer(Bytes payload) {
   if (!r.uint("file", m.file_id) || !r.text("path", m.path, 4096 + 1) || !r.text("kind", kind) ||
       !r.uint("size", m.size, std::numeric_limits<std::int64_t>::max()) ||
       !r.int64("mtime_ns", m.mtime_ns) || !r.uint("mode", m.mode, 07777) ||
-      !r.text("identity", m.identity, 256)) {
+      !r.text("identity", m.identity, 256) || !r.opt_flag("eager", m.eager)) {
     return bad("OFFER", r.why);
   }
   if (kind == "file") m.kind = EntryKind::file;
@@ -223,6 +236,9 @@ Result<Offer> parse_offer(Bytes payload) {
   if (m.kind == EntryKind::file &&
       (!r.uint("block_size", m.block_size, kMaxChunkSize) || m.block_size < kMinChunkSize)) {
     return bad("OFFER", r.why.empty() ? "field 'block_size' out of range" : r.why);
+  }
+  if (m.eager && (m.kind != EntryKind::file || m.size > m.block_size)) {
+    return bad("OFFER", "'eager' only for a file of at most one block");
   }
   return m;
 }
@@ -235,7 +251,7 @@ Result<Answer> parse_answer(Bytes payload) {
   std::string status;
   if (!r.uint("file", m.file_id) || !r.text("status", status) ||
       !r.uint("offset", m.offset, std::numeric_limits<std::int64_t>::max()) ||
-      !r.text("note", m.note, kMaxTextField, true)) {
+      !r.text("note", m.note, kMaxTextField, true) || !r.opt_flag("created", m.created)) {
     return bad("ANSWER", r.why);
   }
   if (status == "accept") m.status = AnswerStatus::accept;

@@ -50,6 +50,12 @@ struct Offer {
   // kMinChunkSize..kMaxChunkSize); every DATA frame carries one whole block. 0 for
   // directories (not written).
   std::uint32_t block_size = 0;
+  // Version 3, files of at most one block only: the sender sends this file's DATA
+  // (when size > 0) and its COMMIT right behind the OFFER without waiting for the ANSWER,
+  // and the receiver answers with the VERDICT alone (or an ANSWER refuse). Sent only
+  // for files in a directory the receiver created on this connection (ANSWER
+  // `created`), where it certainly holds nothing. Written only when true.
+  bool eager = false;
 };
 
 enum class AnswerStatus { accept, refuse };
@@ -71,6 +77,9 @@ struct Answer {
   // of an earlier connection), sorted, disjoint, at most kMaxHeldRanges; the sender
   // does not send them again. Empty: not written.
   std::vector<ByteRange> held{};
+  // Version 3, directories: the receiver created it for this offer (it did not exist),
+  // so it holds no file below it yet. Written only when true.
+  bool created = false;
 };
 
 struct Commit {

@@ -14,6 +14,7 @@
 #include "lib/core/session_driver.hpp"
 #include "lib/engine/backoff.hpp"
 #include "lib/engine/engine.hpp"
+#include "lib/fs/file_batch.hpp"
 #include "lib/fs/file_sink.hpp"
 #include "lib/fs/file_source.hpp"
 #include "lib/net/connection.hpp"
@@ -33,6 +34,10 @@ namespace {
 constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
 // The most one read from a sender's connection takes at once.
 constexpr std::size_t kReadSize = 512 * 1024;
+// A batch of eager files starts at once when it reaches either bound, else when the
+// sender's input is drained (lib/fs/file_batch makes a batch durable together).
+constexpr std::size_t kBatchFiles = 128;
+constexpr std::uint64_t kBatchBytes = 8 * 1024 * 1024;
 
 // Block writes of one sender queued on the thread pool, counted from queueing to the end
 // of their pwrite: a Receiver destroyed mid-file waits for them to land before it saves
@@ -82,6 +87,13 @@ struct Peer {
   // first write with the file's block size, bounded (kWriteBudget).
   std::unique_ptr<BufferPool> write_buffers;
   std::shared_ptr<WritesInFlight> writes_in_flight = std::make_shared<WritesInFlight>();
+  // Eager files verified and waiting to be committed together (lib/fs/file_batch), and
+  // whether a batch of this peer is on the pool now (one at a time, so VERDICTs keep
+  // their order). Bounded by the session (protocol::kMaxEagerFiles, kMaxEagerBytes).
+  std::vector<StagedFile> staged;
+  std::vector<std::uint32_t> staged_ids;
+  std::uint64_t staged_bytes = 0;
+  bool batch_running = false;
   bool reported_end = false;  // END seen and acted upon
   std::uint64_t write_retries = 0;
 
@@ -215,6 +227,7 @@ class ReceiverEngine final : public Engine {
       if (!q || done_) return;
       q->session.on_input_drained(Clock::now());
       drain(*q);
+      start_batch(*q);  // nothing more to read for now: commit what is staged
     };
     p->conn->start(std::move(cb));
   }
@@ -235,6 +248,7 @@ class ReceiverEngine final : public Engine {
     }
     p->session.on_disconnected(why, Clock::now());
     drain(*p);
+    start_batch(*p);  // verified files are committed even though no VERDICT can be sent
     if (single_connection() && !done_) {
       if (p->session.ended()) {
         finish_transfer(*p);
@@ -278,6 +292,8 @@ class ReceiverEngine final : public Engine {
       write_chunk(p, *w, now);
     } else if (auto* cm = std::get_if<receiver::CommitFile>(&a)) {
       commit_file(p, cm->file_id);
+    } else if (auto* sm = std::get_if<receiver::CommitSmallFile>(&a)) {
+      stage_small_file(p, *sm);
     } else if (auto* cl = std::get_if<receiver::CloseFile>(&a)) {
       if (p.writes > 0) {
         p.close_after_writes = *cl;
@@ -415,9 +431,10 @@ class ReceiverEngine final : public Engine {
     const auto now = Clock::now();
     if (o.offer.kind == protocol::EntryKind::directory) {
       auto r = dest_->make_directory(o.offer);
-      p.session.on_file_opened(
-          o.file_id, r ? Result<receiver::OpenedFile>(receiver::OpenedFile{}) : Result<receiver::OpenedFile>(r.error()),
-          now);  // drive() carries on
+      receiver::OpenedFile made;
+      if (r) made.created = *r;
+      p.session.on_file_opened(o.file_id, r ? Result<receiver::OpenedFile>(std::move(made)) : r.error(),
+                               now);  // drive() carries on
       return;
     }
     if (busy_.count(o.offer.path)) {
@@ -485,6 +502,50 @@ class ReceiverEngine final : public Engine {
           self.drain(*q);
           self.forget_if_idle(id);
         }));
+  }
+
+  // An eager file verified in memory: staged for the next batch. A full batch starts at
+  // once (when none is running); otherwise batches start when the input is drained.
+  void stage_small_file(Peer& p, receiver::CommitSmallFile& sm) {
+    p.staged_bytes += sm.data.size();
+    p.staged.push_back(StagedFile{std::move(sm.offer.path), sm.offer.mode, sm.offer.mtime_ns, std::move(sm.data)});
+    p.staged_ids.push_back(sm.file_id);
+    if (p.staged.size() >= kBatchFiles || p.staged_bytes >= kBatchBytes) start_batch(p);
+  }
+
+  // Commits the staged files on the pool as one batch (durable together, then renamed),
+  // and answers the session for each when it is done.
+  void start_batch(Peer& p) {
+    if (p.batch_running || p.staged.empty()) return;
+    p.batch_running = true;
+    ++p.jobs;
+    struct Job {
+      std::vector<StagedFile> files;
+      std::vector<std::uint32_t> ids;
+      std::vector<Result<void>> results;
+    };
+    auto job = std::make_shared<Job>(Job{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}), {}});
+    p.staged_bytes = 0;
+    auto dest = dest_;
+    const std::uint64_t id = p.id;
+    run_on_pool(
+        loop_, [job, dest] { job->results = commit_batch(*dest, job->files); },
+        guarded(this, [id, job](ReceiverEngine& self) { self.batch_done(id, *job); }));
+  }
+
+  template <class Job>
+  void batch_done(std::uint64_t id, Job& job) {
+    Peer* q = find(id);
+    if (!q) return;
+    --q->jobs;
+    q->batch_running = false;
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < job.ids.size(); ++i) {
+      q->session.on_file_committed(job.ids[i], i < job.results.size() ? job.results[i] : make_error(Errc::internal, "batch result missing"), now);
+    }
+    drain(*q);
+    start_batch(*q);  // files staged while this batch ran (the sender waits for VERDICTs)
+    forget_if_idle(id);
   }
 
   // Frees peer `id` once its close was reported and its pool jobs are done (its

@@ -26,11 +26,16 @@ std::vector<Action> ReceiverSession::take_actions() { return std::exchange(actio
 std::vector<Event> ReceiverSession::take_events() { return std::exchange(events_, {}); }
 
 void ReceiverSession::event(EventType t, std::string detail) {
+  event_for(t, offer_.path, offer_.size, std::move(detail));  // the last offer's (empty before the first)
+  events_.back().offset = written_;
+}
+
+void ReceiverSession::event_for(EventType t, const std::string& path, std::uint64_t size, std::string detail) {
   Event e;
   e.type = t;
-  e.path = offer_.path;  // the last offer's (empty before the first)
-  e.size = offer_.size;
-  e.offset = written_;
+  e.path = path;
+  e.size = size;
+  e.offset = t == EventType::file_verified ? size : 0;
   e.detail = std::move(detail);
   e.transfer = transfer();
   events_.push_back(std::move(e));
@@ -89,16 +94,21 @@ void ReceiverSession::refuse_entry(std::string note) {
   P::Answer a{cur_, P::AnswerStatus::refuse, 0, std::move(note)};
   send_control(FrameType::answer, P::to_json(a));
   state_ = State::idle;
-  mark_failed();
+  mark_failed(offer_.path, offer_.size);
   event(EventType::file_failed, a.note);
 }
 
 void ReceiverSession::send_failed_verdict(std::string why) {
-  P::Verdict v{cur_, P::VerdictStatus::failed, std::move(why)};
-  send_control(FrameType::verdict, P::to_json(v));
   state_ = State::idle;
-  mark_failed();
-  event(EventType::file_failed, v.reason);
+  fail_entry(cur_, offer_.path, offer_.size, std::move(why));
+}
+
+void ReceiverSession::fail_entry(std::uint32_t file_id, const std::string& path, std::uint64_t size,
+                                 std::string why) {
+  P::Verdict v{file_id, P::VerdictStatus::failed, std::move(why)};
+  send_control(FrameType::verdict, P::to_json(v));
+  mark_failed(path, size);
+  event_for(EventType::file_failed, path, size, v.reason);
 }
 
 // A file fails for good only if the sender does not send it again and verify it
@@ -106,17 +116,17 @@ void ReceiverSession::send_failed_verdict(std::string why) {
 // The paths are remembered only up to kMaxTrackedFailures (peer input is hostile:
 // a sender offering a million bad paths must not grow this without bound); beyond
 // that, failures are only counted and can no longer be taken back by a later verify.
-void ReceiverSession::mark_failed() {
-  if (failed_paths_.count(offer_.path) == 0 && failed_paths_.size() >= kMaxTrackedFailures) {
+void ReceiverSession::mark_failed(const std::string& path, std::uint64_t size) {
+  if (failed_paths_.count(path) == 0 && failed_paths_.size() >= kMaxTrackedFailures) {
     ++untracked_failures_;
-  } else if (failed_paths_.emplace(offer_.path, offer_.size).second) {
-    failed_bytes_ = sat_add(failed_bytes_, offer_.size);
+  } else if (failed_paths_.emplace(path, size).second) {
+    failed_bytes_ = sat_add(failed_bytes_, size);
   }
   totals_.files_failed = failed_paths_.size() + untracked_failures_;
 }
 
-void ReceiverSession::unmark_failed() {
-  if (auto it = failed_paths_.find(offer_.path); it != failed_paths_.end()) {
+void ReceiverSession::unmark_failed(const std::string& path) {
+  if (auto it = failed_paths_.find(path); it != failed_paths_.end()) {
     failed_bytes_ -= std::min(failed_bytes_, it->second);
     failed_paths_.erase(it);
   }
@@ -217,6 +227,15 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) 
 // (Errc::connection: the sender resumes).
 void ReceiverSession::on_corrupt_payload(const P::DecodedFrame& f) {
   const FrameType type = f.header.type;
+  if (type == FrameType::data && state_ == State::eager) {
+    ++totals_.chunks_rejected;
+    P::DataView d;
+    if (f.data_check.prefix_ok && P::decode_data(f.payload, d) && d.file_id != eager_->offer.file_id) {
+      return violation("DATA for a file not open");
+    }
+    eager_->damaged = eager_->got_data = true;  // its VERDICT says failed; the sender sends it again
+    return;
+  }
   if (type == FrameType::data && state_ == State::receiving) {
     ++totals_.chunks_rejected;
     P::DataView d;
@@ -262,6 +281,7 @@ void ReceiverSession::on_offer(P::Bytes payload) {
   if (state_ != State::idle && state_ != State::receiving) return violation("OFFER while busy");
   auto o = P::parse_offer(payload);
   if (!o) return violation(o.error().what);
+  if (o->eager) return begin_eager(*o);
   close_current(false);  // an OFFER abandons the current file; its partial stays
   cur_ = o->file_id;
   offer_ = *o;
@@ -287,6 +307,7 @@ void ReceiverSession::on_offer(P::Bytes payload) {
 void ReceiverSession::on_data(const P::DecodedFrame& f) {
   P::DataView d;
   if (!P::decode_data(f.payload, d)) return violation("malformed DATA");
+  if (state_ == State::eager) return on_eager_data(d, f.data_check.digest);
   if (state_ != State::receiving || d.file_id != cur_) return violation("DATA for a file not open");
   if (auto why = block_problem(d.offset, d.data.size()); !why.empty()) return violation(why);
   const std::uint64_t end = d.offset + d.data.size();
@@ -401,6 +422,7 @@ void ReceiverSession::find_dropped_holes() {
 void ReceiverSession::on_commit(P::Bytes payload) {
   auto c = P::parse_commit(payload);
   if (!c) return violation(c.error().what);
+  if (state_ == State::eager) return on_eager_commit(*c);
   if (state_ != State::receiving || c->file_id != cur_) return violation("COMMIT for a file not open");
   // A block whose prefix was damaged could have been any block: no claim then.
   const bool all_seen = unplaced_ || std::max(seen_upto_, written_) == offer_.size;
@@ -429,7 +451,9 @@ void ReceiverSession::evaluate_commit() {
 void ReceiverSession::on_end(P::Bytes payload) {
   auto e = P::parse_end(payload);
   if (!e) return violation(e.error().what);
-  if (state_ != State::idle && state_ != State::receiving) return violation("END while a file is busy");
+  if ((state_ != State::idle && state_ != State::receiving) || !pending_.empty()) {
+    return violation("END while a file is busy");
+  }
   close_current(false);  // the sender gave up on its last file (e.g. it shrank): keep the partial
   P::End mine{totals_.files_verified, totals_.bytes_verified};
   send_control(FrameType::end, P::to_json(mine));
@@ -454,9 +478,11 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
   if (state_ != State::opening || file_id != cur_) return;  // connection already failed
   if (!r) return refuse_entry(r.error().message());
   if (offer_.kind == P::EntryKind::directory) {
-    send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
+    P::Answer a{cur_, P::AnswerStatus::accept, 0, {}};
+    a.created = r->created;
+    send_control(FrameType::answer, P::to_json(a));
     ++totals_.files_verified;
-    unmark_failed();
+    unmark_failed(offer_.path);
     state_ = State::idle;
     event(EventType::file_verified, "directory");
     return;
@@ -542,12 +568,13 @@ void ReceiverSession::on_input_drained(Clock::time_point) {
 }
 
 void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point) {
+  if (finish_small_file(file_id, r)) return;
   if (state_ != State::committing || file_id != cur_) return;
   file_open_ = false;  // the driver closed it as part of the commit
   state_ = State::idle;
   if (!r) return send_failed_verdict(r.error().message());
   ++totals_.files_verified;
-  unmark_failed();
+  unmark_failed(offer_.path);
   totals_.bytes_verified += offer_.size;
   send_control(FrameType::verdict, P::to_json(P::Verdict{cur_, P::VerdictStatus::verified, {}}));
   written_ = offer_.size;
@@ -561,6 +588,89 @@ void ReceiverSession::on_disconnected(const Error& why, Clock::time_point) {
   failure_ = why;
   state_ = State::failed;
   event(EventType::connection_lost, why.message());
+}
+
+}  // namespace ferry::receiver
+
+namespace ferry::receiver {
+
+// ERROR for: an eager OFFER while a file is opening or committing, beyond the bounds of
+// eager files in flight (kMaxEagerFiles, kMaxEagerBytes). An unsafe path is refused
+// with ANSWER (its DATA and COMMIT are then dropped).
+void ReceiverSession::begin_eager(const P::Offer& o) {
+  if (pending_.size() >= P::kMaxEagerFiles || pending_bytes_ + o.size > P::kMaxEagerBytes) {
+    return violation("more eager files in flight than " + std::to_string(P::kMaxEagerFiles) + " or " +
+                     std::to_string(P::kMaxEagerBytes) + " bytes");
+  }
+  close_current(false);  // an OFFER abandons the current file; its partial stays
+  cur_ = o.file_id;
+  offer_ = o;
+  written_ = acked_ = seen_upto_ = 0;
+  commit_digest_.reset();
+  state_ = State::eager;
+  eager_ = EagerFile{o, {}, 0, false, false, false};
+  if (auto why = P::wire_path_problem(o.path)) {
+    eager_->refused = true;
+    P::Answer a{cur_, P::AnswerStatus::refuse, 0, "unsafe path: " + *why};
+    send_control(FrameType::answer, P::to_json(a));
+    mark_failed(o.path, o.size);
+    event(EventType::file_failed, a.note);
+  }
+}
+
+// ERROR for: DATA for another file, a second DATA, one that is not the whole file.
+void ReceiverSession::on_eager_data(const P::DataView& d, std::uint64_t digest) {
+  EagerFile& e = *eager_;
+  if (d.file_id != e.offer.file_id) return violation("DATA for a file not open");
+  if (e.got_data) return violation("a second DATA for an eager file");
+  if (d.offset != 0 || d.data.size() != e.offer.size) return violation("DATA of an eager file is not the whole file");
+  e.got_data = true;
+  if (e.refused) return;
+  e.data.assign(d.data.begin(), d.data.end());
+  e.block_digest = digest;
+  totals_.bytes_payload += d.data.size();
+}
+
+// ERROR for: a COMMIT for another file, of another size, or before the DATA.
+void ReceiverSession::on_eager_commit(const P::Commit& c) {
+  EagerFile& e = *eager_;
+  if (c.file_id != e.offer.file_id) return violation("COMMIT for a file not open");
+  if (c.size != e.offer.size || (e.offer.size > 0 && !e.got_data)) {
+    return violation("COMMIT of an eager file before its data");
+  }
+  EagerFile file = std::move(*eager_);
+  eager_.reset();
+  state_ = State::idle;
+  if (file.refused) return;
+  P::FileDigest digest;
+  if (file.offer.size > 0) digest.add_block(file.block_digest);
+  if (file.damaged) return fail_entry(c.file_id, file.offer.path, file.offer.size, "its data arrived damaged");
+  if (digest.hex() != c.xxh3_128) {
+    return fail_entry(c.file_id, file.offer.path, file.offer.size, "whole-file digest mismatch");
+  }
+  event(EventType::file_start);
+  pending_.push_back(PendingCommit{c.file_id, file.offer.path, file.offer.size});
+  pending_bytes_ += file.offer.size;
+  actions_.push_back(CommitSmallFile{c.file_id, std::move(file.offer), std::move(file.data)});
+}
+
+bool ReceiverSession::finish_small_file(std::uint32_t file_id, const Result<void>& r) {
+  auto it = std::find_if(pending_.begin(), pending_.end(), [&](const PendingCommit& p) { return p.file_id == file_id; });
+  if (it == pending_.end()) return false;
+  const PendingCommit done = std::move(*it);
+  pending_.erase(it);
+  pending_bytes_ -= done.size;
+  if (state_ == State::failed) return true;  // the sender left: it asks again
+  if (!r) {
+    fail_entry(done.file_id, done.path, done.size, r.error().message());
+    return true;
+  }
+  ++totals_.files_verified;
+  totals_.bytes_verified += done.size;
+  unmark_failed(done.path);
+  send_control(FrameType::verdict, P::to_json(P::Verdict{done.file_id, P::VerdictStatus::verified, {}}));
+  event_for(EventType::file_verified, done.path, done.size);
+  return true;
 }
 
 }  // namespace ferry::receiver

@@ -81,7 +81,16 @@ struct CloseFile {
   std::uint32_t file_id;
   bool discard;
 };
-using Action = std::variant<SendFrame, CloseConnection, OpenFile, WriteChunk, CommitFile, CloseFile>;
+// Version 3: an eager file (OFFER `eager`: at most one block, sent whole behind its
+// OFFER) verified in memory: its block digest and file digest matched. Write it, with
+// the others of its batch, durably under its final name (lib/fs/file_batch), then answer
+// with on_file_committed(file_id). Several may be pending; answer in any order.
+struct CommitSmallFile {
+  std::uint32_t file_id;
+  protocol::Offer offer;
+  std::vector<std::byte> data;  // the whole file
+};
+using Action = std::variant<SendFrame, CloseConnection, OpenFile, WriteChunk, CommitFile, CloseFile, CommitSmallFile>;
 
 // A block above the resume offset that the partial holds and its journal vouches for
 // (re-verified at open).
@@ -97,6 +106,7 @@ struct OpenedFile {
   // Blocks above offset, sorted; the session lists them in ANSWER's held ranges (merged,
   // at most protocol::kMaxHeldRanges; blocks beyond are not listed and not counted).
   std::vector<HeldBlock> held;
+  bool created = false;  // directories: it did not exist and was made for this offer
 };
 
 class ReceiverSession {
@@ -107,6 +117,7 @@ class ReceiverSession {
     opening,         // OpenFile pending
     receiving,       // DATA expected for the current file
     committing,      // CommitFile pending
+    eager,           // an eager OFFER came: its DATA and COMMIT follow
     ended,           // END exchanged: the sender's transfer is complete
     failed,          // connection-fatal error (sent ERROR or got one)
   };
@@ -132,7 +143,10 @@ class ReceiverSession {
   // (ENOSPC, EIO) is sent to the sender in an ERROR frame and ends the connection.
   void on_chunk_written(std::uint32_t file_id, std::uint64_t offset, std::uint64_t length, Result<void> r,
                         Clock::time_point now);
+  // Completion of CommitFile, or of a CommitSmallFile (any order among those).
   void on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point now);
+  // Eager files handed over in CommitSmallFile and not answered yet (<= kMaxEagerFiles).
+  std::size_t eager_pending() const { return pending_.size(); }
   // The connection is gone: closes the open file (journal kept).
   void on_disconnected(const Error& why, Clock::time_point now);
 
@@ -183,6 +197,12 @@ class ReceiverSession {
   // Accepts OpenedFile::held blocks (listed in ANSWER): returns the ranges.
   std::vector<protocol::ByteRange> take_held(const std::vector<HeldBlock>& held);
   void on_commit(protocol::Bytes payload);
+  // Version 3's eager files (OFFER `eager`): OFFER, DATA (size > 0), COMMIT in a row.
+  void begin_eager(const protocol::Offer& o);
+  void on_eager_data(const protocol::DataView& d, std::uint64_t digest);
+  void on_eager_commit(const protocol::Commit& c);
+  // Answers a CommitSmallFile: false when `file_id` is not pending.
+  bool finish_small_file(std::uint32_t file_id, const Result<void>& r);
   void on_end(protocol::Bytes payload);
   void on_error(protocol::Bytes payload);
   void on_ping(protocol::Bytes payload);
@@ -197,11 +217,15 @@ class ReceiverSession {
   void refuse_entry(std::string note);
   // The current file failed verification or its commit (VERDICT failed, `why`).
   void send_failed_verdict(std::string why);
+  // VERDICT failed for entry `file_id` (`path`, `size`), counted as failed.
+  void fail_entry(std::uint32_t file_id, const std::string& path, std::uint64_t size, std::string why);
   void fatal(Error e);
   void close_current(bool discard);
-  void mark_failed();
-  void unmark_failed();  // the current entry was verified after all
+  void mark_failed(const std::string& path, std::uint64_t size);
+  void unmark_failed(const std::string& path);  // the entry was verified after all
   void event(EventType t, std::string detail = {});
+  // An event about an entry other than the current one (an eager file).
+  void event_for(EventType t, const std::string& path, std::uint64_t size, std::string detail = {});
 
   ReceiverConfig cfg_;
   State state_ = State::awaiting_hello;
@@ -244,6 +268,25 @@ class ReceiverSession {
   bool go_back_ = false;     // a DATA prefix failed in this batch: RPOS length 0
   bool unplaced_ = false;    // a DATA prefix failed for this file: seen_upto_ may be short
   std::optional<std::string> commit_digest_;  // a COMMIT waiting for the missing blocks
+
+  // The eager file between its OFFER and its COMMIT (state eager).
+  struct EagerFile {
+    protocol::Offer offer;
+    std::vector<std::byte> data;  // its one block, copied (the input buffer moves on)
+    std::uint64_t block_digest = 0;
+    bool got_data = false;
+    bool damaged = false;  // its DATA failed its check: the VERDICT says failed
+    bool refused = false;  // ANSWER refuse sent: its DATA and COMMIT are dropped
+  };
+  std::optional<EagerFile> eager_;
+  // Eager files handed to the driver (CommitSmallFile), VERDICT not sent yet.
+  struct PendingCommit {
+    std::uint32_t file_id = 0;
+    std::string path;
+    std::uint64_t size = 0;
+  };
+  std::vector<PendingCommit> pending_;  // <= kMaxEagerFiles
+  std::uint64_t pending_bytes_ = 0;     // their sizes, <= kMaxEagerBytes
 };
 
 }  // namespace ferry::receiver

@@ -50,14 +50,16 @@ TransferProgress SenderSession::transfer() const {
   return TransferProgress{files_done_, entries_.size(), bytes_done_ + cur_done_, bytes_total_};
 }
 
-void SenderSession::event(EventType t, std::string detail) {
+void SenderSession::event(EventType t, std::string detail) { event_for(cur_, t, acked_, std::move(detail)); }
+
+void SenderSession::event_for(std::uint32_t index, EventType t, std::uint64_t offset, std::string detail) {
   Event e;
   e.type = t;
-  if (cur_ < entries_.size()) {
-    e.path = entries_[cur_].wire_path;
-    e.size = entries_[cur_].size;
+  if (index < entries_.size()) {
+    e.path = entries_[index].wire_path;
+    e.size = entries_[index].size;
   }
-  e.offset = acked_;
+  e.offset = offset;
   e.detail = std::move(detail);
   e.transfer = transfer();
   events_.push_back(std::move(e));
@@ -74,6 +76,9 @@ void SenderSession::fail(Error e) {
   token_base_ = next_token_;
   ready_.clear();
   resend_.clear();
+  eager_.clear();
+  eager_tokens_.clear();
+  eager_blocks_ = 0;
   if (connected_) {
     actions_.push_back(CloseConnection{*failure_});
     connected_ = false;
@@ -125,6 +130,7 @@ void SenderSession::on_disconnected(const Error& why, Clock::time_point) {
   resend_.clear();
   resend_reads_ = 0;
   prefix_token_ = 0;
+  requeue_eager();
   last_connection_error_ = why;
   event(EventType::connection_lost, why.message());
 }
@@ -211,7 +217,9 @@ void SenderSession::on_hello(P::Bytes payload, Clock::time_point now) {
   if (P::negotiate_version(mine, *h) == 0) return close_with_error(no_common_version(P::Role::receiver, *h));
   if (h->session != cfg_.session_id) return violation("HELLO echoes another session id");
   event(EventType::session_start, h->software);
-  offer_current(now);
+  if (has_current_) return offer_current(now);  // again, after a lost connection
+  state_ = State::pipelining;
+  advance(now);
 }
 
 // ERROR for: an unparsable ANSWER, one not awaited or for another entry, an offset
@@ -219,6 +227,7 @@ void SenderSession::on_hello(P::Bytes payload, Clock::time_point now) {
 void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
   auto a = P::parse_answer(payload);
   if (!a) return violation(a.error().what);
+  if (on_eager_answer(*a, now)) return;
   if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
   const auto& ent = entries_[cur_];
   if (a->status == P::AnswerStatus::refuse) {
@@ -226,6 +235,7 @@ void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
     return next_entry(now);
   }
   if (ent.kind == P::EntryKind::directory) {
+    if (a->created) created_dirs_.insert(ent.wire_path);
     finish_file(true, {});
     return next_entry(now);
   }
@@ -332,7 +342,7 @@ bool SenderSession::position_current(std::uint32_t file_id, const char* what) {
   if ((state_ != State::streaming && state_ != State::awaiting_verdict) || file_id != cur_) {
     // Positions for an attempt we abandoned (the source changed, the file failed)
     // were in flight when we moved on: stale, not a violation.
-    if (file_id > cur_) violation(std::string(what) + " for a file not offered yet");
+    if (file_id >= next_new_) violation(std::string(what) + " for a file not offered yet");
     return false;
   }
   return true;
@@ -362,6 +372,7 @@ bool SenderSession::acknowledge(std::uint64_t offset, Clock::time_point now) {
 void SenderSession::on_verdict(P::Bytes payload, Clock::time_point now) {
   auto v = P::parse_verdict(payload);
   if (!v) return violation(v.error().what);
+  if (on_eager_verdict(*v, now)) return;
   if (state_ != State::awaiting_verdict || v->file_id != cur_) return violation("unexpected VERDICT");
   if (v->status == P::VerdictStatus::verified) {
     acked_ = entries_[cur_].size;
@@ -407,12 +418,6 @@ void SenderSession::on_ping(P::Bytes payload) {
 
 void SenderSession::offer_current(Clock::time_point now) {
   (void)now;
-  if (cur_ >= entries_.size()) {
-    P::End e{entries_.size(), totals_.bytes_verified};
-    send_control(FrameType::end, P::to_json(e));
-    state_ = State::awaiting_end;
-    return;
-  }
   const auto& ent = entries_[cur_];
   P::Offer o;
   o.file_id = cur_;
@@ -484,6 +489,11 @@ void SenderSession::issue_read(std::uint64_t offset, bool resend) {
 
 void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<SourceEntry>> now_entry,
                                       Clock::time_point now) {
+  if (auto e = eager_tokens_.find(token); e != eager_tokens_.end()) {
+    const std::uint32_t entry = e->second;
+    eager_tokens_.erase(e);
+    return on_eager_checked(entry, std::move(now_entry), now);
+  }
   if (token != check_token_ || token < token_base_ || state_ != State::streaming) return;
   check_token_ = 0;
   const auto& ent = entries_[cur_];
@@ -526,6 +536,12 @@ void SenderSession::restart_file(Clock::time_point now) {
 }
 
 void SenderSession::on_read_done(std::uint64_t token, Result<ReadBlock> block, Clock::time_point now) {
+  if (auto e = eager_tokens_.find(token); e != eager_tokens_.end()) {
+    const std::uint32_t entry = e->second;
+    eager_tokens_.erase(e);
+    --reads_in_flight_;
+    return on_eager_read(entry, std::move(block), now);
+  }
   auto it = read_offsets_.find(token);
   if (it == read_offsets_.end()) return;
   const PendingRead read = it->second;
@@ -534,6 +550,7 @@ void SenderSession::on_read_done(std::uint64_t token, Result<ReadBlock> block, C
   const bool sending = state_ == State::streaming || state_ == State::awaiting_verdict;
   if (token < token_base_ || !sending) {
     pump(now);  // a stale read freed a slot (its buffer goes back to the pool here)
+    pump_eager(now);
     return;
   }
   if (read.resend) --resend_reads_;
@@ -596,22 +613,26 @@ void SenderSession::on_prefix_hashed(std::uint64_t token, Result<P::FileDigest> 
 }
 
 void SenderSession::finish_file(bool verified, const std::string& why) {
+  cur_done_ = 0;
+  finish_entry(cur_, verified, why);
+}
+
+void SenderSession::finish_entry(std::uint32_t index, bool verified, const std::string& why) {
   // The entry counts as done whole, whatever was acknowledged of it.
   ++files_done_;
-  bytes_done_ += entries_[cur_].size;
-  cur_done_ = 0;
+  bytes_done_ += entries_[index].size;
   if (verified) {
     ++totals_.files_verified;
-    totals_.bytes_verified += entries_[cur_].size;
-    event(EventType::file_verified);
+    totals_.bytes_verified += entries_[index].size;
+    event_for(index, EventType::file_verified, entries_[index].size);
   } else {
     ++totals_.files_failed;
-    event(EventType::file_failed, why);
+    event_for(index, EventType::file_failed, index == cur_ ? acked_ : 0, why);
   }
 }
 
 void SenderSession::next_entry(Clock::time_point now) {
-  ++cur_;
+  has_current_ = false;
   cur_done_ = 0;
   prog_ = FileProgress{};
   acked_ = next_read_ = next_send_ = sent_hw_ = 0;
@@ -621,12 +642,64 @@ void SenderSession::next_entry(Clock::time_point now) {
   resend_reads_ = 0;
   held_.clear();
   commit_sent_ = false;
-  if (connected_) offer_current(now);
+  state_ = State::pipelining;
+  advance(now);
+}
+
+std::optional<std::uint32_t> SenderSession::peek_next_entry() const {
+  if (!retry_.empty()) return retry_.front();
+  if (next_new_ < entries_.size()) return next_new_;
+  return std::nullopt;
+}
+
+void SenderSession::take_next_entry() {
+  if (!retry_.empty()) {
+    retry_.pop_front();
+  } else {
+    ++next_new_;
+  }
+}
+
+void SenderSession::advance(Clock::time_point now) {
+  while (connected_ && state_ == State::pipelining) {
+    if (has_current_) {
+      if (eager_unsent()) return;  // its OFFER goes out behind the eager files ahead of it
+      return offer_current(now);
+    }
+    const auto next = peek_next_entry();
+    if (!next) {
+      if (!eager_.empty()) return;  // their VERDICTs first
+      send_control(FrameType::end, P::to_json(P::End{entries_.size(), totals_.bytes_verified}));
+      state_ = State::awaiting_end;
+      return;
+    }
+    if (eager_eligible(*next)) {
+      if (!eager_room(entries_[*next].size)) return;  // a VERDICT makes room
+      take_next_entry();
+      start_eager(*next, now);
+      continue;
+    }
+    take_next_entry();
+    cur_ = *next;
+    has_current_ = true;
+    prog_ = FileProgress{};
+    if (auto it = retry_attempts_.find(cur_); it != retry_attempts_.end()) {
+      prog_.attempts = it->second;
+      prog_.announced = true;
+      retry_attempts_.erase(it);
+    }
+    if (sent_eagerly_.erase(cur_) > 0) prog_.sent_upto = entries_[cur_].size;  // sending it again is a re-send
+  }
+}
+
+bool SenderSession::has_outstanding() const {
+  const bool eager_sent = std::any_of(eager_.begin(), eager_.end(), [](const EagerFile& f) { return f.sent; });
+  return next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0 || eager_sent;
 }
 
 std::optional<Clock::time_point> SenderSession::next_deadline() const {
   if (!connected_ || finished() || state_ == State::hashing_prefix) return std::nullopt;
-  const bool outstanding = next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0;
+  const bool outstanding = has_outstanding();
   const bool waiting = state_ != State::streaming || outstanding;
   if (!waiting) return std::nullopt;
   const auto quarter = cfg_.stall_timeout / 4;
@@ -639,7 +712,7 @@ std::optional<Clock::time_point> SenderSession::next_deadline() const {
 void SenderSession::on_timeout(Clock::time_point now) {
   auto deadline = next_deadline();
   if (!deadline || now < *deadline) return;
-  const bool outstanding = next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0;
+  const bool outstanding = has_outstanding();
   const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.stall_timeout).count() / 1000.0;
   if (outstanding && now - last_ack_progress_ >= cfg_.stall_timeout) {
     ++totals_.stall_timeouts;

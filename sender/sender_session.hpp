@@ -28,7 +28,19 @@
 // frame's checksum and the block's input to the file digest (each byte hashed once).
 // RPOS with a length re-sends exactly the blocks named (selective repeat); RPOS with
 // length 0 rewinds (go-back, when the receiver could not trust a DATA prefix).
+//
+// Protocol version 3 (docs/PROTOCOL.md section 5.5): files of at most one block inside a
+// directory the receiver created on this connection (its ANSWER said `created`) are sent
+// eagerly: the block is read and the source checked first, then OFFER (`eager`), DATA
+// and COMMIT go out together with no round trip, and the session moves on to the next
+// entry while up to kMaxEagerFiles such files (kMaxEagerBytes of data, and at most the
+// window) wait for their VERDICTs. Any other entry waits until the eager files ahead of
+// it are on the wire, then takes the one-file-at-a-time path above. A failed eager
+// file, and every eager file without a VERDICT when a connection is lost, is offered
+// again later the ordinary way (the receiver then answers with what it holds).
 #pragma once
+
+#include <deque>
 
 #include <algorithm>
 #include <chrono>
@@ -102,6 +114,7 @@ class SenderSession {
     hashing_prefix,   // driver hashes the part the receiver already holds
     streaming,        // sending DATA under the window
     awaiting_verdict, // COMMIT sent
+    pipelining,       // no ordinary file current: eager files in flight, or the next entry next
     awaiting_end,     // END sent
     done,             // receiver confirmed END: outcome() is final
     failed,           // unrecoverable: outcome() holds the error
@@ -143,10 +156,12 @@ class SenderSession {
   // window / chunk_size + max_reads_in_flight. Size the read BufferPool at this + 2.
   std::size_t max_blocks() const;
   // Blocks held now (read-and-unsent plus reads in flight), for tests.
-  std::size_t blocks_held() const { return reads_in_flight_ + ready_.size(); }
+  std::size_t blocks_held() const { return reads_in_flight_ + ready_.size() + eager_blocks_; }
   // Grows whenever the receiver confirms something new (an entry done or bytes
   // acknowledged); the app resets its redial budget when it grows.
-  std::uint64_t progress_marker() const { return (std::uint64_t{cur_} << 40) + acked_; }
+  std::uint64_t progress_marker() const { return (files_done_ << 40) + acked_; }
+  // Eager files taken and not finished (being read, or waiting for their VERDICT).
+  std::size_t eager_in_flight() const { return eager_.size(); }
   // The whole transfer as events report it (lib/core/events.hpp): files_total = entries,
   // bytes_total = sum of their sizes; done = finished entries (verified, failed or
   // refused) and their sizes, plus the most the receiver ever acknowledged of the
@@ -210,10 +225,51 @@ class SenderSession {
   void pump(Clock::time_point now);
   void emit_ready_chunks();
   void finish_file(bool verified, const std::string& why);
+  // Counts entry `index` as finished (verified or failed) and reports it.
+  void finish_entry(std::uint32_t index, bool verified, const std::string& why);
+  // The current ordinary file is finished: on to the next entry.
   void next_entry(Clock::time_point now);
+  // Takes entries while it can (state pipelining): eager ones start reading, an ordinary
+  // one becomes current and is offered once the eager files ahead are on the wire; END
+  // when every entry is finished.
+  void advance(Clock::time_point now);
+  std::optional<std::uint32_t> peek_next_entry() const;
+  void take_next_entry();
+  bool has_outstanding() const;
+
+  // Version 3's eager files (sender/sender_eager.cpp).
+  struct EagerFile {
+    std::uint32_t entry = 0;
+    bool reading = false;            // a ReadChunk is in flight
+    std::optional<ReadBlock> block;  // read (size > 0), source not yet checked or checked
+    bool checked = false;            // the source was unchanged after the read: ready to send
+    bool sent = false;               // OFFER, DATA, COMMIT are on the wire: VERDICT awaited
+  };
+  bool eager_eligible(std::uint32_t index) const;
+  bool eager_room(std::uint64_t size) const;
+  void start_eager(std::uint32_t index, Clock::time_point now);
+  // Issues the reads of eager files not read yet, under the read and buffer bounds.
+  void pump_eager(Clock::time_point now);
+  void on_eager_read(std::uint32_t entry, Result<ReadBlock> block, Clock::time_point now);
+  void on_eager_checked(std::uint32_t entry, Result<std::optional<SourceEntry>> now_entry, Clock::time_point now);
+  // Sends the ready eager files at the front of the unsent ones, in entry order.
+  void emit_eager(Clock::time_point now);
+  void send_eager(EagerFile& f);
+  // An ANSWER (refuse) or VERDICT for an eager file: false when `file_id` is none.
+  bool on_eager_answer(const protocol::Answer& a, Clock::time_point now);
+  bool on_eager_verdict(const protocol::Verdict& v, Clock::time_point now);
+  // Drops eager file `entry` from the pipeline; `retry`: offer it again later the
+  // ordinary way (counting an attempt when `attempt`), else it is finished.
+  std::deque<EagerFile>::iterator find_eager(std::uint32_t entry);
+  void drop_eager(std::deque<EagerFile>::iterator it);
+  void retry_entry(std::uint32_t entry, bool attempt, const std::string& why);
+  bool eager_unsent() const;
+  // The connection is gone: every eager file not verified is offered again later.
+  void requeue_eager();
   void fail(Error e);
   void drop_connection(Error e, Clock::time_point now);
   void event(EventType t, std::string detail = {});
+  void event_for(std::uint32_t index, EventType t, std::uint64_t offset, std::string detail = {});
   void note_acked() { cur_done_ = std::max(cur_done_, acked_); }
 
   SenderConfig cfg_;
@@ -232,7 +288,25 @@ class SenderSession {
   std::uint64_t bytes_done_ = 0;   // sum of their sizes
   std::uint64_t cur_done_ = 0;     // highest acknowledged offset of the current entry, any attempt
 
-  // Current entry.
+  // Entries taken: the next never taken, and those to offer again (failed eager files,
+  // eager files without a VERDICT when a connection was lost), before new ones.
+  std::uint32_t next_new_ = 0;
+  std::deque<std::uint32_t> retry_;
+  std::map<std::uint32_t, unsigned> retry_attempts_;  // attempts an entry in retry_ already used
+  // Eager files in entry order (<= kMaxEagerFiles); their data bytes; blocks they hold;
+  // tokens of their reads and checks; the directories the receiver created on this
+  // connection (ANSWER `created`: nothing below them yet).
+  std::deque<EagerFile> eager_;
+  std::uint64_t eager_bytes_ = 0;
+  std::size_t eager_blocks_ = 0;
+  std::map<std::uint64_t, std::uint32_t> eager_tokens_;
+  std::set<std::string> created_dirs_;
+  // Entries sent eagerly without a VERDICT that verified them: sent again, they count as
+  // re-sent (<= kMaxEagerFiles plus the entries waiting in retry_).
+  std::set<std::uint32_t> sent_eagerly_;
+
+  // Current ordinary entry (has_current_).
+  bool has_current_ = false;
   std::uint32_t cur_ = 0;
   FileProgress prog_;
   std::uint64_t acked_ = 0;      // receiver's verified offset

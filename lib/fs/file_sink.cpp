@@ -113,18 +113,17 @@ Result<UniqueFd> DestDir::open_parent(const std::string& wire_path, std::string&
   return dfd;
 }
 
-Result<void> DestDir::make_directory(const protocol::Offer& offer) {
+Result<bool> DestDir::make_directory(const protocol::Offer& offer) {
   std::string leaf;
   auto pfd = open_parent(offer.path, leaf, true);
   if (!pfd) return pfd.error();
   const std::string shown = path_ + "/" + offer.path;
-  if (::mkdirat(pfd->get(), leaf.c_str(), 0755) != 0 && errno != EEXIST) {
-    return make_error(Errc::local_io, "mkdir(" + shown + ")", errno);
-  }
+  const bool created = ::mkdirat(pfd->get(), leaf.c_str(), 0755) == 0;
+  if (!created && errno != EEXIST) return make_error(Errc::local_io, "mkdir(" + shown + ")", errno);
   if (!open_dir_fd(pfd->get(), leaf, Symlinks::refuse)) {
     return subdir_error(errno, "unsafe path '" + offer.path + "': a symlink or file is in the way", shown);
   }
-  return {};
+  return created;
 }
 
 Result<std::unique_ptr<PartialFile>> DestDir::open_partial(const protocol::Offer& offer, PartialState& state) {

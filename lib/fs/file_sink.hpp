@@ -77,9 +77,10 @@ class DestDir {
   // Opens (creating if missing, one level) the destination directory.
   static Result<std::shared_ptr<DestDir>> open(const std::string& path, DestOptions options = {});
 
-  // Creates the directory `offer.path` (and missing parents). Errc::protocol for an
+  // Creates the directory `offer.path` (and missing parents); true when this call made
+  // it (it did not exist), false when it was there already. Errc::protocol for an
   // unsafe path (through a symlink, or over a non-directory), Errc::local_io else.
-  Result<void> make_directory(const protocol::Offer& offer);
+  Result<bool> make_directory(const protocol::Offer& offer);
   // Opens or creates the partial for `offer`, checks its journal and re-reads every
   // block it records (contiguous and held), and fills `state`. A final file with the
   // offered size and mtime counts as complete (state.offset == size, state.prefix its

@@ -92,6 +92,12 @@ void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length,
       [job, done = std::move(done)] { done(std::move(job->result)); });
 }
 
+Result<ReadBlockResult> FileSource::read_now(std::uint64_t offset, std::size_t length, ByteBuffer buffer) const {
+  Result<ReadBlockResult> out{ReadBlockResult{}};
+  read_block(offset, length, buffer, out);
+  return out;
+}
+
 bool FileSource::try_read(uv_loop_t* loop, BufferPool& pool, std::uint64_t offset, std::size_t length,
                           ReadDone done) {
   auto buffer = pool.acquire();

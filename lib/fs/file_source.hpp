@@ -61,6 +61,9 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
   // read() with a buffer acquired from `pool`: false (nothing started, `done` dropped)
   // when every buffer of the pool is out; the caller retries when one comes back.
   bool try_read(uv_loop_t* loop, BufferPool& pool, std::uint64_t offset, std::size_t length, ReadDone done);
+  // read() done here and now, on the calling thread: for small files, where a thread-pool
+  // round trip costs more than the read (a few KiB from the page cache).
+  Result<ReadBlockResult> read_now(std::uint64_t offset, std::size_t length, ByteBuffer buffer) const;
   // The file digest of [0, length) cut into blocks of `block_size` (protocol::add_blocks),
   // read through one buffer for the whole prefix. Errc::local_io when reading fails or
   // the file is shorter than `length`; Errc::internal for block_size 0.

@@ -28,9 +28,17 @@ int main(int argc, char** argv) {
   o.identity = "size=1000,mtime_ns=1";
   o.block_size = 4096;
   out.emplace_back("offer", P::frame_of(P::FrameType::offer, P::to_json(o)));
+  o.eager = true;
+  o.size = 100;
+  out.emplace_back("offer_eager", P::frame_of(P::FrameType::offer, P::to_json(o)));
+  o.eager = false;
+  o.size = 1000;
   o.path = "../escape";
   out.emplace_back("offer_escape", P::frame_of(P::FrameType::offer, P::to_json(o)));
   out.emplace_back("answer", P::frame_of(P::FrameType::answer, P::to_json(P::Answer{1, P::AnswerStatus::accept, 10, ""})));
+  P::Answer created{2, P::AnswerStatus::accept, 0, ""};
+  created.created = true;
+  out.emplace_back("answer_created", P::frame_of(P::FrameType::answer, P::to_json(created)));
   out.emplace_back("answer_held", P::frame_of(P::FrameType::answer,
                                               P::to_json(P::Answer{1, P::AnswerStatus::accept, 4096, "", {{8192, 4096}}})));
   out.emplace_back("commit", P::frame_of(P::FrameType::commit, P::to_json(P::Commit{1, 1000, std::string(32, '0')})));

@@ -99,8 +99,9 @@ class MemoryDest {
     }
     if (o.kind == P::EntryKind::directory) {
       if (finals.count(o.path)) return make_error(Errc::protocol, "unsafe path '" + o.path + "': a file is in the way");
-      dirs.insert(o.path);
-      return receiver::OpenedFile{};
+      receiver::OpenedFile made;
+      made.created = dirs.insert(o.path).second;
+      return made;
     }
     if (dirs.count(o.path)) return make_error(Errc::local_io, "cannot write " + shown + ": a directory is in the way");
     h = Handle{o, false};
@@ -152,6 +153,20 @@ class MemoryDest {
     finals[h.offer.path] = Final{std::move(it->second.bytes), h.offer.mtime_ns};
     partials.erase(it);
     committed.insert(h.offer.path);
+    return {};
+  }
+
+  // lib/fs/file_batch's commit_batch for one eager file: straight to its final name.
+  Result<void> commit_small(const P::Offer& o, std::vector<std::byte> data) {
+    if (auto f = failure_of(o.path); f && *f <= data.size()) {
+      return make_error(Errc::local_io, "write(/dest/" + o.path + ")", 28 /* ENOSPC */);
+    }
+    if (dirs.count(o.path)) return make_error(Errc::local_io, "cannot write /dest/" + o.path + ": a directory is in the way");
+    if (data.size() != o.size && violations && violations->size() < kMaxViolations) {
+      violations->push_back("eager file " + o.path + " committed with " + std::to_string(data.size()) + " bytes");
+    }
+    finals[o.path] = Final{std::move(data), o.mtime_ns};
+    committed.insert(o.path);
     return {};
   }
 
@@ -237,6 +252,9 @@ struct Conn {
   std::unique_ptr<ReceiverSession> rx;
   std::optional<Handle> handle;                   // the receiver's open file
   std::map<std::uint32_t, std::uint64_t> rx_pos;  // last ANSWER/ACK/RPOS offset the receiver sent
+  std::map<std::uint32_t, std::string> offered;   // file id -> path of the sender's OFFERs
+  std::set<std::string> created;                  // directories the receiver's ANSWERs said it created
+  std::set<std::uint32_t> eager;                  // eager OFFERs (their DATA needs no ANSWER)
   bool closing = false;
 };
 
@@ -265,9 +283,11 @@ struct DestOp {
   Clock::time_point at;
   std::uint64_t conn = 0;
   bool commit = false;  // else open
+  bool small = false;   // a CommitSmallFile (offer and data)
   std::uint32_t file_id = 0;
-  P::Offer offer;  // open
+  P::Offer offer;  // open, small
   Handle handle;   // commit
+  std::vector<std::byte> data;  // small
 };
 
 enum class Flush { none, to_receiver, to_sender };
@@ -487,10 +507,30 @@ class Sim {
 
   // Independent of the session's own bookkeeping: a DATA frame may reach at most one
   // window past the highest position the receiver has named on this connection.
+  // Eager OFFERs (version 3) only for a file of one block in a directory the receiver
+  // created on this connection; their one DATA frame needs no ANSWER.
+  void check_offer(const SendFrame& f) {
+    if (f.head.size() <= P::kHeaderSize || static_cast<P::FrameType>(f.head[3]) != P::FrameType::offer) return;
+    auto o = P::parse_offer(P::Bytes(f.head).subspan(P::kHeaderSize));
+    if (!o) return;
+    conn_->offered[o->file_id] = o->path;
+    if (!o->eager) return;
+    conn_->eager.insert(o->file_id);
+    const auto slash = o->path.rfind('/');
+    if (slash == std::string::npos || !conn_->created.count(o->path.substr(0, slash))) {
+      violation("eager OFFER of " + o->path + " outside a directory the receiver created on this connection");
+    }
+  }
+
   void check_data_window(const SendFrame& f) {
+    check_offer(f);
     if (f.head.size() < P::kDataHeadSize || static_cast<P::FrameType>(f.head[3]) != P::FrameType::data) return;
     const std::uint32_t file = P::get_u32(f.head.data() + P::kHeaderSize);
     const std::uint64_t off = P::get_u64(f.head.data() + P::kHeaderSize + 4);
+    if (conn_->eager.count(file)) {
+      if (off != 0 || f.body.size() > c_.chunk_size) violation("eager DATA is not one whole block at 0");
+      return;
+    }
     auto it = conn_->rx_pos.find(file);
     if (it == conn_->rx_pos.end()) {
       violation("DATA for file " + std::to_string(file) + " before the receiver's ANSWER");
@@ -591,6 +631,15 @@ class Sim {
       op.handle = std::move(*k.handle);
       k.handle.reset();
       dest_ops_.push_back(std::move(op));
+    } else if (auto* sm = std::get_if<receiver::CommitSmallFile>(&a)) {
+      DestOp op;
+      op.at = dest_time();
+      op.conn = k.id;
+      op.small = true;
+      op.file_id = sm->file_id;
+      op.offer = std::move(sm->offer);
+      op.data = std::move(sm->data);
+      dest_ops_.push_back(std::move(op));
     } else if (auto* c = std::get_if<receiver::CloseFile>(&a)) {
       if (k.handle) {
         flush_writes(k.handle->offer.path);  // the driver closes after its writes land
@@ -653,6 +702,7 @@ class Sim {
     if (fr->header.type == P::FrameType::answer) {
       auto a = P::parse_answer(fr->payload);
       if (a && a->status == P::AnswerStatus::accept) k.rx_pos[a->file_id] = a->offset;
+      if (a && a->created && k.offered.count(a->file_id)) k.created.insert(k.offered[a->file_id]);
     } else if (fr->header.type == P::FrameType::ack) {
       P::Position p;
       if (P::decode_position(fr->payload, p)) k.rx_pos[p.file_id] = std::max(k.rx_pos[p.file_id], p.offset);
@@ -668,6 +718,13 @@ class Sim {
     DestOp op = std::move(dest_ops_.front());
     dest_ops_.pop_front();
     Conn* k = conn_ && conn_->id == op.conn && !conn_->closing ? conn_.get() : nullptr;
+    if (op.small) {
+      auto r = dest_.commit_small(op.offer, std::move(op.data));
+      if (!k) return;  // the connection is gone; the batch landed anyway
+      k->rx->on_file_committed(op.file_id, std::move(r), now_);
+      drive_receiver(*k);
+      return;
+    }
     if (op.commit) {
       auto r = dest_.commit(op.handle);
       if (!k) return;  // the connection is gone; the commit landed anyway
@@ -1060,6 +1117,33 @@ std::uint64_t add_random_files(Rng& g, std::uint64_t seed, SimCase& c) {
   return total;
 }
 
+// A tree of small files (one case in three), put first: directories "t" and "t/s" and
+// 2..40 files of at most one chunk in them (most go eagerly, several in flight: version
+// 3), sometimes with one of them already at the destination; returns their total size.
+std::uint64_t add_random_tree(Rng& g, std::uint64_t seed, SimCase& c) {
+  if (!g.chance(1, 3)) return 0;
+  std::vector<SimFile> tree;
+  for (const char* d : {"t", "t/s"}) {
+    SimFile dir;
+    dir.path = d;
+    dir.directory = true;
+    tree.push_back(std::move(dir));
+  }
+  const unsigned n = static_cast<unsigned>(g.between(2, 40));
+  std::uint64_t total = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    SimFile f;
+    f.path = std::string(g.chance(1, 2) ? "t/s/" : "t/") + "small" + std::to_string(i);
+    f.mtime_ns = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(i);
+    f.data = random_bytes(seed * 977 + i, static_cast<std::size_t>(g.below(c.chunk_size + 1)));
+    total += f.data.size();
+    tree.push_back(std::move(f));
+  }
+  if (g.chance(1, 4)) c.finals.push_back({tree.back().path, tree.back().data, tree.back().mtime_ns});
+  c.files.insert(c.files.begin(), std::make_move_iterator(tree.begin()), std::make_move_iterator(tree.end()));
+  return total;
+}
+
 // What the destination already holds (one case in eight).
 void add_random_preset(Rng& g, std::uint64_t seed, SimCase& c) {
   if (c.files.empty() || !g.chance(1, 8)) return;
@@ -1129,8 +1213,9 @@ SimCase random_case(std::uint64_t seed, unsigned max_faults) {
   c.io_latency = Tick(g.below(4));
   c.link.delay = Tick(g.below(21));
   c.link.rate = g.pick(std::vector<std::uint64_t>{4096, 16384, 65536, 262144, 1048576});
-  const std::uint64_t total = add_random_files(g, seed, c);
+  std::uint64_t total = add_random_files(g, seed, c);
   add_random_preset(g, seed, c);
+  total += add_random_tree(g, seed, c);
   add_random_faults(g, total, c.files.size(), max_faults, c);
   return c;
 }

@@ -123,6 +123,8 @@ class Harness {
           }
         } else if (auto* c = std::get_if<CommitFile>(&a)) {
           commits.push_back(*c);
+        } else if (auto* sm = std::get_if<CommitSmallFile>(&a)) {
+          smalls.push_back(std::move(*sm));
         } else if (auto* cl = std::get_if<CloseFile>(&a)) {
           closes_file.push_back(*cl);
         } else if (auto* cc = std::get_if<CloseConnection>(&a)) {
@@ -206,6 +208,7 @@ class Harness {
   std::vector<Sent> frames;
   std::vector<OpenFile> opens;
   std::vector<CommitFile> commits;
+  std::vector<CommitSmallFile> smalls;
   std::vector<CloseFile> closes_file;
   std::vector<CloseConnection> closes;
   std::vector<std::byte> file;  // the destination file's bytes
@@ -976,6 +979,245 @@ TEST(ReceiverInput, DisconnectKeepsThePartial) {
   ASSERT_EQ(h.closes_file.size(), 1u);
   EXPECT_FALSE(h.closes_file[0].discard) << "the journal is kept for a resume";
   EXPECT_TRUE(h.r.failed());
+}
+
+}  // namespace
+}  // namespace ferry::receiver
+
+// --- version 3: eager files ---------------------------------------------------------------
+
+namespace ferry::receiver {
+namespace {
+
+// OFFER (eager), DATA (unless empty) and COMMIT of a small file, back to back; `digest`
+// overrides the COMMIT's, `damage` flips a bit of the DATA's block.
+std::vector<std::byte> eager_frames(std::uint32_t id, const std::string& path, const std::vector<std::byte>& data,
+                                    std::optional<std::string> digest = std::nullopt, bool damage = false) {
+  P::Offer o;
+  o.file_id = id;
+  o.path = path;
+  o.size = data.size();
+  o.mtime_ns = 5;
+  o.mode = 0640;
+  o.identity = "size=" + std::to_string(data.size()) + ",mtime_ns=5";
+  o.block_size = kChunk;
+  o.eager = true;
+  std::vector<std::byte> wire = P::encode_frame(P::FrameType::offer, P::to_json(o));
+  if (!data.empty()) {
+    auto d = damage ? bad_data_frame(id, 0, data) : data_frame(id, 0, data);
+    wire.insert(wire.end(), d.begin(), d.end());
+  }
+  auto c = P::encode_frame(P::FrameType::commit,
+                           P::to_json(P::Commit{id, data.size(), digest.value_or(hex128(data))}));
+  wire.insert(wire.end(), c.begin(), c.end());
+  return wire;
+}
+
+std::vector<P::Verdict> verdicts(const Harness& h) {
+  std::vector<P::Verdict> out;
+  for (const auto& f : h.of_type(P::FrameType::verdict)) {
+    auto v = P::parse_verdict(f.payload);
+    EXPECT_TRUE(v.ok());
+    if (v) out.push_back(*v);
+  }
+  return out;
+}
+
+TEST(ReceiverEager, FileIsVerifiedInMemoryAndAnsweredAfterItsBatch) {
+  Harness h;
+  h.hello();
+  h.frames.clear();
+  const auto a = bytes_of(3000, 1), b = bytes_of(0, 2), c = bytes_of(kChunk, 3);
+  auto wire = eager_frames(1, "t/a", a);
+  for (auto& more : {eager_frames(2, "t/b", b), eager_frames(3, "t/c", c)}) wire.insert(wire.end(), more.begin(), more.end());
+  h.feed(wire);
+  ASSERT_EQ(h.smalls.size(), 3u);
+  EXPECT_EQ(h.smalls[0].data, a);
+  EXPECT_EQ(h.smalls[0].offer.path, "t/a");
+  EXPECT_EQ(h.smalls[0].offer.mode, 0640u);
+  EXPECT_TRUE(h.smalls[1].data.empty());
+  EXPECT_EQ(h.smalls[2].data, c);
+  EXPECT_TRUE(h.frames.empty()) << "no ANSWER, no ACK, no VERDICT before the batch is durable";
+  EXPECT_EQ(h.r.eager_pending(), 3u);
+  // The batch completes out of order: each VERDICT names its file.
+  h.r.on_file_committed(3, Result<void>(), h.now);
+  h.r.on_file_committed(1, Result<void>(), h.now);
+  h.r.on_file_committed(2, make_error(Errc::local_io, "rename(/d/t/b): No space left on device"), h.now);
+  h.collect();
+  auto v = verdicts(h);
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_EQ(v[0].file_id, 3u);
+  EXPECT_EQ(v[0].status, P::VerdictStatus::verified);
+  EXPECT_EQ(v[1].file_id, 1u);
+  EXPECT_EQ(v[2].file_id, 2u);
+  EXPECT_EQ(v[2].status, P::VerdictStatus::failed);
+  EXPECT_EQ(h.r.totals().files_verified, 2u);
+  EXPECT_EQ(h.r.totals().bytes_verified, a.size() + c.size());
+  EXPECT_EQ(h.r.totals().files_failed, 1u);
+  EXPECT_EQ(h.r.eager_pending(), 0u);
+  EXPECT_FALSE(h.r.failed());
+}
+
+TEST(ReceiverEager, ArrivesInAnySplitOfTheInput) {
+  Harness h;
+  h.hello();
+  const auto a = bytes_of(2500, 4);
+  const auto wire = eager_frames(1, "t/a", a);
+  for (std::size_t i = 0; i < wire.size(); i += 7) {
+    h.feed(std::vector<std::byte>(wire.begin() + static_cast<std::ptrdiff_t>(i),
+                                  wire.begin() + static_cast<std::ptrdiff_t>(std::min(wire.size(), i + 7))));
+  }
+  ASSERT_EQ(h.smalls.size(), 1u);
+  EXPECT_EQ(h.smalls[0].data, a) << "the block is copied: the input buffer moves on";
+}
+
+TEST(ReceiverEager, DamagedDataOrWrongDigestFailsTheFileNotTheConnection) {
+  Harness h;
+  h.hello();
+  h.frames.clear();
+  const auto a = bytes_of(3000, 5);
+  h.feed(eager_frames(1, "t/a", a, std::nullopt, /*damage=*/true));
+  h.feed(eager_frames(2, "t/b", a, std::string(32, '0')));
+  h.feed(eager_frames(3, "t/c", a));
+  ASSERT_EQ(h.smalls.size(), 1u);
+  EXPECT_EQ(h.smalls[0].file_id, 3u);
+  auto v = verdicts(h);
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].file_id, 1u);
+  EXPECT_EQ(v[0].status, P::VerdictStatus::failed);
+  EXPECT_EQ(v[1].file_id, 2u);
+  EXPECT_EQ(v[1].reason.find(hex128(a)), std::string::npos) << "no digest of the receiver's in the reason";
+  EXPECT_EQ(h.r.totals().chunks_rejected, 1u);
+  EXPECT_FALSE(h.r.failed());
+}
+
+TEST(ReceiverEager, UnsafePathIsRefusedAndItsDataDropped) {
+  Harness h;
+  h.hello();
+  h.frames.clear();
+  h.feed(eager_frames(1, "../x", bytes_of(100, 6)));
+  h.feed(eager_frames(2, "t/ok", bytes_of(100, 7)));
+  auto answers = h.of_type(P::FrameType::answer);
+  ASSERT_EQ(answers.size(), 1u);
+  auto a = P::parse_answer(answers[0].payload);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->file_id, 1u);
+  EXPECT_EQ(a->status, P::AnswerStatus::refuse);
+  ASSERT_EQ(h.smalls.size(), 1u);
+  EXPECT_EQ(h.smalls[0].offer.path, "t/ok");
+  EXPECT_FALSE(h.r.failed());
+}
+
+TEST(ReceiverEager, MoreThanTheBoundInFlightIsAViolation) {
+  Harness h;
+  h.hello();
+  const auto one = bytes_of(10, 8);
+  for (std::uint32_t i = 0; i < P::kMaxEagerFiles; ++i) h.feed(eager_frames(i, "t/f" + std::to_string(i), one));
+  EXPECT_EQ(h.r.eager_pending(), P::kMaxEagerFiles);
+  EXPECT_FALSE(h.r.failed());
+  h.feed(eager_frames(P::kMaxEagerFiles, "t/over", one));
+  expect_violation(h);
+}
+
+TEST(ReceiverEager, MoreThanTheByteBoundInFlightIsAViolation) {
+  Harness h(64 * 1024 * 1024);
+  h.hello();
+  P::Offer o;
+  o.file_id = 1;
+  o.path = "t/big";
+  o.block_size = static_cast<std::uint32_t>(P::kMaxChunkSize);
+  o.size = 9 * 1024 * 1024;
+  o.identity = "x";
+  o.eager = true;
+  const auto big = bytes_of(static_cast<std::size_t>(o.size), 10);
+  P::FileDigest d;
+  d.add_block(P::block_digest(big, 0));
+  h.feed(P::FrameType::offer, P::to_json(o));
+  h.feed(data_frame(1, 0, big));
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{1, o.size, d.hex()}));
+  ASSERT_EQ(h.smalls.size(), 1u);
+  EXPECT_FALSE(h.r.failed());
+  o.file_id = 2;
+  o.path = "t/big2";
+  o.size = P::kMaxEagerBytes - 9 * 1024 * 1024 + 1;  // one byte past the bound in all
+  h.feed(P::FrameType::offer, P::to_json(o));
+  expect_violation(h);
+}
+
+TEST(ReceiverEager, MisplacedFramesAreViolations) {
+  const auto a = bytes_of(3000, 9);
+  {  // COMMIT before the DATA
+    Harness h;
+    h.hello();
+    auto commit = P::encode_frame(P::FrameType::commit, P::to_json(P::Commit{1, a.size(), hex128(a)}));
+    P::Offer o;
+    o.file_id = 1;
+    o.path = "t/a";
+    o.size = a.size();
+    o.identity = "x";
+    o.block_size = kChunk;
+    o.eager = true;
+    h.feed(P::FrameType::offer, P::to_json(o));
+    h.feed(commit);
+    expect_violation(h);
+  }
+  {  // DATA that is not the whole file
+    Harness h;
+    h.hello();
+    P::Offer o;
+    o.file_id = 1;
+    o.path = "t/a";
+    o.size = a.size();
+    o.identity = "x";
+    o.block_size = kChunk;
+    o.eager = true;
+    h.feed(P::FrameType::offer, P::to_json(o));
+    h.feed(data_frame(1, 0, P::Bytes(a).first(1000)));
+    expect_violation(h);
+  }
+  {  // an eager OFFER of a file larger than one block is malformed
+    Harness h;
+    h.hello();
+    P::Offer o;
+    o.file_id = 1;
+    o.path = "t/a";
+    o.size = kChunk + 1;
+    o.identity = "x";
+    o.block_size = kChunk;
+    o.eager = true;
+    h.feed(P::FrameType::offer, P::to_json(o));
+    expect_violation(h);
+  }
+  {  // END while eager files are being committed
+    Harness h;
+    h.hello();
+    h.feed(eager_frames(1, "t/a", a));
+    h.feed(P::FrameType::end, P::to_json(P::End{1, a.size()}));
+    expect_violation(h);
+  }
+}
+
+TEST(ReceiverEager, DirectoryAnswerSaysWhetherItWasCreated) {
+  for (bool created : {true, false}) {
+    Harness h;
+    h.hello();
+    P::Offer o;
+    o.file_id = 0;
+    o.path = "t";
+    o.kind = P::EntryKind::directory;
+    o.identity = "dir";
+    h.feed(P::FrameType::offer, P::to_json(o));
+    ASSERT_EQ(h.opens.size(), 1u);
+    OpenedFile made;
+    made.created = created;
+    h.r.on_file_opened(0, made, h.now);
+    h.collect();
+    auto answers = h.of_type(P::FrameType::answer);
+    ASSERT_EQ(answers.size(), 1u);
+    auto a = P::parse_answer(answers[0].payload);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->created, created);
+  }
 }
 
 }  // namespace

@@ -88,6 +88,9 @@ class Harness {
  public:
   explicit Harness(std::vector<std::vector<std::byte>> contents, SenderConfig config_in = config())
       : files(std::move(contents)), cfg(config_in), s(cfg, entries(files), kT0) {}
+  // Entries of its own (a tree); contents[i] belongs to ents[i] (empty for a directory).
+  Harness(std::vector<SourceEntry> ents, std::vector<std::vector<std::byte>> contents, SenderConfig config_in = config())
+      : files(std::move(contents)), cfg(config_in), s(cfg, std::move(ents), kT0) {}
 
   static std::vector<SourceEntry> entries(const std::vector<std::vector<std::byte>>& contents) {
     std::vector<SourceEntry> out;
@@ -1191,6 +1194,171 @@ TEST(SenderInput, CorruptFrameFromReceiverDropsTheConnection) {
   ASSERT_EQ(h.closes.size(), 1u);
   EXPECT_EQ(h.closes[0].reason.code, Errc::connection);
   EXPECT_FALSE(h.s.finished()) << "retryable: the app redials";
+}
+
+}  // namespace
+}  // namespace ferry::sender
+
+// --- version 3: eager files -----------------------------------------------------------
+
+namespace ferry::sender {
+namespace {
+
+SourceEntry dir_entry(const std::string& path) {
+  SourceEntry e = entry(path, 0);
+  e.kind = P::EntryKind::directory;
+  e.identity = "dir";
+  return e;
+}
+
+// Directory "t", then `sizes` as files t/f0, t/f1, ... (contents from bytes_of).
+Harness tree_harness(const std::vector<std::size_t>& sizes, SenderConfig cfg = config()) {
+  std::vector<SourceEntry> ents{dir_entry("t")};
+  std::vector<std::vector<std::byte>> contents{{}};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ents.push_back(entry("t/f" + std::to_string(i), sizes[i]));
+    contents.push_back(bytes_of(sizes[i], static_cast<unsigned>(i + 40)));
+  }
+  return Harness(std::move(ents), std::move(contents), cfg);
+}
+
+void answer_dir(Harness& h, std::uint32_t file, bool created) {
+  P::Answer a{file, P::AnswerStatus::accept, 0, ""};
+  a.created = created;
+  h.feed(P::FrameType::answer, P::to_json(a));
+}
+
+std::vector<P::Offer> offers(const Harness& h) {
+  std::vector<P::Offer> out;
+  for (const auto& f : h.of_type(P::FrameType::offer)) {
+    auto o = P::parse_offer(f.payload);
+    EXPECT_TRUE(o.ok());
+    if (o) out.push_back(*o);
+  }
+  return out;
+}
+
+TEST(SenderEager, SmallFilesInACreatedDirectoryGoOutWithoutWaiting) {
+  Harness h = tree_harness({100, 0, kChunk, 3 * kChunk});
+  h.handshake();
+  answer_dir(h, 0, /*created=*/true);
+  h.take_frames();
+  h.complete_all_reads();
+  // Entry order on the wire: OFFER+DATA+COMMIT of each small file, then the big file's
+  // ordinary OFFER, with no ANSWER or VERDICT in between.
+  std::vector<P::FrameType> types;
+  for (const auto& f : h.frames) types.push_back(f.type);
+  using T = P::FrameType;
+  const std::vector<T> want{T::offer, T::data, T::commit, T::offer, T::commit, T::offer, T::data, T::commit, T::offer};
+  EXPECT_EQ(types, want);
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 4u);
+  EXPECT_TRUE(o[0].eager && o[1].eager && o[2].eager);
+  EXPECT_FALSE(o[3].eager) << "a file of more than one block goes the ordinary way";
+  auto commits = h.of_type(T::commit);
+  EXPECT_EQ(P::parse_commit(commits[0].payload)->xxh3_128, hex128(h.files[1]));
+  EXPECT_EQ(P::parse_commit(commits[1].payload)->xxh3_128, hex128({}));
+  EXPECT_EQ(h.s.eager_in_flight(), 3u);
+  // Their VERDICTs arrive while the big file streams; END only after all of them.
+  h.answer(4, 0);
+  h.verdict(2, true);
+  h.verdict(1, true);
+  h.complete_all_reads();
+  h.feed_position(T::ack, 4, 3 * kChunk);
+  h.verdict(4, true);
+  EXPECT_TRUE(h.of_type(T::end).empty()) << "an eager file still has no VERDICT";
+  h.verdict(3, true);
+  EXPECT_EQ(h.of_type(T::end).size(), 1u);
+  EXPECT_EQ(h.s.totals().files_verified, 5u);
+  EXPECT_EQ(h.s.totals().bytes_resent, 0u);
+}
+
+TEST(SenderEager, NotInADirectoryTheReceiverAlreadyHad) {
+  Harness h = tree_harness({100, 200});
+  h.handshake();
+  answer_dir(h, 0, /*created=*/false);
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_FALSE(o[1].eager) << "the receiver may hold it: ask first";
+  EXPECT_TRUE(h.reads.empty()) << "nothing read before the ANSWER";
+}
+
+TEST(SenderEager, AFailedVerdictSendsTheFileAgainTheOrdinaryWayAsAResend) {
+  Harness h = tree_harness({100, 200});
+  h.handshake();
+  answer_dir(h, 0, true);
+  h.complete_all_reads();
+  h.take_frames();
+  h.verdict(1, false);
+  h.verdict(2, true);
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].file_id, 1u);
+  EXPECT_FALSE(o[0].eager);
+  EXPECT_EQ(h.s.totals().chunks_rejected, 1u);
+  h.answer(1, 0);
+  h.complete_all_reads();
+  h.verdict(1, true);
+  EXPECT_EQ(h.s.totals().bytes_resent, 100u);
+  EXPECT_EQ(h.s.totals().files_verified, 3u);
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+}
+
+TEST(SenderEager, AfterALostConnectionFilesWithoutVerdictAreOfferedOrdinarily) {
+  Harness h = tree_harness({100, 200, 300});
+  h.handshake();
+  answer_dir(h, 0, true);
+  h.complete_all_reads();
+  h.verdict(1, true);
+  h.s.on_disconnected(make_error(Errc::connection, "cut"), h.now);
+  h.take_frames();
+  h.handshake();
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].file_id, 2u) << "file 1 has its VERDICT; the others are asked for";
+  EXPECT_FALSE(o[0].eager);
+  h.answer(2, 200);  // the receiver committed it before the cut: only verified
+  h.complete_hash();
+  EXPECT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  h.verdict(2, true);
+  EXPECT_EQ(h.data_bytes(), 0u) << "nothing of it sent again";
+  o = offers(h);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_EQ(o[1].file_id, 3u);
+  EXPECT_FALSE(o[1].eager);
+}
+
+TEST(SenderEager, InFlightIsBoundedByTheWindowAndTheFileCount) {
+  std::vector<std::size_t> sizes(300, 1000);
+  Harness h = tree_harness(sizes);
+  h.handshake();
+  answer_dir(h, 0, true);
+  h.complete_all_reads();
+  EXPECT_LE(h.s.eager_in_flight() * 1000, kWindow);
+  EXPECT_GE(h.s.eager_in_flight(), kWindow / 1000 - 1);
+  SenderConfig wide = config();
+  wide.window = 64 * 1024 * 1024;
+  std::vector<std::size_t> tiny(300, 1);
+  Harness h2 = tree_harness(tiny, wide);
+  h2.handshake();
+  answer_dir(h2, 0, true);
+  h2.complete_all_reads();
+  EXPECT_EQ(h2.s.eager_in_flight(), P::kMaxEagerFiles);
+  // VERDICTs make room, and every file gets through.
+  for (std::uint32_t id = 1; id <= 300 && !h2.s.finished(); ++id) {
+    h2.verdict(id, true);
+    h2.complete_all_reads();
+  }
+  EXPECT_EQ(h2.s.totals().files_verified, 301u);
+}
+
+TEST(SenderEager, AnswerAcceptingAnEagerFileIsAViolation) {
+  Harness h = tree_harness({100});
+  h.handshake();
+  answer_dir(h, 0, true);
+  h.complete_all_reads();
+  h.answer(1, 0);
+  expect_protocol_failure(h);
 }
 
 }  // namespace

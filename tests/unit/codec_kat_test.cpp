@@ -115,7 +115,8 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->max_version, want.max_version);
   }
   for (auto [name, want] :
-       {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()}}) {
+       {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()},
+        std::pair{"offer_eager", kat::kat_offer_eager()}}) {
     auto m = parse_offer(payload_of(name));
     ASSERT_TRUE(m) << name << ": " << m.error().message();
     EXPECT_EQ(m->file_id, want.file_id);
@@ -126,9 +127,11 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->mode, want.mode);
     EXPECT_EQ(m->identity, want.identity);
     EXPECT_EQ(m->block_size, want.block_size);
+    EXPECT_EQ(m->eager, want.eager) << name;
   }
   for (auto [name, want] :
-       {std::pair{"answer_accept", kat::kat_answer_accept()}, std::pair{"answer_refuse", kat::kat_answer_refuse()}}) {
+       {std::pair{"answer_accept", kat::kat_answer_accept()}, std::pair{"answer_refuse", kat::kat_answer_refuse()},
+        std::pair{"answer_created", kat::kat_answer_created()}}) {
     auto m = parse_answer(payload_of(name));
     ASSERT_TRUE(m) << name << ": " << m.error().message();
     EXPECT_EQ(m->file_id, want.file_id);
@@ -136,6 +139,7 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->offset, want.offset);
     EXPECT_EQ(m->note, want.note);
     EXPECT_EQ(m->held, want.held);
+    EXPECT_EQ(m->created, want.created) << name;
   }
   {
     DataView v;

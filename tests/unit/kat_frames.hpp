@@ -27,7 +27,7 @@ struct KatFrame {
 
 // The fixed message inputs, reused by the test to check what the vectors decode to.
 inline protocol::Hello kat_hello() {
-  return {2, 2, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
+  return {3, 3, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
 }
 inline protocol::Offer kat_offer_file() {
   return {7,
@@ -38,6 +38,16 @@ inline protocol::Offer kat_offer_file() {
           0640,
           "size=1048577,mtime_ns=1700000000123456789",
           262144};
+}
+// Version 3: a small file sent eagerly, and the ANSWER of a directory made for its offer.
+inline protocol::Offer kat_offer_eager() {
+  return {10, "dir/new/small.txt", protocol::EntryKind::file, 6, 1700000000123456789, 0644,
+          "size=6,mtime_ns=1700000000123456789", 262144, true};
+}
+inline protocol::Answer kat_answer_created() {
+  protocol::Answer a{8, protocol::AnswerStatus::accept, 0, ""};
+  a.created = true;
+  return a;
 }
 inline protocol::Offer kat_offer_dir() {
   return {8, "dir/empty", protocol::EntryKind::directory, 0, -1, 0755, "dir"};
@@ -96,6 +106,8 @@ inline std::vector<KatFrame> kat_frames() {
   add_json("offer_dir", FrameType::offer, to_json(kat_offer_dir()));
   add_json("answer_accept", FrameType::answer, to_json(kat_answer_accept()));
   add_json("answer_refuse", FrameType::answer, to_json(kat_answer_refuse()));
+  add_json("offer_eager", FrameType::offer, to_json(kat_offer_eager()));
+  add_json("answer_created", FrameType::answer, to_json(kat_answer_created()));
   auto data = kat_data_bytes();
   auto head = protocol::encode_data_head(kKatDataFile, kKatDataOffset,
                                          protocol::block_digest(data, kKatDataOffset), data.size());

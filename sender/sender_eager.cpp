@@ -1,0 +1,203 @@
+// SenderSession, protocol version 3's eager files (see sender_session.hpp): files of at
+// most one block in a directory the receiver created on this connection go out as
+// OFFER (`eager`) + DATA + COMMIT with no round trip, several in flight at once.
+#include <algorithm>
+
+#include "sender/sender_session.hpp"
+
+namespace ferry::sender {
+
+using protocol::FrameType;
+namespace P = protocol;
+
+namespace {
+// The directory part of a wire path ("" for an entry at the top of the destination).
+std::string parent_of(const std::string& wire_path) {
+  const auto slash = wire_path.rfind('/');
+  return slash == std::string::npos ? std::string() : wire_path.substr(0, slash);
+}
+}  // namespace
+
+// Eager only where the receiver certainly holds nothing (a directory it created on this
+// connection) and only on the first attempt: a retried file goes the ordinary way and
+// is answered with what the receiver holds.
+bool SenderSession::eager_eligible(std::uint32_t index) const {
+  const auto& ent = entries_[index];
+  if (ent.kind != P::EntryKind::file || ent.size > cfg_.chunk_size) return false;
+  if (retry_attempts_.count(index) > 0) return false;
+  const std::string dir = parent_of(ent.wire_path);
+  return !dir.empty() && created_dirs_.count(dir) > 0;
+}
+
+bool SenderSession::eager_room(std::uint64_t size) const {
+  const std::uint64_t byte_bound = std::min<std::uint64_t>(cfg_.window, P::kMaxEagerBytes);
+  return eager_.size() < P::kMaxEagerFiles && eager_bytes_ + size <= byte_bound;
+}
+
+void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
+  eager_.push_back(EagerFile{index, false, std::nullopt, false, false});
+  eager_bytes_ += entries_[index].size;
+  if (entries_[index].size == 0) eager_.back().checked = true;  // nothing to read
+  pump_eager(now);
+  emit_eager(now);
+}
+
+void SenderSession::pump_eager(Clock::time_point) {
+  for (auto& f : eager_) {
+    if (reads_in_flight_ >= cfg_.max_reads_in_flight || blocks_held() >= max_blocks()) return;
+    if (f.reading || f.block || f.checked) continue;
+    const std::uint64_t token = next_token_++;
+    eager_tokens_[token] = f.entry;
+    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entries_[f.entry].size), token});
+    ++reads_in_flight_;
+    f.reading = true;
+  }
+}
+
+std::deque<SenderSession::EagerFile>::iterator SenderSession::find_eager(std::uint32_t entry) {
+  return std::find_if(eager_.begin(), eager_.end(), [&](const EagerFile& f) { return f.entry == entry; });
+}
+
+void SenderSession::drop_eager(std::deque<EagerFile>::iterator it) {
+  eager_bytes_ -= entries_[it->entry].size;
+  if (it->block) --eager_blocks_;
+  eager_.erase(it);
+}
+
+void SenderSession::retry_entry(std::uint32_t entry, bool attempt, const std::string& why) {
+  unsigned& attempts = retry_attempts_[entry];
+  if (attempt) ++attempts;
+  if (attempts >= cfg_.max_file_attempts) {
+    retry_attempts_.erase(entry);
+    if (why.find("verification") != std::string::npos) ++files_failed_verification_;
+    return finish_entry(entry, false, why);
+  }
+  retry_.push_back(entry);
+  if (attempt) event_for(entry, EventType::warning, 0, why + "; sending the file again");
+}
+
+// A completed read of an eager file: the source is checked next (size, mtime, identity
+// unchanged after the read), so that old and new bytes can never be mixed. A read error
+// fails the file; a short read sends it again the ordinary way.
+void SenderSession::on_eager_read(std::uint32_t entry, Result<ReadBlock> block, Clock::time_point now) {
+  auto it = find_eager(entry);
+  if (it == eager_.end() || !it->reading) return pump_eager(now);  // stale: its buffer goes back
+  it->reading = false;
+  if (!block) {
+    drop_eager(it);
+    finish_entry(entry, false, block.error().message());
+  } else if (block->data.size() != entries_[entry].size) {
+    drop_eager(it);
+    retry_entry(entry, true, "source file changed during the transfer");
+  } else {
+    it->block = std::move(*block);
+    ++eager_blocks_;
+    const std::uint64_t token = next_token_++;
+    eager_tokens_[token] = entry;
+    actions_.push_back(CheckSource{entry, token});
+  }
+  pump_eager(now);
+  emit_eager(now);
+  if (state_ == State::pipelining) advance(now);
+}
+
+void SenderSession::on_eager_checked(std::uint32_t entry, Result<std::optional<SourceEntry>> now_entry,
+                                     Clock::time_point now) {
+  auto it = find_eager(entry);
+  if (it == eager_.end() || !it->block) return;
+  if (!now_entry) {
+    drop_eager(it);
+    finish_entry(entry, false, now_entry.error().message());
+  } else if (now_entry->has_value()) {
+    drop_eager(it);
+    bytes_total_ = bytes_total_ - entries_[entry].size + (*now_entry)->size;
+    entries_[entry] = std::move(**now_entry);
+    retry_entry(entry, true, "source file changed during the transfer");
+  } else {
+    it->checked = true;
+  }
+  pump_eager(now);
+  emit_eager(now);
+  if (state_ == State::pipelining) advance(now);
+}
+
+bool SenderSession::eager_unsent() const {
+  return std::any_of(eager_.begin(), eager_.end(), [](const EagerFile& f) { return !f.sent; });
+}
+
+void SenderSession::emit_eager(Clock::time_point now) {
+  if (!connected_) return;
+  const bool was_outstanding = has_outstanding();
+  for (auto& f : eager_) {
+    if (f.sent) continue;
+    if (!f.checked) break;  // entry order: the ones behind wait for it
+    send_eager(f);
+  }
+  if (!was_outstanding && has_outstanding()) last_ack_progress_ = now;
+}
+
+void SenderSession::send_eager(EagerFile& f) {
+  const auto& ent = entries_[f.entry];
+  P::Offer o{f.entry, ent.wire_path, ent.kind, ent.size, ent.mtime_ns, ent.mode, ent.identity,
+             static_cast<std::uint32_t>(cfg_.chunk_size), true};
+  send_control(FrameType::offer, P::to_json(o));
+  event_for(f.entry, EventType::file_start, 0);
+  P::FileDigest digest;
+  if (f.block) {
+    digest.add_block(f.block->digest);
+    totals_.bytes_payload += f.block->data.size();
+    auto head = P::encode_data_head(f.entry, 0, f.block->digest, f.block->data.size());
+    actions_.push_back(SendFrame{std::vector<std::byte>(head.begin(), head.end()), std::move(f.block->data)});
+    f.block.reset();
+    --eager_blocks_;
+  }
+  send_control(FrameType::commit, P::to_json(P::Commit{f.entry, ent.size, digest.hex()}));
+  f.sent = true;
+  sent_eagerly_.insert(f.entry);
+}
+
+// ERROR for: an ANSWER that accepts an eager file (only a refusal is allowed).
+bool SenderSession::on_eager_answer(const P::Answer& a, Clock::time_point now) {
+  auto it = find_eager(a.file_id);
+  if (it == eager_.end() || !it->sent) return false;
+  if (a.status != P::AnswerStatus::refuse) {
+    violation("ANSWER accepting an eager file");
+    return true;
+  }
+  drop_eager(it);
+  sent_eagerly_.erase(a.file_id);
+  finish_entry(a.file_id, false, "refused by receiver: " + a.note);
+  if (state_ == State::pipelining) advance(now);
+  return true;
+}
+
+bool SenderSession::on_eager_verdict(const P::Verdict& v, Clock::time_point now) {
+  auto it = find_eager(v.file_id);
+  if (it == eager_.end() || !it->sent) return false;
+  drop_eager(it);
+  last_ack_progress_ = now;
+  if (v.status == P::VerdictStatus::verified) {
+    sent_eagerly_.erase(v.file_id);
+    finish_entry(v.file_id, true, {});
+  } else {
+    ++totals_.chunks_rejected;  // its one block, as an RPOS would name it
+    retry_entry(v.file_id, true, "verification failed (" + v.reason + ")");
+  }
+  if (state_ == State::pipelining) advance(now);
+  return true;
+}
+
+void SenderSession::requeue_eager() {
+  std::deque<std::uint32_t> again;
+  for (const auto& f : eager_) {
+    again.push_back(f.entry);
+    retry_attempts_.emplace(f.entry, 0);  // not eager again: the receiver may hold it now
+  }
+  eager_.clear();
+  eager_bytes_ = 0;
+  eager_blocks_ = 0;  // their reads still in flight come back stale (eager_tokens_ keeps them)
+  created_dirs_.clear();  // a new connection may meet another receiver state
+  retry_.insert(retry_.begin(), again.begin(), again.end());
+}
+
+}  // namespace ferry::sender
