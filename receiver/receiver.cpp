@@ -72,7 +72,7 @@ struct Peer {
   ReceiverSession session;
   // Shared with the pool job that commits it, so that the job never outlives it.
   std::shared_ptr<PartialFile> file;
-  std::string busy_path;  // the wire path this peer holds in ReceiverEngine::busy_
+  std::string busy_path;  // the on-disk key (on_disk_key) this peer holds in ReceiverEngine::busy_
   unsigned jobs = 0;      // pool jobs in flight that hold `file` (opens, writes, commits)
   unsigned writes = 0;    // of which block writes
   // A CloseFile that came while writes were in flight: done when the last one completes
@@ -104,9 +104,16 @@ class ReceiverEngine final : public Engine {
   void begin() override {
     if (done_) return;  // stopped before the start
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
-    auto dest = DestDir::open(opts_.dest, DestOptions{.no_fsync = opts_.no_fsync});
+    auto dest = DestDir::open(opts_.dest,
+                              DestOptions{.no_fsync = opts_.no_fsync, .stale_partial_age = opts_.stale_partial_age});
     if (!dest) return finish(dest.error());
     dest_ = std::move(*dest);
+    if (dest_->stale_removed() > 0) {
+      emit(Event{EventType::warning, {}, 0, 0,
+                 "removed " + std::to_string(dest_->stale_removed()) + " stale partial or journal files from " +
+                     opts_.dest,
+                 {}, 0});
+    }
     auto t = start_transport(
         opts_.transport, [this](std::unique_ptr<Connection> c) { add_peer(std::move(c)); },
         [this](const Error& e) { connection_failed(e); });
@@ -420,13 +427,16 @@ class ReceiverEngine final : public Engine {
           now);  // drive() carries on
       return;
     }
-    if (busy_.count(o.offer.path)) {
-      // Another connection is writing this path (or still closing it): wait for it.
-      waiting_[o.offer.path].emplace_back(p.id, o);
+    // One writer per file on disk: keyed by the name the file and its partial have
+    // there, not by the sent path (two sent paths can share a partial's name).
+    const std::string key = on_disk_key(o.offer.path);
+    if (busy_.count(key)) {
+      // Another connection is writing this file (or still closing it): wait for it.
+      waiting_[key].emplace_back(p.id, o);
       return;
     }
-    busy_.insert(o.offer.path);
-    p.busy_path = o.offer.path;
+    busy_.insert(key);
+    p.busy_path = key;
     ++p.jobs;
     struct Job {
       protocol::Offer offer;
@@ -552,7 +562,7 @@ class ReceiverEngine final : public Engine {
   std::shared_ptr<DestDir> dest_;
   UvOwner<uv_timer_t> idle_timer_, redial_timer_;
   std::map<std::uint64_t, std::unique_ptr<Peer>> peers_;
-  std::set<std::string> busy_;  // paths with an open partial
+  std::set<std::string> busy_;  // on-disk keys (on_disk_key) of files with an open partial
   std::map<std::string, std::vector<std::pair<std::uint64_t, receiver::OpenFile>>>
       waiting_;  // OpenFile waiting for a busy path
   Backoff backoff_;
