@@ -313,6 +313,8 @@ TEST(Files, StalePartialAgeIsValidated) {
   auto recv = Process::start({kRecvBin, "--listen", "127.0.0.1:0", "--stale-partial-age", "soon", t / "dest"},
                              t.path(), "recv");
   EXPECT_EQ(recv->wait(20s), ExitStatus::exited_with(2)) << recv->describe();
+  EXPECT_NE(recv->stderr_text().find("--stale-partial-age: not a duration: soon"), std::string::npos)
+      << recv->describe();
 }
 
 }  // namespace
