@@ -21,6 +21,13 @@ std::optional<std::string> wire_path_problem(std::string_view path) {
   return std::nullopt;
 }
 
+bool reserved_name(std::string_view name) {
+  for (std::string_view suffix : kReservedSuffixes) {
+    if (name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> split_wire_path(std::string_view path) {
   std::vector<std::string> out;
   std::size_t start = 0;

@@ -1,10 +1,33 @@
 // ferry-recv: receive files into DEST_DIR; each appears whole and verified, or not at all.
 #include <csignal>
 #include <cstdio>
+#include <optional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "receiver/recv_app.hpp"
+
+namespace {
+
+// "30", "30s", "90m", "12h", "7d" (a whole number of seconds, minutes, hours or days)
+// as seconds; nullopt when malformed or over ten years.
+std::optional<std::chrono::seconds> parse_age(const std::string& text) {
+  std::size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    n = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (text.empty() || text[0] == '-' || used + 1 < text.size()) return std::nullopt;
+  const char unit = used < text.size() ? text[used] : 's';
+  const unsigned long long scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+  if (scale == 0 || n > 3650ull * 86400 / scale) return std::nullopt;
+  return std::chrono::seconds(static_cast<long long>(n * scale));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an EPIPE error value, not a death
@@ -19,6 +42,10 @@ int main(int argc, char** argv) {
                "durability against power loss is given up)");
   app.add_option("--idle-timeout", idle_s,
                  "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)");
+  std::string stale_age = "7d";
+  app.add_option("--stale-partial-age", stale_age,
+                 "Remove partials and journals not modified for this long when met (at a file's open, and in "
+                 "DEST_DIR's top level at the start): N[s|m|h|d], 0 never (default 7d)");
   app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)");
   app.set_version_flag("--version", "ferry-recv " FERRY_VERSION);
   try {
@@ -29,10 +56,13 @@ int main(int argc, char** argv) {
   }
   auto ok = ferry::finish_common_options(o.common);
   if (ok && idle_s > 86400 * 365) ok = ferry::make_error(ferry::Errc::usage, "--idle-timeout too large");
+  const auto age = parse_age(stale_age);
+  if (ok && !age) ok = ferry::make_error(ferry::Errc::usage, "--stale-partial-age: not a duration: " + stale_age);
   if (!ok) {
     std::fprintf(stderr, "ferry-recv: error: %s\n", ok.error().message().c_str());
     return ok.error().exit_code();
   }
+  o.stale_partial_age = *age;
   if (idle_s < 0) idle_s = o.once ? 300 : 0;
   o.idle_timeout = std::chrono::milliseconds(static_cast<long long>(idle_s * 1000));
   return ferry::receiver::run_recv(o);

@@ -77,7 +77,7 @@ struct Peer {
   ReceiverSession session;
   // Shared with the pool job that commits it, so that the job never outlives it.
   std::shared_ptr<PartialFile> file;
-  std::string busy_path;  // the wire path this peer holds in ReceiverEngine::busy_
+  std::string busy_path;  // the on-disk key (on_disk_key) this peer holds in ReceiverEngine::busy_
   unsigned jobs = 0;      // pool jobs in flight that hold `file` (opens, writes, commits)
   unsigned writes = 0;    // of which block writes
   // A CloseFile that came while writes were in flight: done when the last one completes
@@ -92,6 +92,7 @@ struct Peer {
   // their order). Bounded by the session (protocol::kMaxEagerFiles, kMaxEagerBytes).
   std::vector<StagedFile> staged;
   std::vector<std::uint32_t> staged_ids;
+  std::vector<std::string> staged_keys;  // their on-disk keys, held in busy_
   std::uint64_t staged_bytes = 0;
   bool batch_running = false;
   bool reported_end = false;  // END seen and acted upon
@@ -116,9 +117,16 @@ class ReceiverEngine final : public Engine {
   void begin() override {
     if (done_) return;  // stopped before the start
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
-    auto dest = DestDir::open(opts_.dest, DestOptions{.no_fsync = opts_.no_fsync});
+    auto dest = DestDir::open(opts_.dest,
+                              DestOptions{.no_fsync = opts_.no_fsync, .stale_partial_age = opts_.stale_partial_age});
     if (!dest) return finish(dest.error());
     dest_ = std::move(*dest);
+    if (dest_->stale_removed() > 0) {
+      emit(Event{EventType::warning, {}, 0, 0,
+                 "removed " + std::to_string(dest_->stale_removed()) + " stale partial or journal files from " +
+                     opts_.dest,
+                 {}, 0});
+    }
     auto t = start_transport(
         opts_.transport, [this](std::unique_ptr<Connection> c) { add_peer(std::move(c)); },
         [this](const Error& e) { connection_failed(e); });
@@ -390,7 +398,11 @@ class ReceiverEngine final : public Engine {
 
   void release_path(Peer& p) {
     if (p.busy_path.empty()) return;
-    const std::string path = std::exchange(p.busy_path, {});
+    release_key(std::exchange(p.busy_path, {}));
+  }
+
+  // Frees an on-disk key of busy_ and hands it to the first live peer waiting for it.
+  void release_key(const std::string& path) {
     busy_.erase(path);
     // Hand the path to the first live peer waiting for it.
     auto it = waiting_.find(path);
@@ -433,17 +445,23 @@ class ReceiverEngine final : public Engine {
       auto r = dest_->make_directory(o.offer);
       receiver::OpenedFile made;
       if (r) made.created = *r;
+      // A receiver killed in a batch left hidden temporaries here: a sender offers the
+      // directory again (it was there already), so they are looked for once per offer.
+      if (r && !made.created) remove_dead_batch_temps(*dest_, o.offer.path);
       p.session.on_file_opened(o.file_id, r ? Result<receiver::OpenedFile>(std::move(made)) : r.error(),
                                now);  // drive() carries on
       return;
     }
-    if (busy_.count(o.offer.path)) {
-      // Another connection is writing this path (or still closing it): wait for it.
-      waiting_[o.offer.path].emplace_back(p.id, o);
+    // One writer per file on disk: keyed by the name the file and its partial have
+    // there, not by the sent path (two sent paths can share a partial's name).
+    const std::string key = on_disk_key(o.offer.path);
+    if (busy_.count(key)) {
+      // Another connection is writing this file (or still closing it): wait for it.
+      waiting_[key].emplace_back(p.id, o);
       return;
     }
-    busy_.insert(o.offer.path);
-    p.busy_path = o.offer.path;
+    busy_.insert(key);
+    p.busy_path = key;
     ++p.jobs;
     struct Job {
       protocol::Offer offer;
@@ -507,6 +525,16 @@ class ReceiverEngine final : public Engine {
   // An eager file verified in memory: staged for the next batch. A full batch starts at
   // once (when none is running); otherwise batches start when the input is drained.
   void stage_small_file(Peer& p, receiver::CommitSmallFile& sm) {
+    // One writer per file on disk, as for open_file; a busy one fails (the sender sends
+    // it again the ordinary way, and then waits for its turn).
+    std::string key = on_disk_key(sm.offer.path);
+    if (busy_.count(key)) {
+      p.session.on_file_committed(sm.file_id, make_error(Errc::local_io, "another sender is writing " + sm.offer.path),
+                                  Clock::now());  // drive() carries on
+      return;
+    }
+    busy_.insert(key);
+    p.staged_keys.push_back(std::move(key));
     p.staged_bytes += sm.data.size();
     p.staged.push_back(StagedFile{std::move(sm.offer.path), sm.offer.mode, sm.offer.mtime_ns, std::move(sm.data)});
     p.staged_ids.push_back(sm.file_id);
@@ -522,9 +550,11 @@ class ReceiverEngine final : public Engine {
     struct Job {
       std::vector<StagedFile> files;
       std::vector<std::uint32_t> ids;
+      std::vector<std::string> keys;  // in busy_ until the batch is done
       std::vector<Result<void>> results;
     };
-    auto job = std::make_shared<Job>(Job{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}), {}});
+    auto job = std::make_shared<Job>(
+        Job{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}), std::exchange(p.staged_keys, {}), {}});
     p.staged_bytes = 0;
     auto dest = dest_;
     const std::uint64_t id = p.id;
@@ -535,14 +565,13 @@ class ReceiverEngine final : public Engine {
 
   template <class Job>
   void batch_done(std::uint64_t id, Job& job) {
+    for (const auto& key : job.keys) release_key(key);
     Peer* q = find(id);
     if (!q) return;
     --q->jobs;
     q->batch_running = false;
     const auto now = Clock::now();
-    for (std::size_t i = 0; i < job.ids.size(); ++i) {
-      q->session.on_file_committed(job.ids[i], i < job.results.size() ? job.results[i] : make_error(Errc::internal, "batch result missing"), now);
-    }
+    for (std::size_t i = 0; i < job.ids.size(); ++i) q->session.on_file_committed(job.ids[i], job.results.at(i), now);
     drain(*q);
     start_batch(*q);  // files staged while this batch ran (the sender waits for VERDICTs)
     forget_if_idle(id);
@@ -613,7 +642,7 @@ class ReceiverEngine final : public Engine {
   std::shared_ptr<DestDir> dest_;
   UvOwner<uv_timer_t> idle_timer_, redial_timer_;
   std::map<std::uint64_t, std::unique_ptr<Peer>> peers_;
-  std::set<std::string> busy_;  // paths with an open partial
+  std::set<std::string> busy_;  // on-disk keys (on_disk_key) of files with an open partial
   std::map<std::string, std::vector<std::pair<std::uint64_t, receiver::OpenFile>>>
       waiting_;  // OpenFile waiting for a busy path
   Backoff backoff_;

@@ -60,6 +60,10 @@ struct ReceiverOptions {
   // no fsync of files, directories or journals. Verification is unchanged: a file is
   // renamed into place only after its digest matched.
   bool no_fsync = false;
+  // Partials and journals not modified for this long are removed when met (at a file's
+  // open, and in DEST's top level at the start); 0: never (ferry-recv
+  // --stale-partial-age).
+  std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};
   std::string software;                    // sent in HELLO; default "ferry-recv VERSION"
   // Every event, on the loop's thread, in order; must not throw and must not destroy
   // the Receiver. Events of concurrent senders interleave.

@@ -18,7 +18,8 @@ struct RecvOptions {
   bool once = false;                          // exit after one complete transfer
   std::chrono::milliseconds idle_timeout{0};  // 0: none; with --once default 300 s
   unsigned retries = 20;                      // redials in --connect / -e mode
-  bool no_fsync = false;                      // --no-fsync: durability given up, verification kept
+  bool no_fsync = false;
+  std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};  // --stale-partial-age; 0: never                      // --no-fsync: durability given up, verification kept
 };
 
 int run_recv(const RecvOptions& options);

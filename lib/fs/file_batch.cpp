@@ -1,6 +1,8 @@
 #include "lib/fs/file_batch.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,13 +31,13 @@ constexpr int kTempNameAttempts = 4;
 
 std::atomic<std::uint32_t> temp_counter{0};
 
-// A hidden name beside `leaf`, in ferry's own namespace (partial_name of a leaf no other
-// commit in this or another live process uses): is_ferry_temp_name() holds for it, so no
-// wire path can name it, and it never meets the partial of a resumable transfer of `leaf`.
-std::string batch_temp_name(const std::string& leaf) {
+// A hidden name beside `leaf`, in ferry's own namespace (".ferry-batch", a suffix no
+// wire path may use, unlike a partial's): no commit in this or another live process uses
+// it, and it never meets the partial of a resumable transfer of `leaf`.
+std::string unique_temp_name(const std::string& leaf) {
   const std::uint64_t unique =
       (static_cast<std::uint64_t>(::getpid()) << 32) | temp_counter.fetch_add(1, std::memory_order_relaxed);
-  return partial_name(leaf + "." + protocol::hex64(unique));
+  return batch_temp_name(leaf, unique);
 }
 
 // The directory part of a wire path ("" for a top-level name): files with the same key
@@ -49,6 +51,29 @@ std::string_view as_chars(const std::vector<std::byte>& data) {
   return {reinterpret_cast<const char*>(data.data()), data.size()};
 }
 
+// The process id in a batch temporary's name (batch_temp_name), or 0 when `name` is not
+// one.
+pid_t batch_temp_pid(std::string_view name) {
+  constexpr std::string_view kSuffix = ".ferry-batch";
+  constexpr std::size_t kHex = 16;
+  if (name.size() < kSuffix.size() + kHex + 2 || name.front() != '.' ||
+      name.substr(name.size() - kSuffix.size()) != kSuffix) {
+    return 0;
+  }
+  const std::string_view hex = name.substr(name.size() - kSuffix.size() - kHex, kHex);
+  if (name[name.size() - kSuffix.size() - kHex - 1] != '.') return 0;
+  std::uint64_t v = 0;
+  for (char c : hex) {
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    v = (v << 4) | static_cast<std::uint64_t>(d);
+  }
+  return static_cast<pid_t>(v >> 32);
+}
+
+// True when no process `pid` runs (kill(pid, 0) says ESRCH).
+bool process_gone(pid_t pid) { return pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH; }
+
 }  // namespace
 
 // One round of commit_batch: the files of at most kMaxDirsPerRound directories,
@@ -60,6 +85,8 @@ class BatchCommit {
 
   // Commits files[i] for each i in `round` (results_[i] gets its outcome).
   void run(std::span<StagedFile> files, const std::vector<std::size_t>& round);
+  // remove_dead_batch_temps() (file_batch.hpp).
+  static std::size_t remove_dead_temps(DestDir& dest, const std::string& wire_dir);
 
  private:
   struct Dir {
@@ -135,7 +162,7 @@ Result<std::size_t> BatchCommit::open_dir(const StagedFile& file, std::string& l
 Result<void> BatchCommit::create_temp(Item& item) {
   const int dfd = dirs_[item.dir].fd.get();
   for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
-    item.temp = batch_temp_name(item.leaf);
+    item.temp = unique_temp_name(item.leaf);
     item.fd.reset(::openat(dfd, item.temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (item.fd) return {};
     if (errno != EEXIST) break;
@@ -154,7 +181,7 @@ void BatchCommit::stage(Item& item, const StagedFile& file) {
   if (auto created = create_temp(item); !created) return fail(item, created.error());
   item.alive = true;
   if (auto w = write_all(item.fd.get(), as_chars(file.data), item.shown); !w) return fail(item, w.error());
-  if (auto m = apply_offer_metadata(item.fd.get(), file.mode, file.mtime_ns, item.shown); !m) {
+  if (auto m = apply_offer_metadata(item.fd.get(), file.mode & ~dest_.umask_, file.mtime_ns, item.shown); !m) {
     return fail(item, m.error());
   }
   if (use_syncfs_ || dest_.options_.no_fsync) item.fd.reset();
@@ -248,6 +275,31 @@ std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> file
     BatchCommit(dest, sync, results).run(files, round);
   }
   return results;
+}
+
+std::size_t BatchCommit::remove_dead_temps(DestDir& dest, const std::string& wire_dir) {
+  std::string leaf;
+  auto dfd = dest.open_parent(wire_dir + "/x", leaf, false);  // the directory itself
+  if (!dfd) return 0;
+  UniqueFd scan(::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!scan) return 0;
+  UniqueDir dir(::fdopendir(scan.get()));
+  if (!dir) return 0;
+  scan.release();  // owned by the stream now
+  std::size_t removed = 0;
+  while (const dirent* e = ::readdir(dir.get())) {
+    const pid_t pid = batch_temp_pid(e->d_name);
+    if (pid == 0 || pid == ::getpid() || !process_gone(pid)) continue;
+    struct stat st{};
+    if (::fstatat(dfd->get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (st.st_uid != ::geteuid()) continue;  // another user's: not ours to remove
+    if (::unlinkat(dfd->get(), e->d_name, 0) == 0) ++removed;
+  }
+  return removed;
+}
+
+std::size_t remove_dead_batch_temps(DestDir& dest, const std::string& wire_dir) {
+  return BatchCommit::remove_dead_temps(dest, wire_dir);
 }
 
 }  // namespace ferry

@@ -73,4 +73,12 @@ struct BatchSync {
 // at once (a batch touching more than 32 directories is committed in several rounds).
 std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync = {});
 
+// Removes, from the directory `wire_dir` of `dest`, the temporaries of batches whose
+// process no longer runs (killed between the write and the rename): regular files of
+// this user whose name batch_temp_name() made with a process id that is gone. Returns
+// how many; best effort (errors are skipped: such files are hidden, never under a final
+// name, and the stale-partial rule of docs/SECURITY.md covers what is left). The
+// receiver calls it for each directory a sender offers that exists already, once.
+std::size_t remove_dead_batch_temps(DestDir& dest, const std::string& wire_dir);
+
 }  // namespace ferry

@@ -4,9 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
 #include <algorithm>
 #include <vector>
+
+#include "lib/fs/owned_file.hpp"
 
 #include "protocol/frame.hpp"
 
@@ -26,11 +30,7 @@ constexpr std::size_t kMaxPlainLeaf = 200;
 std::string hidden_base(const std::string& leaf) {
   if (leaf.size() <= kMaxPlainLeaf) return "." + leaf;
   auto h = protocol::xxh3_64(std::span<const std::byte>(reinterpret_cast<const std::byte*>(leaf.data()), leaf.size()));
-  return ".ferry-" + protocol::hex64(h);
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return "." + protocol::hex64(h) + ".ferry-long";
 }
 
 // Opening directory `shown` without following a symlink failed with `err`: a symlink
@@ -44,10 +44,17 @@ Error subdir_error(int err, const std::string& unsafe_why, const std::string& sh
 }  // namespace
 
 std::string partial_name(const std::string& leaf) { return hidden_base(leaf) + ".ferry-part"; }
+std::string batch_temp_name(const std::string& leaf, std::uint64_t unique) {
+  return hidden_base(leaf) + "." + protocol::hex64(unique) + ".ferry-batch";
+}
 std::string journal_name(const std::string& leaf) { return hidden_base(leaf) + ".ferry-journal"; }
-bool is_ferry_temp_name(const std::string& leaf) {
-  return !leaf.empty() && leaf[0] == '.' &&
-         (ends_with(leaf, ".ferry-part") || ends_with(leaf, ".ferry-journal") || ends_with(leaf, ".ferry-journal.tmp"));
+bool is_ferry_temp_name(const std::string& leaf) { return protocol::reserved_name(leaf); }
+
+std::string on_disk_key(const std::string& wire_path) {
+  if (protocol::wire_path_problem(wire_path)) return wire_path;  // refused at open anyway
+  const std::size_t slash = wire_path.rfind('/');
+  const std::string parent = slash == std::string::npos ? std::string() : wire_path.substr(0, slash + 1);
+  return parent + hidden_base(wire_path.substr(slash == std::string::npos ? 0 : slash + 1));
 }
 
 Result<void> apply_offer_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns, const std::string& shown) {
@@ -78,7 +85,23 @@ Result<std::shared_ptr<DestDir>> DestDir::open(const std::string& path, DestOpti
   d->fd_ = std::move(fd);
   d->path_ = path;
   d->options_ = options;
+  d->umask_ = read_umask();
+  d->stale_removed_ = d->remove_stale_top_level();
   return d;
+}
+
+std::size_t DestDir::remove_stale_top_level() const {
+  if (options_.stale_partial_age.count() <= 0) return 0;
+  UniqueDir listing = open_dir_stream(UniqueFd(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 3)));
+  if (!listing) return 0;  // best effort: each partial is checked again when met
+  std::size_t removed = 0;
+  while (const dirent* e = ::readdir(listing.get())) {
+    if (!is_ferry_temp_name(e->d_name)) continue;
+    struct stat st {};
+    if (::fstatat(fd_.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !untrusted_why(st).empty()) continue;
+    if (older_than(mtime_ns(st), options_.stale_partial_age) && ::unlinkat(fd_.get(), e->d_name, 0) == 0) ++removed;
+  }
+  return removed;
 }
 
 Result<UniqueFd> DestDir::open_parent(const std::string& wire_path, std::string& leaf, bool create) {
@@ -136,11 +159,13 @@ Result<std::unique_ptr<PartialFile>> DestDir::open_partial(const protocol::Offer
   p->dirfd_ = std::move(*pfd);
   p->offer_ = offer;
   p->options_ = options_;
+  p->umask_ = umask_;
   p->part_name_ = partial_name(p->leaf_);
   p->journal_name_ = journal_name(p->leaf_);
   p->display_ = path_ + "/" + offer.path;
   state = PartialState{};
 
+  if (auto cleared = p->clear_unusable(state); !cleared) return cleared.error();
   const auto journal = p->load_journal(state);
   // The final name already holding this very file (same size and mtime) is only
   // re-verified, unless a journal says a transfer of it is under way.
@@ -173,6 +198,36 @@ std::uint64_t PartialFile::block_length(std::uint64_t offset) const {
   return std::min<std::uint64_t>(offer_.block_size, offer_.size - offset);
 }
 
+Result<void> PartialFile::clear_unusable(PartialState& state) {
+  bool found = false;
+  std::int64_t newest = 0;
+  for (const std::string* name : {&part_name_, &journal_name_}) {
+    const std::string shown = path_of(*name);
+    auto owned = open_owned(dirfd_.get(), *name, O_RDONLY, shown);
+    if (!owned) return owned.error();
+    if (owned->fd) {
+      newest = found ? std::max(newest, mtime_ns(owned->st)) : mtime_ns(owned->st);
+      found = true;
+    }
+    if (owned->why.empty()) continue;
+    // Set aside by removal: it was not ours, and nothing in it is trusted.
+    if (::unlinkat(dirfd_.get(), name->c_str(), 0) != 0) {
+      return make_error(Errc::local_io, "cannot remove " + shown + " (" + owned->why + ")", errno);
+    }
+    state.note = "a file at the partial's name was not the receiver's own (" + owned->why + "); removed, starting over";
+  }
+  if (found && older_than(newest, options_.stale_partial_age)) {
+    for (const std::string* name : {&part_name_, &journal_name_}) ::unlinkat(dirfd_.get(), name->c_str(), 0);
+    state.note = "the partial was older than the stale-partial age; removed, starting over";
+  }
+  return {};
+}
+
+std::string PartialFile::path_of(const std::string& name) const {
+  const std::size_t slash = display_.rfind('/');
+  return display_.substr(0, slash + 1) + name;
+}
+
 std::optional<Journal> PartialFile::load_journal(PartialState& state) {
   auto journal = Journal::load(dirfd_.get(), journal_name_);
   if (!journal) {
@@ -183,17 +238,20 @@ std::optional<Journal> PartialFile::load_journal(PartialState& state) {
 }
 
 Result<bool> PartialFile::reuse_final(PartialState& state) {
-  struct stat fst{};
-  if (::fstatat(dirfd_.get(), leaf_.c_str(), &fst, AT_SYMLINK_NOFOLLOW) != 0) return false;
-  if (S_ISDIR(fst.st_mode)) {
+  struct stat lst{};
+  if (::fstatat(dirfd_.get(), leaf_.c_str(), &lst, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  if (S_ISDIR(lst.st_mode)) {
     return make_error(Errc::local_io, "cannot write " + display_ + ": a directory is in the way");
   }
-  if (!S_ISREG(fst.st_mode) || static_cast<std::uint64_t>(fst.st_size) != offer_.size ||
-      mtime_ns(fst) != offer_.mtime_ns) {
+  // Only a file of ours is adopted as complete: never a FIFO (it is not even opened),
+  // a hard link, or another user's file; those are replaced by the transfer.
+  auto owned = open_owned(dirfd_.get(), leaf_, O_RDONLY, display_);
+  if (!owned) return owned.error();
+  if (!owned->fd || static_cast<std::uint64_t>(owned->st.st_size) != offer_.size ||
+      mtime_ns(owned->st) != offer_.mtime_ns) {
     return false;
   }
-  fd_.reset(::openat(dirfd_.get(), leaf_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd_) return false;
+  fd_ = std::move(owned->fd);
   // Whole blocks per read, at least kHashReadBytes: add_blocks cuts them.
   const std::size_t bs = offer_.block_size;
   const std::size_t piece = std::max<std::size_t>(1, kHashReadBytes / bs) * bs;
@@ -218,11 +276,15 @@ Result<bool> PartialFile::reuse_final(PartialState& state) {
 }
 
 Result<std::uint64_t> PartialFile::open_part(const std::string& shown) {
-  fd_.reset(::openat(dirfd_.get(), part_name_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd_) return make_error(Errc::local_io, "open(" + shown + ")", errno);
-  struct stat pst{};
-  if (::fstat(fd_.get(), &pst) != 0) return make_error(Errc::local_io, "fstat(" + display_ + ")", errno);
-  return static_cast<std::uint64_t>(pst.st_size);
+  fd_.reset(::openat(dirfd_.get(), part_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (fd_) return 0;
+  if (errno != EEXIST) return make_error(Errc::local_io, "open(" + shown + ")", errno);
+  auto owned = open_owned(dirfd_.get(), part_name_, O_RDWR, shown);
+  if (!owned) return owned.error();
+  if (!owned->why.empty()) return make_error(Errc::local_io, "cannot resume " + shown + ": " + owned->why);
+  if (!owned->fd) return make_error(Errc::local_io, "open(" + shown + ")", ENOENT);  // removed meanwhile
+  fd_ = std::move(owned->fd);
+  return static_cast<std::uint64_t>(owned->st.st_size);
 }
 
 bool PartialFile::journal_matches(const std::optional<Journal>& journal, std::uint64_t part_size,
@@ -233,8 +295,8 @@ bool PartialFile::journal_matches(const std::optional<Journal>& journal, std::ui
   }
   const Journal& j = *journal;
   if (j.path != offer_.path || j.identity != offer_.identity || j.size != offer_.size) {
-    state.note = "the source changed since the partial was written (" + j.identity + " -> " + offer_.identity +
-                 "); starting over";
+    // Nothing about the partial's source (another sender's file) goes into the note.
+    state.note = "the partial is of another source or version of the file; starting over";
     return false;
   }
   if (j.block_size != offer_.block_size) {
@@ -282,6 +344,7 @@ Result<std::uint64_t> PartialFile::check_blocks(const Journal& j, std::uint64_t 
   for (const auto& h : j.held) {
     if (auto r = check(h.offset, h.digest); !r) return r.error();
   }
+  // (Counts of the partial's own blocks: the journal matched this offer's source.)
   if (good < j.verified) {
     state.note = "partial damaged or truncated (journal " + std::to_string(j.verified) + " bytes, " +
                  std::to_string(part_size) + " on disk); resuming from the last good block at " +
@@ -405,7 +468,7 @@ Result<void> PartialFile::commit() {
   if (!options_.no_fsync && ::fsync(fd_.get()) != 0) {
     return make_error(Errc::local_io, "fsync(" + display_ + ")", errno);
   }
-  if (auto meta = apply_offer_metadata(fd_.get(), offer_.mode, offer_.mtime_ns, display_); !meta) return meta;
+  if (auto meta = apply_offer_metadata(fd_.get(), offer_.mode & ~umask_, offer_.mtime_ns, display_); !meta) return meta;
   if (::renameat(dirfd_.get(), part_name_.c_str(), dirfd_.get(), leaf_.c_str()) != 0) {
     return make_error(Errc::local_io, "rename(" + display_ + ")", errno);
   }
@@ -421,6 +484,14 @@ void PartialFile::close_keep() {
   if (!fd_) return;
   if (!already_final_) {
     std::lock_guard lock(mu_);
+    if (journal_.verified == 0 && held_.empty()) {
+      // Nothing worth resuming (e.g. the first write failed with ENOSPC): leave no
+      // hidden partial behind.
+      fd_.reset();
+      ::unlinkat(dirfd_.get(), part_name_.c_str(), 0);
+      ::unlinkat(dirfd_.get(), journal_name_.c_str(), 0);
+      return;
+    }
     (void)save_journal();  // best effort: an older journal is still true
   }
   fd_.reset();
@@ -433,7 +504,8 @@ void PartialFile::close_discard() {
     // The final file did not match the sender's digest: leave it in place, and make
     // the next offer transfer into a fresh partial instead of re-verifying it.
     Journal fresh{offer_.path, offer_.identity, offer_.size, offer_.block_size, 0, {}, {}};
-    (void)UniqueFd(::openat(dirfd_.get(), part_name_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+    ::unlinkat(dirfd_.get(), part_name_.c_str(), 0);  // created exclusively, never opened
+    (void)UniqueFd(::openat(dirfd_.get(), part_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                             0600));  // an empty partial, closed at once
     (void)fresh.save(dirfd_.get(), journal_name_, !options_.no_fsync);
     return;

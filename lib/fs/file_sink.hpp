@@ -4,7 +4,16 @@
 // nothing is created or written outside DEST_DIR and no path passes through a
 // symlink. Data goes to a hidden partial (".NAME.ferry-part") beside a journal
 // (".NAME.ferry-journal", format 2: see journal.hpp); only commit() renames it to
-// NAME, after fsync.
+// NAME, after fsync, with the offered mode through the receiver's umask.
+//
+// Trust (docs/SECURITY.md "Files in DEST"): temporary names are in a namespace no sent
+// name may use (protocol::reserved_name). A new partial is created exclusively
+// (O_EXCL); an existing partial or journal, and a final file adopted as already
+// complete, must be a regular file with one link owned by the receiver's user, opened
+// without following links or blocking (lib/fs/owned_file.hpp). Anything else at a
+// temporary name is removed and the file starts over (ANSWER's note says so). A
+// partial whose files were last modified longer than `stale_partial_age` ago is
+// removed when met (at open, and in DEST's top level when DEST is opened).
 //
 // How the engine calls this (protocol version 2: one DATA frame = one whole block of
 // the OFFER's block_size; writes are positional and may complete in any order):
@@ -55,6 +64,9 @@ struct DestOptions {
   // file is still renamed only after its digest matched, and only with every block
   // written (to the page cache).
   bool no_fsync = false;
+  // Partials (and their journals) not modified for this long are removed when the
+  // receiver meets them (ferry-recv --stale-partial-age); 0: never.
+  std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};
 };
 
 // What a partial already holds, verified at open (the receiver session's OpenedFile).
@@ -74,7 +86,9 @@ class PartialFile;
 
 class DestDir {
  public:
-  // Opens (creating if missing, one level) the destination directory.
+  // Opens (creating if missing, one level) the destination directory, reads the
+  // process's umask (applied to every offered mode) and removes the stale partials
+  // and journals in DEST's top level (stale_removed() counts them).
   static Result<std::shared_ptr<DestDir>> open(const std::string& path, DestOptions options = {});
 
   // Creates the directory `offer.path` (and missing parents); true when this call made
@@ -89,6 +103,8 @@ class DestDir {
   // kMinChunkSize..kMaxChunkSize; Errc::local_io for a local failure.
   Result<std::unique_ptr<PartialFile>> open_partial(const protocol::Offer& offer, PartialState& state);
   const std::string& path() const { return path_; }
+  // Temporary files removed as stale when DEST was opened.
+  std::size_t stale_removed() const { return stale_removed_; }
 
  private:
   // commit_batch (file_batch.cpp) walks to parents with open_parent, syncs DEST's file
@@ -98,9 +114,14 @@ class DestDir {
   // Opens the parent directory of `wire_path` (creating missing ones); returns its
   // fd and sets `leaf` to the last component.
   Result<UniqueFd> open_parent(const std::string& wire_path, std::string& leaf, bool create);
+  // Removes the stale temporary files in DEST's top level (regular, ours, older than
+  // stale_partial_age); returns how many.
+  std::size_t remove_stale_top_level() const;
   UniqueFd fd_;
   std::string path_;
   DestOptions options_;
+  mode_t umask_ = 022;
+  std::size_t stale_removed_ = 0;
 };
 
 class PartialFile {
@@ -145,6 +166,11 @@ class PartialFile {
   std::uint64_t block_length(std::uint64_t offset) const;
 
   // The steps of DestDir::open_partial, in order.
+  // Removes what is at the partial's or the journal's name when it is untrusted
+  // (owned_file.hpp), or both when they are stale; state.note says so.
+  Result<void> clear_unusable(PartialState& state);
+  // DEST's path of `name` beside the final file, for messages.
+  std::string path_of(const std::string& name) const;
   // The journal beside the partial; nullopt when there is none or it is unreadable
   // (state.note then says so).
   std::optional<Journal> load_journal(PartialState& state);
@@ -152,7 +178,9 @@ class PartialFile {
   // its file digest is in `state`: commit() then only re-verifies. Errc::local_io when
   // a directory is in the way or reading fails.
   Result<bool> reuse_final(PartialState& state);
-  // Opens (creating) the partial, `shown` in errors; returns its size.
+  // Opens the partial: created exclusively when absent, else opened as owned_file.hpp
+  // says (an untrusted one, planted since clear_unusable, fails the open). Returns its
+  // size; `shown` in errors.
   Result<std::uint64_t> open_part(const std::string& shown);
   // Whether the journal belongs to this offer; state.note says why not.
   bool journal_matches(const std::optional<Journal>& journal, std::uint64_t part_size, PartialState& state) const;
@@ -169,6 +197,7 @@ class PartialFile {
   UniqueFd fd_;
   bool already_final_ = false;  // the final file is there already; commit re-verifies only
   DestOptions options_;
+  mode_t umask_ = 022;
   std::string leaf_, part_name_, journal_name_, display_;
   protocol::Offer offer_;
 
@@ -179,11 +208,22 @@ class PartialFile {
   std::chrono::steady_clock::time_point last_save_{};
 };
 
-// The hidden names used for `leaf`'s partial and journal.
+// The hidden names used for `leaf`'s partial and journal: "." + LEAF + suffix, or for
+// a leaf over 200 bytes "." + HEX + ".ferry-long" + suffix (HEX: XXH3-64 of the leaf).
 std::string partial_name(const std::string& leaf);
 std::string journal_name(const std::string& leaf);
-// True for names ferry uses for its own files (refused as wire path leaves).
+// The temporary name of `leaf` in a batched commit (file_batch.hpp): the hidden base, the
+// 16 hex digits of `unique` (the process id in the high 32 bits), ".ferry-batch".
+std::string batch_temp_name(const std::string& leaf, std::uint64_t unique);
+// True for names in ferry's namespace for its own files (protocol::reserved_name):
+// refused as any component of a wire path.
 bool is_ferry_temp_name(const std::string& leaf);
+// The key of the file `wire_path` names on disk, for the receiver's one-writer lock:
+// its parent directories and the base of its temporary names (the leaf, or its hash
+// for a long leaf). Wire paths pass through no symlink and have no "." or "..", so
+// two paths with one file on disk (or one partial) have one key. Case-insensitive
+// directories are the exception (docs/SECURITY.md).
+std::string on_disk_key(const std::string& wire_path);
 
 // Sets the permission bits (mode & 0777) and the modification time (nanoseconds since
 // the epoch; access time: now) of the open file `fd`; `shown` names it in errors

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/fs/fd_io.hpp"
+#include "lib/fs/owned_file.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/frame.hpp"
 
@@ -106,7 +107,12 @@ Result<Journal> Journal::from_json(const std::string& text) {
 
 Result<void> Journal::save(int dirfd, const std::string& name, bool durable) const {
   const std::string tmp = name + ".tmp";
-  UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  // Created exclusively: whatever is at the temp name (a crash's leftover, or a FIFO
+  // or a symlink planted there) is removed first, never opened.
+  if (::unlinkat(dirfd, tmp.c_str(), 0) != 0 && errno != ENOENT) {
+    return make_error(Errc::local_io, "unlink(" + tmp + ")", errno);
+  }
+  UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return make_error(Errc::local_io, "open(" + tmp + ")", errno);
   auto w = write_all(fd.get(), to_json(), tmp);
   if (w && durable && ::fsync(fd.get()) != 0) w = make_error(Errc::local_io, "fsync(" + tmp + ")", errno);
@@ -124,11 +130,11 @@ Result<void> Journal::save(int dirfd, const std::string& name, bool durable) con
 }
 
 Result<std::optional<Journal>> Journal::load(int dirfd, const std::string& name) {
-  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT) return std::optional<Journal>{};
-    return make_error(Errc::local_io, "open(" + name + ")", errno);
-  }
+  auto owned = open_owned(dirfd, name, O_RDONLY, name);
+  if (!owned) return owned.error();
+  if (!owned->why.empty()) return make_error(Errc::local_io, "untrusted journal " + name + ": " + owned->why);
+  if (!owned->fd) return std::optional<Journal>{};
+  UniqueFd fd = std::move(owned->fd);
   std::string text;
   std::byte buf[65536];
   for (;;) {

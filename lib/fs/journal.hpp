@@ -1,7 +1,7 @@
 // Journal: what a partial file holds, so that a later process can resume it.
 //
 // Stored beside the partial as JSON (docs/PROTOCOL.md section 7, format 2), replaced
-// atomically (write a temp file, fsync unless durability was given up, rename). It
+// atomically (write a temp file created exclusively, fsync unless durability was given up, rename). It
 // records the source identity, the OFFER's block size, the contiguous written point
 // `verified` (a multiple of block_size, or the size), the block digest
 // (protocol::block_digest, seeded with the block's offset) of every block below it,
@@ -54,7 +54,9 @@ struct Journal {
   // before the rename (false: durability against power loss given up). Errc::local_io
   // on failure (the old journal is left as it was).
   Result<void> save(int dirfd, const std::string& name, bool durable = true) const;
-  // nullopt when absent; an Error when unreadable or invalid.
+  // nullopt when absent; an Error when unreadable, invalid, or untrusted (not a regular
+  // file with one link owned by the receiver's user: lib/fs/owned_file.hpp; never
+  // opened when it is a FIFO, never followed when a symlink).
   static Result<std::optional<Journal>> load(int dirfd, const std::string& name);
 };
 

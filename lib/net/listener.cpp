@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,25 @@
 #include "lib/net/vsock.hpp"
 
 namespace ferry {
+namespace {
+
+// True when some process accepts connections on the unix socket file `path` (connect
+// succeeds, or would block on a full backlog); false when refused (a dead receiver's
+// file) or on any other failure.
+bool unix_socket_served(const std::string& path) {
+  sockaddr_un sa{};
+  if (path.size() >= sizeof sa.sun_path) return false;
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  const bool served = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;
+  ::close(fd);
+  return served;
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------------------
 // Listener
@@ -48,11 +68,18 @@ Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address&
   } else {
     l->server_ = UvOwner<AnyStream>(loop, [](uv_loop_t* lp, AnyStream* s) { return uv_pipe_init(lp, &s->pipe, 0); });
     if (!l->server_) return uv_error(Errc::connection, "pipe_init", l->server_.status());
-    // A socket file left by a dead receiver would make bind fail: remove only a socket.
+    // A socket file left by a dead receiver would make bind fail: remove only a socket
+    // nobody serves. A live one is another receiver's (or program's): never taken over.
     struct stat st {};
-    if (::lstat(addr.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(addr.path.c_str());
+    if (::lstat(addr.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      if (unix_socket_served(addr.path)) {
+        return make_error(Errc::connection, "bind(" + where + "): another process is serving this socket", EADDRINUSE);
+      }
+      ::unlink(addr.path.c_str());
+    }
     int rc = uv_pipe_bind(&l->server_.get()->pipe, addr.path.c_str());
     if (rc != 0) return uv_error(Errc::connection, "bind(" + where + ")", rc);
+    l->owns_path_ = true;
   }
   l->server_.handle()->data = l.get();
   int rc = uv_listen(l->server_.stream(), 64, &Listener::on_connection);
@@ -72,7 +99,7 @@ Listener::~Listener() {
   server_.reset();
   vsock_poll_.reset();
   if (vsock_fd_ >= 0) ::close(vsock_fd_);
-  if (bound_.kind == AddressKind::unix_socket) ::unlink(bound_.path.c_str());
+  if (owns_path_) ::unlink(bound_.path.c_str());
 }
 
 void Listener::on_connection(uv_stream_t* server, int status) {

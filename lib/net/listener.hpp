@@ -35,6 +35,7 @@ class Listener {
   int vsock_fd_ = -1;  // vsock listens through a poll on our own socket
   UvOwner<uv_poll_t> vsock_poll_;
   Address bound_;
+  bool owns_path_ = false;  // the unix socket file is ours to remove (we bound it)
   OnAccept on_accept_;
   uv_loop_t* loop_ = nullptr;
 };
