@@ -22,6 +22,7 @@ int run_recv(const RecvOptions& o) {
   ro.retries = o.retries;
   ro.window = o.common.window;
   ro.no_fsync = o.no_fsync;
+  ro.key = o.common.key;
   ro.on_event = [print = cli_event_printer(o.common, "recv"), &loop](const Event& e) {
     print(e);
     if (e.type == EventType::session_end) loop.drop_signals();  // let the loop end
