@@ -56,11 +56,14 @@ void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_flag("-q,--quiet", o.quiet, "No progress or summary; errors only");
   app.add_flag("-v,--verbose", o.verbose, "One line per file");
   app.add_option("--key-file", o.key_file,
-                 "Shared secret key (64 hex digits, mode 0600) both sides must hold (default: $FERRY_KEY_FILE)");
+                 "Shared secret key (64 hex digits, mode 0600) both sides must hold (default: $FERRY_KEY_FILE)")
+      ->type_name("PATH");
   app.add_option("--generate-key", o.generate_key,
-                 "Write a new random key to PATH (created 0600, never overwritten), exit");
+                 "Write a new random key to PATH (created 0600, never overwritten), exit")
+      ->type_name("PATH");
   app.add_option("--allow", o.allow,
-                 "With --listen: accept only peers in this prefix (10.0.0.0/8, fd00::/8) or vsock:CID; repeatable");
+                 "With --listen: accept only peers in this prefix (10.0.0.0/8, fd00::/8) or vsock:CID; repeatable")
+      ->type_name("PREFIX");
   app.add_flag("--no-auth-i-know-this-is-insecure", o.insecure_no_key,
                "With --listen: serve without a key on an address others can reach (warned about)");
 }
