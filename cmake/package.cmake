@@ -59,6 +59,7 @@ set(FERRY_PUBLIC_HEADERS
   lib/core/events.hpp
   lib/core/outcome.hpp
   lib/net/transport.hpp
+  protocol/auth_key.hpp
   protocol/result.hpp)
 foreach(_h IN LISTS FERRY_PUBLIC_HEADERS)
   get_filename_component(_dir "${_h}" DIRECTORY)

@@ -24,9 +24,11 @@ inline constexpr std::uint8_t kMagic1 = 0x59;  // 'Y'
 inline constexpr std::uint8_t kFrameVersion = 1;
 // Negotiated in HELLO. Version 2 (docs/PROTOCOL.md): whole blocks per DATA frame, a
 // seeded block digest in the DATA header, a file digest over the block digests, RPOS
-// naming the range to send again. Version 3: eager OFFERs of small files in directories
-// the receiver created (OFFER `eager`, ANSWER `created`), several files in flight,
-// VERDICTs after a batched commit. A peer of another version fails the HELLO exchange.
+// naming the range to send again. Version 3 adds authentication (a nonce and a "key"
+// flag in HELLO, and the AUTH frame: protocol/auth.hpp) and eager files (OFFERs of small
+// files in directories the receiver created: OFFER `eager`, ANSWER `created`; several
+// files in flight; VERDICTs after a batched commit). A peer of an older version fails
+// the HELLO exchange.
 inline constexpr std::uint32_t kProtocolVersion = 3;
 inline constexpr std::size_t kHeaderSize = 24;
 
@@ -66,6 +68,7 @@ enum class FrameType : std::uint8_t {
   end = 10,     // JSON: sender has no more files / receiver confirms
   ping = 11,    // binary: nonce (keepalive)
   pong = 12,    // binary: echoed nonce
+  auth = 13,    // binary: a MAC proving the shared key (protocol/auth.hpp)
 };
 
 // True for the types this version knows.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "protocol/auth.hpp"
 #include "protocol/digest.hpp"
 
 namespace ferry::protocol {
@@ -45,6 +46,17 @@ struct Reader {
     std::uint64_t v = 0;
     if (!uint(key, v, max)) return false;
     out = v;
+    return true;
+  }
+  // An optional boolean field: absent leaves `out` unchanged.
+  bool opt_bool(const char* key, bool& out) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;
+    if (!it->is_boolean()) {
+      why = std::string("field '") + key + "' not a boolean";
+      return false;
+    }
+    out = it->get<bool>();
     return true;
   }
   bool int64(const char* key, std::int64_t& out) {
@@ -141,6 +153,10 @@ std::string to_json(const Hello& m) {
   if (m.bytes_total) j["bytes_total"] = *m.bytes_total;
   if (m.files_done) j["files_done"] = *m.files_done;
   if (m.bytes_done) j["bytes_done"] = *m.bytes_done;
+  if (!m.nonce.empty()) {
+    j["nonce"] = m.nonce;
+    j["key"] = m.keyed;
+  }
   return j.dump();
 }
 
@@ -200,9 +216,11 @@ Result<Hello> parse_hello(Bytes payload) {
   if (!r.uint("min_version", m.min_version) || !r.uint("max_version", m.max_version) ||
       !r.text("role", role) || !r.text("session", m.session, 64) || !r.text("software", m.software) ||
       !r.opt_uint("files_total", m.files_total, kMaxFiles) || !r.opt_uint("bytes_total", m.bytes_total, kMaxBytes) ||
-      !r.opt_uint("files_done", m.files_done, kMaxFiles) || !r.opt_uint("bytes_done", m.bytes_done, kMaxBytes)) {
+      !r.opt_uint("files_done", m.files_done, kMaxFiles) || !r.opt_uint("bytes_done", m.bytes_done, kMaxBytes) ||
+      !r.text("nonce", m.nonce, 64, /*optional=*/true) || !r.opt_bool("key", m.keyed)) {
     return bad("HELLO", r.why);
   }
+  if (!m.nonce.empty() && !parse_nonce_hex(m.nonce)) return bad("HELLO", "field 'nonce' must be 64 hex digits");
   if (m.files_total && m.files_done && *m.files_done > *m.files_total) {
     return bad("HELLO", "field 'files_done' above 'files_total'");
   }

@@ -34,6 +34,12 @@ struct Hello {
   std::optional<std::uint64_t> bytes_total{};  // sum of their sizes, <= 2^63-1
   std::optional<std::uint64_t> files_done{};   // entries finished (verified, failed, refused); <= files_total
   std::optional<std::uint64_t> bytes_done{};   // sum of the sizes of those entries; <= bytes_total
+  // Version 3 (PROTOCOL.md 5.3): a fresh random nonce of this connection, 64 hex digits
+  // (protocol/auth.hpp), and whether this side uses a key. Both are written only when
+  // `nonce` is set; a peer's HELLO without a nonce is refused by the sessions once
+  // version 3 is agreed (an older peer fails the version negotiation first).
+  std::string nonce{};
+  bool keyed = false;
 };
 
 enum class EntryKind { file, directory };

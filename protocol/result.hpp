@@ -24,6 +24,7 @@ enum class Errc {
   local_io = 5,      // a local file operation failed (open, read, write, fsync, rename): fatal for that file
   verification = 6,  // a file's whole-file digest did not match after the allowed re-sends
   partial = 7,       // the transfer ended with some files refused or failed
+  authentication = 8,  // keys differ, or one side has none: fatal, no reconnect can help
   internal = 70,     // a broken invariant of ferry's own
 };
 
@@ -86,6 +87,7 @@ inline const char* errc_name(Errc c) {
     case Errc::local_io: return "local-io";
     case Errc::verification: return "verification";
     case Errc::partial: return "partial";
+    case Errc::authentication: return "authentication";
     case Errc::internal: return "internal";
   }
   return "unknown";

@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   ferry::receiver::RecvOptions o;
   ferry::add_common_options(app, o.common);
   double idle_s = -1;
-  app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)")->required();
+  // Required, except with --generate-key (checked after parsing).
+  app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)");
   app.add_flag("--once", o.once, "Exit 0 after one sender's transfer is delivered and verified in full");
   app.add_flag("--no-fsync", o.no_fsync,
                "Do not fsync files, directories or journals (scratch copies: verification is unchanged, "
@@ -54,7 +55,9 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : static_cast<int>(ferry::Errc::usage);
   }
-  auto ok = ferry::finish_common_options(o.common);
+  if (!o.common.generate_key.empty()) return ferry::generate_key_command(o.common.generate_key, "ferry-recv");
+  auto ok = o.dest.empty() ? ferry::Result<void>(ferry::make_error(ferry::Errc::usage, "DEST_DIR is required"))
+                           : ferry::finish_common_options(o.common);
   if (ok && idle_s > 86400 * 365) ok = ferry::make_error(ferry::Errc::usage, "--idle-timeout too large");
   const auto age = parse_age(stale_age);
   if (ok && !age) ok = ferry::make_error(ferry::Errc::usage, "--stale-partial-age: not a duration: " + stale_age);

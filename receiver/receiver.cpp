@@ -117,6 +117,8 @@ class ReceiverEngine final : public Engine {
   void begin() override {
     if (done_) return;  // stopped before the start
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
+    if (!protocol::crypto_ready()) return finish(make_error(Errc::internal, "sodium_init: no random numbers"));
+    keyed_ = opts_.key.has_value();
     auto dest = DestDir::open(opts_.dest,
                               DestOptions{.no_fsync = opts_.no_fsync, .stale_partial_age = opts_.stale_partial_age});
     if (!dest) return finish(dest.error());
@@ -213,6 +215,7 @@ class ReceiverEngine final : public Engine {
     ReceiverConfig cfg;
     cfg.window = opts_.window;
     cfg.software = opts_.software;
+    cfg.key = opts_.key;
     auto peer = std::make_unique<Peer>(id, std::move(c), cfg);
     Peer* p = peer.get();
     peers_[id] = std::move(peer);
@@ -250,13 +253,21 @@ class ReceiverEngine final : public Engine {
   void on_closed(std::uint64_t id, const Error& why) {
     Peer* p = find(id);
     if (!p) return;
+    std::string peer_name;
     if (p->conn) {
+      peer_name = p->conn->peer();
       p->write_retries += p->conn->write_retries();
       p->conn.reset();
     }
     p->session.on_disconnected(why, Clock::now());
     drain(*p);
     start_batch(*p);  // verified files are committed even though no VERDICT can be sent
+    // Serving many: a peer that failed authentication is one warning line, and the
+    // receiver goes on (a single transfer ends with that error instead, below).
+    auto failure = p->session.failure();
+    if (!single_connection() && !done_ && failure && failure->code == Errc::authentication) {
+      emit(Event{EventType::warning, {}, 0, 0, "connection from " + peer_name + ": " + failure->message(), {}, 0});
+    }
     if (single_connection() && !done_) {
       if (p->session.ended()) {
         finish_transfer(*p);

@@ -37,6 +37,7 @@
 #include "lib/core/events.hpp"
 #include "lib/core/outcome.hpp"
 #include "lib/net/transport.hpp"
+#include "protocol/auth_key.hpp"
 
 namespace ferry {
 
@@ -65,6 +66,12 @@ struct ReceiverOptions {
   // --stale-partial-age).
   std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};
   std::string software;                    // sent in HELLO; default "ferry-recv VERSION"
+  // The shared secret key (docs/SECURITY.md, lib/fs/key_file.hpp: load_key_file): the
+  // peer must prove the same key before any file is offered; nullopt: no key, and a
+  // keyed peer is refused. A listen transport on anything but loopback or a unix socket
+  // needs a key (or transport.insecure_no_key). Errc::authentication when the keys differ
+  // or only one side has one: final, never retried.
+  std::optional<protocol::AuthKey> key{};
   // Every event, on the loop's thread, in order; must not throw and must not destroy
   // the Receiver. Events of concurrent senders interleave.
   std::function<void(const Event&)> on_event;

@@ -187,17 +187,24 @@ void ReceiverSession::decode_input(Clock::time_point now) {
   }
 }
 
-// Dispatches one frame to its handler. ERROR for: anything but HELLO first, and frames
-// only a receiver sends.
+// Dispatches one frame to its handler. ERROR for: anything but HELLO first, anything
+// but AUTH, ERROR, PING or PONG while the sender's AUTH is awaited, and frames only a
+// receiver sends.
 void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) {
   const FrameType type = f.header.type;
   if (!f.payload_ok) return on_corrupt_payload(f);
   if (state_ == State::awaiting_hello && type != FrameType::hello) {
     return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(type)));
   }
+  if (state_ == State::awaiting_auth && type != FrameType::auth && type != FrameType::error &&
+      type != FrameType::ping && type != FrameType::pong) {
+    return violation(std::string("expected AUTH, got ") + std::string(P::frame_type_name(type)));
+  }
   switch (type) {
     case FrameType::hello:
       return on_hello(f.payload);
+    case FrameType::auth:
+      return on_auth(f.payload);
     case FrameType::offer:
       return on_offer(f.payload);
     case FrameType::data:
@@ -255,7 +262,7 @@ void ReceiverSession::on_corrupt_payload(const P::DecodedFrame& f) {
 }
 
 // ERROR for: a second HELLO, an unparsable one, a peer that is not a sender, no common
-// protocol version.
+// protocol version, no nonce; keys on one side only (Errc::authentication).
 void ReceiverSession::on_hello(P::Bytes payload) {
   if (state_ != State::awaiting_hello) return violation("second HELLO");
   auto h = P::parse_hello(payload);
@@ -266,13 +273,41 @@ void ReceiverSession::on_hello(P::Bytes payload) {
   mine.session = h->session;
   mine.software = cfg_.software;
   if (P::negotiate_version(mine, *h) == 0) return close_with_error(no_common_version(P::Role::sender, *h));
+  auto peer_nonce = P::parse_nonce_hex(h->nonce);
+  if (!peer_nonce) return violation("HELLO without a nonce");
+  if (cfg_.key && !h->keyed) return close_with_error(auth_key_required());
+  if (!cfg_.key && h->keyed) return close_with_error(auth_key_unused());
   session_id_ = h->session;
-  // For display only (parse_hello checked their ranges and done <= total).
-  hello_progress_ = TransferProgress{h->files_done.value_or(0), h->files_total.value_or(0), h->bytes_done.value_or(0),
-                                     h->bytes_total.value_or(0)};
+  peer_nonce_ = *peer_nonce;
+  nonce_ = cfg_.make_nonce();
+  mine.nonce = P::nonce_hex(nonce_);
+  mine.keyed = cfg_.key.has_value();
   send_control(FrameType::hello, P::to_json(mine));
+  if (!cfg_.key) return begin_session(*h);
+  pending_hello_ = std::move(*h);
+  state_ = State::awaiting_auth;
+}
+
+void ReceiverSession::begin_session(const P::Hello& theirs) {
+  // For display only (parse_hello checked their ranges and done <= total).
+  hello_progress_ = TransferProgress{theirs.files_done.value_or(0), theirs.files_total.value_or(0),
+                                     theirs.bytes_done.value_or(0), theirs.bytes_total.value_or(0)};
   state_ = State::idle;
-  event(EventType::session_start, h->software);
+  event(EventType::session_start, theirs.software);
+}
+
+// ERROR for: an AUTH not awaited; one that does not prove our key (Errc::authentication).
+// Answers a good one with our own AUTH, which the sender checks before it offers.
+void ReceiverSession::on_auth(P::Bytes payload) {
+  if (state_ != State::awaiting_auth || !pending_hello_) return violation("unexpected AUTH");
+  if (!P::auth_verify(*cfg_.key, {P::kProtocolVersion, session_id_, P::Role::sender, peer_nonce_, nonce_}, payload)) {
+    return close_with_error(auth_wrong_key(P::Role::sender));
+  }
+  actions_.push_back(SendFrame{
+      P::auth_frame(*cfg_.key, {P::kProtocolVersion, session_id_, P::Role::receiver, nonce_, peer_nonce_}), {}});
+  const P::Hello theirs = std::move(*pending_hello_);
+  pending_hello_.reset();
+  begin_session(theirs);
 }
 
 // ERROR for: an OFFER while a file is opening or committing, an unparsable one. An

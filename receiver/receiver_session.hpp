@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -42,6 +43,7 @@
 
 #include "lib/core/events.hpp"
 #include "lib/core/session_actions.hpp"
+#include "protocol/auth.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -52,6 +54,12 @@ namespace ferry::receiver {
 struct ReceiverConfig {
   std::uint64_t window = protocol::kDefaultWindow;  // for ACK pacing only
   std::string software = "ferry";
+  // Authentication (PROTOCOL.md 5.3): the shared key, or none. A keyed receiver takes
+  // no OFFER (and emits no session_start) before the sender has proved the same key;
+  // keys on one side only fail at once (Errc::authentication).
+  std::optional<protocol::AuthKey> key{};
+  // This connection's fresh HELLO nonce: the CSPRNG by default; tests inject one.
+  std::function<protocol::Nonce()> make_nonce = protocol::random_nonce;
 };
 
 // Prepare the offered entry: directory -> create it; file -> open or create its
@@ -113,6 +121,7 @@ class ReceiverSession {
  public:
   enum class State {
     awaiting_hello,  // nothing received yet
+    awaiting_auth,   // keyed: HELLOs exchanged, waiting for the sender's AUTH
     idle,            // between files
     opening,         // OpenFile pending
     receiving,       // DATA expected for the current file
@@ -176,6 +185,9 @@ class ReceiverSession {
   // Decodes and handles every whole frame in the input buffer.
   void decode_input(Clock::time_point now);
   void on_hello(protocol::Bytes payload);
+  // The sender has proved the key (or neither side has one): the session begins.
+  void begin_session(const protocol::Hello& theirs);
+  void on_auth(protocol::Bytes payload);
   void on_offer(protocol::Bytes payload);
   void on_data(const protocol::DecodedFrame& f);
   // DATA's block-placement checks (aligned, right length, inside the file): the problem
@@ -237,6 +249,11 @@ class ReceiverSession {
   Totals totals_;
   std::optional<Error> failure_;
   std::string session_id_;
+  // Authentication of this connection (keyed only): our nonce and the sender's, and its
+  // HELLO, kept for begin_session() until its AUTH has verified.
+  protocol::Nonce nonce_{};
+  protocol::Nonce peer_nonce_{};
+  std::optional<protocol::Hello> pending_hello_;
   // Failed and not verified since, with their offered sizes; files_failed counts them
   // and the failures past the bound (see mark_failed).
   static constexpr std::size_t kMaxTrackedFailures = 10'000;

@@ -23,6 +23,7 @@ int run_recv(const RecvOptions& o) {
   ro.window = o.common.window;
   ro.no_fsync = o.no_fsync;
   ro.stale_partial_age = o.stale_partial_age;
+  ro.key = o.common.key;
   ro.on_event = [print = cli_event_printer(o.common, "recv"), &loop](const Event& e) {
     print(e);
     if (e.type == EventType::session_end) loop.drop_signals();  // let the loop end

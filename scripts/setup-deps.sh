@@ -11,6 +11,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libxxhash-dev nlohmann-json3-dev libgtest-dev libcli11-dev
+  libsodium-dev  # the authentication handshake's MAC and random numbers
   socat time rsync fiu-utils libfiu-dev  # socat, time, rsync: scripts/bench.sh
   groff-base man-db  # tests/install: rendering the man pages
 )

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : static_cast<int>(ferry::Errc::usage);
   }
   if (retries_opt->count() > 0) o.retries = retries;
+  if (!o.common.generate_key.empty()) return ferry::generate_key_command(o.common.generate_key, "ferry-send");
   auto ok = ferry::finish_common_options(o.common);
   if (!ok) {
     std::fprintf(stderr, "ferry-send: error: %s\n", ok.error().message().c_str());

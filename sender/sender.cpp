@@ -46,6 +46,8 @@ class SenderEngine final : public Engine {
     if (done_) return;  // cancelled before the start
     connect_timeout_ = opts_.stall_timeout;
     if (failed_to_attach_) return finish_with(make_error(Errc::internal, "cannot create libuv handles"));
+    if (!protocol::crypto_ready()) return finish_with(make_error(Errc::internal, "sodium_init: no random numbers"));
+    keyed_ = opts_.key.has_value();
     auto limits = check_transfer_limits(opts_.chunk_size, opts_.window, opts_.stall_timeout);
     if (!limits) return finish_with(limits.error());
     auto entries = list_entries();
@@ -127,6 +129,7 @@ class SenderEngine final : public Engine {
     c.stall_timeout = opts_.stall_timeout;
     c.session_id = random_session_id();
     c.software = opts_.software;
+    c.key = opts_.key;
     return c;
   }
 

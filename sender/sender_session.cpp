@@ -101,6 +101,9 @@ void SenderSession::on_connected(Clock::time_point now) {
   h.role = P::Role::sender;
   h.session = cfg_.session_id;
   h.software = cfg_.software;
+  nonce_ = cfg_.make_nonce();
+  h.nonce = P::nonce_hex(nonce_);
+  h.keyed = cfg_.key.has_value();
   // Informative totals for the receiver's display: only finished entries count as
   // done, since the receiver adds what it holds of the current file itself.
   // (Sizes beyond the field's range, 2^63-1 bytes, are left out rather than refused.)
@@ -165,15 +168,22 @@ void SenderSession::on_bytes(P::Bytes bytes, Clock::time_point now) {
 }
 
 // Dispatches one intact frame to its handler. ERROR for: anything but HELLO or ERROR
-// before the receiver's HELLO, and frames only a sender sends.
+// before the receiver's HELLO, anything but AUTH, ERROR, PING or PONG before its AUTH,
+// and frames only a sender sends.
 void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now) {
   const FrameType type = f.header.type;
   if (state_ == State::awaiting_hello && type != FrameType::hello && type != FrameType::error) {
     return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(type)));
   }
+  if (state_ == State::awaiting_auth && type != FrameType::auth && type != FrameType::error &&
+      type != FrameType::ping && type != FrameType::pong) {
+    return violation(std::string("expected AUTH, got ") + std::string(P::frame_type_name(type)));
+  }
   switch (type) {
     case FrameType::hello:
       return on_hello(f.payload, now);
+    case FrameType::auth:
+      return on_auth(f.payload, now);
     case FrameType::answer:
       return on_answer(f.payload, now);
     case FrameType::ack:
@@ -216,7 +226,39 @@ void SenderSession::on_hello(P::Bytes payload, Clock::time_point now) {
   P::Hello mine;
   if (P::negotiate_version(mine, *h) == 0) return close_with_error(no_common_version(P::Role::receiver, *h));
   if (h->session != cfg_.session_id) return violation("HELLO echoes another session id");
-  event(EventType::session_start, h->software);
+  authenticate(*h, now);
+}
+
+// ERROR for: a HELLO without a nonce; keys on one side only (Errc::authentication).
+void SenderSession::authenticate(const P::Hello& theirs, Clock::time_point now) {
+  auto peer_nonce = P::parse_nonce_hex(theirs.nonce);
+  if (!peer_nonce) return violation("HELLO without a nonce");
+  peer_nonce_ = *peer_nonce;
+  if (cfg_.key && !theirs.keyed) return close_with_error(auth_key_unused());
+  if (!cfg_.key && theirs.keyed) return close_with_error(auth_key_required());
+  if (!cfg_.key) {
+    event(EventType::session_start, theirs.software);
+    return start_offering(now);
+  }
+  actions_.push_back(SendFrame{
+      P::auth_frame(*cfg_.key, {P::kProtocolVersion, cfg_.session_id, P::Role::sender, nonce_, peer_nonce_}), {}});
+  state_ = State::awaiting_auth;
+  software_ = theirs.software;
+}
+
+// ERROR for: an AUTH not awaited; one that does not prove our key (Errc::authentication).
+// Only after it does the receiver learn anything about the files (the first OFFER).
+void SenderSession::on_auth(P::Bytes payload, Clock::time_point now) {
+  if (state_ != State::awaiting_auth) return violation("unexpected AUTH");
+  if (!P::auth_verify(*cfg_.key, {P::kProtocolVersion, cfg_.session_id, P::Role::receiver, peer_nonce_, nonce_},
+                      payload)) {
+    return close_with_error(auth_wrong_key(P::Role::receiver));
+  }
+  event(EventType::session_start, software_);
+  start_offering(now);
+}
+
+void SenderSession::start_offering(Clock::time_point now) {
   if (has_current_) return offer_current(now);  // again, after a lost connection
   state_ = State::pipelining;
   advance(now);
@@ -406,6 +448,11 @@ void SenderSession::on_error(P::Bytes payload) {
   std::string msg = e ? e->code + ": " + e->message : "unreadable ERROR frame";
   Errc code = Errc::protocol;
   if (e && e->code == errc_name(Errc::local_io)) code = Errc::local_io;
+  // The receiver's authentication errors are worded for both sides (session_replies):
+  // shown as they are, and final (reconnecting with the same key cannot help).
+  if (e && e->code == errc_name(Errc::authentication)) {
+    return fail(make_error(Errc::authentication, e->message.rfind("authentication", 0) == 0 ? e->message : msg));
+  }
   fail(make_error(code, "receiver reported an error: " + msg));
 }
 

@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -55,6 +56,7 @@
 #include "lib/core/events.hpp"
 #include "lib/core/session_actions.hpp"
 #include "lib/core/source_entry.hpp"
+#include "protocol/auth.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -70,6 +72,12 @@ struct SenderConfig {
   std::chrono::milliseconds stall_timeout{10'000};
   std::string session_id;          // 32 hex digits
   std::string software = "ferry";
+  // Authentication (PROTOCOL.md 5.3): the shared key, or none. A keyed sender offers
+  // nothing before the receiver has proved the same key; keys on one side only fail
+  // at once (Errc::authentication, never retried).
+  std::optional<protocol::AuthKey> key{};
+  // A fresh nonce for each connection's HELLO: the CSPRNG by default; tests inject one.
+  std::function<protocol::Nonce()> make_nonce = protocol::random_nonce;
 };
 
 // Read the block of `length` bytes at `offset` of entry `entry` (offset a multiple of
@@ -110,6 +118,7 @@ class SenderSession {
   enum class State {
     disconnected,     // no connection: waiting for on_connected()
     awaiting_hello,   // HELLO sent, waiting for the receiver's
+    awaiting_auth,    // keyed: our AUTH sent, waiting for the receiver's
     awaiting_answer,  // OFFER sent
     hashing_prefix,   // driver hashes the part the receiver already holds
     streaming,        // sending DATA under the window
@@ -183,6 +192,12 @@ class SenderSession {
   // One handler per frame type the receiver sends (handle_frame dispatches); each says
   // which protocol violations it answers with an ERROR frame.
   void on_hello(protocol::Bytes payload, Clock::time_point now);
+  // Keys on both sides: sends our AUTH; on one side only: fails (PROTOCOL.md 5.3).
+  void authenticate(const protocol::Hello& theirs, Clock::time_point now);
+  void on_auth(protocol::Bytes payload, Clock::time_point now);
+  // The handshake is complete: offers the entry that was current when a connection was
+  // lost again, or takes the next entries.
+  void start_offering(Clock::time_point now);
   void on_answer(protocol::Bytes payload, Clock::time_point now);
   void on_ack(protocol::Bytes payload, Clock::time_point now);
   void on_rpos(protocol::Bytes payload, Clock::time_point now);
@@ -336,6 +351,11 @@ class SenderSession {
   Clock::time_point last_ack_progress_{};
   Clock::time_point last_ping_{};
   std::uint64_t ping_nonce_ = 0;
+
+  // Authentication of the current connection.
+  protocol::Nonce nonce_{};       // ours, fresh per connection
+  protocol::Nonce peer_nonce_{};  // the receiver's
+  std::string software_;          // the receiver's HELLO, for session_start after its AUTH
 };
 
 }  // namespace ferry::sender

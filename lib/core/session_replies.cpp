@@ -32,6 +32,20 @@ Error no_common_version(P::Role peer, const P::Hello& theirs) {
                                         ")");
 }
 
+Error auth_key_unused() {
+  return make_error(Errc::authentication, "authentication: the sender offers a key the receiver does not use");
+}
+
+Error auth_key_required() {
+  return make_error(Errc::authentication, "authentication: the receiver requires a key");
+}
+
+Error auth_wrong_key(P::Role prover) {
+  const P::Role other = prover == P::Role::sender ? P::Role::receiver : P::Role::sender;
+  return make_error(Errc::authentication, "authentication failed: the " + std::string(role_name(prover)) +
+                                              "'s key differs from the " + std::string(role_name(other)) + "'s");
+}
+
 SendFrame error_reply(const Error& why) {
   const P::ErrorBody body{errc_name(why.code), why.message()};
   return SendFrame{P::encode_frame(P::FrameType::error, P::to_json(body)), {}};

@@ -42,6 +42,18 @@ Error incompatible_frame(protocol::Role peer, std::string_view reason);
 // peer's HELLO, when negotiate_version() found none. Send error_reply() of it, then close.
 Error no_common_version(protocol::Role peer, const protocol::Hello& theirs);
 
+// Errc::authentication, worded the same for both sides (the sender shows the
+// receiver's ERROR message as it is), PROTOCOL.md 5.3. Fatal and final: no reconnect
+// can help. Send error_reply() of it, then close.
+// The sender has a key, the receiver none:
+//   "authentication: the sender offers a key the receiver does not use".
+Error auth_key_unused();
+// The receiver has a key, the sender none: "authentication: the receiver requires a key".
+Error auth_key_required();
+// `prover`'s AUTH did not verify under this side's key:
+//   "authentication failed: the sender's key differs from the receiver's" (or the reverse).
+Error auth_wrong_key(protocol::Role prover);
+
 // The ERROR frame that tells the peer why this side closes:
 // {"code": errc_name(why.code), "message": why.message()}.
 SendFrame error_reply(const Error& why);

@@ -85,11 +85,8 @@ Result<void> Engine::start_transport(const Transport& t, OnConnection on_connect
   begun_ = true;
   switch (t.kind) {
     case TransportKind::listen: {
-      auto l =
-          Listener::open(loop_, t.address, [this](std::unique_ptr<Connection> c) { on_connection_(std::move(c)); });
+      auto l = start_listening(t);
       if (!l) return l.error();
-      listener_ = std::move(*l);
-      emit(Event{EventType::warning, {}, 0, 0, "listening on " + listener_->address().to_string(), {}, 0});
       break;
     }
     case TransportKind::provided:
@@ -105,6 +102,34 @@ Result<void> Engine::start_transport(const Transport& t, OnConnection on_connect
   }
   for (auto& b : std::exchange(held_, {})) add_connection(std::move(b));
   return {};
+}
+
+Result<void> Engine::start_listening(const Transport& t) {
+  auto warning = check_listen_policy(t.address, keyed_, t.insecure_no_key);
+  if (!warning) return warning.error();
+  auto allow = AllowList::parse(t.allow, t.address.kind);
+  if (!allow) return allow.error();
+  Listener::Filter filter{std::move(*allow), [this](const std::string& why) { report_refusal(why); }};
+  auto l = Listener::open(
+      loop_, t.address, [this](std::unique_ptr<Connection> c) { on_connection_(std::move(c)); }, std::move(filter));
+  if (!l) return l.error();
+  listener_ = std::move(*l);
+  if (*warning) emit(Event{EventType::warning, {}, 0, 0, **warning, {}, 0});
+  emit(Event{EventType::warning, {}, 0, 0, "listening on " + listener_->address().to_string(), {}, 0});
+  return {};
+}
+
+void Engine::report_refusal(const std::string& why) {
+  const std::uint64_t now = uv_now(loop_);
+  if (last_refusal_ms_ != 0 && now - last_refusal_ms_ < 1000) {
+    ++refusals_unreported_;
+    return;
+  }
+  last_refusal_ms_ = now == 0 ? 1 : now;
+  std::string line = why;
+  if (refusals_unreported_ > 0) line += " (and " + std::to_string(refusals_unreported_) + " more not shown)";
+  refusals_unreported_ = 0;
+  emit(Event{EventType::warning, {}, 0, 0, line, {}, 0});
 }
 
 void Engine::dial_next() {

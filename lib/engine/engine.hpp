@@ -91,7 +91,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void silence() { on_event_ = nullptr; }
 
   // Where the derived engine's connections come from. start_transport():
-  // listen: opens the listener (its address announced as a warning event);
+  // listen: checks the listening policy (lib/net/access.hpp: a key, loopback or a unix
+  // socket, or the transport's insecure_no_key, warned about) and --allow, then opens
+  // the listener (its address announced as a warning event);
   // connect/stdio/command/dial: makes the first connection, unless a descriptor was
   // lent before begin(); provided: nothing. Then every descriptor lent before begin()
   // goes to add_connection(). An Error when the listener cannot be opened.
@@ -101,6 +103,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // The next connection of an active transport (a redial): on_connection or on_failed
   // later, unless the engine ended or is gone by then.
   void dial_next();
+  // The listen case of start_transport().
+  Result<void> start_listening(const Transport& t);
+  // A peer --allow refused: a warning event, rate-limited.
+  void report_refusal(const std::string& why);
   // Before begin(): keeps `b` for it and returns true.
   bool hold_until_begun(BorrowedFd& b);
   // Adopts a lent descriptor; when it is unusable, a warning event and the Error.
@@ -117,6 +123,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   bool failed_to_attach_ = false;
   std::chrono::milliseconds connect_timeout_ = kDefaultConnectTimeout;  // per dial
   bool begun_ = false;                                                  // begin() ran
+  bool keyed_ = false;  // the derived engine has a key: start_transport() may listen anywhere
   bool done_ = false;                                                   // the work ended (set first thing when ending)
 
  private:
@@ -137,6 +144,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   OnConnection on_connection_;
   OnFailed on_failed_;
   std::unique_ptr<Listener> listener_;
+  // Refusals by --allow: at most one warning a second, the rest counted into the next.
+  std::uint64_t last_refusal_ms_ = 0;
+  std::uint64_t refusals_unreported_ = 0;
   DialCancel dial_cancel_;        // the dial in progress, if any
   std::vector<BorrowedFd> held_;  // lent before begin()
 };

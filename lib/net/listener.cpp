@@ -37,10 +37,12 @@ bool unix_socket_served(const std::string& path) {
 // ---------------------------------------------------------------------------
 // Listener
 
-Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address& addr, OnAccept on_accept) {
+Result<std::unique_ptr<Listener>> Listener::open(uv_loop_t* loop, const Address& addr, OnAccept on_accept,
+                                                 Filter filter) {
   std::unique_ptr<Listener> l(new Listener());
   l->loop_ = loop;
   l->on_accept_ = std::move(on_accept);
+  l->filter_ = std::move(filter);
   l->bound_ = addr;
   const std::string where = addr.to_string();
   if (addr.kind == AddressKind::vsock) {
@@ -125,10 +127,17 @@ void Listener::on_connection(uv_stream_t* server, int status) {
         uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), ip, sizeof ip);
         peer = std::string("tcp:") + ip + ":" + std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port));
       }
+      if (!self->filter_.allow.permits_ip(reinterpret_cast<sockaddr*>(&ss))) return self->refuse(peer);
+    } else if (!self->filter_.allow.empty()) {
+      return self->refuse(peer);  // no peer address: not provably allowed
     }
   }
   auto c = adopt_stream(self->loop_, peer, client);
   if (c) self->on_accept_(std::move(*c));  // a failed adoption leaves the listener serving
+}
+
+void Listener::refuse(const std::string& peer) {
+  if (filter_.on_refused) filter_.on_refused("refused a connection from " + peer + ": not in --allow");
 }
 
 void Listener::on_vsock_ready(uv_poll_t* h, int status, int) {
@@ -137,6 +146,12 @@ void Listener::on_vsock_ready(uv_poll_t* h, int status, int) {
   for (int i = 0; i < 16; ++i) {
     auto fd = vsock_accept(self->vsock_fd_);
     if (!fd || !*fd) return;  // nothing pending, or a failed accept: keep serving
+    const auto cid = vsock_peer_cid(**fd);
+    if (!self->filter_.allow.empty() && (!cid || !self->filter_.allow.permits_cid(*cid))) {
+      ::close(**fd);
+      self->refuse("vsock:" + (cid ? std::to_string(*cid) : std::string("?")));
+      continue;
+    }
     auto c = Connection::adopt(self->loop_, self->bound_.to_string(), **fd, **fd);
     if (c) self->on_accept_(std::move(*c));
   }

@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lib/net/address.hpp"
 #include "protocol/result.hpp"
@@ -70,6 +71,14 @@ struct Transport {
   Address address;      // listen, connect
   std::string command;  // command
   DialFunction dial;    // dial
+  // listen: who may connect (--allow): IP prefixes ("10.0.0.0/8", "fd00::/8") for tcp,
+  // "vsock:CID" for vsock; a peer outside is closed at accept, with a warning event.
+  // Empty: anyone who can reach the address.
+  std::vector<std::string> allow{};
+  // listen: serve without a key on an address strangers can reach (anything but TCP
+  // loopback and unix sockets; vsock too), with a warning event at the start
+  // (--no-auth-i-know-this-is-insecure). Without it such a listener needs a key.
+  bool insecure_no_key = false;
 
   static Transport listen_on(Address a) { return {TransportKind::listen, std::move(a), {}, {}}; }
   static Transport connect_to(Address a) { return {TransportKind::connect, std::move(a), {}, {}}; }

@@ -129,6 +129,13 @@ Result<std::optional<int>> vsock_accept(int listen_fd) {
   }
 }
 
+std::optional<std::uint32_t> vsock_peer_cid(int fd) {
+  sockaddr_vm a{};
+  socklen_t len = sizeof a;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || a.svm_family != AF_VSOCK) return std::nullopt;
+  return a.svm_cid;
+}
+
 void vsock_dial(uv_loop_t* loop, std::uint32_t cid, std::uint32_t port, std::function<void(Result<int>)> done) {
   UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return done(vsock_error("socket", cid, port, errno));

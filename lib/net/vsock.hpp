@@ -45,6 +45,8 @@ Result<std::uint32_t> vsock_local_cid();
 Result<int> vsock_listen(std::uint32_t cid, std::uint32_t port, std::uint32_t& bound_port);
 // Accepts one connection: the new descriptor, nullopt when none is pending, or an Error.
 Result<std::optional<int>> vsock_accept(int listen_fd);
+// The CID of the peer of a connected vsock descriptor (getpeername), nullopt on failure.
+std::optional<std::uint32_t> vsock_peer_cid(int fd);
 // Connects without blocking the loop; `done` gets the connected descriptor (ours,
 // non-blocking, close-on-exec), or an Error: called exactly once, maybe before
 // vsock_dial returns (a refusal the kernel knows at once, e.g. ENODEV), else from a

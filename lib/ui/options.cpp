@@ -1,9 +1,12 @@
 #include "lib/ui/options.hpp"
 
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 
+#include "lib/fs/key_file.hpp"
 #include "lib/ui/event_sinks.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/frame.hpp"
@@ -52,7 +55,49 @@ void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_flag("--json", o.json, "One JSON object per event on stdout (stderr with --stdio)");
   app.add_flag("-q,--quiet", o.quiet, "No progress or summary; errors only");
   app.add_flag("-v,--verbose", o.verbose, "One line per file");
+  app.add_option("--key-file", o.key_file,
+                 "Shared secret key (64 hex digits, mode 0600) both sides must hold (default: $FERRY_KEY_FILE)")
+      ->type_name("PATH");
+  app.add_option("--generate-key", o.generate_key,
+                 "Write a new random key to PATH (created 0600, never overwritten), exit")
+      ->type_name("PATH");
+  app.add_option("--allow", o.allow,
+                 "With --listen: accept only peers in this prefix (10.0.0.0/8, fd00::/8) or vsock:CID; repeatable")
+      ->type_name("PREFIX");
+  app.add_flag("--no-auth-i-know-this-is-insecure", o.insecure_no_key,
+               "With --listen: serve without a key on an address others can reach (warned about)");
 }
+
+int generate_key_command(const std::string& path, const char* program) {
+  auto made = generate_key_file(path);
+  if (!made) {
+    std::fprintf(stderr, "%s: error: %s\n", program, made.error().message().c_str());
+    return made.error().exit_code();
+  }
+  std::fprintf(stderr, "%s: wrote a new key to %s (mode 0600); give the peer a copy over a safe channel\n", program,
+               path.c_str());
+  return 0;
+}
+
+namespace {
+
+// --key-file, else FERRY_KEY_FILE; --allow only with --listen.
+Result<void> finish_auth_options(CommonOptions& o) {
+  std::string path = o.key_file;
+  if (path.empty()) {
+    const char* env = std::getenv("FERRY_KEY_FILE");
+    if (env) path = env;
+  }
+  if (!path.empty()) {
+    auto key = load_key_file(path);
+    if (!key) return key.error();
+    o.key = std::move(*key);
+  }
+  if (!o.allow.empty() && o.mode != ConnectMode::listen) return make_error(Errc::usage, "--allow needs --listen");
+  return {};
+}
+
+}  // namespace
 
 Result<void> finish_common_options(CommonOptions& o) {
   int modes = !o.listen.empty() + !o.connect.empty() + o.stdio + !o.rsh.empty();
@@ -83,13 +128,19 @@ Result<void> finish_common_options(CommonOptions& o) {
   o.chunk_size = static_cast<std::size_t>(*chunk);
   o.window = *window;
   o.stall_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.stall_timeout_s * 1000));
-  return check_transfer_limits(o.chunk_size, o.window, o.stall_timeout);
+  auto limits = check_transfer_limits(o.chunk_size, o.window, o.stall_timeout);
+  if (!limits) return limits;
+  return finish_auth_options(o);
 }
 
 Transport transport_from(const CommonOptions& o) {
   switch (o.mode) {
-    case ConnectMode::listen:
-      return Transport::listen_on(o.address);
+    case ConnectMode::listen: {
+      Transport t = Transport::listen_on(o.address);
+      t.allow = o.allow;
+      t.insecure_no_key = o.insecure_no_key;
+      return t;
+    }
     case ConnectMode::connect:
       return Transport::connect_to(o.address);
     case ConnectMode::stdio:
@@ -104,7 +155,11 @@ std::function<void(const Event&)> cli_event_printer(const CommonOptions& o, cons
   std::shared_ptr<EventSink> sink = o.json ? make_json_sink(o.mode == ConnectMode::stdio ? stderr : stdout)
                                            : make_human_sink(o.quiet, o.verbose, role);
   return [sink, human = !o.json](const Event& e) {
-    if (human && e.type == EventType::session_end && e.exit_code == static_cast<int>(Errc::usage)) return;
+    // Nothing was attempted (usage) or nothing may be (authentication): main's one
+    // error line says it all.
+    const bool nothing_done =
+        e.exit_code == static_cast<int>(Errc::usage) || e.exit_code == static_cast<int>(Errc::authentication);
+    if (human && e.type == EventType::session_end && nothing_done) return;
     sink->emit(e);
   };
 }

@@ -223,6 +223,7 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
     so.window = opts_.window;
     so.stall_timeout = opts_.stall_timeout;
     so.retries = opts_.retries;
+    so.key = opts_.key;
     for (auto& f : files) {
       so.files.push_back(FileToSend{f.local_path, f.wire_path});
       batch_[f.wire_path] = std::move(f);
@@ -301,8 +302,10 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
     emit(t);
     if (ended_) return;
     const int code = out ? out->exit_code : t.exit_code;
-    if (code == static_cast<int>(Errc::protocol) || (code == static_cast<int>(Errc::connection) && opts_.retries)) {
-      // The receiver speaks no common protocol, or the retries ran out: give up.
+    if (code == static_cast<int>(Errc::protocol) || code == static_cast<int>(Errc::authentication) ||
+        (code == static_cast<int>(Errc::connection) && opts_.retries)) {
+      // The receiver speaks no common protocol, the keys differ, or the retries ran out:
+      // give up.
       return end(out && out->error ? *out->error : make_error(static_cast<Errc>(code), t.detail), code);
     }
     if (code == 0 || batch_progress_) {

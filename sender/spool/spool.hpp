@@ -31,6 +31,7 @@
 #include "lib/core/events.hpp"
 #include "lib/core/outcome.hpp"
 #include "lib/net/transport.hpp"
+#include "protocol/auth_key.hpp"
 #include "sender/spool/spool_scan.hpp"
 
 namespace ferry::sender {
@@ -46,6 +47,7 @@ struct SpoolOptions {
   std::size_t chunk_size = 256 * 1024;
   std::uint64_t window = 4 * 1024 * 1024;
   std::chrono::milliseconds stall_timeout{10'000};
+  std::optional<protocol::AuthKey> key{};  // as SenderOptions::key
   // The safety-net rescan when no change hint comes (inotify missing, overflowing, or
   // out of watches); stretched to ten times the last scan's duration for huge spools.
   std::chrono::milliseconds rescan_interval{2000};

@@ -143,6 +143,7 @@ void handshake(RawClient& c) {
   h.role = P::Role::sender;
   h.session = session_id();
   h.software = "ferry-e2e hostile sender";
+  h.nonce = std::string(64, '7');  // version 3: every HELLO carries a nonce
   ASSERT_TRUE(c.send_frame(P::FrameType::hello, P::to_json(h)));
   auto f = c.read_frame();
   ASSERT_TRUE(f.has_value()) << "no HELLO from the receiver: " << c.why();
@@ -292,7 +293,7 @@ TEST_F(HostileSender, MalformedFramingClosesTheConnection) {
       {"control frame over 64 KiB", true,
        header(v, kType(P::FrameType::offer), static_cast<std::uint32_t>(P::kMaxControlPayload + 1))},
       {"unknown frame type", true, header(v, 200, 0), true},
-      {"unknown frame type as the first frame", false, header(v, 13, 0), true},
+      {"unknown frame type as the first frame", false, header(v, 14, 0), true},
       {"framing version 2", false, header(2, kType(P::FrameType::hello), 10), true},
       {"random bytes", false, junk},
       {"random bytes after HELLO", true, junk},

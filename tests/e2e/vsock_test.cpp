@@ -38,6 +38,8 @@ constexpr Millis kQuickLimit = 20s;  // a connect fails within about 2 s
 constexpr std::uint64_t kMiB = 1ull << 20;
 constexpr std::uint64_t kWindow = 4 * kMiB;   // ferry-send's default --window
 constexpr std::uint64_t kChunk = 256 * 1024;  // ferry-send's default --chunk-size
+// A vsock listener is reachable by every guest: it needs a key, or this (docs/SECURITY.md).
+const std::string kNoAuth = "--no-auth-i-know-this-is-insecure";
 
 // --- what this kernel offers ---------------------------------------------------------
 
@@ -226,14 +228,14 @@ TEST_F(VsockErrors, ReceiverToHostOnAnUnusedPortExits3NamingConnect) {
 // runs), and a --once receiver nobody reaches exits 3 after its idle timeout.
 TEST_F(VsockErrors, ListenOnAnyPortPrintsTheRealPortAndIdlesOut) {
   if (no_af_vsock()) {
-    auto p = Process::start({kRecvBin, "--listen", "vsock:any:0", "--once", t_ / "dest"}, t_.path(), "ferry-recv");
+    auto p = Process::start({kRecvBin, "--listen", "vsock:any:0", kNoAuth, "--once", t_ / "dest"}, t_.path(), "ferry-recv");
     ASSERT_EQ(p->wait(kQuickLimit), ExitStatus::exited_with(3)) << p->describe();
     std::string line;
     ASSERT_TRUE(the_error_line(p->stderr_text(), "ferry-recv", line)) << p->describe();
     EXPECT_TRUE(names_call_and_errno(line, "socket(vsock:any:0)", {EAFNOSUPPORT})) << p->describe();
     return;  // without AF_VSOCK, the clear error is what there is to check
   }
-  Receiver r = start_receiver(t_.path(), "recv", "vsock:any:0", {"--once", "--idle-timeout", "1", t_ / "dest"});
+  Receiver r = start_receiver(t_.path(), "recv", "vsock:any:0", {kNoAuth, "--once", "--idle-timeout", "1", t_ / "dest"});
   ASSERT_EQ(r.address.rfind("vsock:any:", 0), 0u) << r.address;
   const std::uint32_t port = port_of(r.address);
   EXPECT_NE(port, 0u) << r.proc->describe();
@@ -285,7 +287,7 @@ TEST(VsockLoopback, TransfersAFileAndATree) {
   add("tree/nested/deeper/c.bin", 65537, 4);
   make_dirs(t / "src/tree/empty");
 
-  Receiver r = start_receiver(t.path(), "recv", "vsock:any:0", {"--once", t / "dest"});
+  Receiver r = start_receiver(t.path(), "recv", "vsock:any:0", {kNoAuth, "--once", t / "dest"});
   auto send = Process::start({kSendBin, "--json", "--connect", through_loopback(r), t / "src/big.bin", t / "src/tree"},
                              t.path(), "send");
   ASSERT_EQ(send->wait(), ExitStatus::exited_with(0)) << send->describe();
@@ -308,7 +310,7 @@ TEST(VsockLoopback, ResumesAfterTheSenderIsKilled) {
   const std::string src = t / "src/big.bin", dest = t / "dest";
   const std::string part = dest + "/.big.bin.ferry-part", journal = dest + "/.big.bin.ferry-journal";
   write_random_file(src, kSize, 7);
-  Receiver r = start_receiver(t.path(), "recv", "vsock:any:0", {"--once", "--json", dest});
+  Receiver r = start_receiver(t.path(), "recv", "vsock:any:0", {kNoAuth, "--once", "--json", dest});
   {
     Relay relay(VMADDR_CID_LOCAL, port_of(r.address), 4 * kMiB);
     auto send = Process::start({kSendBin, "--connect", relay.address(), "--retries", "0", "--json", src}, t.path(),

@@ -53,6 +53,7 @@ std::uint64_t receiver_hello_answer_bytes() {
   h.role = protocol::Role::receiver;
   h.session = std::string(32, '0');
   h.software = "ferry-recv " FERRY_VERSION;
+  h.nonce = std::string(64, '0');  // the receiver's nonce: always 64 hex digits
   protocol::Answer a;
   a.file_id = 1;
   return 2 * protocol::kHeaderSize + protocol::to_json(h).size() + protocol::to_json(a).size();

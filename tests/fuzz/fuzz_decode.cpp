@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "protocol/auth.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/wire_path.hpp"
@@ -36,6 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)P::parse_verdict(f->payload);
     (void)P::parse_error(f->payload);
     (void)P::parse_end(f->payload);
+    (void)P::auth_verify(P::AuthKey{}, P::AuthInput{}, f->payload);
     in = in.subspan(f->consumed);
   }
   // The body parsers on raw input too (no framing in the way).

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/auth.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   P::Hello h;
   h.session = std::string(32, 'a');
   h.software = "ferry";
+  h.nonce = std::string(64, 'b');
+  h.keyed = true;
   out.emplace_back("hello", P::frame_of(P::FrameType::hello, P::to_json(h)));
   P::Offer o;
   o.file_id = 1;
@@ -54,6 +57,9 @@ int main(int argc, char** argv) {
   std::vector<std::byte> frame(head.begin(), head.end());
   frame.insert(frame.end(), data.begin(), data.end());
   out.emplace_back("data", frame);
+  P::AuthInput in;
+  in.session = h.session;
+  out.emplace_back("auth", P::auth_frame(P::AuthKey{}, in));
   // Two frames back to back, and a truncated one.
   auto two = out[0].second;
   two.insert(two.end(), out[1].second.begin(), out[1].second.end());

@@ -74,7 +74,7 @@ expected=(
   "$includedir/ferry/sender/sender.hpp" "$includedir/ferry/receiver/receiver.hpp"
   "$includedir/ferry/lib/net/transport.hpp" "$includedir/ferry/lib/core/outcome.hpp"
   "$includedir/ferry/lib/core/events.hpp" "$includedir/ferry/lib/net/address.hpp"
-  "$includedir/ferry/protocol/result.hpp"
+  "$includedir/ferry/protocol/result.hpp" "$includedir/ferry/protocol/auth_key.hpp"
   "$libdir/cmake/ferry/ferryConfig.cmake" "$libdir/cmake/ferry/ferryConfigVersion.cmake"
   "$libdir/cmake/ferry/ferryTargets.cmake"
   "$libdir/pkgconfig/ferry.pc"
@@ -84,7 +84,7 @@ for f in "${expected[@]}"; do [[ -s "$f" ]] || fail "not installed: $f"; done
 [[ -x "$bindir/ferry-send" && -x "$bindir/ferry-recv" ]] || fail "installed executables are not executable"
 # Exactly the public headers: nothing of the implementation leaks into include/.
 n_headers=$(find "$includedir/ferry" -type f | wc -l)
-[[ "$n_headers" -eq 7 ]] || fail "expected 7 headers under $includedir/ferry, found $n_headers: $(find "$includedir/ferry" -type f)"
+[[ "$n_headers" -eq 8 ]] || fail "expected 8 headers under $includedir/ferry, found $n_headers: $(find "$includedir/ferry" -type f)"
 
 # ---------------------------------------------------------------------------------
 step "2. docs/examples/embed-receiver with find_package(ferry) from $prefix"

@@ -20,6 +20,7 @@ namespace P = protocol;
 
 const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(1);
 constexpr char kSession[] = "00112233445566778899aabbccddeeff";
+const P::Nonce kPeerNonce{0xa5, 0x02};  // the fake sender's HELLO nonce
 constexpr std::size_t kChunk = 4096;
 
 std::vector<std::byte> bytes_of(std::size_t n, unsigned seed) {
@@ -149,6 +150,7 @@ class Harness {
     h.role = P::Role::sender;
     h.session = kSession;
     h.software = "test-sender";
+    h.nonce = P::nonce_hex(kPeerNonce);  // version 3: every HELLO carries one
     if (figures) {
       h.files_total = figures->files_total;
       h.bytes_total = figures->bytes_total;
@@ -276,6 +278,7 @@ TEST(ReceiverHandshake, SenderHelloWithWrongRoleIsAViolation) {
   P::Hello m;
   m.role = P::Role::receiver;
   m.session = kSession;
+  m.nonce = P::nonce_hex(kPeerNonce);
   h.feed(P::FrameType::hello, P::to_json(m));
   expect_violation(h);
 }

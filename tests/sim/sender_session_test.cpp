@@ -23,6 +23,7 @@ using std::chrono::milliseconds;
 
 const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(1);
 constexpr char kSession[] = "0123456789abcdef0123456789abcdef";
+const P::Nonce kPeerNonce{0x5a, 0x01};  // the fake receiver's HELLO nonce
 constexpr std::size_t kChunk = 4096;
 constexpr std::uint64_t kWindow = 16 * kChunk;
 constexpr milliseconds kStall{8000};
@@ -170,6 +171,7 @@ class Harness {
     h.role = role;
     h.session = session;
     h.software = "test-receiver";
+    h.nonce = P::nonce_hex(kPeerNonce);  // version 3: every HELLO carries one
     h.min_version = min_v;
     h.max_version = max_v;
     feed(P::FrameType::hello, P::to_json(h));

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/auth.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -113,6 +114,15 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->role, want.role);
     EXPECT_EQ(m->min_version, want.min_version);
     EXPECT_EQ(m->max_version, want.max_version);
+    EXPECT_EQ(m->nonce, want.nonce);
+    EXPECT_EQ(m->keyed, want.keyed);
+  }
+  {
+    // HMAC-SHA-512 truncated to 256 bits of the MAC input of PROTOCOL.md 5.3, computed
+    // independently (python3: hmac.new(key, msg, hashlib.sha512).hexdigest()[:64]).
+    auto mac = payload_of("auth");
+    EXPECT_EQ(kat::to_hex(mac), "f0c1159d694d0261e5a9727e88a193311833325a228e10e7cb3bd38f3249456c");
+    EXPECT_TRUE(protocol::auth_verify(kat::kat_auth_key(), kat::kat_auth_input(), mac));
   }
   for (auto [name, want] :
        {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()},

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/auth.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/digest.hpp"
 #include "protocol/messages.hpp"
@@ -27,7 +28,28 @@ struct KatFrame {
 
 // The fixed message inputs, reused by the test to check what the vectors decode to.
 inline protocol::Hello kat_hello() {
-  return {3, 3, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
+  protocol::Hello h{3, 3, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
+  h.nonce = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+  h.keyed = true;
+  return h;
+}
+// The AUTH vector: key bytes 0x80..0x9f; the sender proves it for the HELLO above
+// (nonce 0x00..0x1f) to a receiver whose nonce is 0x20..0x3f.
+inline protocol::AuthKey kat_auth_key() {
+  std::array<std::uint8_t, protocol::kKeySize> k{};
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<std::uint8_t>(0x80 + i);
+  return protocol::AuthKey(k);
+}
+inline protocol::AuthInput kat_auth_input() {
+  protocol::AuthInput in;
+  in.version = 3;
+  in.session = kat_hello().session;
+  in.prover = protocol::Role::sender;
+  for (std::size_t i = 0; i < protocol::kNonceSize; ++i) {
+    in.prover_nonce[i] = static_cast<std::uint8_t>(i);
+    in.peer_nonce[i] = static_cast<std::uint8_t>(0x20 + i);
+  }
+  return in;
 }
 inline protocol::Offer kat_offer_file() {
   return {7,
@@ -125,6 +147,7 @@ inline std::vector<KatFrame> kat_frames() {
   v.push_back({"ping", FrameType::ping, encode_frame(FrameType::ping, protocol::Bytes(ping))});
   auto pong = protocol::encode_nonce(kKatPong);
   v.push_back({"pong", FrameType::pong, encode_frame(FrameType::pong, protocol::Bytes(pong))});
+  v.push_back({"auth", FrameType::auth, protocol::auth_frame(kat_auth_key(), kat_auth_input())});
   return v;
 }
 
