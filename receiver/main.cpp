@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   app.add_option("--idle-timeout", idle_s,
                  "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)");
   app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)");
+  ferry::receiver::LimitOptions limits;
+  ferry::receiver::add_limit_options(app, limits);
   app.set_version_flag("--version", "ferry-recv " FERRY_VERSION);
   try {
     app.parse(argc, argv);
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   }
   auto ok = ferry::finish_common_options(o.common);
   if (ok && idle_s > 86400 * 365) ok = ferry::make_error(ferry::Errc::usage, "--idle-timeout too large");
+  if (ok) ok = ferry::receiver::finish_limit_options(limits, o);
   if (!ok) {
     std::fprintf(stderr, "ferry-recv: error: %s\n", ok.error().message().c_str());
     return ok.error().exit_code();
