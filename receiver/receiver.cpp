@@ -446,6 +446,7 @@ class ReceiverEngine final : public Engine {
       Peer* q = find(queue[i].first);
       if (!q || !q->connected() || !q->session.waiting_for_path()) continue;
       q->waiting_path.clear();
+      q->session.on_path_free(queue[i].second.file_id);  // no busy deadline during the open
       open_file(*q, queue[i].second);
       for (std::size_t j = i + 1; j < queue.size(); ++j) waiting_[path].push_back(std::move(queue[j]));
       drain(*q);

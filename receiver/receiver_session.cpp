@@ -166,7 +166,7 @@ void ReceiverSession::decode_input(Clock::time_point now) {
   while (state_ != State::failed && state_ != State::ended) {
     // Before the handshake is complete a large frame is refused by its header alone.
     auto r = P::decode_frame(P::Bytes(inbuf_.data() + consumed_, filled_ - consumed_), max_payload());
-    if (std::holds_alternative<P::NeedMore>(r)) break;
+    if (std::holds_alternative<P::NeedMore>(r)) return note_partial_frame(now);
     if (auto* m = std::get_if<P::Malformed>(&r)) {
       if (m->incompatible) {  // tell the peer why, then close
         return close_with_error(incompatible_frame(P::Role::sender, m->reason));
@@ -176,6 +176,7 @@ void ReceiverSession::decode_input(Clock::time_point now) {
     }
     auto& f = std::get<P::DecodedFrame>(r);
     consumed_ += f.consumed;
+    partial_progress_ = 0;
     handle_frame(f, now);
   }
 }
@@ -585,6 +586,20 @@ void ReceiverSession::on_disconnected(const Error& why, Clock::time_point) {
 void ReceiverSession::on_path_busy(std::uint32_t file_id, Clock::time_point now) {
   if (state_ != State::opening || file_id != cur_ || busy_since_) return;
   busy_since_ = now;
+}
+
+// NeedMore with a whole header buffered means the header passed every check of
+// decode_frame (magic, header check, known type, length within the limit).
+void ReceiverSession::note_partial_frame(Clock::time_point now) {
+  const std::size_t tail = filled_ - consumed_;
+  if (!handshake_complete_ || tail < P::kHeaderSize || tail < partial_progress_ + kProgressBytes) return;
+  if (static_cast<FrameType>(std::to_integer<std::uint8_t>(inbuf_[consumed_ + 3])) != FrameType::data) return;
+  partial_progress_ = tail;
+  note_progress(std::max(progress_at_, now));
+}
+
+void ReceiverSession::on_path_free(std::uint32_t file_id) {
+  if (state_ == State::opening && file_id == cur_) busy_since_.reset();
 }
 
 bool ReceiverSession::waiting_on_peer() const {

@@ -30,7 +30,9 @@
 // complete (handshake_complete(): the one predicate) only frames of at most
 // kMaxHandshakePayload bytes are taken, and the connection is closed at
 // handshake_timeout after the session began. After it, a sender must make progress
-// while the next step is its own: a whole frame other than PING and PONG. A connection
+// while the next step is its own: a whole frame other than PING and PONG, or another
+// kProgressBytes of a DATA frame still arriving (a slow link carries a large block in
+// pieces; a trickle of a few bytes a second is no progress). A connection
 // without progress for peer_timeout is closed (idle, trickling or PING-only peers).
 // The clock stops while the receiver itself works (an open, block writes, a commit) and
 // restarts when that work completes; after an ANSWER that lets the sender resume, the
@@ -137,6 +139,8 @@ class ReceiverSession {
   // The slowest rate at which a sender is expected to read and hash the bytes an ANSWER
   // lets it skip (a resume offset, held blocks, a file already complete).
   static constexpr std::uint64_t kMinSenderHashRate = 64ull * 1024 * 1024;  // bytes per second
+  // Bytes of a DATA frame still arriving that count as progress (see the header comment).
+  static constexpr std::size_t kProgressBytes = 16 * 1024;
 
   // Bytes read from the connection (copied into the session's input buffer).
   void on_bytes(protocol::Bytes bytes, Clock::time_point now);
@@ -162,6 +166,9 @@ class ReceiverSession {
   // session refuses the entry itself (waiting_for_path() turns false: the driver then
   // forgets the wait).
   void on_path_busy(std::uint32_t file_id, Clock::time_point now);
+  // The path is free now and the driver starts the OpenFile: the busy wait is over (the
+  // open itself is the receiver's work, with no deadline).
+  void on_path_free(std::uint32_t file_id);
   bool waiting_for_path() const { return busy_since_.has_value(); }
   // Earliest time on_timeout() has work to do; nullopt when none (the driver arms one
   // timer from it after every input and completion).
@@ -245,6 +252,8 @@ class ReceiverSession {
   bool waiting_on_peer() const;
   // Restarts the progress clock at `at` (may be in the future: an allowance).
   void note_progress(Clock::time_point at) { progress_at_ = at; }
+  // The undecoded tail is part of a DATA frame: progress once kProgressBytes more came.
+  void note_partial_frame(Clock::time_point now);
   void close_current(bool discard);
   void mark_failed();
   void unmark_failed();  // the current entry was verified after all
@@ -257,6 +266,7 @@ class ReceiverSession {
   Clock::time_point progress_at_;  // the sender's last progress (or the end of our own work)
   std::optional<Clock::time_point> busy_since_;  // the OpenFile waits for a busy path
   std::size_t writes_pending_ = 0;  // WriteChunk of the current file not completed yet
+  std::size_t partial_progress_ = 0;  // undecoded bytes at the last note_partial_frame progress
   std::vector<std::byte> inbuf_;  // capacity; bytes [consumed_, filled_) not decoded yet
   std::size_t consumed_ = 0;     // bytes of inbuf_ already decoded (compacted lazily)
   std::size_t filled_ = 0;       // bytes of inbuf_ holding input

@@ -1052,6 +1052,40 @@ TEST(ReceiverLimits, PingsAreNotProgressButFramesAre) {
   EXPECT_NE(h.closes[0].reason.message().find("no progress"), std::string::npos) << h.closes[0].reason.message();
 }
 
+TEST(ReceiverLimits, ADataFrameArrivingSlowlyIsProgressATrickleIsNot) {
+  const auto src = bytes_of(64 * 1024, 23);
+  Harness h;
+  h.hello();
+  P::Offer o;
+  o.path = "a.bin";
+  o.size = src.size();
+  o.identity = "x";
+  o.block_size = src.size();  // one 64 KiB block
+  h.feed(P::FrameType::offer, P::to_json(o));
+  h.open();
+  const auto frame = data_frame(0, 0, P::Bytes(src));
+  const auto opened = h.now;
+  // 1 KiB a second: a slow link, but each 16 KiB of the frame is progress.
+  std::size_t at = 0;
+  for (int s = 1; s <= 40; ++s) {
+    h.now = opened + std::chrono::seconds(s);
+    h.feed(std::vector<std::byte>(frame.begin() + static_cast<std::ptrdiff_t>(at),
+                                  frame.begin() + static_cast<std::ptrdiff_t>(at + 1024)));
+    at += 1024;
+  }
+  EXPECT_GE(*h.r.next_deadline(), opened + std::chrono::seconds(32) + kPeer);
+  // The same frame a few bytes a second is not.
+  Harness t;
+  t.hello();
+  t.feed(P::FrameType::offer, P::to_json(o));
+  t.open();
+  for (int s = 1; s <= 59; ++s) {
+    t.now = opened + std::chrono::seconds(s);
+    t.feed(std::vector<std::byte>(frame.begin() + 100 * (s - 1), frame.begin() + 100 * s));
+  }
+  EXPECT_EQ(t.r.next_deadline(), opened + kPeer);
+}
+
 TEST(ReceiverLimits, ASenderWaitingForOurWritesOrCommitIsNotReaped) {
   const auto src = bytes_of(2 * kChunk, 21);
   Harness h;
@@ -1117,6 +1151,11 @@ TEST(ReceiverLimits, APathReleasedInTimeEndsTheWait) {
   h.offer(0, "a.bin", 100);
   h.r.on_path_busy(0, h.now);
   h.now += kBusy / 2;
+  h.r.on_path_free(0);
+  EXPECT_FALSE(h.r.waiting_for_path());
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt) << "the open is the receiver's work";
+  fire_at(h, h.now + kBusy);  // a slow open past the busy deadline is not refused
+  EXPECT_TRUE(h.of_type(P::FrameType::answer).empty());
   h.open();
   EXPECT_FALSE(h.r.waiting_for_path());
   EXPECT_EQ(h.r.next_deadline(), h.now + kPeer);
