@@ -402,11 +402,11 @@ TEST_F(Limits, UnreadRepliesDoNotGrowTheReceiver) {
   for (int mib = 0; mib < 96 && Clock::now() - t0 < 8s; ++mib) {
     if (!flooder.send_bytes(P::Bytes(pings), t0 + 8s)) break;
   }
-  // The receiver stopped taking PINGs long before 96 MiB (the kernel's buffers aside).
-  EXPECT_LT(flooder.sent, 64u * 1024 * 1024) << "sent " << flooder.sent;
+  // How much the kernel's socket buffers took before the receiver stopped reading
+  // depends on tcp_rmem/tcp_wmem; what it may not do is hold the replies itself.
   const auto peak = peak_rss_kib(recv_.proc->pid());
   EXPECT_GT(peak, 0u);
-  EXPECT_LT(peak, 64u * 1024) << "peak RSS " << peak << " KiB";
+  EXPECT_LT(peak, 64u * 1024) << "peak RSS " << peak << " KiB after " << flooder.sent << " bytes of PINGs";
   // And still serves a real sender meanwhile.
   auto send = send_file("a.bin", 1'000'000);
   expect_delivered(*send, "a.bin");
