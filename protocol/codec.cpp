@@ -120,7 +120,7 @@ std::array<std::byte, kDataHeadSize> encode_data_head(std::uint32_t file_id, std
   return out;
 }
 
-DecodeResult decode_frame(Bytes in) {
+DecodeResult decode_frame(Bytes in, std::size_t max_payload) {
   if (in.size() < kHeaderSize) {
     // Reject a wrong magic as early as possible so garbage is not buffered.
     if (!in.empty() && in[0] != std::byte{kMagic0}) return Malformed{"bad magic"};
@@ -139,6 +139,10 @@ DecodeResult decode_frame(Bytes in) {
   if (get_u16(h + 4) != 0 || get_u16(h + 6) != 0) return Malformed{"nonzero flags or reserved bits"};
   const std::uint32_t len = get_u32(h + 8);
   if (len > kMaxPayload) return Malformed{"payload length " + std::to_string(len) + " over limit"};
+  if (len > max_payload) {
+    return Malformed{"payload length " + std::to_string(len) + " over the limit of " + std::to_string(max_payload) +
+                     " bytes for now"};
+  }
   if (static_cast<FrameType>(type) != FrameType::data && len > kMaxControlPayload) {
     return Malformed{"control payload length " + std::to_string(len) + " over limit"};
   }

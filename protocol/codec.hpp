@@ -60,7 +60,10 @@ struct DecodedFrame {
 using DecodeResult = std::variant<NeedMore, Malformed, DecodedFrame>;
 
 // Decodes the first frame in `in`. Total: any input yields one of the three results.
-DecodeResult decode_frame(Bytes in);
+// `max_payload` is the largest payload the caller accepts now (at most kMaxPayload;
+// a receiver passes kMaxHandshakePayload until its handshake is complete): a header
+// announcing more is Malformed at once, before any of the payload is buffered.
+DecodeResult decode_frame(Bytes in, std::size_t max_payload = kMaxPayload);
 
 // Writes a header for `type` with a payload of `payload_length` bytes whose XXH3-64
 // is `payload_checksum`.

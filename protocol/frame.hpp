@@ -41,6 +41,9 @@ inline constexpr std::size_t kDataPrefixSize = 16;  // file id (4) + offset (8) 
 inline constexpr std::size_t kMaxPayload = kMaxChunkSize + kDataPrefixSize;
 // Control frames (JSON bodies) are far smaller; a larger one is a peer violation.
 inline constexpr std::size_t kMaxControlPayload = 64 * 1024;
+// Largest payload a receiver accepts before the handshake (HELLO, and authentication
+// where there is one) is complete: a stranger cannot make it buffer a 16 MiB frame.
+inline constexpr std::size_t kMaxHandshakePayload = kMaxControlPayload;
 
 // Most blocks a receiver holds above its contiguous written point, and so records in a
 // journal (docs/PROTOCOL.md 6.2 and 7.2); a sender never needs more.

@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
                  "Remove partials and journals not modified for this long when met (at a file's open, and in "
                  "DEST_DIR's top level at the start): N[s|m|h|d], 0 never (default 7d)");
   app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)");
+  ferry::receiver::LimitOptions limits;
+  ferry::receiver::add_limit_options(app, limits);
   app.set_version_flag("--version", "ferry-recv " FERRY_VERSION);
   try {
     app.parse(argc, argv);
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   if (ok && idle_s > 86400 * 365) ok = ferry::make_error(ferry::Errc::usage, "--idle-timeout too large");
   const auto age = parse_age(stale_age);
   if (ok && !age) ok = ferry::make_error(ferry::Errc::usage, "--stale-partial-age: not a duration: " + stale_age);
+  if (ok) ok = ferry::receiver::finish_limit_options(limits, o);
   if (!ok) {
     std::fprintf(stderr, "ferry-recv: error: %s\n", ok.error().message().c_str());
     return ok.error().exit_code();

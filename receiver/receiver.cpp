@@ -17,6 +17,7 @@
 #include "lib/fs/file_batch.hpp"
 #include "lib/fs/file_sink.hpp"
 #include "lib/fs/file_source.hpp"
+#include "lib/net/admission.hpp"
 #include "lib/net/connection.hpp"
 #include "lib/uv/uv_owner.hpp"
 #include "receiver/receiver_session.hpp"
@@ -38,6 +39,12 @@ constexpr std::size_t kReadSize = 512 * 1024;
 // sender's input is drained (lib/fs/file_batch makes a batch durable together).
 constexpr std::size_t kBatchFiles = 128;
 constexpr std::uint64_t kBatchBytes = 8 * 1024 * 1024;
+// Before the handshake is complete: a stranger's connection costs little memory.
+constexpr std::size_t kHandshakeReadSize = 16 * 1024;
+// Replies (ACK, RPOS, PONG, ...) queued for a sender that does not read them: above the
+// high mark its connection is not read until the queue is down to the low mark.
+constexpr std::size_t kReplyQueueHigh = 256 * 1024;
+constexpr std::size_t kReplyQueueLow = 64 * 1024;
 
 // Block writes of one sender queued on the thread pool, counted from queueing to the end
 // of their pwrite: a Receiver destroyed mid-file waits for them to land before it saves
@@ -97,6 +104,11 @@ struct Peer {
   bool batch_running = false;
   bool reported_end = false;  // END seen and acted upon
   std::uint64_t write_retries = 0;
+  std::string admitted_as;   // its peer address in ReceiverEngine::admission_
+  std::string waiting_path;  // the busy path its OpenFile waits for in ReceiverEngine::waiting_
+  // Fires at the session's next_deadline(); data = this Peer, which calls on_deadline.
+  UvOwner<uv_timer_t> deadline_timer;
+  std::function<void()> on_deadline;
 
   // The sender is still there to talk to.
   bool connected() const { return conn && conn->is_open(); }
@@ -109,7 +121,10 @@ struct Peer {
 // sender's transfer over connections it makes itself.
 class ReceiverEngine final : public Engine {
  public:
-  explicit ReceiverEngine(ReceiverOptions o) : Engine(std::move(o.on_event)), opts_(std::move(o)) {
+  explicit ReceiverEngine(ReceiverOptions o)
+      : Engine(std::move(o.on_event)),
+        opts_(std::move(o)),
+        admission_(AdmissionLimits{opts_.max_senders, opts_.max_per_address}) {
     if (opts_.software.empty()) opts_.software = "ferry-recv " FERRY_VERSION;
   }
   ~ReceiverEngine() override { shutdown(/*silent=*/true); }
@@ -202,30 +217,31 @@ class ReceiverEngine final : public Engine {
     // One sender's transfer takes one connection at a time (a dial that completes
     // after a lent descriptor was taken is not a second sender).
     const bool extra = single_connection() && has_live_peer();
-    if (done_ || extra || peers_.size() >= opts_.max_senders) {
+    if (done_ || extra) {
       // Closed and freed here: it was never started, so it reports nothing.
-      c->close(make_error(Errc::connection, done_   ? "receiver is shutting down"
-                                            : extra ? "already connected"
-                                                    : "too many connections"));
+      c->close(make_error(Errc::connection, done_ ? "receiver is shutting down" : "already connected"));
       return;
     }
+    auto admitted = admission_.admit(c->peer_host(), Clock::now());
+    if (admitted.log_line) emit(Event{EventType::warning, {}, 0, 0, *admitted.log_line, {}, 0});
+    if (!admitted.admitted) return c->close(make_error(Errc::connection, "too many connections"));
     uv_timer_stop(idle_timer_.get());
     if (single_connection()) uv_timer_stop(redial_timer_.get());  // a lent one came first
     const std::uint64_t id = next_id_++;
-    ReceiverConfig cfg;
-    cfg.window = opts_.window;
-    cfg.software = opts_.software;
-    cfg.key = opts_.key;
-    auto peer = std::make_unique<Peer>(id, std::move(c), cfg);
+    auto peer = std::make_unique<Peer>(id, std::move(c), session_config());
     Peer* p = peer.get();
     peers_[id] = std::move(peer);
+    p->admitted_as = p->conn->peer_host();
+    p->conn->limit_write_queue(kReplyQueueHigh, kReplyQueueLow);
+    p->deadline_timer = make_timer(loop_, p);
+    p->on_deadline = [this, id] { deadline_passed(id); };
     Connection::Callbacks cb;
     cb.on_closed = [this, id](const Error& why) { on_closed(id, why); };
     // Reads land in the session's own buffer (no copy between them).
     cb.input_space = [this, id]() -> std::span<std::byte> {
       Peer* q = find(id);
       if (!q || done_) return {};
-      return q->session.input_space(kReadSize);
+      return q->session.input_space(q->session.handshake_complete() ? kReadSize : kHandshakeReadSize);
     };
     cb.on_input = [this, id](std::size_t n) {
       Peer* q = find(id);
@@ -241,6 +257,49 @@ class ReceiverEngine final : public Engine {
       start_batch(*q);  // nothing more to read for now: commit what is staged
     };
     p->conn->start(std::move(cb));
+    arm_deadline(*p);  // the handshake deadline
+  }
+
+  ReceiverConfig session_config() const {
+    ReceiverConfig cfg;
+    cfg.window = opts_.window;
+    cfg.software = opts_.software;
+    cfg.handshake_timeout = opts_.handshake_timeout;
+    cfg.peer_timeout = opts_.peer_timeout;
+    cfg.busy_timeout = opts_.busy_timeout;
+    cfg.key = opts_.key;
+    return cfg;
+  }
+
+  // Arms the peer's timer at its session's next deadline (stopped when it has none).
+  void arm_deadline(Peer& p) {
+    if (!p.deadline_timer) return;
+    const auto deadline = p.session.next_deadline();
+    if (!deadline || !p.connected()) {
+      uv_timer_stop(p.deadline_timer.get());
+      return;
+    }
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
+    uv_timer_start(
+        p.deadline_timer.get(), [](uv_timer_t* t) { static_cast<Peer*>(t->data)->on_deadline(); },
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, wait.count())), 0);
+  }
+
+  void deadline_passed(std::uint64_t id) {
+    Peer* q = find(id);
+    if (!q || done_) return;
+    q->session.on_timeout(Clock::now());
+    drain(*q);  // arms the next deadline
+  }
+
+  // The session no longer waits for the busy path (refused after busy_timeout, or the
+  // connection is gone): its place in the queue is given up.
+  void forget_wait(Peer& p) {
+    if (p.waiting_path.empty()) return;
+    auto it = waiting_.find(std::exchange(p.waiting_path, {}));
+    if (it == waiting_.end()) return;
+    std::erase_if(it->second, [&](const auto& w) { return w.first == p.id; });
+    if (it->second.empty()) waiting_.erase(it);
   }
 
   Peer* find(std::uint64_t id) {
@@ -290,10 +349,12 @@ class ReceiverEngine final : public Engine {
           if (e.type == EventType::session_start) supersede_older(p);
           emit(e);
         });
+    if (!p.waiting_path.empty() && !p.session.waiting_for_path()) forget_wait(p);
     if (p.session.ended() && !p.reported_end) {
       p.reported_end = true;
       if (opts_.once) finish_transfer(p);
     }
+    arm_deadline(p);
   }
 
   void perform(Peer& p, receiver::Action& a) {
@@ -422,7 +483,9 @@ class ReceiverEngine final : public Engine {
     waiting_.erase(it);
     for (std::size_t i = 0; i < queue.size(); ++i) {
       Peer* q = find(queue[i].first);
-      if (!q || !q->connected()) continue;
+      if (!q || !q->connected() || !q->session.waiting_for_path()) continue;
+      q->waiting_path.clear();
+      q->session.on_path_free(queue[i].second.file_id);  // no busy deadline during the open
       open_file(*q, queue[i].second);
       for (std::size_t j = i + 1; j < queue.size(); ++j) waiting_[path].push_back(std::move(queue[j]));
       drain(*q);
@@ -467,8 +530,11 @@ class ReceiverEngine final : public Engine {
     // there, not by the sent path (two sent paths can share a partial's name).
     const std::string key = on_disk_key(o.offer.path);
     if (busy_.count(key)) {
-      // Another connection is writing this file (or still closing it): wait for it.
+      // Another connection is writing this file (or still closing it): wait for it,
+      // at most busy_timeout (the session refuses the entry then).
       waiting_[key].emplace_back(p.id, o);
+      p.waiting_path = key;
+      p.session.on_path_busy(o.file_id, now);
       return;
     }
     busy_.insert(key);
@@ -598,6 +664,8 @@ class ReceiverEngine final : public Engine {
     if (p.conn || p.jobs > 0) return;
     if (p.file) p.file->close_keep();
     release_path(p);
+    forget_wait(p);
+    admission_.release(p.admitted_as);
     peers_.erase(it);
     arm_idle();
   }
@@ -650,6 +718,7 @@ class ReceiverEngine final : public Engine {
   }
 
   ReceiverOptions opts_;
+  Admission admission_;  // connections served, per peer address; rate-limited refusal log
   std::shared_ptr<DestDir> dest_;
   UvOwner<uv_timer_t> idle_timer_, redial_timer_;
   std::map<std::uint64_t, std::unique_ptr<Peer>> peers_;

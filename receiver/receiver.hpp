@@ -56,7 +56,12 @@ struct ReceiverOptions {
   // nullopt: never give up.
   std::optional<unsigned> retries = 20;
   std::uint64_t window = 4 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes
-  std::size_t max_senders = 256;           // connections served at once; more are closed
+  // Limits that keep a serving receiver standing (docs/SECURITY.md, "Limits").
+  std::size_t max_senders = 256;      // connections served at once; more are closed (logged)
+  std::size_t max_per_address = 16;   // of which from one TCP peer address (IPv6: /64); 0: no share
+  std::chrono::milliseconds handshake_timeout{10'000};  // a connection's HELLO (and AUTH) must be done by then
+  std::chrono::milliseconds peer_timeout{60'000};  // closed after this long without progress from its sender
+  std::chrono::milliseconds busy_timeout{120'000};  // a file waiting for a busy path is refused after this
   // Durability against power loss given up (ferry-recv --no-fsync, for scratch copies):
   // no fsync of files, directories or journals. Verification is unchanged: a file is
   // renamed into place only after its digest matched.

@@ -20,7 +20,8 @@ std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) {
 }
 }  // namespace
 
-ReceiverSession::ReceiverSession(ReceiverConfig config, Clock::time_point) : cfg_(std::move(config)) {}
+ReceiverSession::ReceiverSession(ReceiverConfig config, Clock::time_point now)
+    : cfg_(std::move(config)), started_(now), progress_at_(now) {}
 
 std::vector<Action> ReceiverSession::take_actions() { return std::exchange(actions_, {}); }
 std::vector<Event> ReceiverSession::take_events() { return std::exchange(events_, {}); }
@@ -73,12 +74,13 @@ void ReceiverSession::send_rpos(std::uint64_t offset, std::uint64_t length) {
   actions_.push_back(SendFrame{P::encode_frame(FrameType::rpos, P::Bytes(body)), {}});
 }
 
-void ReceiverSession::fatal(Error e) {
+void ReceiverSession::fatal(Error e, bool flush) {
   if (state_ == State::failed) return;
   close_current(false);
   failure_ = e;
   state_ = State::failed;
-  actions_.push_back(CloseConnection{std::move(e)});
+  busy_since_.reset();
+  actions_.push_back(CloseConnection{std::move(e), flush});
 }
 
 void ReceiverSession::violation(const std::string& what) {
@@ -172,8 +174,9 @@ void ReceiverSession::on_input(std::size_t n, Clock::time_point now) {
 
 void ReceiverSession::decode_input(Clock::time_point now) {
   while (state_ != State::failed && state_ != State::ended) {
-    auto r = P::decode_frame(P::Bytes(inbuf_.data() + consumed_, filled_ - consumed_));
-    if (std::holds_alternative<P::NeedMore>(r)) break;
+    // Before the handshake is complete a large frame is refused by its header alone.
+    auto r = P::decode_frame(P::Bytes(inbuf_.data() + consumed_, filled_ - consumed_), max_payload());
+    if (std::holds_alternative<P::NeedMore>(r)) return note_partial_frame(now);
     if (auto* m = std::get_if<P::Malformed>(&r)) {
       if (m->incompatible) {  // tell the peer why, then close
         return close_with_error(incompatible_frame(P::Role::sender, m->reason));
@@ -183,6 +186,7 @@ void ReceiverSession::decode_input(Clock::time_point now) {
     }
     auto& f = std::get<P::DecodedFrame>(r);
     consumed_ += f.consumed;
+    partial_progress_ = 0;
     handle_frame(f, now);
   }
 }
@@ -190,8 +194,10 @@ void ReceiverSession::decode_input(Clock::time_point now) {
 // Dispatches one frame to its handler. ERROR for: anything but HELLO first, anything
 // but AUTH, ERROR, PING or PONG while the sender's AUTH is awaited, and frames only a
 // receiver sends.
-void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point) {
+void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now) {
   const FrameType type = f.header.type;
+  // Progress: any whole frame but a keepalive (a PING-only peer is idle).
+  if (type != FrameType::ping && type != FrameType::pong) note_progress(std::max(progress_at_, now));
   if (!f.payload_ok) return on_corrupt_payload(f);
   if (state_ == State::awaiting_hello && type != FrameType::hello) {
     return violation(std::string("expected HELLO, got ") + std::string(P::frame_type_name(type)));
@@ -293,6 +299,7 @@ void ReceiverSession::begin_session(const P::Hello& theirs) {
   hello_progress_ = TransferProgress{theirs.files_done.value_or(0), theirs.files_total.value_or(0),
                                      theirs.bytes_done.value_or(0), theirs.bytes_total.value_or(0)};
   state_ = State::idle;
+  handshake_complete_ = true;
   event(EventType::session_start, theirs.software);
 }
 
@@ -326,6 +333,8 @@ void ReceiverSession::on_offer(P::Bytes payload) {
   reported_.clear();
   dropped_ = go_back_ = unplaced_ = false;
   commit_digest_.reset();
+  writes_pending_ = 0;  // those of the file abandoned are no longer ours to wait for
+  busy_since_.reset();
   if (auto why = P::wire_path_problem(o->path)) {
     // Refused, not fatal: the sender goes on with its other files.
     return refuse_entry("unsafe path: " + *why);
@@ -359,6 +368,7 @@ void ReceiverSession::on_data(const P::DecodedFrame& f) {
   missing_.erase(d.offset);
   above_.emplace(d.offset, Block{d.data.size(), f.data_check.digest, false});
   totals_.bytes_payload += d.data.size();
+  ++writes_pending_;
   actions_.push_back(WriteChunk{cur_, d.offset, d.data, f.data_check.digest});
 }
 
@@ -510,8 +520,10 @@ void ReceiverSession::on_ping(P::Bytes payload) {
   actions_.push_back(std::move(*pong));
 }
 
-void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point) {
+void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point now) {
   if (state_ != State::opening || file_id != cur_) return;  // connection already failed
+  busy_since_.reset();
+  note_progress(now);  // our own work ended: the sender's clock starts again
   if (!r) return refuse_entry(r.error().message());
   if (offer_.kind == P::EntryKind::directory) {
     P::Answer a{cur_, P::AnswerStatus::accept, 0, {}};
@@ -529,6 +541,10 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
         make_error(Errc::internal, "partial's resume offset is not a block boundary of the file: " + offer_.path));
   }
   file_open_ = true;
+  // The sender reads and hashes what it may skip before it sends anything more.
+  std::uint64_t skipped = r->offset;
+  for (const auto& b : r->held) skipped += b.length;
+  note_progress(now + std::chrono::milliseconds(skipped / (kMinSenderHashRate / 1000)));
   digest_ = r->prefix;
   written_ = seen_upto_ = r->offset;
   std::vector<P::ByteRange> held = take_held(r->held);
@@ -574,7 +590,7 @@ void ReceiverSession::advance_written() {
 }
 
 void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t offset, std::uint64_t length,
-                                       Result<void> r, Clock::time_point) {
+                                       Result<void> r, Clock::time_point now) {
   if (!file_open_ || file_id != cur_ || state_ == State::failed) return;
   if (!r) {
     // A local write failure (ENOSPC, EIO): tell the sender and end this connection.
@@ -585,6 +601,8 @@ void ReceiverSession::on_chunk_written(std::uint32_t file_id, std::uint64_t offs
   auto it = above_.find(offset);
   if (it == above_.end() || it->second.length != length || it->second.written) return;  // not ours
   it->second.written = true;
+  if (writes_pending_ > 0) --writes_pending_;
+  note_progress(std::max(progress_at_, now));
   advance_written();
   if (written_ - acked_ >= cfg_.window / 4) {
     acked_ = written_;
@@ -603,9 +621,10 @@ void ReceiverSession::on_input_drained(Clock::time_point) {
   if (state_ == State::receiving) send_reports();
 }
 
-void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point) {
-  if (finish_small_file(file_id, r)) return;
+void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point now) {
+  if (finish_small_file(file_id, r)) return note_progress(now);
   if (state_ != State::committing || file_id != cur_) return;
+  note_progress(now);
   file_open_ = false;  // the driver closed it as part of the commit
   state_ = State::idle;
   if (!r) return send_failed_verdict(r.error().message());
@@ -623,7 +642,77 @@ void ReceiverSession::on_disconnected(const Error& why, Clock::time_point) {
   if (state_ != State::committing) close_current(false);
   failure_ = why;
   state_ = State::failed;
+  busy_since_.reset();
   event(EventType::connection_lost, why.message());
+}
+
+void ReceiverSession::on_path_busy(std::uint32_t file_id, Clock::time_point now) {
+  if (state_ != State::opening || file_id != cur_ || busy_since_) return;
+  busy_since_ = now;
+}
+
+// NeedMore with a whole header buffered means the header passed every check of
+// decode_frame (magic, header check, known type, length within the limit).
+void ReceiverSession::note_partial_frame(Clock::time_point now) {
+  const std::size_t tail = filled_ - consumed_;
+  if (!handshake_complete_ || tail < P::kHeaderSize || tail < partial_progress_ + kProgressBytes) return;
+  if (static_cast<FrameType>(std::to_integer<std::uint8_t>(inbuf_[consumed_ + 3])) != FrameType::data) return;
+  partial_progress_ = tail;
+  note_progress(std::max(progress_at_, now));
+}
+
+void ReceiverSession::on_path_free(std::uint32_t file_id) {
+  if (state_ == State::opening && file_id == cur_) busy_since_.reset();
+}
+
+bool ReceiverSession::waiting_on_peer() const {
+  switch (state_) {
+    case State::idle:
+      return pending_.empty();  // else our batch commit of its eager files runs
+    case State::eager:          // the eager file's DATA and COMMIT are the sender's
+    case State::ended:  // a sender that said END and stays connected holds a slot
+      return true;
+    case State::receiving:
+      return writes_pending_ == 0;  // else the sender waits for our writes
+    case State::awaiting_hello:     // the handshake deadline applies instead
+    case State::awaiting_auth:
+    case State::opening:            // our open, or the busy wait
+    case State::committing:         // our fsync and rename
+    case State::failed:
+      return false;
+  }
+  return false;
+}
+
+std::optional<Clock::time_point> ReceiverSession::next_deadline() const {
+  if (state_ == State::failed) return std::nullopt;
+  if (!handshake_complete_) return started_ + cfg_.handshake_timeout;
+  if (busy_since_) return *busy_since_ + cfg_.busy_timeout;
+  if (waiting_on_peer()) return progress_at_ + cfg_.peer_timeout;
+  return std::nullopt;
+}
+
+namespace {
+std::string seconds_text(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+}
+}  // namespace
+
+void ReceiverSession::on_timeout(Clock::time_point now) {
+  const auto deadline = next_deadline();
+  if (!deadline || now < *deadline) return;
+  if (busy_since_) {
+    // Refused, not fatal: the sender goes on with its other files, and may try again.
+    busy_since_.reset();
+    return refuse_entry("busy: the file is being received on another connection for more than " +
+                        seconds_text(cfg_.busy_timeout) + "; try again later");
+  }
+  const std::string why = !handshake_complete_
+                              ? "no complete handshake from the sender within " + seconds_text(cfg_.handshake_timeout)
+                              : "no progress from the sender for " + seconds_text(cfg_.peer_timeout);
+  event(EventType::warning, "connection closed: " + why);
+  fatal(make_error(Errc::connection, why), false);
 }
 
 }  // namespace ferry::receiver

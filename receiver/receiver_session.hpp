@@ -25,12 +25,29 @@
 // its write completed. Sent at least every window/4 bytes and whenever the input is
 // drained.
 //
+// Deadlines (docs/SECURITY.md, "Limits"): the session tells its driver when it next
+// needs on_timeout() (next_deadline(), as SenderSession does). Until the handshake is
+// complete (handshake_complete(): the one predicate) only frames of at most
+// kMaxHandshakePayload bytes are taken, and the connection is closed at
+// handshake_timeout after the session began. After it, a sender must make progress
+// while the next step is its own: a whole frame other than PING and PONG, or another
+// kProgressBytes of a DATA frame still arriving (a slow link carries a large block in
+// pieces; a trickle of a few bytes a second is no progress). A connection
+// without progress for peer_timeout is closed (idle, trickling or PING-only peers).
+// The clock stops while the receiver itself works (an open, block writes, a commit) and
+// restarts when that work completes; after an ANSWER that lets the sender resume, the
+// sender first reads and hashes the bytes the receiver holds, so the clock gets an
+// allowance of those bytes at kMinSenderHashRate. An OpenFile that waits for another
+// connection to release its path (on_path_busy) is refused with ANSWER "busy" after
+// busy_timeout.
+//
 // Bounds (the sender is hostile): at most kMaxHeldBlocks blocks above the contiguous
 // point (written, being written or held from the journal), plus the one at it; beyond
 // that a block is dropped and reported missing once there is room. At most kMaxReportsPerBatch RPOS
 // frames per input batch; the rest wait for the next batch.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -60,6 +77,10 @@ struct ReceiverConfig {
   std::optional<protocol::AuthKey> key{};
   // This connection's fresh HELLO nonce: the CSPRNG by default; tests inject one.
   std::function<protocol::Nonce()> make_nonce = protocol::random_nonce;
+  // Limits (see the header comment; defaults in docs/SECURITY.md, "Limits").
+  std::chrono::milliseconds handshake_timeout{10'000};  // from the session's start
+  std::chrono::milliseconds peer_timeout{60'000};       // without progress from the sender
+  std::chrono::milliseconds busy_timeout{120'000};      // waiting for a path another connection holds
 };
 
 // Prepare the offered entry: directory -> create it; file -> open or create its
@@ -135,6 +156,11 @@ class ReceiverSession {
 
   static constexpr std::size_t kMaxHeldBlocks = protocol::kMaxHeldBlocks;
   static constexpr std::size_t kMaxReportsPerBatch = 64;
+  // The slowest rate at which a sender is expected to read and hash the bytes an ANSWER
+  // lets it skip (a resume offset, held blocks, a file already complete).
+  static constexpr std::uint64_t kMinSenderHashRate = 64ull * 1024 * 1024;  // bytes per second
+  // Bytes of a DATA frame still arriving that count as progress (see the header comment).
+  static constexpr std::size_t kProgressBytes = 16 * 1024;
 
   // Bytes read from the connection (copied into the session's input buffer).
   void on_bytes(protocol::Bytes bytes, Clock::time_point now);
@@ -158,6 +184,28 @@ class ReceiverSession {
   std::size_t eager_pending() const { return pending_.size(); }
   // The connection is gone: closes the open file (journal kept).
   void on_disconnected(const Error& why, Clock::time_point now);
+  // The driver could not start the OpenFile for `file_id` yet: another connection holds
+  // its path. It starts it later (on_file_opened as usual) or, after busy_timeout, the
+  // session refuses the entry itself (waiting_for_path() turns false: the driver then
+  // forgets the wait).
+  void on_path_busy(std::uint32_t file_id, Clock::time_point now);
+  // The path is free now and the driver starts the OpenFile: the busy wait is over (the
+  // open itself is the receiver's work, with no deadline).
+  void on_path_free(std::uint32_t file_id);
+  bool waiting_for_path() const { return busy_since_.has_value(); }
+  // Earliest time on_timeout() has work to do; nullopt when none (the driver arms one
+  // timer from it after every input and completion).
+  std::optional<Clock::time_point> next_deadline() const;
+  // The driver's timer fired (at or after next_deadline()): closes a connection past
+  // its handshake or progress deadline, refuses an entry past its busy wait.
+  void on_timeout(Clock::time_point now);
+  // The handshake is complete: HELLO exchanged (and, where there is one, the sender
+  // authenticated). Until then only small frames are taken (max_payload()).
+  bool handshake_complete() const { return handshake_complete_; }
+  // The largest frame payload the session accepts now.
+  std::size_t max_payload() const {
+    return handshake_complete_ ? protocol::kMaxPayload : protocol::kMaxHandshakePayload;
+  }
 
   std::vector<Action> take_actions();
   std::vector<Event> take_events();
@@ -231,7 +279,15 @@ class ReceiverSession {
   void send_failed_verdict(std::string why);
   // VERDICT failed for entry `file_id` (`path`, `size`), counted as failed.
   void fail_entry(std::uint32_t file_id, const std::string& path, std::uint64_t size, std::string why);
-  void fatal(Error e);
+  // flush false: the connection is dropped at once, queued frames and all (timeouts: a
+  // peer that stopped reading must not keep it for the flush).
+  void fatal(Error e, bool flush = true);
+  // True while the next step is the sender's (the progress clock runs).
+  bool waiting_on_peer() const;
+  // Restarts the progress clock at `at` (may be in the future: an allowance).
+  void note_progress(Clock::time_point at) { progress_at_ = at; }
+  // The undecoded tail is part of a DATA frame: progress once kProgressBytes more came.
+  void note_partial_frame(Clock::time_point now);
   void close_current(bool discard);
   void mark_failed(const std::string& path, std::uint64_t size);
   void unmark_failed(const std::string& path);  // the entry was verified after all
@@ -241,6 +297,12 @@ class ReceiverSession {
 
   ReceiverConfig cfg_;
   State state_ = State::awaiting_hello;
+  bool handshake_complete_ = false;
+  Clock::time_point started_;      // the session began: the handshake deadline counts from it
+  Clock::time_point progress_at_;  // the sender's last progress (or the end of our own work)
+  std::optional<Clock::time_point> busy_since_;  // the OpenFile waits for a busy path
+  std::size_t writes_pending_ = 0;  // WriteChunk of the current file not completed yet
+  std::size_t partial_progress_ = 0;  // undecoded bytes at the last note_partial_frame progress
   std::vector<std::byte> inbuf_;  // capacity; bytes [consumed_, filled_) not decoded yet
   std::size_t consumed_ = 0;     // bytes of inbuf_ already decoded (compacted lazily)
   std::size_t filled_ = 0;       // bytes of inbuf_ holding input

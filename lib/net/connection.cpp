@@ -125,7 +125,7 @@ void Connection::update_polls() {
       return close(make_error(Errc::connection, "poll(" + peer_ + ")", EBADF));
     }
   }
-  int in_events = reading_ ? UV_READABLE : 0;
+  int in_events = reading_ && !read_paused_ ? UV_READABLE : 0;
   int out_events = want_write_ ? UV_WRITABLE : 0;
   if (same_fd_) in_events |= out_events;
   int rc = in_events ? uv_poll_start(in_poll_.get(), in_events, &Connection::on_poll) : uv_poll_stop(in_poll_.get());
@@ -156,7 +156,7 @@ void Connection::on_poll(uv_poll_t* h, int status, int events) {
 }
 
 void Connection::read_some() {
-  for (int i = 0; i < kReadsPerEvent && open_; ++i) {
+  for (int i = 0; i < kReadsPerEvent && open_ && !read_paused_; ++i) {
     std::span<std::byte> into = read_target();
     if (into.empty()) return;  // the reader takes nothing now
     ssize_t n = ::read(in_fd_, into.data(), into.size());
@@ -197,6 +197,15 @@ void Connection::write(SendFrame frame) {
   queued_bytes_ += frame.head.size() + frame.body.size();
   queue_.push_back(std::move(frame));
   if (!want_write_) flush();  // nothing pending: try at once
+  apply_queue_bound();
+}
+
+void Connection::apply_queue_bound() {
+  if (!open_ || queue_high_ == 0) return;
+  const bool pause = read_paused_ ? queued_bytes_ > queue_low_ : queued_bytes_ > queue_high_;
+  if (pause == read_paused_) return;
+  read_paused_ = pause;
+  update_polls();
 }
 
 // Writes what is queued until the kernel takes no more, the queue is empty, or the
@@ -208,10 +217,12 @@ void Connection::flush() {
     if (n >= 0) {
       consume(static_cast<std::size_t>(n));
     } else if (const int e = errno; e != EINTR) {
-      return write_failed(e);
+      write_failed(e);
+      return apply_queue_bound();  // what the kernel took before may resume reading
     }
   }
   if (open_) on_queue_drained();
+  apply_queue_bound();
 }
 
 // Points up to kMaxIov entries at the unwritten parts of the queued frames (heads and

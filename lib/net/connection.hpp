@@ -34,6 +34,7 @@
 #include <sys/uio.h>    // iovec
 #include <uv.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -87,6 +88,21 @@ class Connection {
   void write(SendFrame frame);
   // Bytes queued, not yet taken by the kernel.
   std::size_t write_queue_bytes() const { return queued_bytes_; }
+  // Bounds the write queue by the peer's own pace: while more than `high` bytes wait
+  // for the kernel, nothing more is read from the peer (so the replies to its input stop
+  // growing); reading resumes once the queue is down to `low` (<= high). 0: no bound
+  // (the default). A receiver sets it: a sender that never reads its PONGs is paused,
+  // not buffered (docs/SECURITY.md, "Limits").
+  void limit_write_queue(std::size_t high, std::size_t low) {
+    queue_high_ = high;
+    queue_low_ = std::min(low, high);
+  }
+  // Reading is paused by the write queue bound now.
+  bool reading_paused() const { return read_paused_; }
+  // The peer's address for per-address limits: the IP of a TCP peer (an IPv6 peer's
+  // /64 prefix); empty for peers without one (unix socket, stdio, command, vsock).
+  const std::string& peer_host() const { return peer_host_; }
+  void set_peer_host(std::string host) { peer_host_ = std::move(host); }
   // Closes the descriptors now; queued writes are dropped; on_closed(reason) follows
   // on a later loop turn (never from inside this call). No-op when already closed.
   void close(const Error& reason);
@@ -121,10 +137,14 @@ class Connection {
   void on_queue_drained();
   void finish_flush();
   void arm_retry();
+  // Pauses reading above the write queue bound, resumes at or below its low mark.
+  void apply_queue_bound();
   static void report_closed(uv_timer_t* t);
 
   uv_loop_t* loop_ = nullptr;
-  std::string peer_;
+  std::string peer_, peer_host_;
+  std::size_t queue_high_ = 0, queue_low_ = 0;
+  bool read_paused_ = false;
   int in_fd_ = -1, out_fd_ = -1;
   bool same_fd_ = true, out_is_socket_ = false;
   UvOwner<uv_poll_t> in_poll_, out_poll_;  // out_poll_ empty when same_fd_

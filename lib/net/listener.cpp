@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,6 +31,32 @@ bool unix_socket_served(const std::string& path) {
   const bool served = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;
   ::close(fd);
   return served;
+}
+
+}  // namespace
+
+namespace {
+
+// The key of a TCP peer's share of the connections (Connection::peer_host): its IPv4
+// address (also when it arrives IPv4-mapped on an IPv6 socket), or the /64 prefix of
+// an IPv6 address (one host usually has a whole /64 to pick addresses from).
+std::string share_key(const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = "";
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), text, sizeof text);
+    return text;
+  }
+  sockaddr_in6 a = *reinterpret_cast<const sockaddr_in6*>(&ss);
+  if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) {
+    sockaddr_in v4{};
+    v4.sin_family = AF_INET;
+    std::memcpy(&v4.sin_addr, &a.sin6_addr.s6_addr[12], 4);
+    uv_ip4_name(&v4, text, sizeof text);
+    return text;
+  }
+  std::memset(&a.sin6_addr.s6_addr[8], 0, 8);
+  uv_ip6_name(&a, text, sizeof text);
+  return std::string(text) + "/64";
 }
 
 }  // namespace
@@ -112,7 +139,7 @@ void Listener::on_connection(uv_stream_t* server, int status) {
     return tcp ? uv_tcp_init(lp, &s->tcp) : uv_pipe_init(lp, &s->pipe, 0);
   });
   if (!client || uv_accept(server, client.stream()) != 0) return;
-  std::string peer = self->bound_.to_string();
+  std::string peer = self->bound_.to_string(), host;
   if (tcp) {
     uv_tcp_nodelay(&client.get()->tcp, 1);
     sockaddr_storage ss{};
@@ -127,13 +154,16 @@ void Listener::on_connection(uv_stream_t* server, int status) {
         uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), ip, sizeof ip);
         peer = std::string("tcp:") + ip + ":" + std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port));
       }
+      host = share_key(ss);
       if (!self->filter_.allow.permits_ip(reinterpret_cast<sockaddr*>(&ss))) return self->refuse(peer);
     } else if (!self->filter_.allow.empty()) {
       return self->refuse(peer);  // no peer address: not provably allowed
     }
   }
   auto c = adopt_stream(self->loop_, peer, client);
-  if (c) self->on_accept_(std::move(*c));  // a failed adoption leaves the listener serving
+  if (!c) return;  // a failed adoption leaves the listener serving
+  (*c)->set_peer_host(std::move(host));
+  self->on_accept_(std::move(*c));  // a failed adoption leaves the listener serving
 }
 
 void Listener::refuse(const std::string& peer) {

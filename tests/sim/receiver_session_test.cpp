@@ -984,6 +984,200 @@ TEST(ReceiverInput, DisconnectKeepsThePartial) {
   EXPECT_TRUE(h.r.failed());
 }
 
+// --- limits: deadlines and small frames before the handshake -------------------------------
+
+constexpr auto kHandshake = std::chrono::seconds(10);  // ReceiverConfig's defaults
+constexpr auto kPeer = std::chrono::seconds(60);
+constexpr auto kBusy = std::chrono::seconds(120);
+
+// Advances the harness clock to `t` and fires the session's timer as a driver would.
+void fire_at(Harness& h, Clock::time_point t) {
+  h.now = t;
+  h.r.on_timeout(h.now);
+  h.collect();
+}
+
+TEST(ReceiverLimits, NoHelloWithinTheHandshakeTimeoutClosesWithoutAFrame) {
+  Harness h;
+  ASSERT_EQ(h.r.next_deadline(), kT0 + kHandshake);
+  EXPECT_FALSE(h.r.handshake_complete());
+  fire_at(h, kT0 + kHandshake - std::chrono::milliseconds(1));
+  EXPECT_TRUE(h.closes.empty()) << "not before the deadline";
+  // Bytes that do not complete a frame (a trickled HELLO) do not move the deadline.
+  auto hello = P::frame_of(P::FrameType::hello, "{}");
+  h.feed(std::vector<std::byte>(hello.begin(), hello.begin() + 10));
+  EXPECT_EQ(h.r.next_deadline(), kT0 + kHandshake);
+  fire_at(h, kT0 + kHandshake);
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_FALSE(h.closes[0].flush) << "a peer that may not read is dropped at once";
+  EXPECT_EQ(h.closes[0].reason.code, Errc::connection);
+  EXPECT_TRUE(h.frames.empty());
+  EXPECT_TRUE(h.r.failed());
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt);
+}
+
+TEST(ReceiverLimits, OnlySmallFramesBeforeTheHandshake) {
+  Harness h;
+  EXPECT_EQ(h.r.max_payload(), P::kMaxHandshakePayload);
+  // A header announcing a maximum-length DATA frame closes at once: nothing is buffered.
+  auto head = P::encode_header(P::FrameType::data, static_cast<std::uint32_t>(P::kMaxPayload), 0);
+  h.feed(std::vector<std::byte>(head.begin(), head.end()));
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_TRUE(h.r.failed());
+  // After HELLO the full length is allowed.
+  Harness after;
+  after.hello();
+  EXPECT_TRUE(after.r.handshake_complete());
+  EXPECT_EQ(after.r.max_payload(), P::kMaxPayload);
+  after.feed(std::vector<std::byte>(head.begin(), head.end()));
+  EXPECT_TRUE(after.closes.empty()) << "waits for the rest of the frame";
+}
+
+TEST(ReceiverLimits, PingsAreNotProgressButFramesAre) {
+  Harness h;
+  h.now = kT0 + std::chrono::seconds(1);
+  h.hello();
+  ASSERT_EQ(h.r.next_deadline(), h.now + kPeer);
+  const auto after_hello = h.now;
+  for (int i = 1; i <= 5; ++i) {
+    h.now = after_hello + std::chrono::seconds(10 * i);
+    auto ping = P::encode_nonce(static_cast<std::uint64_t>(i));
+    h.feed(P::encode_frame(P::FrameType::ping, P::Bytes(ping)));
+  }
+  EXPECT_EQ(h.of_type(P::FrameType::pong).size(), 5u) << "PINGs are answered";
+  EXPECT_EQ(h.r.next_deadline(), after_hello + kPeer) << "but do not move the deadline";
+  // An OFFER is progress; while it is being opened the clock stops.
+  h.offer(0, "a.bin", 3 * kChunk);
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt);
+  h.now += std::chrono::minutes(5);  // a slow open is the receiver's own time
+  h.open();
+  EXPECT_EQ(h.r.next_deadline(), h.now + kPeer);
+  fire_at(h, h.now + kPeer);
+  ASSERT_EQ(h.closes.size(), 1u);
+  EXPECT_EQ(h.closes[0].reason.code, Errc::connection);
+  EXPECT_NE(h.closes[0].reason.message().find("no progress"), std::string::npos) << h.closes[0].reason.message();
+}
+
+TEST(ReceiverLimits, ADataFrameArrivingSlowlyIsProgressATrickleIsNot) {
+  const auto src = bytes_of(64 * 1024, 23);
+  Harness h;
+  h.hello();
+  P::Offer o;
+  o.path = "a.bin";
+  o.size = src.size();
+  o.identity = "x";
+  o.block_size = src.size();  // one 64 KiB block
+  h.feed(P::FrameType::offer, P::to_json(o));
+  h.open();
+  const auto frame = data_frame(0, 0, P::Bytes(src));
+  const auto opened = h.now;
+  // 1 KiB a second: a slow link, but each 16 KiB of the frame is progress.
+  std::size_t at = 0;
+  for (int s = 1; s <= 40; ++s) {
+    h.now = opened + std::chrono::seconds(s);
+    h.feed(std::vector<std::byte>(frame.begin() + static_cast<std::ptrdiff_t>(at),
+                                  frame.begin() + static_cast<std::ptrdiff_t>(at + 1024)));
+    at += 1024;
+  }
+  EXPECT_GE(*h.r.next_deadline(), opened + std::chrono::seconds(32) + kPeer);
+  // The same frame a few bytes a second is not.
+  Harness t;
+  t.hello();
+  t.feed(P::FrameType::offer, P::to_json(o));
+  t.open();
+  for (int s = 1; s <= 59; ++s) {
+    t.now = opened + std::chrono::seconds(s);
+    t.feed(std::vector<std::byte>(frame.begin() + 100 * (s - 1), frame.begin() + 100 * s));
+  }
+  EXPECT_EQ(t.r.next_deadline(), opened + kPeer);
+}
+
+TEST(ReceiverLimits, ASenderWaitingForOurWritesOrCommitIsNotReaped) {
+  const auto src = bytes_of(2 * kChunk, 21);
+  Harness h;
+  h.defer_writes = true;
+  h.start(src.size());
+  h.feed(all_data_frames(src));
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt) << "writes in flight: the sender waits for us";
+  h.now += std::chrono::minutes(10);
+  h.complete_write(0);
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt) << "one write still in flight";
+  h.complete_write(0);
+  EXPECT_EQ(h.r.next_deadline(), h.now + kPeer) << "the clock restarts when our work ends";
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
+  ASSERT_EQ(h.commits.size(), 1u);
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt) << "committing (fsync, rename) is ours";
+  h.now += std::chrono::minutes(10);
+  h.r.on_file_committed(0, Result<void>(), h.now);
+  h.collect();
+  EXPECT_EQ(h.r.next_deadline(), h.now + kPeer);
+}
+
+TEST(ReceiverLimits, AResumeGivesTheSenderTimeToHashWhatItSkips) {
+  const std::uint64_t size = 1024ull * kChunk;  // 4 MiB: 62 ms at the minimum hash rate
+  const auto src = bytes_of(size, 22);
+  Harness h;
+  h.hello();
+  h.offer(0, "a.bin", size);
+  h.open(size / 2, src);
+  const auto allowance = std::chrono::milliseconds((size / 2) / (ReceiverSession::kMinSenderHashRate / 1000));
+  EXPECT_GT(allowance.count(), 0);
+  EXPECT_EQ(h.r.next_deadline(), h.now + allowance + kPeer);
+}
+
+TEST(ReceiverLimits, AWaitForABusyPathIsRefusedAfterTheBusyTimeout) {
+  Harness h;
+  h.hello();
+  h.offer(3, "a.bin", 100);
+  ASSERT_EQ(h.opens.size(), 1u);
+  h.r.on_path_busy(3, h.now);
+  EXPECT_TRUE(h.r.waiting_for_path());
+  EXPECT_EQ(h.r.next_deadline(), h.now + kBusy);
+  fire_at(h, h.now + kBusy);
+  EXPECT_FALSE(h.r.waiting_for_path()) << "the driver forgets the wait";
+  auto answers = h.of_type(P::FrameType::answer);
+  ASSERT_EQ(answers.size(), 1u);
+  auto a = P::parse_answer(answers[0].payload);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->file_id, 3u);
+  EXPECT_EQ(a->status, P::AnswerStatus::refuse);
+  EXPECT_NE(a->note.find("busy"), std::string::npos) << a->note;
+  EXPECT_TRUE(h.closes.empty()) << "refused, not fatal: the sender goes on";
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+  // The driver's late completion of the abandoned open is ignored.
+  h.opens.clear();
+  h.r.on_file_opened(3, OpenedFile{}, h.now);
+  h.collect();
+  EXPECT_EQ(h.of_type(P::FrameType::answer).size(), 1u);
+}
+
+TEST(ReceiverLimits, APathReleasedInTimeEndsTheWait) {
+  Harness h;
+  h.hello();
+  h.offer(0, "a.bin", 100);
+  h.r.on_path_busy(0, h.now);
+  h.now += kBusy / 2;
+  h.r.on_path_free(0);
+  EXPECT_FALSE(h.r.waiting_for_path());
+  EXPECT_EQ(h.r.next_deadline(), std::nullopt) << "the open is the receiver's work";
+  fire_at(h, h.now + kBusy);  // a slow open past the busy deadline is not refused
+  EXPECT_TRUE(h.of_type(P::FrameType::answer).empty());
+  h.open();
+  EXPECT_FALSE(h.r.waiting_for_path());
+  EXPECT_EQ(h.r.next_deadline(), h.now + kPeer);
+  ASSERT_EQ(h.of_type(P::FrameType::answer).size(), 1u);
+}
+
+TEST(ReceiverLimits, ASenderStayingAfterEndIsReaped) {
+  Harness h;
+  h.hello();
+  h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+  ASSERT_TRUE(h.r.ended());
+  EXPECT_EQ(h.r.next_deadline(), h.now + kPeer);
+  fire_at(h, h.now + kPeer);
+  EXPECT_EQ(h.closes.size(), 1u);
+}
+
 }  // namespace
 }  // namespace ferry::receiver
 

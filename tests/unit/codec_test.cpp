@@ -413,6 +413,22 @@ TEST(Codec, ControlPayloadOverLimit) {
   EXPECT_TRUE(std::holds_alternative<NeedMore>(decode_exact(h)));
 }
 
+// The caller's limit (a receiver before its handshake): a larger header is Malformed at
+// once, whatever its type, so none of the payload is waited for.
+TEST(Codec, CallersPayloadLimitRefusesByTheHeaderAlone) {
+  for (auto type : {FrameType::data, FrameType::hello, FrameType::ping}) {
+    auto over = header_only(type, static_cast<std::uint32_t>(kMaxHandshakePayload + 1));
+    auto r = decode_frame(over, kMaxHandshakePayload);
+    ASSERT_TRUE(std::holds_alternative<Malformed>(r)) << frame_type_name(type);
+    EXPECT_FALSE(std::get<Malformed>(r).incompatible);
+    EXPECT_NE(std::get<Malformed>(r).reason.find("over the limit"), std::string::npos) << std::get<Malformed>(r).reason;
+    auto at = header_only(type, static_cast<std::uint32_t>(kMaxHandshakePayload));
+    EXPECT_TRUE(std::holds_alternative<NeedMore>(decode_frame(at, kMaxHandshakePayload))) << frame_type_name(type);
+  }
+  auto data = header_only(FrameType::data, static_cast<std::uint32_t>(kMaxPayload));
+  EXPECT_TRUE(std::holds_alternative<NeedMore>(decode_frame(data))) << "the default limit is kMaxPayload";
+}
+
 // ---------------------------------------------------------------------------
 // Payload checksum
 
