@@ -4,7 +4,20 @@
 
 #include <CLI/CLI.hpp>
 
+#include "protocol/frame.hpp"
 #include "receiver/recv_app.hpp"
+
+namespace {
+constexpr const char* kFooter = R"(Examples:
+  ferry-recv --listen 0.0.0.0:5000 /srv/in      serve senders (run from a ferry-send)
+  ferry-recv --listen unix:/run/ferry.sock --once /tmp/in
+  ferry-recv --stdio /srv/in                     as started by ferry-send HOST:DIR over ssh
+
+Exit codes: 0 delivered and verified (--once or one connection); 2 usage;
+3 connection lost or --idle-timeout; 4 protocol; 5 local I/O (DEST not
+writable, a failed write); 6 verification; 7 partial; 8 never connected
+(--connect/-e only); 70 internal; 128+N stopped by signal N.)";
+}  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an EPIPE error value, not a death
@@ -12,15 +25,19 @@ int main(int argc, char** argv) {
   ferry::receiver::RecvOptions o;
   ferry::add_common_options(app, o.common);
   double idle_s = -1;
-  app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)")->required();
+  app.footer(kFooter);
+  app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)")->required()->type_name("DIR");
   app.add_flag("--once", o.once, "Exit 0 after one sender's transfer is delivered and verified in full");
   app.add_flag("--no-fsync", o.no_fsync,
                "Do not fsync files, directories or journals (scratch copies: verification is unchanged, "
                "durability against power loss is given up)");
   app.add_option("--idle-timeout", idle_s,
-                 "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)");
-  app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)");
-  app.set_version_flag("--version", "ferry-recv " FERRY_VERSION);
+                 "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)")
+      ->type_name("SECONDS");
+  app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)")
+      ->type_name("N");
+  app.set_version_flag("--version", std::string("ferry-recv " FERRY_VERSION " (protocol version ") +
+                                        std::to_string(ferry::protocol::kProtocolVersion) + ")");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -14,6 +14,7 @@
 #include "lib/core/session_driver.hpp"
 #include "lib/engine/backoff.hpp"
 #include "lib/engine/engine.hpp"
+#include "lib/fs/dest_check.hpp"
 #include "lib/fs/file_sink.hpp"
 #include "lib/fs/file_source.hpp"
 #include "lib/net/connection.hpp"
@@ -106,7 +107,9 @@ class ReceiverEngine final : public Engine {
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
     auto dest = DestDir::open(opts_.dest, DestOptions{.no_fsync = opts_.no_fsync});
     if (!dest) return finish(dest.error());
+    if (auto writable = check_dest_writable(opts_.dest); !writable) return finish(writable.error());
     dest_ = std::move(*dest);
+    first_connection_wait_ = opts_.first_connection_wait;
     auto t = start_transport(
         opts_.transport, [this](std::unique_ptr<Connection> c) { add_peer(std::move(c)); },
         [this](const Error& e) { connection_failed(e); });
@@ -156,8 +159,12 @@ class ReceiverEngine final : public Engine {
 
   bool retries_left() const { return !opts_.retries || backoff_.attempts() < *opts_.retries; }
 
-  void connection_failed(const Error& why) {
+  void connection_failed(const Error& why, std::shared_ptr<CarrierStatus> carrier = nullptr) {
     if (done_) return;
+    if (why.code == Errc::connection && opts_.transport.can_redial() && first_connection_given_up()) {
+      return explain_first_failure(why, std::move(carrier),
+                                   [this](const Error& e) { finish(e, kExitNotConnected); });
+    }
     if (why.code != Errc::connection || !opts_.transport.can_redial() || !retries_left()) {
       return finish(why, why.exit_code());
     }
@@ -229,8 +236,10 @@ class ReceiverEngine final : public Engine {
   void on_closed(std::uint64_t id, const Error& why) {
     Peer* p = find(id);
     if (!p) return;
+    std::shared_ptr<CarrierStatus> carrier;
     if (p->conn) {
       p->write_retries += p->conn->write_retries();
+      carrier = p->conn->carrier();
       p->conn.reset();
     }
     p->session.on_disconnected(why, Clock::now());
@@ -241,7 +250,7 @@ class ReceiverEngine final : public Engine {
       } else {
         if (p->session.state() != ReceiverSession::State::awaiting_hello) backoff_.reset();
         auto f = p->session.failure();
-        connection_failed(f ? *f : why);
+        connection_failed(f ? *f : why, std::move(carrier));
       }
     }
     forget_if_idle(id);

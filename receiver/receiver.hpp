@@ -54,6 +54,10 @@ struct ReceiverOptions {
   // connect / command / dial: reconnects in a row without progress before giving up;
   // nullopt: never give up.
   std::optional<unsigned> retries = 20;
+  // connect / command / dial: the first connection, as SenderOptions::
+  // first_connection_wait says (ferry-recv sets 0: a refused first connection or a
+  // carrier that ends before the handshake ends it at once, with kExitNotConnected).
+  std::optional<std::chrono::milliseconds> first_connection_wait{};
   std::uint64_t window = 4 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes
   std::size_t max_senders = 256;           // connections served at once; more are closed
   // Durability against power loss given up (ferry-recv --no-fsync, for scratch copies):

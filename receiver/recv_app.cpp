@@ -20,6 +20,7 @@ int run_recv(const RecvOptions& o) {
   ro.once = o.once;
   ro.idle_timeout = o.idle_timeout;
   ro.retries = o.retries;
+  ro.first_connection_wait = std::chrono::milliseconds(0);  // a first connection that fails ends it (exit 8)
   ro.window = o.common.window;
   ro.no_fsync = o.no_fsync;
   ro.on_event = [print = cli_event_printer(o.common, "recv"), &loop](const Event& e) {

@@ -55,6 +55,8 @@ int run_send(const SendOptions& o) {
   so.window = o.common.window;
   so.stall_timeout = o.common.stall_timeout;
   so.retries = o.retries.value_or(20);
+  so.first_connection_wait = o.wait_for_receiver;
+  so.copy_links = o.copy_links;
   so.on_event = on_event;
   Sender sender(std::move(so));
   return report(sender.run());

@@ -54,12 +54,21 @@ struct SenderOptions {
   // name, a directory as its base name and everything below), then each of `files`.
   std::vector<std::string> paths;
   std::vector<FileToSend> files;
+  // Symlinks below (or among) `paths`: false: left out, each with a file_skipped event
+  // (no error, as rsync without -l); true: sent as what they point to (-L).
+  bool copy_links = false;
   std::size_t chunk_size = 256 * 1024;              // 1 KiB .. 16 MiB
   std::uint64_t window = 4 * 1024 * 1024;           // 64 KiB .. 1 GiB, >= chunk_size
   std::chrono::milliseconds stall_timeout{10'000};  // no progress for this long: reconnect
   // Reconnects in a row without progress before giving up; nullopt: never give up.
   // 0: the first lost connection ends the transfer.
   std::optional<unsigned> retries = 20;
+  // The first connection, before any handshake completed: nullopt: retried like any
+  // other (up to `retries`); else redialled with backoff for at most this long (0: not
+  // at all), then the transfer ends with kExitNotConnected (lib/core/outcome.hpp) and
+  // the one-line reason (for a command that ended: its exit status and last stderr
+  // line). ferry-send sets 0 unless --wait-for-receiver.
+  std::optional<std::chrono::milliseconds> first_connection_wait{};
   std::string software;  // sent in HELLO; default "ferry-send VERSION"
   // Every event, on the loop's thread, in order; must not throw and must not destroy
   // the Sender. Empty: no events.

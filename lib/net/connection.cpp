@@ -55,6 +55,7 @@ Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::stri
   c->in_fd_ = in_fd;
   c->out_fd_ = out_fd;
   c->same_fd_ = in_fd == out_fd;
+  if (child) c->carrier_ = child->status();
   c->child_ = std::move(child);
   for (int fd : {in_fd, out_fd}) {
     int fl = ::fcntl(fd, F_GETFL);

@@ -102,6 +102,9 @@ class Connection {
   // or the destructor): how a lent descriptor's owner learns it may let go of it.
   void on_descriptors_closed(std::function<void()> hook) { fds_closed_hook_ = std::move(hook); }
   bool is_open() const { return open_; }
+  // A carrier command's exit status and stderr (spawn_command()); null for others.
+  // Outlives the close: read it in on_closed to say why a carrier went away.
+  const std::shared_ptr<CarrierStatus>& carrier() const { return carrier_; }
   const std::string& peer() const { return peer_; }
   // Transient write retries (EAGAIN/ENOBUFS) seen so far.
   std::uint64_t write_retries() const { return write_retries_; }
@@ -145,6 +148,7 @@ class Connection {
   std::vector<char> readbuf_;
   std::uint64_t write_retries_ = 0;
   int release_fd_ = -1;
+  std::shared_ptr<CarrierStatus> carrier_;
   std::function<void()> fds_closed_hook_;
   void release_process_fd();
   void close_descriptors();

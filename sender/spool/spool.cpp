@@ -264,6 +264,8 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
       case EventType::warning:
       case EventType::file_sent:
       case EventType::transfer_end:
+      case EventType::listening:
+      case EventType::carrier_message:
         return emit(e);
     }
   }
