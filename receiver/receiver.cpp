@@ -110,6 +110,7 @@ class ReceiverEngine final : public Engine {
     if (auto writable = check_dest_writable(opts_.dest); !writable) return finish(writable.error());
     dest_ = std::move(*dest);
     first_connection_wait_ = opts_.first_connection_wait;
+    rate_limit_ = opts_.rate_limit;
     auto t = start_transport(
         opts_.transport, [this](std::unique_ptr<Connection> c) { add_peer(std::move(c)); },
         [this](const Error& e) { connection_failed(e); });

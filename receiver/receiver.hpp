@@ -64,6 +64,7 @@ struct ReceiverOptions {
   // no fsync of files, directories or journals. Verification is unchanged: a file is
   // renamed into place only after its digest matched.
   bool no_fsync = false;
+  std::uint64_t rate_limit = 0;            // bytes per second per connection (--bwlimit); 0: none
   std::string software;                    // sent in HELLO; default "ferry-recv VERSION"
   // Every event, on the loop's thread, in order; must not throw and must not destroy
   // the Receiver. Events of concurrent senders interleave.

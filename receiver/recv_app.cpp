@@ -22,6 +22,7 @@ int run_recv(const RecvOptions& o) {
   ro.retries = o.retries;
   ro.first_connection_wait = std::chrono::milliseconds(0);  // a first connection that fails ends it (exit 8)
   ro.window = o.common.window;
+  ro.rate_limit = o.common.rate_limit;
   ro.no_fsync = o.no_fsync;
   ro.on_event = [print = cli_event_printer(o.common, "recv"), &loop](const Event& e) {
     print(e);

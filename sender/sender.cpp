@@ -32,6 +32,7 @@ class SenderEngine final : public Engine {
     if (done_) return;  // cancelled before the start
     connect_timeout_ = opts_.stall_timeout;
     first_connection_wait_ = opts_.first_connection_wait;
+    rate_limit_ = opts_.rate_limit;
     if (failed_to_attach_) return finish_with(make_error(Errc::internal, "cannot create libuv handles"));
     auto limits = check_transfer_limits(opts_.chunk_size, opts_.window, opts_.stall_timeout);
     if (!limits) return finish_with(limits.error());

@@ -69,6 +69,9 @@ struct SenderOptions {
   // the one-line reason (for a command that ended: its exit status and last stderr
   // line). ferry-send sets 0 unless --wait-for-receiver.
   std::optional<std::chrono::milliseconds> first_connection_wait{};
+  // Bytes per second the connection may carry, both directions together (--bwlimit);
+  // 0: no limit. At low rates keep window / rate well under stall_timeout.
+  std::uint64_t rate_limit = 0;
   std::string software;  // sent in HELLO; default "ferry-send VERSION"
   // Every event, on the loop's thread, in order; must not throw and must not destroy
   // the Sender. Empty: no events.

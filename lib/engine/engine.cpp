@@ -131,7 +131,10 @@ Result<void> Engine::start_transport(const Transport& t, OnConnection on_connect
   switch (t.kind) {
     case TransportKind::listen: {
       auto l =
-          Listener::open(loop_, t.address, [this](std::unique_ptr<Connection> c) { on_connection_(std::move(c)); });
+          Listener::open(loop_, t.address, [this](std::unique_ptr<Connection> c) {
+            c->limit_rate(rate_limit_);
+            on_connection_(std::move(c));
+          });
       if (!l) return l.error();
       listener_ = std::move(*l);
       emit(Event{EventType::listening, {}, 0, 0, listener_->address().to_string(), {}, 0});
@@ -160,6 +163,7 @@ void Engine::dial_next() {
                                            self.dial_cancel_ = nullptr;
                                            if (self.done_) return;
                                            if (!r) return self.on_failed_(r.error());
+                                           (*r)->limit_rate(self.rate_limit_);
                                            self.on_connection_(std::move(*r));
                                          }),
                                  connect_timeout_,
@@ -174,6 +178,7 @@ bool Engine::hold_until_begun(BorrowedFd& b) {
 
 Result<std::unique_ptr<Connection>> Engine::adopt_lent(BorrowedFd b) {
   auto c = adopt_borrowed(loop_, std::move(b));
+  if (c) (*c)->limit_rate(rate_limit_);
   if (!c) emit(Event{EventType::warning, {}, 0, 0, "a lent connection is unusable: " + c.error().message(), {}, 0});
   return c;
 }

@@ -127,6 +127,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // once it exited and its stderr is read (ChildProcess bounds that wait).
   void explain_first_failure(const Error& why, std::shared_ptr<CarrierStatus> carrier,
                              std::function<void(const Error&)> then);
+  // --bwlimit: bytes per second for every connection (both directions together); 0:
+  // none. Set by the derived engine before start_transport().
+  std::uint64_t rate_limit_ = 0;
   // Set by the derived engine from its options before start_transport(): nullopt: the
   // first connection is retried like any other; else for at most this long.
   std::optional<std::chrono::milliseconds> first_connection_wait_;

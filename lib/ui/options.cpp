@@ -77,6 +77,9 @@ void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--stall-timeout", o.stall_timeout_s,
                  "Seconds without progress before a connection is presumed dead (default 10)")
       ->type_name("SECONDS");
+  app.add_option("--bwlimit", o.bwlimit_text,
+                 "Move at most RATE bytes per second over the connection (e.g. 500K, 10M; both directions together)")
+      ->type_name("RATE");
   app.add_flag("--json", o.json, "One JSON object per event on stdout (stderr with --stdio)");
   app.add_flag("--progress", o.progress, "Draw the live progress line even when stderr is not a terminal");
   app.add_flag("-q,--quiet", o.quiet, "No progress or summary; errors only");
@@ -109,6 +112,12 @@ Result<void> finish_common_options(CommonOptions& o) {
     return make_error(Errc::usage, "--stall-timeout must be between 0 and 86400 seconds");
   }
   if (*chunk > protocol::kMaxChunkSize) return make_error(Errc::usage, "--chunk-size must be between 1K and 16M");
+  if (!o.bwlimit_text.empty()) {
+    auto rate = parse_size(o.bwlimit_text);
+    if (!rate) return rate.error();
+    if (*rate < 1024) return make_error(Errc::usage, "--bwlimit must be at least 1K (bytes per second)");
+    o.rate_limit = *rate;
+  }
   o.chunk_size = static_cast<std::size_t>(*chunk);
   o.window = *window;
   o.stall_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.stall_timeout_s * 1000));

@@ -36,6 +36,8 @@ struct CommonOptions {
   std::string listen, connect, rsh, chunk_size_text = "256K", window_text = "4M";
   bool stdio = false, json = false, quiet = false, verbose = false;
   bool progress = false;  // --progress: the live line also without a terminal
+  std::string bwlimit_text;  // --bwlimit RATE
+  std::uint64_t rate_limit = 0;  // derived: bytes per second, 0 = none
   double stall_timeout_s = 10;
   // derived by finish_common_options
   ConnectMode mode = ConnectMode::connect;

@@ -222,6 +222,7 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
     so.chunk_size = opts_.chunk_size;
     so.window = opts_.window;
     so.stall_timeout = opts_.stall_timeout;
+    so.rate_limit = opts_.rate_limit;
     so.retries = opts_.retries;
     for (auto& f : files) {
       so.files.push_back(FileToSend{f.local_path, f.wire_path});

@@ -374,5 +374,29 @@ TEST_F(Ux, JsonHasAListeningEventAndTheErrorOfAFailedEnd) {
   EXPECT_TRUE(contains(end->value("error", ""), "connect(")) << end->dump();
 }
 
+// --bwlimit on either end: 3 MiB at 1 MiB/s take at least about 3 s (a lower bound
+// only, with a margin for the first burst and the clock).
+TEST_F(Ux, BwlimitPacesTheTransferOnEitherEnd) {
+  write_random_file(t_ / "src/three", 3 << 20, 9);
+  for (const bool on_sender : {true, false}) {
+    SCOPED_TRACE(on_sender ? "ferry-send --bwlimit" : "ferry-recv --bwlimit");
+    const std::string dest = t_ / (on_sender ? "dest-s" : "dest-r");
+    std::vector<std::string> recv_args{"--once", dest};
+    if (!on_sender) recv_args.insert(recv_args.begin(), {"--bwlimit", "1M"});
+    Receiver r = start_receiver(t_.path(), on_sender ? "recv-s" : "recv-r", "127.0.0.1:0", recv_args);
+    std::vector<std::string> send_argv{kSendBin, "--connect", r.address, t_ / "src/three"};
+    if (on_sender) send_argv.insert(send_argv.begin() + 1, {"--bwlimit", "1M"});
+    const auto t0 = Clock::now();
+    auto s = Process::start(send_argv, t_.path(), on_sender ? "send-s" : "send-r");
+    EXPECT_EQ(s->wait(), ExitStatus::exited_with(0)) << s->describe();
+    const auto took = Clock::now() - t0;
+    EXPECT_EQ(r.proc->wait(), ExitStatus::exited_with(0)) << r.proc->describe();
+    EXPECT_EQ(compare_files(t_ / "src/three", dest + "/three"), "");
+    EXPECT_GE(took, 2500ms);
+  }
+  auto bad = Process::start({kSendBin, "--bwlimit", "10", "--connect", "127.0.0.1:1", file_}, t_.path(), "bad");
+  EXPECT_EQ(bad->wait(), ExitStatus::exited_with(2)) << bad->describe();
+}
+
 }  // namespace
 }  // namespace ferry::e2e
