@@ -398,5 +398,26 @@ TEST_F(Ux, BwlimitPacesTheTransferOnEitherEnd) {
   EXPECT_EQ(bad->wait(), ExitStatus::exited_with(2)) << bad->describe();
 }
 
+// After a resume, the summary's rate is over the bytes that moved: the resumed part is
+// named apart ("(N moved, R/s)"), and the resume offset is reported.
+TEST_F(Ux, TheRateAfterAResumeCountsOnlyWhatMoved) {
+  write_random_file(t_ / "src/slow", 4 << 20, 11);
+  Receiver r = start_receiver(t_.path(), "recv", "127.0.0.1:0", {t_ / "dest"});
+  auto first = Process::start({kSendBin, "--bwlimit", "1M", "--connect", r.address, t_ / "src/slow"}, t_.path(),
+                              "first");
+  std::this_thread::sleep_for(2500ms);  // about half of it, paced
+  (void)first->kill_now();
+  auto second = Process::start({kSendBin, "--connect", r.address, t_ / "src/slow"}, t_.path(), "second");
+  EXPECT_EQ(second->wait(), ExitStatus::exited_with(0)) << second->describe();
+  r.proc->signal(SIGTERM);
+  (void)r.proc->wait();
+  EXPECT_EQ(compare_files(t_ / "src/slow", t_ / "dest/slow"), "");
+  const auto lines = split_lines(second->stderr_text());
+  ASSERT_GE(lines.size(), 2u) << second->describe();
+  EXPECT_TRUE(lines[0].starts_with("ferry-send: resuming slow at ")) << lines[0];
+  EXPECT_TRUE(lines.back().starts_with("ferry-send: 1 file, 4.0 MiB verified in ")) << lines.back();
+  EXPECT_TRUE(contains(lines.back(), " moved, ")) << lines.back();
+}
+
 }  // namespace
 }  // namespace ferry::e2e
