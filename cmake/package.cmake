@@ -7,6 +7,7 @@
 #   lib/cmake/ferry/ferryConfig.cmake (+ Version, Targets)  find_package(ferry) -> ferry::ferry
 #   lib/pkgconfig/ferry.pc                                  pkg-config --cflags --libs ferry
 #   share/man/man1/ferry-send.1, ferry-recv.1
+#   share/bash-completion/completions/ferry-send, ferry-recv (completions/ferry.bash)
 #
 # A program includes <ferry/receiver/receiver.hpp> (or "receiver/receiver.hpp"): the
 # exported include directories are ${includedir} and ${includedir}/ferry, the latter so
@@ -89,3 +90,9 @@ configure_file(cmake/ferry.pc.in "${PROJECT_BINARY_DIR}/ferry.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/ferry.pc" DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 install(FILES docs/ferry-send.1 docs/ferry-recv.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+
+# Bash completion for both executables: one script, installed under each command's name.
+foreach(_cmd ferry-send ferry-recv)
+  install(FILES completions/ferry.bash DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
+          RENAME ${_cmd})
+endforeach()

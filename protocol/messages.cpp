@@ -73,17 +73,6 @@ struct Reader {
     out = it->get<std::int64_t>();
     return true;
   }
-  // An optional boolean field: absent leaves `out` false.
-  bool opt_flag(const char* key, bool& out) {
-    auto it = j.find(key);
-    if (it == j.end()) return true;
-    if (!it->is_boolean()) {
-      why = std::string("field '") + key + "' not a boolean";
-      return false;
-    }
-    out = it->get<bool>();
-    return true;
-  }
   bool text(const char* key, std::string& out, std::size_t max = kMaxTextField, bool optional = false) {
     auto it = j.find(key);
     if (it == j.end()) {
@@ -244,7 +233,7 @@ Result<Offer> parse_offer(Bytes payload) {
   if (!r.uint("file", m.file_id) || !r.text("path", m.path, 4096 + 1) || !r.text("kind", kind) ||
       !r.uint("size", m.size, std::numeric_limits<std::int64_t>::max()) ||
       !r.int64("mtime_ns", m.mtime_ns) || !r.uint("mode", m.mode, 07777) ||
-      !r.text("identity", m.identity, 256) || !r.opt_flag("eager", m.eager)) {
+      !r.text("identity", m.identity, 256) || !r.opt_bool("eager", m.eager)) {
     return bad("OFFER", r.why);
   }
   if (kind == "file") m.kind = EntryKind::file;
@@ -269,7 +258,7 @@ Result<Answer> parse_answer(Bytes payload) {
   std::string status;
   if (!r.uint("file", m.file_id) || !r.text("status", status) ||
       !r.uint("offset", m.offset, std::numeric_limits<std::int64_t>::max()) ||
-      !r.text("note", m.note, kMaxTextField, true) || !r.opt_flag("created", m.created)) {
+      !r.text("note", m.note, kMaxTextField, true) || !r.opt_bool("created", m.created)) {
     return bad("ANSWER", r.why);
   }
   if (status == "accept") m.status = AnswerStatus::accept;

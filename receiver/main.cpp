@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "protocol/frame.hpp"
 #include "receiver/recv_app.hpp"
 
 namespace {
@@ -27,6 +28,15 @@ std::optional<std::chrono::seconds> parse_age(const std::string& text) {
   return std::chrono::seconds(static_cast<long long>(n * scale));
 }
 
+constexpr const char* kFooter = R"(Examples:
+  ferry-recv --listen 0.0.0.0:5000 /srv/in      serve senders (run from a ferry-send)
+  ferry-recv --listen unix:/run/ferry.sock --once /tmp/in
+  ferry-recv --stdio /srv/in                     as started by ferry-send HOST:DIR over ssh
+
+Exit codes: 0 delivered and verified (--once or one connection); 2 usage;
+3 connection lost or --idle-timeout; 4 protocol; 5 local I/O (DEST not
+writable, a failed write); 6 verification; 7 partial; 8 authentication;
+9 never connected (--connect/-e only); 70 internal; 128+N stopped by signal N.)";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,22 +45,27 @@ int main(int argc, char** argv) {
   ferry::receiver::RecvOptions o;
   ferry::add_common_options(app, o.common);
   double idle_s = -1;
+  app.footer(kFooter);
   // Required, except with --generate-key (checked after parsing).
-  app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)");
+  app.add_option("DEST_DIR", o.dest, "Directory to write into (created if missing)")->type_name("DIR");
   app.add_flag("--once", o.once, "Exit 0 after one sender's transfer is delivered and verified in full");
   app.add_flag("--no-fsync", o.no_fsync,
                "Do not fsync files, directories or journals (scratch copies: verification is unchanged, "
                "durability against power loss is given up)");
   app.add_option("--idle-timeout", idle_s,
-                 "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)");
+                 "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)")
+      ->type_name("SECONDS");
   std::string stale_age = "7d";
   app.add_option("--stale-partial-age", stale_age,
                  "Remove partials and journals not modified for this long when met (at a file's open, and in "
-                 "DEST_DIR's top level at the start): N[s|m|h|d], 0 never (default 7d)");
-  app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)");
+                 "DEST_DIR's top level at the start): N[s|m|h|d], 0 never (default 7d)")
+      ->type_name("AGE");
+  app.add_option("--retries", o.retries, "Reconnect attempts in a row without progress with --connect/-e (default 20)")
+      ->type_name("N");
   ferry::receiver::LimitOptions limits;
   ferry::receiver::add_limit_options(app, limits);
-  app.set_version_flag("--version", "ferry-recv " FERRY_VERSION);
+  app.set_version_flag("--version", std::string("ferry-recv " FERRY_VERSION " (protocol version ") +
+                                        std::to_string(ferry::protocol::kProtocolVersion) + ")");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -15,6 +15,7 @@
 #include "lib/engine/backoff.hpp"
 #include "lib/engine/engine.hpp"
 #include "lib/fs/file_batch.hpp"
+#include "lib/fs/dest_check.hpp"
 #include "lib/fs/file_sink.hpp"
 #include "lib/fs/file_source.hpp"
 #include "lib/net/admission.hpp"
@@ -137,6 +138,7 @@ class ReceiverEngine final : public Engine {
     auto dest = DestDir::open(opts_.dest,
                               DestOptions{.no_fsync = opts_.no_fsync, .stale_partial_age = opts_.stale_partial_age});
     if (!dest) return finish(dest.error());
+    if (auto writable = check_dest_writable(opts_.dest); !writable) return finish(writable.error());
     dest_ = std::move(*dest);
     if (dest_->stale_removed() > 0) {
       emit(Event{EventType::warning, {}, 0, 0,
@@ -144,6 +146,8 @@ class ReceiverEngine final : public Engine {
                      opts_.dest,
                  {}, 0});
     }
+    first_connection_wait_ = opts_.first_connection_wait;
+    rate_limit_ = opts_.rate_limit;
     auto t = start_transport(
         opts_.transport, [this](std::unique_ptr<Connection> c) { add_peer(std::move(c)); },
         [this](const Error& e) { connection_failed(e); });
@@ -193,8 +197,12 @@ class ReceiverEngine final : public Engine {
 
   bool retries_left() const { return !opts_.retries || backoff_.attempts() < *opts_.retries; }
 
-  void connection_failed(const Error& why) {
+  void connection_failed(const Error& why, std::shared_ptr<CarrierStatus> carrier = nullptr) {
     if (done_) return;
+    if (why.code == Errc::connection && opts_.transport.can_redial() && never_connected(carrier != nullptr)) {
+      return explain_first_failure(why, std::move(carrier),
+                                   [this](const Error& e) { finish(e, kExitNotConnected); });
+    }
     if (why.code != Errc::connection || !opts_.transport.can_redial() || !retries_left()) {
       return finish(why, why.exit_code());
     }
@@ -228,6 +236,7 @@ class ReceiverEngine final : public Engine {
     uv_timer_stop(idle_timer_.get());
     if (single_connection()) uv_timer_stop(redial_timer_.get());  // a lent one came first
     const std::uint64_t id = next_id_++;
+    note_connected();
     auto peer = std::make_unique<Peer>(id, std::move(c), session_config());
     Peer* p = peer.get();
     peers_[id] = std::move(peer);
@@ -313,9 +322,11 @@ class ReceiverEngine final : public Engine {
     Peer* p = find(id);
     if (!p) return;
     std::string peer_name;
+    std::shared_ptr<CarrierStatus> carrier;
     if (p->conn) {
       peer_name = p->conn->peer();
       p->write_retries += p->conn->write_retries();
+      carrier = p->conn->carrier();
       p->conn.reset();
     }
     p->session.on_disconnected(why, Clock::now());
@@ -333,7 +344,7 @@ class ReceiverEngine final : public Engine {
       } else {
         if (p->session.state() != ReceiverSession::State::awaiting_hello) backoff_.reset();
         auto f = p->session.failure();
-        connection_failed(f ? *f : why);
+        connection_failed(f ? *f : why, std::move(carrier));
       }
     }
     forget_if_idle(id);
@@ -513,19 +524,21 @@ class ReceiverEngine final : public Engine {
     }
   }
 
+  // A directory is made here on the loop (one mkdir); the ANSWER says whether it is new.
+  void make_directory(Peer& p, const receiver::OpenFile& o) {
+    auto r = dest_->make_directory(o.offer);
+    receiver::OpenedFile made;
+    if (r) made.created = *r;
+    // A receiver killed in a batch left hidden temporaries here: a sender offers the
+    // directory again (it was there already), so they are looked for once per offer.
+    if (r && !made.created) remove_dead_batch_temps(*dest_, o.offer.path);
+    p.session.on_file_opened(o.file_id, r ? Result<receiver::OpenedFile>(std::move(made)) : r.error(),
+                             Clock::now());  // drive() carries on
+  }
+
   void open_file(Peer& p, const receiver::OpenFile& o) {
     const auto now = Clock::now();
-    if (o.offer.kind == protocol::EntryKind::directory) {
-      auto r = dest_->make_directory(o.offer);
-      receiver::OpenedFile made;
-      if (r) made.created = *r;
-      // A receiver killed in a batch left hidden temporaries here: a sender offers the
-      // directory again (it was there already), so they are looked for once per offer.
-      if (r && !made.created) remove_dead_batch_temps(*dest_, o.offer.path);
-      p.session.on_file_opened(o.file_id, r ? Result<receiver::OpenedFile>(std::move(made)) : r.error(),
-                               now);  // drive() carries on
-      return;
-    }
+    if (o.offer.kind == protocol::EntryKind::directory) return make_directory(p, o);
     // One writer per file on disk: keyed by the name the file and its partial have
     // there, not by the sent path (two sent paths can share a partial's name).
     const std::string key = on_disk_key(o.offer.path);

@@ -55,6 +55,10 @@ struct ReceiverOptions {
   // connect / command / dial: reconnects in a row without progress before giving up;
   // nullopt: never give up.
   std::optional<unsigned> retries = 20;
+  // connect / command / dial: the first connection, as SenderOptions::
+  // first_connection_wait says (ferry-recv sets 0: a refused first connection or a
+  // carrier that ends before the handshake ends it at once, with kExitNotConnected).
+  std::optional<std::chrono::milliseconds> first_connection_wait{};
   std::uint64_t window = 4 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes
   // Limits that keep a serving receiver standing (docs/SECURITY.md, "Limits").
   std::size_t max_senders = 256;      // connections served at once; more are closed (logged)
@@ -70,6 +74,7 @@ struct ReceiverOptions {
   // open, and in DEST's top level at the start); 0: never (ferry-recv
   // --stale-partial-age).
   std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};
+  std::uint64_t rate_limit = 0;            // bytes per second per connection (--bwlimit); 0: none
   std::string software;                    // sent in HELLO; default "ferry-recv VERSION"
   // The shared secret key (docs/SECURITY.md, lib/fs/key_file.hpp: load_key_file): the
   // peer must prove the same key before any file is offered; nullopt: no key, and a

@@ -12,14 +12,19 @@ namespace ferry::receiver {
 
 void add_limit_options(CLI::App& app, LimitOptions& l) {
   app.add_option("--handshake-timeout", l.handshake_timeout_s,
-                 "Close a connection whose handshake is not complete after SECONDS (default 10)");
+                 "Close a connection whose handshake is not complete after SECONDS (default 10)")
+      ->type_name("SECONDS");
   app.add_option("--peer-timeout", l.peer_timeout_s,
-                 "Close a connection whose sender makes no progress for SECONDS (default 60)");
+                 "Close a connection whose sender makes no progress for SECONDS (default 60)")
+      ->type_name("SECONDS");
   app.add_option("--busy-timeout", l.busy_timeout_s,
-                 "Refuse a file another connection is receiving after waiting SECONDS for it (default 120)");
-  app.add_option("--max-connections", l.max_connections, "Serve at most N connections at once (default 256)");
+                 "Refuse a file another connection is receiving after waiting SECONDS for it (default 120)")
+      ->type_name("SECONDS");
+  app.add_option("--max-connections", l.max_connections, "Serve at most N connections at once (default 256)")
+      ->type_name("N");
   app.add_option("--max-per-address", l.max_per_address,
-                 "Serve at most N connections from one TCP peer address, 0 for no limit (default 16)");
+                 "Serve at most N connections from one TCP peer address, 0 for no limit (default 16)")
+      ->type_name("N");
 }
 
 namespace {
@@ -59,7 +64,9 @@ int run_recv(const RecvOptions& o) {
   ro.once = o.once;
   ro.idle_timeout = o.idle_timeout;
   ro.retries = o.retries;
+  ro.first_connection_wait = std::chrono::milliseconds(0);  // a first connection that fails ends it (exit 9)
   ro.window = o.common.window;
+  ro.rate_limit = o.common.rate_limit;
   ro.no_fsync = o.no_fsync;
   ro.stale_partial_age = o.stale_partial_age;
   ro.key = o.common.key;

@@ -84,7 +84,8 @@ pick() { local a=("$@"); echo "${a[$(rnd ${#a[@]})]}"; }
 wait_listen() {
   local f=$1 pid=$2 i a
   for ((i = 0; i < 300; i++)); do
-    a=$(grep -o 'listening on [a-z]*:[^" ]*' "$f" 2>/dev/null | head -n 1 | cut -d' ' -f3)
+    # "listening on ADDR" (human, the fault proxy) or --json's {"address":"ADDR",...}
+    a=$(grep -oE '(listening on |"address":")[a-z]*:[^" ]*' "$f" 2>/dev/null | head -n 1 | sed -E 's/^(listening on |"address":")//')
     if [[ -n $a ]]; then echo "$a"; return 0; fi
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.05

@@ -37,6 +37,7 @@ int run_watch(const SendOptions& o, std::function<void(const Event&)> on_event) 
   so.window = o.common.window;
   so.stall_timeout = o.common.stall_timeout;
   so.key = o.common.key;
+  so.rate_limit = o.common.rate_limit;
   so.on_event = std::move(on_event);
   return report(run_spool(std::move(so)));
 }
@@ -57,6 +58,9 @@ int run_send(const SendOptions& o) {
   so.stall_timeout = o.common.stall_timeout;
   so.retries = o.retries.value_or(20);
   so.key = o.common.key;
+  so.first_connection_wait = o.wait_for_receiver;
+  so.copy_links = o.copy_links;
+  so.rate_limit = o.common.rate_limit;
   so.on_event = on_event;
   Sender sender(std::move(so));
   return report(sender.run());

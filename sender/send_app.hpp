@@ -5,6 +5,7 @@
 //   SendOptions o; ...; return run_send(o);   // process exit code
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,10 @@ struct SendOptions {
   std::string watch_dir;    // --watch: spool mode (sender/spool/spool.hpp)
   double settle_s = 1;      // --settle
   std::string on_sent;      // --on-sent; empty: move to WATCHDIR/.sent
+  // --wait-for-receiver: how long the first connection may keep failing (0: give up
+  // at the first failure, exit 9).
+  std::chrono::milliseconds wait_for_receiver{0};
+  bool copy_links = false;  // -L: send what symlinks point to
 };
 
 // Runs a whole transfer; returns the exit code (0 only when every entry verified).

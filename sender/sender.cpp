@@ -45,6 +45,8 @@ class SenderEngine final : public Engine {
   void begin() override {
     if (done_) return;  // cancelled before the start
     connect_timeout_ = opts_.stall_timeout;
+    first_connection_wait_ = opts_.first_connection_wait;
+    rate_limit_ = opts_.rate_limit;
     if (failed_to_attach_) return finish_with(make_error(Errc::internal, "cannot create libuv handles"));
     if (!protocol::crypto_ready()) return finish_with(make_error(Errc::internal, "sodium_init: no random numbers"));
     keyed_ = opts_.key.has_value();
@@ -103,10 +105,12 @@ class SenderEngine final : public Engine {
     std::vector<SourceEntry> out;
     if (opts_.paths.empty() && opts_.files.empty()) return make_error(Errc::usage, "nothing to send");
     if (!opts_.paths.empty()) {
-      auto tree = walk_sources(opts_.paths);
+      auto tree = walk_sources(opts_.paths, opts_.copy_links);
       if (!tree) return tree.error();
+      for (const auto& s : tree->ignored) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});
       for (const auto& s : tree->skipped) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});
       skipped_ = tree->skipped.size();
+      ignored_ = tree->ignored.size();
       out = std::move(tree->entries);
     }
     std::set<std::string> names;
@@ -144,6 +148,7 @@ class SenderEngine final : public Engine {
       return;
     }
     conn_ = std::move(c);
+    note_connected();
     uv_timer_stop(redial_timer_.get());  // a lent connection came while a redial was due
     marker_at_connect_ = session_->progress_marker();
     conn_->start({[this](protocol::Bytes b) {
@@ -161,6 +166,7 @@ class SenderEngine final : public Engine {
   void on_closed(const Error& why) {
     if (conn_) {
       write_retries_ += conn_->write_retries();
+      last_carrier_ = conn_->carrier();
       conn_.reset();
     }
     if (done_) return;  // our own close after the end: nothing more to report
@@ -177,6 +183,14 @@ class SenderEngine final : public Engine {
   void connection_failed(const Error& why) {
     if (done_) return;
     if (why.code != Errc::connection) return finish_with(why);  // e.g. a dial function's own verdict
+    auto carrier = std::exchange(last_carrier_, nullptr);
+    if (opts_.transport.can_redial() && never_connected(carrier != nullptr)) {
+      return explain_first_failure(why, std::move(carrier),
+                                   [this](const Error& e) { finish_with(e, kExitNotConnected); });
+    }
+    if (waiting_for_first_connection() && opts_.transport.can_redial()) {
+      return redial_later(why, " (waiting for the receiver)");
+    }
     if (!retries_left()) return finish_with(why);
     if (!opts_.transport.can_redial()) {
       if (opts_.transport.kind == TransportKind::stdio) return finish_with(why);
@@ -187,14 +201,19 @@ class SenderEngine final : public Engine {
       emit(Event{EventType::reconnect, {}, 0, 0, why.message() + "; waiting for " + who, {}, 0});
       return;
     }
-    auto delay = backoff_.next();
-    ++reconnects_;
     const std::string of = opts_.retries ? " of " + std::to_string(*opts_.retries) : "";
+    redial_later(why, of);
+  }
+
+  // Emits the reconnect event and arms the redial after the next backoff delay.
+  void redial_later(const Error& why, const std::string& note) {
+    auto delay = backoff_.next();
+    if (!waiting_for_first_connection()) ++reconnects_;
     emit(Event{EventType::reconnect,
                {},
                0,
                0,
-               why.message() + "; retry " + std::to_string(backoff_.attempts()) + of + " in " +
+               why.message() + "; retry " + std::to_string(backoff_.attempts()) + note + " in " +
                    std::to_string(delay.count()) + " ms",
                {},
                0});
@@ -327,14 +346,14 @@ class SenderEngine final : public Engine {
     finish_with(std::nullopt);
   }
 
-  void finish_with(std::optional<Error> err) {
+  void finish_with(std::optional<Error> err, std::optional<int> exit_code = std::nullopt) {
     if (done_) return;
     done_ = true;
     Totals t;
     if (session_) t = session_->totals();
     t.reconnects = reconnects_;
     t.write_retries = write_retries_ + (conn_ ? conn_->write_retries() : 0);
-    t.files_skipped = skipped_;
+    t.files_skipped = skipped_ + ignored_;
     if (!err && skipped_ > 0) {
       err = make_error(Errc::partial, std::to_string(skipped_) + " local entries were skipped (not sent)");
     }
@@ -343,8 +362,19 @@ class SenderEngine final : public Engine {
     if (read_retry_timer_) uv_timer_stop(read_retry_timer_.get());
     waiting_reads_.clear();
     stop_transport();
-    if (conn_) conn_->close_after_flush(make_error(Errc::connection, "transfer ended"));
-    const int code = err ? err->exit_code() : 0;
+    std::shared_ptr<CarrierStatus> carrier = last_carrier_;
+    if (conn_) {
+      carrier = conn_->carrier();
+      conn_->close_after_flush(make_error(Errc::connection, "transfer ended"));
+    }
+    const int code = err ? exit_code.value_or(err->exit_code()) : 0;
+    // A carrier (ssh) still running may have the remote's last words on its stderr
+    // (its summary, its error): they come before ours. Its exit is bounded (ChildProcess
+    // signals a carrier that outlives its closed pipes).
+    if (carrier && !carrier->settled()) {
+      carrier->on_settled = guarded(this, [t, err, code](SenderEngine& self) { self.report_end(t, err, code); });
+      return;
+    }
     report_end(t, std::move(err), code);
   }
 
@@ -363,7 +393,9 @@ class SenderEngine final : public Engine {
   std::uint64_t marker_at_connect_ = 0;
   std::uint64_t reconnects_ = 0;
   std::uint64_t write_retries_ = 0;  // of connections already closed
-  std::size_t skipped_ = 0;
+  std::size_t skipped_ = 0;  // could not be sent (unreadable): the transfer is partial
+  std::size_t ignored_ = 0;  // symlinks and special files left out by rule: no error
+  std::shared_ptr<CarrierStatus> last_carrier_;  // of the connection that just closed
 };
 
 // ---------------------------------------------------------------------------

@@ -55,12 +55,24 @@ struct SenderOptions {
   // name, a directory as its base name and everything below), then each of `files`.
   std::vector<std::string> paths;
   std::vector<FileToSend> files;
+  // Symlinks below (or among) `paths`: false: left out, each with a file_skipped event
+  // (no error, as rsync without -l); true: sent as what they point to (-L).
+  bool copy_links = false;
   std::size_t chunk_size = 256 * 1024;              // 1 KiB .. 16 MiB
   std::uint64_t window = 4 * 1024 * 1024;           // 64 KiB .. 1 GiB, >= chunk_size
   std::chrono::milliseconds stall_timeout{10'000};  // no progress for this long: reconnect
   // Reconnects in a row without progress before giving up; nullopt: never give up.
   // 0: the first lost connection ends the transfer.
   std::optional<unsigned> retries = 20;
+  // The first connection, before any handshake completed: nullopt: retried like any
+  // other (up to `retries`); else redialled with backoff for at most this long (0: not
+  // at all), then the transfer ends with kExitNotConnected (lib/core/outcome.hpp) and
+  // the one-line reason (for a command that ended: its exit status and last stderr
+  // line). ferry-send sets 0 unless --wait-for-receiver.
+  std::optional<std::chrono::milliseconds> first_connection_wait{};
+  // Bytes per second the connection may carry, both directions together (--bwlimit);
+  // 0: no limit. At low rates keep window / rate well under stall_timeout.
+  std::uint64_t rate_limit = 0;
   std::string software;  // sent in HELLO; default "ferry-send VERSION"
   // The shared secret key (docs/SECURITY.md, lib/fs/key_file.hpp: load_key_file): the
   // peer must prove the same key before any file is offered; nullopt: no key, and a

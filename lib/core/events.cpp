@@ -17,6 +17,8 @@ const char* event_type_name(EventType t) {
     case EventType::session_end: return "session_end";
     case EventType::file_sent: return "file_sent";
     case EventType::transfer_end: return "transfer_end";
+    case EventType::listening: return "listening";
+    case EventType::carrier_message: return "carrier_message";
   }
   return "unknown";
 }
@@ -35,7 +37,9 @@ bool carries_transfer(EventType t) {
     case EventType::warning:
     case EventType::session_end:
     case EventType::file_sent:
-    case EventType::transfer_end: return false;
+    case EventType::transfer_end:
+    case EventType::listening:
+    case EventType::carrier_message: return false;
   }
   return false;
 }

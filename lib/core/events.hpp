@@ -31,6 +31,8 @@ enum class EventType {
   // ferry-send --watch (sender/spool/spool.hpp) only:
   file_sent,        // a verified file was moved, removed or kept as --on-sent says (detail)
   transfer_end,     // one batch's transfer ended (totals, exit_code, detail as session_end)
+  listening,        // a listener is open (detail = its address, e.g. tcp:127.0.0.1:5000)
+  carrier_message,  // a line the -e command (e.g. ssh and the remote ferry-recv) wrote to stderr (detail)
 };
 
 const char* event_type_name(EventType t);
@@ -74,6 +76,8 @@ struct Event {
   int exit_code = 0;        // session_end only
   // file_start, resume, progress, file_verified, file_failed (filled by the sessions).
   TransferProgress transfer{};
+  // session_end (and transfer_end) with exit_code != 0: the one-line reason.
+  std::string error{};
 };
 
 // Whether `transfer` is meaningful for events of type t (and written to JSON).

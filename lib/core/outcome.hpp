@@ -9,6 +9,11 @@
 
 namespace ferry {
 
+// The exit code when no connection was ever made: the first one was refused, could
+// not be resolved or timed out, or the carrier command ended before the handshake
+// (the error is Errc::connection; 3 stays for connections that were lost).
+inline constexpr int kExitNotConnected = 9;
+
 struct Outcome {
   // The exit code ferry-send / ferry-recv would end with (README "Exit codes"):
   // 0 = success, otherwise an Errc value, or what a stop() asked for.

@@ -58,8 +58,58 @@ void Engine::post(std::function<void(Engine&)> fn, std::function<void()> dropped
   });
 }
 
+namespace {
+// Carrier lines kept before the first handshake (ssh banners and warnings fit).
+constexpr std::size_t kMaxEarlyCarrierLines = 32;
+}  // namespace
+
 void Engine::emit(const Event& e) {
-  if (!ended_) deliver_event(on_event_, e);
+  if (ended_) return;
+  // Before any handshake, a lost connection is a failed first connection: its reason
+  // is in the redial note or the one error line, not a line of its own.
+  if (e.type == EventType::connection_lost && !handshaken_ && first_connection_wait_) return;
+  if (e.type == EventType::session_start && !handshaken_) {
+    handshaken_ = true;
+    for (auto& line : std::exchange(early_carrier_lines_, {})) {
+      deliver_event(on_event_, Event{EventType::carrier_message, {}, 0, 0, line, {}, 0});
+    }
+  }
+  deliver_event(on_event_, e);
+}
+
+void Engine::carrier_line(const std::string& line) {
+  if (handshaken_) return emit(Event{EventType::carrier_message, {}, 0, 0, line, {}, 0});
+  if (early_carrier_lines_.size() >= kMaxEarlyCarrierLines) early_carrier_lines_.erase(early_carrier_lines_.begin());
+  early_carrier_lines_.push_back(line);
+}
+
+bool Engine::waiting_for_first_connection() const {
+  return first_connection_wait_ && !handshaken_ && Clock::now() - began_at_ < *first_connection_wait_;
+}
+
+bool Engine::first_connection_given_up() const {
+  return first_connection_wait_ && !handshaken_ && Clock::now() - began_at_ >= *first_connection_wait_;
+}
+
+bool Engine::never_connected(bool carrier) const {
+  // A carrier's pipes are there at once, so its ending before the handshake counts too;
+  // a socket that connected and then closed (a refusal at the peer's limits or --allow,
+  // a handshake lost to a damaged byte) is retried as any lost connection.
+  return first_connection_given_up() && (carrier || !connected_once_);
+}
+
+void Engine::explain_first_failure(const Error& why, std::shared_ptr<CarrierStatus> carrier,
+                                   std::function<void(const Error&)> then) {
+  if (!carrier || transport_.kind != TransportKind::command) return then(why);
+  auto report = [why, carrier, then, cmd = transport_.command] {
+    std::string what = "command '" + cmd + "' " + carrier->exit_text() + " before the handshake";
+    if (!carrier->last_stderr_line.empty()) what += ": " + carrier->last_stderr_line;
+    then(make_error(Errc::connection, what));
+  };
+  if (carrier->settled()) return report();
+  carrier->on_settled = weak_guarded(this, [report](Engine& self) {
+    if (!self.done_) report();
+  });
 }
 
 void Engine::report_end(const Totals& totals, std::optional<Error> err, int exit_code) {
@@ -68,6 +118,7 @@ void Engine::report_end(const Totals& totals, std::optional<Error> err, int exit
   e.totals = totals;
   e.exit_code = exit_code;
   e.detail = exit_code == 0 ? "done" : "failed";
+  if (err && exit_code != 0) e.error = err->message();
   outcome_ = Outcome{exit_code, std::move(err), totals};
   if (mailbox_) mailbox_->keep_alive(false);
   emit(e);
@@ -83,6 +134,7 @@ Result<void> Engine::start_transport(const Transport& t, OnConnection on_connect
   on_connection_ = std::move(on_connection);
   on_failed_ = std::move(on_failed);
   begun_ = true;
+  began_at_ = Clock::now();
   switch (t.kind) {
     case TransportKind::listen: {
       auto l = start_listening(t);
@@ -111,11 +163,16 @@ Result<void> Engine::start_listening(const Transport& t) {
   if (!allow) return allow.error();
   Listener::Filter filter{std::move(*allow), [this](const std::string& why) { report_refusal(why); }};
   auto l = Listener::open(
-      loop_, t.address, [this](std::unique_ptr<Connection> c) { on_connection_(std::move(c)); }, std::move(filter));
+      loop_, t.address,
+      [this](std::unique_ptr<Connection> c) {
+        c->limit_rate(rate_limit_);
+        on_connection_(std::move(c));
+      },
+      std::move(filter));
   if (!l) return l.error();
   listener_ = std::move(*l);
   if (*warning) emit(Event{EventType::warning, {}, 0, 0, **warning, {}, 0});
-  emit(Event{EventType::warning, {}, 0, 0, "listening on " + listener_->address().to_string(), {}, 0});
+  emit(Event{EventType::listening, {}, 0, 0, listener_->address().to_string(), {}, 0});
   return {};
 }
 
@@ -140,9 +197,11 @@ void Engine::dial_next() {
                                            self.dial_cancel_ = nullptr;
                                            if (self.done_) return;
                                            if (!r) return self.on_failed_(r.error());
+                                           (*r)->limit_rate(self.rate_limit_);
                                            self.on_connection_(std::move(*r));
                                          }),
-                                 connect_timeout_);
+                                 connect_timeout_,
+                                 guarded(this, [](Engine& self, const std::string& line) { self.carrier_line(line); }));
 }
 
 bool Engine::hold_until_begun(BorrowedFd& b) {
@@ -153,6 +212,7 @@ bool Engine::hold_until_begun(BorrowedFd& b) {
 
 Result<std::unique_ptr<Connection>> Engine::adopt_lent(BorrowedFd b) {
   auto c = adopt_borrowed(loop_, std::move(b));
+  if (c) (*c)->limit_rate(rate_limit_);
   if (!c) emit(Event{EventType::warning, {}, 0, 0, "a lent connection is unusable: " + c.error().message(), {}, 0});
   return c;
 }

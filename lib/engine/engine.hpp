@@ -119,6 +119,34 @@ class Engine : public std::enable_shared_from_this<Engine> {
     return weak_guarded(self, std::move(fn));
   }
 
+  // The first connection. A handshake has completed on some connection (a
+  // session_start went out): from then on failures are redialled as the retries say.
+  bool handshaken() const { return handshaken_; }
+  // True while no handshake has completed and the first connection is being waited
+  // for (`first_connection_wait_` set and not yet over).
+  bool waiting_for_first_connection() const;
+  // True when a failure before any handshake ends the work now (the wait is over).
+  bool first_connection_given_up() const;
+  // first_connection_given_up(), and no connection was ever made (`carrier`: the one
+  // that ended was a command's, which ends the work the same way): the work ends now
+  // with kExitNotConnected.
+  bool never_connected(bool carrier) const;
+  // The engine adopted a connection (a socket connected, a command started, a
+  // descriptor was lent).
+  void note_connected() { connected_once_ = true; }
+  // Calls `then` (later, on the loop thread, unless the engine is gone) with the
+  // one-line reason the first connection failed: `why`, or for a carrier command that
+  // ended, "command 'CMD' exited with status N before the handshake: LAST STDERR LINE"
+  // once it exited and its stderr is read (ChildProcess bounds that wait).
+  void explain_first_failure(const Error& why, std::shared_ptr<CarrierStatus> carrier,
+                             std::function<void(const Error&)> then);
+  // --bwlimit: bytes per second for every connection (both directions together); 0:
+  // none. Set by the derived engine before start_transport().
+  std::uint64_t rate_limit_ = 0;
+  // Set by the derived engine from its options before start_transport(): nullopt: the
+  // first connection is retried like any other; else for at most this long.
+  std::optional<std::chrono::milliseconds> first_connection_wait_;
+
   uv_loop_t* loop_ = nullptr;
   bool failed_to_attach_ = false;
   std::chrono::milliseconds connect_timeout_ = kDefaultConnectTimeout;  // per dial
@@ -148,6 +176,13 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::uint64_t last_refusal_ms_ = 0;
   std::uint64_t refusals_unreported_ = 0;
   DialCancel dial_cancel_;        // the dial in progress, if any
+  bool handshaken_ = false;       // a session_start was emitted
+  bool connected_once_ = false;   // note_connected() was called
+  Clock::time_point began_at_{};  // start_transport()
+  // A carrier's stderr lines before the first handshake: shown once it completes (a
+  // carrier that fails before it is summed up in one line instead). Bounded.
+  std::vector<std::string> early_carrier_lines_;
+  void carrier_line(const std::string& line);
   std::vector<BorrowedFd> held_;  // lent before begin()
 };
 

@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <climits>
+#include <cstdlib>
+#include <set>
+#include <utility>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -20,11 +24,48 @@ std::string base_name(std::string p) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-// Adds the entry at `local` (stat `st`) to `out`, sent as `wire`: a regular file or
-// a directory; anything else is skipped. True for a directory whose contents follow.
-bool add_entry(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
+// One walk_sources() call: where entries go, whether symlinks are followed, and the
+// directories already listed (so that a followed link cannot loop).
+struct WalkContext {
+  SourceTree& out;
+  bool copy_links = false;
+  std::set<std::pair<dev_t, ino_t>> dirs_seen;
+};
+
+void walk(const std::string& local, const std::string& wire, const struct stat& st, WalkContext& ctx);
+
+// -L: the entry a symlink at `local` points to, sent as `wire`: a regular file (read
+// through its resolved path) or a directory (walked, unless it was already listed);
+// a dangling link is ignored with a note.
+void add_followed_link(const std::string& local, const std::string& wire, WalkContext& ctx) {
+  struct stat st{};
+  char resolved[PATH_MAX];
+  if (::stat(local.c_str(), &st) != 0 || ::realpath(local.c_str(), resolved) == nullptr) {
+    ctx.out.ignored.push_back(local + ": symlink to nothing (" + std::strerror(errno) + "), not sent");
+    return;
+  }
+  if (S_ISDIR(st.st_mode) && ctx.dirs_seen.count({st.st_dev, st.st_ino}) > 0) {
+    ctx.out.ignored.push_back(local + ": symlink to a directory already sent (a loop?), not sent again");
+    return;
+  }
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    ctx.out.ignored.push_back(local + ": symlink to a " + special_kind_name(st.st_mode) + ", not sent");
+    return;
+  }
+  walk(resolved, wire, st, ctx);
+}
+
+// Adds the entry at `local` (stat `st`) to the tree, sent as `wire`: a regular file or
+// a directory; a symlink only with -L (followed); anything else is ignored with a note.
+// True for a directory whose contents follow.
+bool add_entry(const std::string& local, const std::string& wire, const struct stat& st, WalkContext& ctx) {
+  SourceTree& out = ctx.out;
   if (!is_valid_utf8(wire)) {
     out.skipped.push_back(local + ": name is not valid UTF-8, not sent");
+    return false;
+  }
+  if (S_ISLNK(st.st_mode) && ctx.copy_links) {
+    add_followed_link(local, wire, ctx);
     return false;
   }
   SourceEntry e;
@@ -37,7 +78,12 @@ bool add_entry(const std::string& local, const std::string& wire, const struct s
     return false;
   }
   if (!S_ISDIR(st.st_mode)) {
-    out.skipped.push_back(local + ": " + special_kind_name(st.st_mode) + " not sent");
+    out.ignored.push_back(local + ": " + special_kind_name(st.st_mode) + ", not sent");
+    return false;
+  }
+  if (!ctx.dirs_seen.insert({st.st_dev, st.st_ino}).second) {
+    // Only reachable through a followed link (-L): the same directory listed twice.
+    out.ignored.push_back(local + ": directory already sent (through a symlink), not sent again");
     return false;
   }
   e.kind = protocol::EntryKind::directory;
@@ -50,38 +96,44 @@ bool add_entry(const std::string& local, const std::string& wire, const struct s
 // directory's entry comes before its contents. What cannot be read is skipped.
 class TreeVisitor : public DirVisitor {
  public:
-  TreeVisitor(const std::string& local, const std::string& wire, SourceTree& out)
-      : local_(local), wire_(wire), out_(out) {}
+  TreeVisitor(std::string local, std::string wire, WalkContext& ctx)
+      : local_(std::move(local)), wire_(std::move(wire)), ctx_(ctx) {}
 
   WalkStep visit(const DirEntry& e) override {
     const std::string child = local_ + "/" + e.rel;
     struct stat st{};
     if (int err = e.lstat(st); err != 0) {
-      out_.skipped.push_back(child + ": lstat: " + std::strerror(err));
+      ctx_.out.skipped.push_back(child + ": lstat: " + std::strerror(err));
       return WalkStep::next;
     }
-    return add_entry(child, wire_ + "/" + e.rel, st, out_) ? WalkStep::descend : WalkStep::next;
+    return add_entry(child, wire_ + "/" + e.rel, st, ctx_) ? WalkStep::descend : WalkStep::next;
   }
 
   void failed(const DirEntry& dir, DirOp op, int err) override {
     if (op == DirOp::readdir) return;  // the names read before it are sent
-    out_.skipped.push_back(local_ + "/" + dir.rel + ": opendir: " + std::strerror(err));
+    ctx_.out.skipped.push_back(local_ + "/" + dir.rel + ": opendir: " + std::strerror(err));
   }
 
  private:
-  const std::string& local_;
-  const std::string& wire_;
-  SourceTree& out_;
+  const std::string local_;  // "" for the root directory
+  const std::string wire_;
+  WalkContext& ctx_;
 };
 
-void walk(const std::string& local, const std::string& wire, const struct stat& st, SourceTree& out) {
-  if (!add_entry(local, wire, st, out)) return;
+// "src/tree/" and "src/tree//" are "src/tree" (no "src/tree//x" in what is shown).
+std::string without_trailing_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+void walk(const std::string& local, const std::string& wire, const struct stat& st, WalkContext& ctx) {
+  if (!add_entry(local, wire, st, ctx)) return;
   UniqueDir d = open_dir_stream(open_dir_fd(AT_FDCWD, local, Symlinks::follow));
   if (!d) {
-    out.skipped.push_back(local + ": opendir: " + std::strerror(errno));
+    ctx.out.skipped.push_back(local + ": opendir: " + std::strerror(errno));
     return;
   }
-  TreeVisitor visitor(local, wire, out);
+  TreeVisitor visitor(local == "/" ? "" : local, wire, ctx);
   (void)walk_dir(d, visitor);  // a readdir error: the names read before it are sent
 }
 
@@ -144,13 +196,16 @@ bool is_valid_utf8(const std::string& name) {
   }
 }
 
-Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
+Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links) {
   SourceTree out;
+  WalkContext ctx{out, copy_links, {}};
   std::vector<std::string> top_names;  // two PATHs with one base name would overwrite each other
-  for (const auto& p : paths) {
+  for (const auto& given : paths) {
+    const std::string p = without_trailing_slashes(given);
     struct stat st{};
     if (::lstat(p.c_str(), &st) != 0) return make_error(Errc::usage, "lstat(" + p + ")", errno);
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    const bool followed_link = S_ISLNK(st.st_mode) && copy_links;
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
       return make_error(Errc::usage, p + " is a " + special_kind_name(st.st_mode) + "; only files and directories are sent");
     }
     std::string name = base_name(p);
@@ -161,7 +216,11 @@ Result<SourceTree> walk_sources(const std::vector<std::string>& paths) {
       return make_error(Errc::usage, "two PATHs would both be sent as '" + name + "' (" + p + ")");
     }
     top_names.push_back(name);
-    walk(p, name, st, out);
+    if (followed_link) {
+      add_followed_link(p, name, ctx);
+    } else {
+      walk(p, name, st, ctx);  // a symlink PATH without -L: ignored with a note, as rsync does
+    }
   }
   return out;
 }

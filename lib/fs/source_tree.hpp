@@ -3,7 +3,10 @@
 // A file PATH is sent as its base name; a directory PATH as its base name followed by
 // everything below it (recursively, sorted by name, empty directories included), so
 // the relative structure is kept. Symlinks and special files (devices, FIFOs,
-// sockets) are never followed: they are reported in `skipped` and not sent.
+// sockets) are not sent: they are listed in `ignored` (as rsync skips non-regular
+// files). With copy_links (-L), a symlink is sent as what it points to: a file, or a
+// directory and everything below it (a directory already listed is not listed again,
+// so a link cannot loop); a dangling one is ignored.
 //
 //   auto tree = walk_sources({"file.bin", "dir"});
 //   if (!tree) fail(tree.error());       // a PATH that does not exist
@@ -23,12 +26,16 @@ namespace ferry {
 
 struct SourceTree {
   std::vector<SourceEntry> entries;
-  std::vector<std::string> skipped;  // "PATH: why", one per entry not sent
+  // "PATH: why", one per entry that could not be sent (unreadable, a name that is
+  // not UTF-8): the transfer is incomplete.
+  std::vector<std::string> skipped;
+  // "PATH: why", one per symlink or special file left out by rule: not an error.
+  std::vector<std::string> ignored;
 };
 
-// Errc::usage when a PATH is missing or is itself a symlink or special file;
-// Errc::local_io when a directory cannot be read.
-Result<SourceTree> walk_sources(const std::vector<std::string>& paths);
+// Errc::usage when a PATH is missing or is itself a special file (a symlink PATH is
+// ignored, or followed with copy_links); Errc::local_io when a directory cannot be read.
+Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links = false);
 
 // The entry as its file is now (size, mtime, mode, identity). Errc::local_io when it
 // is gone or no longer a regular file.

@@ -108,6 +108,13 @@ Result<Address> parse_tcp(const std::string& text, AddressUse use) {
 }  // namespace
 
 Result<Address> parse_address(const std::string& text, AddressUse use) {
+  // URL-style "tcp://HOST:PORT" is tcp:HOST:PORT; any other "SCHEME://" is refused
+  // here, at once, rather than resolved as a host name.
+  if (text.rfind("tcp://", 0) == 0) return parse_tcp("tcp:" + text.substr(6), use);
+  if (const auto sep = text.find("://"); sep != std::string::npos) {
+    return make_error(Errc::usage, "unsupported address '" + text +
+                                       "' (want HOST:PORT, tcp:HOST:PORT, tcp://HOST:PORT, unix:PATH or vsock:CID:PORT)");
+  }
   if (text.rfind("unix:", 0) == 0) return parse_unix(text);
   if (text.rfind("vsock:", 0) == 0) return parse_vsock(text, use);
   return parse_tcp(text, use);

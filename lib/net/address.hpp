@@ -1,7 +1,9 @@
 // Connection addresses as users write them.
 //
-//   ADDR := tcp:HOST:PORT | HOST:PORT | [IPV6]:PORT | tcp:[IPV6]:PORT | unix:PATH
-//         | vsock:CID:PORT   (CID: a number, any, host (2) or local (1))
+//   ADDR := tcp:HOST:PORT | tcp://HOST:PORT | HOST:PORT | [IPV6]:PORT | tcp:[IPV6]:PORT
+//         | unix:PATH | vsock:CID:PORT   (CID: a number, any, host (2) or local (1))
+//
+// Any other "SCHEME://..." is a usage error (never a host name to resolve).
 //
 // HOST is an IPv4 or IPv6 literal or a name resolved with getaddrinfo. For --listen
 // an address without a host (":PORT" or "PORT") binds loopback (127.0.0.1).

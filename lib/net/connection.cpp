@@ -21,6 +21,16 @@ namespace {
 constexpr std::size_t kReadBufferSize = 512 * 1024;
 constexpr int kReadsPerEvent = 16;  // then yield to the loop: fairness between peers
 constexpr std::size_t kMaxIov = 64;
+
+// Shortens `iov` (count entries) to `limit` bytes in all; the new count.
+std::size_t trim_iov(iovec* iov, std::size_t count, std::size_t limit) {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (limit == 0) return i;
+    iov[i].iov_len = std::min(iov[i].iov_len, limit);
+    limit -= iov[i].iov_len;
+  }
+  return count;
+}
 constexpr unsigned kRetryDelaysMs[] = {0, 1, 2, 4, 8, 10};
 
 bool is_transient_write_error(int e) {
@@ -55,6 +65,7 @@ Result<std::unique_ptr<Connection>> Connection::adopt(uv_loop_t* loop, std::stri
   c->in_fd_ = in_fd;
   c->out_fd_ = out_fd;
   c->same_fd_ = in_fd == out_fd;
+  if (child) c->carrier_ = child->status();
   c->child_ = std::move(child);
   for (int fd : {in_fd, out_fd}) {
     int fl = ::fcntl(fd, F_GETFL);
@@ -92,6 +103,7 @@ Connection::~Connection() {
   out_poll_.reset();
   retry_timer_.reset();
   flush_timer_.reset();
+  pace_timer_.reset();
   closed_timer_.reset();  // a close not reported yet never will be
   close_descriptors();
 }
@@ -125,8 +137,8 @@ void Connection::update_polls() {
       return close(make_error(Errc::connection, "poll(" + peer_ + ")", EBADF));
     }
   }
-  int in_events = reading_ && !read_paused_ ? UV_READABLE : 0;
-  int out_events = want_write_ ? UV_WRITABLE : 0;
+  int in_events = reading_ && !read_paused_ && !paced_ ? UV_READABLE : 0;
+  int out_events = want_write_ && !paced_ ? UV_WRITABLE : 0;
   if (same_fd_) in_events |= out_events;
   int rc = in_events ? uv_poll_start(in_poll_.get(), in_events, &Connection::on_poll) : uv_poll_stop(in_poll_.get());
   if (rc == 0 && !same_fd_ && out_poll_) {
@@ -159,7 +171,12 @@ void Connection::read_some() {
   for (int i = 0; i < kReadsPerEvent && open_ && !read_paused_; ++i) {
     std::span<std::byte> into = read_target();
     if (into.empty()) return;  // the reader takes nothing now
+    if (rate_) {
+      into = into.first(allowance(into.size()));
+      if (into.empty()) return;  // paced: polling resumes after pace_timer_
+    }
     ssize_t n = ::read(in_fd_, into.data(), into.size());
+    if (n > 0 && rate_) rate_->spend(static_cast<std::size_t>(n));
     if (n > 0) {
       if (flushing_) continue;  // lingering close: input is drained and dropped
       deliver(into.first(static_cast<std::size_t>(n)));
@@ -211,9 +228,13 @@ void Connection::apply_queue_bound() {
 // Writes what is queued until the kernel takes no more, the queue is empty, or the
 // connection failed (then closed; reported later).
 void Connection::flush() {
-  while (open_ && !queue_.empty()) {
+  while (open_ && !queue_.empty() && !paced_) {
     iovec iov[kMaxIov];
-    const ssize_t n = write_iov(iov, gather(iov));
+    std::size_t count = gather(iov);
+    if (rate_) count = trim_iov(iov, count, allowance(queued_bytes_ - front_done_));
+    if (count == 0) return;  // paced: the pace timer flushes again
+    const ssize_t n = write_iov(iov, count);
+    if (n > 0 && rate_) rate_->spend(static_cast<std::size_t>(n));
     if (n >= 0) {
       consume(static_cast<std::size_t>(n));
     } else if (const int e = errno; e != EINTR) {
@@ -227,6 +248,31 @@ void Connection::flush() {
 
 // Points up to kMaxIov entries at the unwritten parts of the queued frames (heads and
 // bodies, the front frame from front_done_ on); returns how many.
+void Connection::limit_rate(std::uint64_t bytes_per_second) {
+  if (bytes_per_second == 0) return;
+  rate_ = std::make_unique<RateLimit>(bytes_per_second, RateLimit::Clock::now());
+  if (!pace_timer_) pace_timer_ = make_timer(loop_, this);
+}
+
+std::size_t Connection::allowance(std::size_t want) {
+  const auto now = RateLimit::Clock::now();
+  const std::size_t n = rate_->allowance(want, now);
+  if (n > 0 || want == 0 || !pace_timer_) return n;
+  paced_ = true;
+  update_polls();
+  uv_timer_start(
+      pace_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Connection*>(t->data);
+        if (!self || !self->open_) return;
+        self->paced_ = false;
+        self->update_polls();
+        if (!self->queue_.empty()) self->flush();
+      },
+      static_cast<std::uint64_t>(rate_->wait(now).count()), 0);
+  return 0;
+}
+
 std::size_t Connection::gather(iovec* iov) {
   std::size_t cnt = 0;
   std::size_t skip = front_done_;
@@ -362,6 +408,7 @@ void Connection::close(const Error& reason) {
   out_poll_.reset();
   retry_timer_.reset();
   flush_timer_.reset();
+  pace_timer_.reset();
   queue_.clear();
   queued_bytes_ = 0;
   // The owner frees the Connection when the close is reported; give back the read

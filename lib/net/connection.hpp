@@ -47,6 +47,7 @@
 
 #include "lib/core/session_actions.hpp"
 #include "lib/net/child_process.hpp"
+#include "lib/net/rate_limit.hpp"
 #include "lib/net/address.hpp"
 #include "lib/net/transport.hpp"
 #include "lib/uv/loop_mailbox.hpp"
@@ -118,7 +119,13 @@ class Connection {
   // or the destructor): how a lent descriptor's owner learns it may let go of it.
   void on_descriptors_closed(std::function<void()> hook) { fds_closed_hook_ = std::move(hook); }
   bool is_open() const { return open_; }
+  // A carrier command's exit status and stderr (spawn_command()); null for others.
+  // Outlives the close: read it in on_closed to say why a carrier went away.
+  const std::shared_ptr<CarrierStatus>& carrier() const { return carrier_; }
   const std::string& peer() const { return peer_; }
+  // --bwlimit: from now on, reads and writes together move at most `bytes_per_second`
+  // on average (lib/net/rate_limit.hpp); 0: no limit.
+  void limit_rate(std::uint64_t bytes_per_second);
   // Transient write retries (EAGAIN/ENOBUFS) seen so far.
   std::uint64_t write_retries() const { return write_retries_; }
 
@@ -165,6 +172,12 @@ class Connection {
   std::vector<char> readbuf_;
   std::uint64_t write_retries_ = 0;
   int release_fd_ = -1;
+  std::shared_ptr<CarrierStatus> carrier_;
+  std::unique_ptr<RateLimit> rate_;  // --bwlimit
+  bool paced_ = false;               // the bucket is empty: no polling until pace_timer_
+  UvOwner<uv_timer_t> pace_timer_;
+  // Bytes that may move now (all of `want` without a limit); when none, pauses.
+  std::size_t allowance(std::size_t want);
   std::function<void()> fds_closed_hook_;
   void release_process_fd();
   void close_descriptors();

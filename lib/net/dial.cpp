@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -166,7 +167,7 @@ Result<std::unique_ptr<Connection>> open_stdio(uv_loop_t* loop) {
   return c;
 }
 
-Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command) {
+Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command, CarrierLines on_line) {
   auto init_pipe = [](uv_loop_t* lp, AnyStream* x) { return uv_pipe_init(lp, &x->pipe, 0); };
   UvOwner<AnyStream> to_child(loop, init_pipe);
   UvOwner<AnyStream> from_child(loop, init_pipe);
@@ -185,7 +186,11 @@ Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::st
   opts.args = args;
   opts.stdio = stdio;
   opts.stdio_count = 3;
-  auto child = ChildProcess::spawn(loop, opts, "spawn(/bin/sh -c " + command + ")");
+  auto status = std::make_shared<CarrierStatus>();
+  status->on_stderr_line = on_line ? std::move(on_line) : [](const std::string& line) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  auto child = ChildProcess::spawn(loop, opts, "spawn(/bin/sh -c " + command + ")", status);
   if (!child) return child.error();
   const std::string peer = "command '" + command + "'";
   auto in = take_fd(from_child, peer);
@@ -219,7 +224,7 @@ Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b
 }
 
 DialCancel open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done,
-                           std::chrono::milliseconds timeout) {
+                           std::chrono::milliseconds timeout, CarrierLines on_carrier_line) {
   switch (t.kind) {
     case TransportKind::connect:
       return dial(loop, t.address, std::move(done), timeout);
@@ -227,7 +232,7 @@ DialCancel open_connection(uv_loop_t* loop, const Transport& t, const MailboxPos
       done(open_stdio(loop));
       return {};
     case TransportKind::command:
-      done(spawn_command(loop, t.command));
+      done(spawn_command(loop, t.command, std::move(on_carrier_line)));
       return {};
     case TransportKind::dial: {
       if (!t.dial) {

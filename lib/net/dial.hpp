@@ -39,8 +39,14 @@ DialCancel dial(uv_loop_t* loop, const Address& addr, ConnectionDone done,
 // open). They must be pipes, sockets or terminals.
 Result<std::unique_ptr<Connection>> open_stdio(uv_loop_t* loop);
 
-// Runs `/bin/sh -c command` and speaks over its stdin/stdout; its stderr is ours.
-Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command);
+// Each line a carrier command writes to its stderr (lib/net/child_process.hpp).
+using CarrierLines = std::function<void(const std::string&)>;
+
+// Runs `/bin/sh -c command` and speaks over its stdin/stdout. Its stderr is read line
+// by line: each line goes to `on_line` (empty: to our stderr, as it came), and the
+// connection's carrier() keeps its exit status and last line.
+Result<std::unique_ptr<Connection>> spawn_command(uv_loop_t* loop, const std::string& command,
+                                                  CarrierLines on_line = {});
 
 // A descriptor lent by the caller (lib/net/transport.hpp): dup()s it and adopts the dup;
 // b.on_released runs once the dup is closed, or before this returns when it fails
@@ -53,7 +59,9 @@ Result<std::unique_ptr<Connection>> adopt_borrowed(uv_loop_t* loop, BorrowedFd b
 // behind `poster` closed first (its owner is gone; the descriptor is released). The
 // caller guards `done` against having been destroyed meanwhile (connect and dial
 // answer later). `timeout` bounds a connect (see dial()); the result cancels it.
+// `on_carrier_line`: a command's stderr lines (see spawn_command()).
 DialCancel open_connection(uv_loop_t* loop, const Transport& t, const MailboxPoster& poster, ConnectionDone done,
-                           std::chrono::milliseconds timeout = kDefaultConnectTimeout);
+                           std::chrono::milliseconds timeout = kDefaultConnectTimeout,
+                           CarrierLines on_carrier_line = {});
 
 }  // namespace ferry

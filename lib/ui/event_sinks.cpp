@@ -7,11 +7,15 @@
 #include <cinttypes>
 #include <nlohmann/json.hpp>
 #include <string_view>
+#include <vector>
 
 namespace ferry {
 
 namespace {
 
+// "schema" in every JSON event (docs/EVENTS.md): raised when a field changes meaning
+// or goes away; new events and fields do not raise it.
+constexpr int kEventSchemaVersion = 1;
 constexpr auto kProgressInterval = std::chrono::milliseconds(250);
 constexpr unsigned kDefaultWidth = 80;
 constexpr std::size_t kMinPathColumns = 12;  // below this, drop other fields first
@@ -115,7 +119,7 @@ class JsonSink final : public EventSink {
       if (now - last_progress_ < kProgressInterval && e.offset != e.size) return;
       last_progress_ = now;
     }
-    nlohmann::json j{{"event", event_type_name(e.type)}, {"t", seconds_between(t0_, now)}};
+    nlohmann::json j{{"event", event_type_name(e.type)}, {"schema", kEventSchemaVersion}, {"t", seconds_between(t0_, now)}};
     if (!e.path.empty()) j["path"] = e.path;
     if (e.type != EventType::session_start && e.type != EventType::session_end && !e.path.empty()) {
       j["size"] = e.size;
@@ -129,9 +133,11 @@ class JsonSink final : public EventSink {
                        {"bytes_total", x.bytes_total}};
     }
     if (!e.detail.empty()) j["detail"] = e.detail;
+    if (e.type == EventType::listening) j["address"] = e.detail;
     if (e.type == EventType::session_end || e.type == EventType::transfer_end) {
       const Totals& t = e.totals;
       j["exit_code"] = e.exit_code;
+      if (!e.error.empty()) j["error"] = e.error;
       j["totals"] = {{"files_verified", t.files_verified}, {"files_failed", t.files_failed},
                      {"files_skipped", t.files_skipped},   {"bytes_verified", t.bytes_verified},
                      {"bytes_payload", t.bytes_payload},   {"bytes_resent", t.bytes_resent},
@@ -162,13 +168,15 @@ class HumanSink final : public EventSink {
   void emit(const Event& e) override {
     switch (e.type) {
       case EventType::file_start:
+        started_ = true;
         start_file(e);
         return show(e);
       case EventType::resume:
+        started_ = true;
         if (e.path != file_path_) start_file(e);
         file_offset_ = e.offset;
         if (!o_.quiet) line("resuming " + e.path + " at " + human_bytes(e.offset) + (e.detail.empty() ? "" : " (" + e.detail + ")"));
-        return show(e);
+        return show(e, /*now=*/true);  // the resumed offset at once, not the 0 B of file_start
       case EventType::progress:
         moved(e);
         return show(e);
@@ -190,11 +198,16 @@ class HumanSink final : public EventSink {
         if (!o_.quiet) line("connection lost: " + e.detail);
         return;
       case EventType::reconnect:
-        if (!o_.quiet) line("reconnecting: " + e.detail);
-        return;
+        return reconnecting(e);
       case EventType::session_start:
+        started_ = true;
         if (o_.verbose) line("connected (" + e.detail + ")");
         return;
+      case EventType::listening:
+        if (!o_.quiet) line("listening on " + e.detail);
+        return;
+      case EventType::carrier_message:
+        return raw_line(e.detail);
       case EventType::session_end:
         clear_live();
         latest_.reset();  // nothing to restore after the summary
@@ -316,13 +329,13 @@ class HumanSink final : public EventSink {
     return head_columns(before + middle_truncate(path, std::max<std::size_t>(room, 3)) + after, cols);
   }
 
-  void show(const Event& e) {
+  void show(const Event& e, bool at_once = false) {
     last_ = e.transfer;
     if (!live_) return;
     latest_ = e;
     const auto t = now();
     const bool complete = e.transfer.files_total > 0 && e.transfer.files_done >= e.transfer.files_total;
-    if (drawn_at_ && t - *drawn_at_ < kProgressInterval && !complete) return;
+    if (drawn_at_ && t - *drawn_at_ < kProgressInterval && !complete && !at_once) return;
     drawn_at_ = t;
     draw();
   }
@@ -347,27 +360,91 @@ class HumanSink final : public EventSink {
   // One line above the live line, which is drawn again below it.
   void line(const std::string& s, bool always = false) {
     if (o_.quiet && !always) return;
+    raw_line("ferry-" + o_.role + ": " + s);
+  }
+
+  // A line as it is (a carrier's stderr line: it names its own program), above the
+  // live line. A run of identical reconnect notes before it is summed up first.
+  void raw_line(const std::string& s) {
+    if (repeats_ > 1) {
+      const std::string note = "ferry-" + o_.role + ": reconnecting: " + repeat_key_ + " (x" + std::to_string(repeats_) + ")";
+      repeats_ = 0;
+      raw_line(note);
+    }
+    repeats_ = 0;
+    repeat_key_.clear();
     const bool restore = shown_;
     clear_live();
-    std::fprintf(o_.out, "ferry-%s: %s\n", o_.role.c_str(), printable(s).c_str());
+    std::fprintf(o_.out, "%s\n", printable(s).c_str());
     if (restore) draw();
     std::fflush(o_.out);
   }
 
+  // "reconnecting: WHY; retry N ..." once; the same WHY again is counted, and the run
+  // is summed up as "reconnecting: WHY (xN)" before the next line.
+  void reconnecting(const Event& e) {
+    if (o_.quiet) return;
+    const std::string key = e.detail.substr(0, e.detail.find("; retry"));
+    if (repeats_ > 0 && key == repeat_key_) {
+      ++repeats_;
+      return;
+    }
+    line("reconnecting: " + e.detail);
+    repeat_key_ = key;
+    repeats_ = 1;
+  }
+
+  // "3 files, 1.0 GiB verified in 3.0 s (343 MiB/s)", then only the counters that are
+  // not zero; a second line when they do not fit in 80 columns. The rate is over the
+  // bytes that moved (a resumed part did not). A failure before anything started (a
+  // startup error) gets no summary: main prints its one line.
   void summary(const Event& e) {
-    if (o_.quiet) return;  // a failure still gets its one-line reason from main
+    if (o_.quiet) return;
+    const bool failed = e.exit_code != 0 || e.detail == "failed";
+    if (failed && !started_) return;
     const Totals& t = e.totals;
-    double secs = seconds_between(t0_, now());
-    char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  "%s: %" PRIu64 " verified (%s) in %.1f s, %s/s; %" PRIu64 " failed, %" PRIu64
-                  " skipped; %" PRIu64 " reconnects, %s re-sent, %" PRIu64 " chunks rejected, %" PRIu64
-                  " stall timeouts, %" PRIu64 " write retries",
-                  e.detail.c_str(), t.files_verified, human_bytes(t.bytes_verified).c_str(), secs,
-                  human_bytes(secs > 0 ? static_cast<double>(t.bytes_verified) / secs : 0).c_str(), t.files_failed,
-                  t.files_skipped, t.reconnects, human_bytes(t.bytes_resent).c_str(), t.chunks_rejected,
-                  t.stall_timeouts, t.write_retries);
-    line(buf, true);
+    const double secs = seconds_between(t0_, now());
+    char secs_text[32];
+    std::snprintf(secs_text, sizeof secs_text, "%.1f s", secs);
+    std::string head = std::string(failed ? "failed: " : "") + count(t.files_verified, "file", "files") +
+                       ", " + human_bytes(t.bytes_verified) + " verified in " + secs_text;
+    const std::string rate = human_bytes(secs > 0 ? static_cast<double>(t.bytes_payload) / secs : 0) + "/s";
+    if (t.bytes_payload == 0 && t.bytes_verified > 0)
+      head += " (nothing moved)";
+    else if (t.bytes_payload != t.bytes_verified)
+      head += " (" + human_bytes(t.bytes_payload) + " moved, " + rate + ")";
+    else
+      head += " (" + rate + ")";
+    std::vector<std::string> counters;
+    auto add = [&counters](std::uint64_t n, const std::string& text) {
+      if (n > 0) counters.push_back(std::to_string(n) + " " + text);
+    };
+    add(t.files_failed, "failed");
+    add(t.files_skipped, "skipped");
+    add(t.reconnects, t.reconnects == 1 ? "reconnect" : "reconnects");
+    if (t.bytes_resent > 0) counters.push_back(human_bytes(t.bytes_resent) + " re-sent");
+    add(t.chunks_rejected, t.chunks_rejected == 1 ? "chunk rejected" : "chunks rejected");
+    add(t.stall_timeouts, t.stall_timeouts == 1 ? "stall timeout" : "stall timeouts");
+    add(t.write_retries, t.write_retries == 1 ? "write retry" : "write retries");
+    // Counters join the line while it stays under 80 columns, then start another.
+    const std::size_t room = kDefaultWidth - 1 - columns("ferry-" + o_.role + ": ");
+    std::string current = head;
+    bool first = true;
+    for (const auto& c : counters) {
+      const std::string joined = current + (first ? "; " : ", ") + c;
+      if (columns(joined) <= room) {
+        current = joined;
+      } else {
+        line(current, true);
+        current = c;
+      }
+      first = false;
+    }
+    line(current, true);
+  }
+
+  static std::string count(std::uint64_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
   }
 
   HumanSinkOptions o_;
@@ -378,6 +455,10 @@ class HumanSink final : public EventSink {
   std::optional<Event> latest_;
   std::optional<Clock::time_point> drawn_at_;
   bool shown_ = false;
+  bool started_ = false;  // a session started or a file event came: a summary is due
+  // A run of reconnect notes with the same reason: the reason and how many so far.
+  std::string repeat_key_;
+  unsigned repeats_ = 0;
   TransferProgress last_;  // of the last transfer event
   // Rates.
   std::optional<Clock::time_point> xfer_t0_;  // first file_start of this transfer

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <random>
 
@@ -42,17 +43,48 @@ Result<std::uint64_t> parse_size(const std::string& text) {
   return v << shift;
 }
 
+Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  double scale = 0;
+  if (unit.empty() || unit == "s")
+    scale = 1000;
+  else if (unit == "ms")
+    scale = 1;
+  else if (unit == "m")
+    scale = 60'000;
+  else if (unit == "h")
+    scale = 3'600'000;
+  if (used == 0 || scale == 0 || !(v >= 0) || v * scale > 366.0 * 86'400'000) {
+    return make_error(Errc::usage, "not a duration: '" + text + "' (want e.g. 30, 30s, 500ms, 5m, 1h; at most a year)");
+  }
+  return std::chrono::milliseconds(static_cast<std::int64_t>(v * scale));
+}
+
 void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--listen", o.listen,
-                 "Listen on ADDR (tcp:HOST:PORT, HOST:PORT, [IPv6]:PORT, unix:PATH, vsock:CID:PORT)");
-  app.add_option("--connect", o.connect, "Connect to ADDR (as for --listen; vsock:host:PORT reaches the VM host)");
+                 "Listen on ADDR (tcp:HOST:PORT, HOST:PORT, [IPv6]:PORT, unix:PATH, vsock:CID:PORT)")
+      ->type_name("ADDR");
+  app.add_option("--connect", o.connect, "Connect to ADDR (as for --listen; vsock:host:PORT reaches the VM host)")
+      ->type_name("ADDR");
   app.add_flag("--stdio", o.stdio, "Speak the protocol on stdin/stdout");
-  app.add_option("-e,--rsh", o.rsh, "Run CMD with /bin/sh -c and speak over its stdin/stdout");
-  app.add_option("--chunk-size", o.chunk_size_text, "DATA chunk size (1K..16M, default 256K)");
-  app.add_option("--window", o.window_text, "Most unacknowledged bytes in flight (default 4M)");
+  app.add_option("-e,--rsh", o.rsh, "Run CMD with /bin/sh -c and speak over its stdin/stdout")->type_name("CMD");
+  app.add_option("--chunk-size", o.chunk_size_text, "DATA chunk size (1K..16M, default 256K)")->type_name("SIZE");
+  app.add_option("--window", o.window_text, "Most unacknowledged bytes in flight (default 4M)")->type_name("SIZE");
   app.add_option("--stall-timeout", o.stall_timeout_s,
-                 "Seconds without progress before a connection is presumed dead (default 10)");
+                 "Seconds without progress before a connection is presumed dead (default 10)")
+      ->type_name("SECONDS");
+  app.add_option("--bwlimit", o.bwlimit_text,
+                 "Move at most RATE bytes per second over the connection (e.g. 500K, 10M; both directions together)")
+      ->type_name("RATE");
   app.add_flag("--json", o.json, "One JSON object per event on stdout (stderr with --stdio)");
+  app.add_flag("--progress", o.progress, "Draw the live progress line even when stderr is not a terminal");
   app.add_flag("-q,--quiet", o.quiet, "No progress or summary; errors only");
   app.add_flag("-v,--verbose", o.verbose, "One line per file");
   app.add_option("--key-file", o.key_file,
@@ -125,6 +157,12 @@ Result<void> finish_common_options(CommonOptions& o) {
     return make_error(Errc::usage, "--stall-timeout must be between 0 and 86400 seconds");
   }
   if (*chunk > protocol::kMaxChunkSize) return make_error(Errc::usage, "--chunk-size must be between 1K and 16M");
+  if (!o.bwlimit_text.empty()) {
+    auto rate = parse_size(o.bwlimit_text);
+    if (!rate) return rate.error();
+    if (*rate < 1024) return make_error(Errc::usage, "--bwlimit must be at least 1K (bytes per second)");
+    o.rate_limit = *rate;
+  }
   o.chunk_size = static_cast<std::size_t>(*chunk);
   o.window = *window;
   o.stall_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.stall_timeout_s * 1000));
@@ -152,8 +190,13 @@ Transport transport_from(const CommonOptions& o) {
 }
 
 std::function<void(const Event&)> cli_event_printer(const CommonOptions& o, const std::string& role) {
-  std::shared_ptr<EventSink> sink = o.json ? make_json_sink(o.mode == ConnectMode::stdio ? stderr : stdout)
-                                           : make_human_sink(o.quiet, o.verbose, role);
+  HumanSinkOptions human;
+  human.quiet = o.quiet;
+  human.verbose = o.verbose;
+  human.role = role;
+  if (o.progress) human.live = true;
+  std::shared_ptr<EventSink> sink =
+      o.json ? make_json_sink(o.mode == ConnectMode::stdio ? stderr : stdout) : make_human_sink(std::move(human));
   return [sink, human = !o.json](const Event& e) {
     // Nothing was attempted (usage) or nothing may be (authentication): main's one
     // error line says it all.

@@ -28,12 +28,18 @@ namespace ferry {
 // "4M" -> 4194304. Suffixes K, M, G, T (powers of 1024), optional "iB"/"B".
 Result<std::uint64_t> parse_size(const std::string& text);
 
+// "30", "30s", "500ms", "5m", "1h" (a bare number is seconds; at most a year).
+Result<std::chrono::milliseconds> parse_duration(const std::string& text);
+
 enum class ConnectMode { listen, connect, stdio, command };
 
 struct CommonOptions {
   // raw
   std::string listen, connect, rsh, chunk_size_text = "256K", window_text = "4M";
   bool stdio = false, json = false, quiet = false, verbose = false;
+  bool progress = false;  // --progress: the live line also without a terminal
+  std::string bwlimit_text;  // --bwlimit RATE
+  std::uint64_t rate_limit = 0;  // derived: bytes per second, 0 = none
   double stall_timeout_s = 10;
   // Authentication (docs/SECURITY.md): --key-file (else $FERRY_KEY_FILE), --generate-key,
   // --allow (repeatable, with --listen), --no-auth-i-know-this-is-insecure.

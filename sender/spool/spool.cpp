@@ -222,6 +222,7 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
     so.chunk_size = opts_.chunk_size;
     so.window = opts_.window;
     so.stall_timeout = opts_.stall_timeout;
+    so.rate_limit = opts_.rate_limit;
     so.retries = opts_.retries;
     so.key = opts_.key;
     for (auto& f : files) {
@@ -265,6 +266,8 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
       case EventType::warning:
       case EventType::file_sent:
       case EventType::transfer_end:
+      case EventType::listening:
+      case EventType::carrier_message:
         return emit(e);
     }
   }

@@ -48,6 +48,7 @@ struct SpoolOptions {
   std::uint64_t window = 4 * 1024 * 1024;
   std::chrono::milliseconds stall_timeout{10'000};
   std::optional<protocol::AuthKey> key{};  // as SenderOptions::key
+  std::uint64_t rate_limit = 0;  // --bwlimit: bytes per second per connection; 0: none
   // The safety-net rescan when no change hint comes (inotify missing, overflowing, or
   // out of watches); stretched to ten times the last scan's duration for huge spools.
   std::chrono::milliseconds rescan_interval{2000};

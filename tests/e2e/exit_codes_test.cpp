@@ -1,7 +1,6 @@
 // End-to-end exit codes of the real executables (protocol/result.hpp Errc): usage
 // errors (no connection mode, a bad address, a PATH that does not exist) exit 2 with
-// one line `ferry-send: error: ...` on stderr; a refused connection with --retries 0
-// exits 3.
+// one line `ferry-send: error: ...` on stderr; a refused first connection exits 9.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -100,10 +99,10 @@ TEST_F(ExitCodes, ReceiverWithABadListenAddressIsAUsageError) {
   EXPECT_TRUE(one_error_line(p->stderr_text(), "ferry-recv")) << p->describe();
 }
 
-TEST_F(ExitCodes, ConnectionRefusedWithoutRetriesIsAConnectionError) {
+TEST_F(ExitCodes, ConnectionRefusedWithoutRetriesIsNeverConnected) {
   ClosedPort closed;
   auto p = run(t_, {kSendBin, "--connect", closed.address(), "--retries", "0", file_}, "send");
-  EXPECT_EQ(p->wait(), ExitStatus::exited_with(3)) << p->describe();
+  EXPECT_EQ(p->wait(), ExitStatus::exited_with(9)) << p->describe();
   // The last line names what failed.
   std::string err = p->stderr_text();
   ASSERT_FALSE(err.empty());

@@ -245,6 +245,7 @@ TEST(Files, FailedVerdictCarriesNoDigest) {
   P::Hello h;
   h.role = P::Role::sender;
   h.session = "0123456789abcdef0123456789abcdef";
+  h.nonce = std::string(64, 'a');  // version 3: a HELLO carries a nonce (no key here)
   ASSERT_TRUE(c.send_frame(P::FrameType::hello, P::to_json(h)));
   ASSERT_TRUE(c.read_frame().has_value());
   const std::int64_t mtime = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;

@@ -147,6 +147,7 @@ P::Hello sender_hello(const std::string& session) {
   h.role = P::Role::sender;
   h.session = session;
   h.software = "ferry-e2e limits peer";
+  h.nonce = std::string(64, 'a');  // version 3: a HELLO carries a nonce (no key here)
   return h;
 }
 

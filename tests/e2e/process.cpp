@@ -220,7 +220,8 @@ Receiver start_receiver(const std::string& capture_dir, const std::string& name,
   argv.insert(argv.end(), args.begin(), args.end());
   Receiver r;
   r.proc = Process::start(argv, capture_dir, name);
-  static const std::regex listening(R"(listening on ((tcp|unix|vsock):[^\s"]+))");
+  // Human: "ferry-recv: listening on ADDR"; --json: {"event":"listening","address":"ADDR",...}.
+  static const std::regex listening(R"((?:listening on |"address":")((tcp|unix|vsock):[^\s"]+))");
   std::smatch m;
   std::string text;
   const bool seen = wait_until(

@@ -188,11 +188,12 @@ class VsockErrors : public ::testing::Test {
  protected:
   void SetUp() override { write_text_file(file_, "payload\n"); }
 
-  // Runs `argv`, which must fail to connect to `addr`: exit 3, one error line naming
+  // Runs `argv`, which must fail to connect to `addr`: exit 9 (never connected, at
+  // once), one error line naming
   // connect(ADDR) and the errno (socket(ADDR) and EAFNOSUPPORT without AF_VSOCK).
   void expect_connect_failure(std::vector<std::string> argv, const std::string& prog, const std::string& addr) {
     auto p = Process::start(argv, t_.path(), prog);
-    ASSERT_EQ(p->wait(kQuickLimit), ExitStatus::exited_with(3)) << p->describe();
+    ASSERT_EQ(p->wait(kQuickLimit), ExitStatus::exited_with(9)) << p->describe();
     std::string line;
     ASSERT_TRUE(the_error_line(p->stderr_text(), prog, line)) << p->describe();
     if (no_af_vsock()) {
@@ -210,7 +211,7 @@ class VsockErrors : public ::testing::Test {
 
 // This machine's own CID: no transport reaches it without vsock_loopback (ENODEV,
 // named as our own CID); with it, nothing listens there (ECONNRESET).
-TEST_F(VsockErrors, SenderToOwnCidExits3NamingConnect) {
+TEST_F(VsockErrors, SenderToOwnCidExits8NamingConnect) {
   if (auto why = no_af_vsock()) GTEST_SKIP() << *why;
   std::string why;
   auto cid = local_cid(why);
@@ -219,7 +220,7 @@ TEST_F(VsockErrors, SenderToOwnCidExits3NamingConnect) {
   expect_connect_failure({kSendBin, "--connect", addr, "--retries", "0", file_}, "ferry-send", addr);
 }
 
-TEST_F(VsockErrors, ReceiverToHostOnAnUnusedPortExits3NamingConnect) {
+TEST_F(VsockErrors, ReceiverToHostOnAnUnusedPortExits8NamingConnect) {
   const std::string addr = "vsock:2:" + std::to_string(unused_port());
   expect_connect_failure({kRecvBin, "--connect", addr, "--retries", "0", t_ / "dest"}, "ferry-recv", addr);
 }

@@ -321,7 +321,7 @@ Listening start_receiver(const Scratch& s, const std::vector<std::string>& args,
   spec.err_path = s.at(name + ".err");
   apply_wrap(spec, wrap);
   Listening l{Process(std::move(spec)), {}};
-  static const std::regex re(R"(listening on ((?:tcp|unix):[^"\s]+))");
+  static const std::regex re(R"((?:listening on |"address":")((?:tcp|unix):[^"\s]+))");
   auto a = wait_for_match(l.proc.spec().out_path, re, kStartLimit, &l.proc);
   if (!a) {
     ADD_FAILURE() << "ferry-recv did not print its address; stderr:\n" << l.proc.err();

@@ -2,7 +2,7 @@
 # The installed package, as a program that embeds ferry sees it (ctest: install_package,
 # tests/install/CMakeLists.txt sets the environment below).
 #
-#   1. cmake --install FERRY_BUILD_DIR --prefix TMP/prefix; the tree holds the
+#   1. cmake --install FERRY_BUILD_DIR --prefix TMP/prefix (bash completion included); the tree holds the
 #      executables, static libraries, headers, ferryConfig.cmake, ferry.pc, man pages;
 #   2. docs/examples/embed-receiver configured and built against TMP/prefix alone
 #      (find_package(ferry) must come from there);
@@ -79,6 +79,7 @@ expected=(
   "$libdir/cmake/ferry/ferryTargets.cmake"
   "$libdir/pkgconfig/ferry.pc"
   "$mandir/man1/ferry-send.1" "$mandir/man1/ferry-recv.1"
+  "$prefix/share/bash-completion/completions/ferry-send" "$prefix/share/bash-completion/completions/ferry-recv"
 )
 for f in "${expected[@]}"; do [[ -s "$f" ]] || fail "not installed: $f"; done
 [[ -x "$bindir/ferry-send" && -x "$bindir/ferry-recv" ]] || fail "installed executables are not executable"
@@ -127,7 +128,7 @@ echo "a small file in a sub-directory" >"$tmp/src/tree/sub/small.txt"
 timeout -k 5 120 "$bindir/ferry-send" --listen 127.0.0.1:0 --json "$tmp/src/tree" >"$tmp/send.jsonl" 2>"$tmp/send.err" &
 send_pid=$!
 pids+=("$send_pid")
-send_addr=$(wait_for_line "$tmp/send.jsonl" 30 'listening on tcp:127\.0\.0\.1:[0-9]+') || fail "ferry-send did not listen"
+send_addr=$(wait_for_line "$tmp/send.jsonl" 30 '"address":"tcp:127\.0\.0\.1:[0-9]+') || fail "ferry-send did not listen"
 send_port=${send_addr##*:}
 
 timeout -k 5 120 "$FERRY_PROXY" --listen 127.0.0.1:0 --target "tcp:127.0.0.1:$send_port" \

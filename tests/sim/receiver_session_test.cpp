@@ -1341,48 +1341,37 @@ TEST(ReceiverEager, MoreThanTheByteBoundInFlightIsAViolation) {
   expect_violation(h);
 }
 
+// An eager OFFER of file 1 at "t/a" of `size` bytes (blocks of kChunk).
+P::Offer eager_offer(std::uint64_t size) {
+  P::Offer o;
+  o.file_id = 1;
+  o.path = "t/a";
+  o.size = size;
+  o.identity = "x";
+  o.block_size = kChunk;
+  o.eager = true;
+  return o;
+}
+
 TEST(ReceiverEager, MisplacedFramesAreViolations) {
   const auto a = bytes_of(3000, 9);
-  {  // COMMIT before the DATA
+  struct Misplaced {
+    const char* what;
+    std::uint64_t offered;
+    std::vector<std::byte> then;  // fed after the OFFER (nothing: the OFFER alone)
+  };
+  const std::vector<Misplaced> cases{
+      {"COMMIT before the DATA", a.size(),
+       P::encode_frame(P::FrameType::commit, P::to_json(P::Commit{1, a.size(), hex128(a)}))},
+      {"DATA that is not the whole file", a.size(), data_frame(1, 0, P::Bytes(a).first(1000))},
+      {"an eager OFFER of a file larger than one block", kChunk + 1, {}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
     Harness h;
     h.hello();
-    auto commit = P::encode_frame(P::FrameType::commit, P::to_json(P::Commit{1, a.size(), hex128(a)}));
-    P::Offer o;
-    o.file_id = 1;
-    o.path = "t/a";
-    o.size = a.size();
-    o.identity = "x";
-    o.block_size = kChunk;
-    o.eager = true;
-    h.feed(P::FrameType::offer, P::to_json(o));
-    h.feed(commit);
-    expect_violation(h);
-  }
-  {  // DATA that is not the whole file
-    Harness h;
-    h.hello();
-    P::Offer o;
-    o.file_id = 1;
-    o.path = "t/a";
-    o.size = a.size();
-    o.identity = "x";
-    o.block_size = kChunk;
-    o.eager = true;
-    h.feed(P::FrameType::offer, P::to_json(o));
-    h.feed(data_frame(1, 0, P::Bytes(a).first(1000)));
-    expect_violation(h);
-  }
-  {  // an eager OFFER of a file larger than one block is malformed
-    Harness h;
-    h.hello();
-    P::Offer o;
-    o.file_id = 1;
-    o.path = "t/a";
-    o.size = kChunk + 1;
-    o.identity = "x";
-    o.block_size = kChunk;
-    o.eager = true;
-    h.feed(P::FrameType::offer, P::to_json(o));
+    h.feed(P::FrameType::offer, P::to_json(eager_offer(c.offered)));
+    if (!c.then.empty()) h.feed(c.then);
     expect_violation(h);
   }
   {  // END while eager files are being committed

@@ -269,8 +269,7 @@ TEST(HumanSinkLive, NotesGoAboveTheLiveLineWhichIsDrawnAgain) {
   end.detail = "done";
   r.emit(end);
   EXPECT_TRUE(
-      r.text().ends_with("\033[Kferry-send: done: 0 verified (0 B) in 0.0 s, 0 B/s; 0 failed, 0 skipped; 0 "
-                         "reconnects, 0 B re-sent, 0 chunks rejected, 0 stall timeouts, 0 write retries\n"))
+      r.text().ends_with("\033[Kferry-send: 0 files, 0 B verified in 0.0 s (0 B/s)\n"))
       << r.text();
 }
 
@@ -294,6 +293,7 @@ void play_transfer(Rendered& r) {
   end.totals.files_verified = 1;
   end.totals.files_failed = 1;
   end.totals.bytes_verified = 8 * kMiB;
+  end.totals.bytes_payload = 8 * kMiB;
   r.emit(end);
 }
 
@@ -317,7 +317,7 @@ TEST(HumanSinkModes, VerboseAddsALinePerFinishedFile) {
   EXPECT_EQ(l[1], "ferry-send: verified a (8.0 MiB, 4.0 MiB/s)");
   EXPECT_EQ(l[2], "ferry-send: a warning");
   EXPECT_EQ(l[3], "ferry-send: failed b (1.0 MiB): refused by receiver: no");
-  EXPECT_TRUE(l[4].starts_with("ferry-send: failed: 1 verified (8.0 MiB) in 2.0 s, 4.0 MiB/s; 1 failed")) << l[4];
+  EXPECT_EQ(l[4], "ferry-send: failed: 1 file, 8.0 MiB verified in 2.0 s (4.0 MiB/s); 1 failed");
   EXPECT_FALSE(r.draws().empty());
 }
 
@@ -331,7 +331,7 @@ TEST(HumanSinkModes, NotATerminalGetsNotesAndTheSummaryButNoLiveLine) {
   ASSERT_EQ(l.size(), 3u) << r.text();
   EXPECT_EQ(l[0], "ferry-send: a warning");
   EXPECT_EQ(l[1], "ferry-send: failed b: refused by receiver: no");
-  EXPECT_TRUE(l[2].starts_with("ferry-send: failed: 1 verified")) << l[2];
+  EXPECT_TRUE(l[2].starts_with("ferry-send: failed: 1 file, 8.0 MiB verified")) << l[2];
 }
 
 TEST(HumanSinkModes, TheOriginalFactoryStillWorks) {
@@ -376,6 +376,132 @@ TEST(JsonSink, TransferFiguresOnFileEventsOnly) {
     EXPECT_TRUE(carries_transfer(t)) << event_type_name(t);
   }
   EXPECT_FALSE(carries_transfer(EventType::session_end));
+}
+
+// --- issue #12: short honest output -----------------------------------------------------------
+
+Event session_end(int exit_code, Totals t) {
+  Event e;
+  e.type = EventType::session_end;
+  e.detail = exit_code == 0 ? "done" : "failed";
+  e.exit_code = exit_code;
+  e.totals = t;
+  return e;
+}
+
+TEST(HumanSinkSummary, FitsEightyColumnsAndListsOnlyCountersThatAreNotZero) {
+  HumanSinkOptions o;
+  o.live = false;
+  Rendered r(o);
+  r.emit(ev(EventType::file_start, "a", kMiB, 0, {0, 3, 0, 3 * kMiB}));
+  r.now += std::chrono::seconds(3);
+  Totals t;
+  t.files_verified = 3;
+  t.bytes_verified = 1024 * kMiB;
+  t.bytes_payload = 1024 * kMiB;
+  r.emit(session_end(0, t));
+  ASSERT_EQ(r.lines().size(), 1u) << r.text();
+  EXPECT_EQ(r.lines()[0], "ferry-send: 3 files, 1.0 GiB verified in 3.0 s (341.3 MiB/s)");
+
+  Rendered all(o);
+  all.emit(ev(EventType::file_start, "a", kMiB, 0, {0, 3, 0, 3 * kMiB}));
+  t.files_failed = 2;
+  t.files_skipped = 4;
+  t.reconnects = 12;
+  t.bytes_resent = 3 * kMiB;
+  t.chunks_rejected = 7;
+  t.stall_timeouts = 1;
+  t.write_retries = 1234;
+  all.emit(session_end(7, t));
+  const auto l = all.lines();
+  ASSERT_EQ(l.size(), 3u) << all.text();
+  for (const auto& line : l) EXPECT_LT(columns(line), 80u) << line;
+  EXPECT_TRUE(l[0].starts_with("ferry-send: failed: 3 files, 1.0 GiB verified")) << l[0];
+  std::string joined;
+  for (const auto& line : l) joined += line + "\n";
+  for (const char* c : {"2 failed", "4 skipped", "12 reconnects", "3.0 MiB re-sent", "7 chunks rejected",
+                        "1 stall timeout", "1234 write retries"}) {
+    EXPECT_TRUE(contains(joined, c)) << c;
+  }
+}
+
+// The rate counts what moved: a file resumed at 90% moved only its last 10%.
+TEST(HumanSinkSummary, TheRateIsOverBytesThatMoved) {
+  HumanSinkOptions o;
+  o.live = false;
+  Rendered r(o);
+  r.emit(ev(EventType::file_start, "big", 100 * kMiB, 0, {0, 1, 0, 100 * kMiB}));
+  r.now += std::chrono::seconds(2);
+  Totals t;
+  t.files_verified = 1;
+  t.bytes_verified = 100 * kMiB;
+  t.bytes_payload = 10 * kMiB;
+  r.emit(session_end(0, t));
+  EXPECT_EQ(r.lines().back(), "ferry-send: 1 file, 100.0 MiB verified in 2.0 s (10.0 MiB moved, 5.0 MiB/s)");
+}
+
+// A failure before anything started is main's one line: no summary before it.
+TEST(HumanSinkSummary, NoneForAStartupFailure) {
+  HumanSinkOptions o;
+  o.live = false;
+  Rendered r(o);
+  r.emit(ev(EventType::listening, "", 0, 0, {}, "tcp:127.0.0.1:5000"));
+  r.emit(session_end(3, {}));
+  EXPECT_EQ(r.lines(), std::vector<std::string>{"ferry-send: listening on tcp:127.0.0.1:5000"});
+}
+
+TEST(HumanSinkLive, TheResumedOffsetIsDrawnAtOnce) {
+  Rendered r(live());
+  const std::uint64_t size = 100 * kMiB;
+  r.emit(ev(EventType::file_start, "big", size, 0, {0, 1, 0, size}));
+  r.now += std::chrono::milliseconds(5);  // well within the redraw limit
+  r.emit(ev(EventType::resume, "big", size, 90 * kMiB, {0, 1, 90 * kMiB, size}));
+  EXPECT_TRUE(contains(r.draws().back(), "90.0 MiB/100.0 MiB   90%")) << r.draws().back();
+}
+
+TEST(HumanSinkLive, RepeatedReconnectNotesAreCollapsed) {
+  HumanSinkOptions o;
+  o.live = false;
+  Rendered r(o);
+  for (int i = 1; i <= 20; ++i) {
+    r.emit(ev(EventType::reconnect, "", 0, 0, {},
+              "connect(tcp:127.0.0.1:7): connection refused; retry " + std::to_string(i) + " in 50 ms"));
+  }
+  r.emit(ev(EventType::warning, "", 0, 0, {}, "something else"));
+  EXPECT_EQ(r.lines(), (std::vector<std::string>{
+                           "ferry-send: reconnecting: connect(tcp:127.0.0.1:7): connection refused; retry 1 in 50 ms",
+                           "ferry-send: reconnecting: connect(tcp:127.0.0.1:7): connection refused (x20)",
+                           "ferry-send: something else"}));
+}
+
+// The carrier's stderr (ssh, the remote ferry-recv) goes above the live line, as it came.
+TEST(HumanSinkLive, CarrierMessagesGoAboveTheLiveLine) {
+  Rendered r(live());
+  r.emit(ev(EventType::file_start, "f", 100, 0, {0, 1, 0, 100}));
+  r.emit(ev(EventType::carrier_message, "", 0, 0, {}, "ferry-recv: a remote note"));
+  const std::string first = r.draws().front();
+  EXPECT_TRUE(r.text().ends_with("\r\033[Kferry-recv: a remote note\n\r" + first + "\033[K")) << r.text();
+}
+
+TEST(JsonSink, ListeningAddressSchemaAndTheErrorOfAFailedEnd) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  auto sink = make_json_sink(f);
+  sink->emit(ev(EventType::listening, "", 0, 0, {}, "tcp:127.0.0.1:5000"));
+  Event end = session_end(8, {});
+  end.error = "connect(tcp:127.0.0.1:7): connection refused";
+  sink->emit(end);
+  std::rewind(f);
+  std::vector<nlohmann::json> got;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, f)) got.push_back(nlohmann::json::parse(buf));
+  std::fclose(f);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0]["event"], "listening");
+  EXPECT_EQ(got[0]["address"], "tcp:127.0.0.1:5000");
+  EXPECT_EQ(got[1]["error"], "connect(tcp:127.0.0.1:7): connection refused");
+  EXPECT_EQ(got[1]["exit_code"], 8);
+  for (const auto& j : got) EXPECT_EQ(j["schema"], 1) << j.dump();
 }
 
 }  // namespace

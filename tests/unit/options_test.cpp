@@ -2,6 +2,7 @@
 // (exactly one connection mode, chunk and window ranges, window >= chunk, stall
 // timeout) and the CLI11 wiring of add_common_options.
 #include "lib/ui/options.hpp"
+#include "lib/ui/remote_target.hpp"
 
 #include <gtest/gtest.h>
 
@@ -248,6 +249,39 @@ TEST(Options, RandomSessionId) {
   EXPECT_TRUE(protocol::is_hex128(a)) << a;
   EXPECT_TRUE(protocol::is_hex128(b)) << b;
   EXPECT_NE(a, b);
+}
+
+TEST(Duration, SecondsByDefaultAndUnits) {
+  EXPECT_EQ(*parse_duration("30"), std::chrono::milliseconds(30'000));
+  EXPECT_EQ(*parse_duration("1.5s"), std::chrono::milliseconds(1'500));
+  EXPECT_EQ(*parse_duration("500ms"), std::chrono::milliseconds(500));
+  EXPECT_EQ(*parse_duration("5m"), std::chrono::milliseconds(300'000));
+  EXPECT_EQ(*parse_duration("1h"), std::chrono::milliseconds(3'600'000));
+  for (const char* bad : {"", "s", "-1", "10x", "abc", "400d", "1e30"}) {
+    auto d = parse_duration(bad);
+    ASSERT_FALSE(d) << bad;
+    EXPECT_EQ(d.error().code, Errc::usage) << bad;
+  }
+}
+
+// scp/rsync rules: a ':' with no '/' before it names a host.
+TEST(RemoteTarget, HostColonDirAndLocalPathsWithAColon) {
+  auto t = parse_remote_target("me@far:/srv/in");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "me@far");
+  EXPECT_EQ(t->dir, "/srv/in");
+  t = parse_remote_target("far:");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->dir, ".");  // the remote home, as scp
+  for (const char* local : {"a", "./a:b", "/tmp/a:b", "dir/x:y", ":x", "me@:x", "-oProxyCommand=x:y"}) {
+    EXPECT_FALSE(parse_remote_target(local)) << local;
+  }
+}
+
+TEST(RemoteTarget, TheCommandQuotesForBothShells) {
+  EXPECT_EQ(shell_quote("it's"), R"('it'\''s')");
+  const std::string cmd = remote_command("ssh -p 2222", RemoteTarget{"me@far", "/srv/my dir"}, "ferry-recv");
+  EXPECT_EQ(cmd, R"(ssh -p 2222 'me@far' ''\''ferry-recv'\'' --stdio -- '\''/srv/my dir'\''')");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Tests lib/source_tree: files, nested and empty directories become entries in sorted
-// order with wire paths "base/..."; symlinks and FIFOs are reported in `skipped` and
-// never sent; a PATH that is a symlink or missing, or two PATHs with one base name, is
+// order with wire paths "base/..."; symlinks and FIFOs are listed in `ignored` and
+// not sent (-L: links are followed, without looping); a PATH that is a FIFO or missing, or two PATHs with one base name, is
 // a usage error; restat_source sees a changed or vanished file.
 #include "lib/fs/source_tree.hpp"
 
@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include <string>
 #include <vector>
@@ -33,6 +35,12 @@ const SourceEntry* find(const SourceTree& t, const std::string& wire) {
   for (const auto& e : t.entries)
     if (e.wire_path == wire) return &e;
   return nullptr;
+}
+
+bool ignored_mentions(const SourceTree& t, const std::string& local) {
+  for (const auto& s : t.ignored)
+    if (s.find(local) != std::string::npos) return true;
+  return false;
 }
 
 bool skipped_mentions(const SourceTree& t, const std::string& local) {
@@ -117,7 +125,7 @@ TEST(SourceTree, TrailingSlashAndSeveralPaths) {
   EXPECT_EQ(wire_paths(*tree), (std::vector<std::string>{"d", "d/x", "single"}));
 }
 
-TEST(SourceTree, SymlinksAndFifosAreSkipped) {
+TEST(SourceTree, SymlinksAndFifosAreIgnored) {
   TempDir t;
   const std::string base = t.path() + "/base";
   ASSERT_EQ(::mkdir(base.c_str(), 0755), 0);
@@ -128,15 +136,50 @@ TEST(SourceTree, SymlinksAndFifosAreSkipped) {
   ASSERT_EQ(::symlink("/nonexistent/nowhere", (base + "/dangling").c_str()), 0);
   ASSERT_EQ(::mkfifo((base + "/sub/fifo").c_str(), 0600), 0);
 
-  auto tree = walk_sources({base});
+  auto tree = walk_sources({base + "/"});  // a trailing slash: no "base//x" in what is shown
   ASSERT_TRUE(tree) << tree.error().message();
   EXPECT_EQ(wire_paths(*tree), (std::vector<std::string>{"base", "base/real", "base/sub"}));
-  ASSERT_EQ(tree->skipped.size(), 4u);
+  EXPECT_TRUE(tree->skipped.empty());  // left out by rule: not errors
+  ASSERT_EQ(tree->ignored.size(), 4u);
   for (const char* s : {"/link_to_file", "/link_to_dir", "/dangling", "/sub/fifo"}) {
-    EXPECT_TRUE(skipped_mentions(*tree, base + s)) << s;
+    EXPECT_TRUE(ignored_mentions(*tree, base + s)) << s;
   }
-  EXPECT_TRUE(skipped_mentions(*tree, "symlink"));
-  EXPECT_TRUE(skipped_mentions(*tree, "FIFO"));
+  for (const auto& s : tree->ignored) EXPECT_EQ(s.find("//"), std::string::npos) << s;
+  EXPECT_TRUE(ignored_mentions(*tree, "symlink"));
+  EXPECT_TRUE(ignored_mentions(*tree, "FIFO"));
+}
+
+// -L: a link is sent as what it points to, under the link's name; a dangling one and
+// one that leads back to a directory already listed are ignored.
+TEST(SourceTree, CopyLinksFollowsThemWithoutLooping) {
+  TempDir t;
+  const std::string base = t.path() + "/base";
+  ASSERT_EQ(::mkdir(base.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((t.path() + "/elsewhere").c_str(), 0755), 0);
+  write_file(base + "/real", "r");
+  write_file(t.path() + "/elsewhere/e", "ee");
+  ASSERT_EQ(::symlink("real", (base + "/link_to_file").c_str()), 0);
+  ASSERT_EQ(::symlink("../elsewhere", (base + "/link_to_dir").c_str()), 0);
+  ASSERT_EQ(::symlink("..", (base + "/loop").c_str()), 0);
+  ASSERT_EQ(::symlink(".", (base + "/self").c_str()), 0);
+  ASSERT_EQ(::symlink("/nonexistent/nowhere", (base + "/dangling").c_str()), 0);
+
+  auto tree = walk_sources({base}, /*copy_links=*/true);
+  ASSERT_TRUE(tree) << tree.error().message();
+  // "loop" points at t.path(), which was never listed: it is walked, and the "base"
+  // inside it is not listed again.
+  const auto paths = wire_paths(*tree);
+  for (const char* want : {"base/link_to_file", "base/link_to_dir", "base/link_to_dir/e", "base/real"}) {
+    EXPECT_NE(std::find(paths.begin(), paths.end(), want), paths.end()) << want;
+  }
+  EXPECT_EQ(std::count(paths.begin(), paths.end(), "base/loop/base"), 0);
+  EXPECT_EQ(find(*tree, "base/link_to_file")->kind, EntryKind::file);
+  EXPECT_EQ(find(*tree, "base/link_to_file")->size, 1u);
+  EXPECT_EQ(find(*tree, "base/link_to_dir/e")->size, 2u);
+  EXPECT_TRUE(ignored_mentions(*tree, base + "/dangling"));
+  EXPECT_TRUE(ignored_mentions(*tree, base + "/self"));
+  EXPECT_TRUE(tree->skipped.empty());
+  EXPECT_LT(paths.size(), 20u);  // bounded: no loop
 }
 
 // JSON carries only UTF-8: such a name would be mangled and could collide with
@@ -155,7 +198,9 @@ TEST(SourceTree, NonUtf8NamesAreSkipped) {
   EXPECT_TRUE(skipped_mentions(*tree, "not valid UTF-8"));
 }
 
-TEST(SourceTree, PathThatIsASymlinkIsAUsageError) {
+// A PATH that is a symlink is ignored with a note (as rsync does), or followed with
+// -L; a FIFO PATH is a usage error.
+TEST(SourceTree, PathThatIsASymlinkIsIgnoredOrFollowed) {
   TempDir t;
   write_file(t.path() + "/real", "r");
   ASSERT_EQ(::mkdir((t.path() + "/dir").c_str(), 0755), 0);
@@ -163,9 +208,12 @@ TEST(SourceTree, PathThatIsASymlinkIsAUsageError) {
   ASSERT_EQ(::symlink("dir", (t.path() + "/ld").c_str()), 0);
   for (const char* name : {"/l", "/ld"}) {
     auto tree = walk_sources({t.path() + "/real", t.path() + name});
-    ASSERT_FALSE(tree) << name;
-    EXPECT_EQ(tree.error().code, Errc::usage);
-    EXPECT_NE(tree.error().message().find(t.path() + name), std::string::npos) << tree.error().message();
+    ASSERT_TRUE(tree) << name;
+    EXPECT_EQ(wire_paths(*tree), (std::vector<std::string>{"real"}));
+    EXPECT_TRUE(ignored_mentions(*tree, t.path() + name)) << name;
+    auto followed = walk_sources({t.path() + name}, /*copy_links=*/true);
+    ASSERT_TRUE(followed) << name;
+    EXPECT_EQ(wire_paths(*followed), (std::vector<std::string>{std::string(name + 1)}));
   }
   ASSERT_EQ(::mkfifo((t.path() + "/fifo").c_str(), 0600), 0);
   auto fifo = walk_sources({t.path() + "/fifo"});
