@@ -12,6 +12,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libxxhash-dev nlohmann-json3-dev libgtest-dev libcli11-dev
   socat time rsync fiu-utils libfiu-dev  # socat, time, rsync: scripts/bench.sh
+  tar diffutils e2fsprogs  # scripts/bench.sh's many-files scenarios: tar, diff -r, chattr +T
   groff-base man-db  # tests/install: rendering the man pages
 )
 
