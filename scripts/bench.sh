@@ -20,6 +20,7 @@
 #                  of "/usr/include /usr/share"
 #   ROUNDS_SMALL, ROUNDS_MANY, ROUNDS_TREE  measured rounds of that scenario (default ROUNDS)
 #   PROBE_FILES    files of each create-rate probe (default 2000)
+#   PROBE_SYNCS    O_DSYNC writes of 4 KiB of each probe (default 100)
 #   BENCH_DIR      source file, and run/ for outputs, sockets, logs (default /tmp/ferry-bench)
 #   BUILD_DIR      where the Release ferry-send/ferry-recv are built (default build-bench/)
 #   FERRY_BIN_DIR  use prebuilt executables instead of building: DIR/ferry-send and
@@ -78,7 +79,8 @@
 # all are kept until the scenario ends (deleting thousands of files between rounds slows
 # the next round's creates on ext4); `sync` (untimed) after each. A create-rate probe
 # (PROBE_FILES empty files, no fsync, in a fresh directory there, files/s, with the load
-# average) before and after each scenario shows a slowed disk or a busy machine.
+# average; then PROBE_SYNCS O_DSYNC writes of 4 KiB, ms each) before and after each
+# scenario shows a slowed disk or a busy machine.
 #   ferry_fsync    ferry-recv --listen 127.0.0.1:0 --once DEST; ferry-send --connect .. -q SRC
 #   ferry_nofsync  the same with ferry-recv --no-fsync (only if the build has it)
 #   tar_socat      tar -c -C PARENT SRC | socat -u -b 1048576 STDIN TCP:..  ->
@@ -122,7 +124,7 @@ limit=${BENCH_TIMEOUT:-600}
 files_small=${FILES_SMALL:-5000} dirs_small=${DIRS_SMALL:-50} fsize_small=${FSIZE_SMALL:-4K}
 files_many=${FILES_MANY:-100000} dirs_many=${DIRS_MANY:-1000} fsize_many=${FSIZE_MANY:-1K}
 tree_files=${TREE_FILES:-30000} tree_max=${TREE_MAX:-400M} tree_from=${TREE_FROM:-/usr/include /usr/share}
-probe_files=${PROBE_FILES:-2000}
+probe_files=${PROBE_FILES:-2000} probe_syncs=${PROBE_SYNCS:-100}
 block=1048576
 tfmt='%e %U %S %M'
 run="$bench_dir/run"  # outputs, sockets, logs, results; removed at exit
@@ -147,7 +149,7 @@ check_settings() {
   [[ "$rounds" =~ ^[0-9]+$ && $rounds -ge 1 ]] || die "ROUNDS must be a number >= 1 (got '$rounds')"
   [[ -z $scenarios || $rounds -ge 3 ]] || die "ROUNDS must be >= 3 for '$scenarios' (got '$rounds')"
   [[ "$limit" =~ ^[0-9]+$ ]] || die "BENCH_TIMEOUT must be a number of seconds (got '$limit')"
-  for v in files_small dirs_small files_many dirs_many tree_files probe_files \
+  for v in files_small dirs_small files_many dirs_many tree_files probe_files probe_syncs \
     ROUNDS_SMALL ROUNDS_MANY ROUNDS_TREE; do
     [[ -z ${!v:-} || ${!v} =~ ^[1-9][0-9]*$ ]] || die "${v^^} must be a number >= 1 (got '${!v}')"
   done
@@ -685,18 +687,24 @@ make_tree_parent() {
 }
 
 # probe_create before|after: PROBE_FILES empty files created (no fsync) in a fresh
-# directory under the outputs' parent, after a sync; prints files/s and the load.
+# directory under the outputs' parent, after a sync; prints files/s and the load. Then
+# PROBE_SYNCS writes of 4 KiB with O_DSYNC (one dd) into a file there: the latency of a
+# write made durable, which bounds what fsyncing tools can do (others' disk traffic
+# raises it without slowing the creates much).
 probe_create() {
-  local dir="$tree_parent/probe-$scen-$1" t0 t1
+  local dir="$tree_parent/probe-$scen-$1" t0 t1 t2
   sync
   mkdir "$dir"
   t0=$EPOCHREALTIME
   (cd "$dir" && seq -f 'p%.0f' "$probe_files" | xargs touch)
   t1=$EPOCHREALTIME
-  awk -v n="$probe_files" -v t0="$t0" -v t1="$t1" -v w="$1" -v s="$scen" \
-    -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {t = t1 - t0; if (t < 1e-6) t = 1e-6
-      printf "  create-rate probe %-6s %s: %d files in %.3f s = %.0f files/s (load average %s)\n",
-        w, s, n, t, n / t, l}'
+  dd if=/dev/zero of="$dir/dsync" bs=4096 count="$probe_syncs" oflag=dsync status=none
+  t2=$EPOCHREALTIME
+  awk -v n="$probe_files" -v m="$probe_syncs" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v w="$1" \
+    -v s="$scen" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+      t = t1 - t0; if (t < 1e-6) t = 1e-6
+      printf "  create-rate probe %-6s %s: %d files in %.3f s = %.0f files/s; %d O_DSYNC writes of 4 KiB: %.2f ms each (load average %s)\n",
+        w, s, n, t, n / t, m, (t2 - t1) * 1000 / m, l}'
 }
 
 # The fresh output directory of variant $1 in this round (kept until the scenario ends).
