@@ -669,7 +669,7 @@ make_tree_source() {
   src_stats=$(tree_stats "$src_tree")
   read -r files _ bytes <<<"$src_stats"
   awk -v f="$files" -v s="$src_stats" -v b="$bytes" 'BEGIN {split(s, x, " ")
-    printf "   %d files in %d directories, %.1f MiB (%.0f bytes), %.1f KiB a file on average\n",
+    printf "   %d files in %d directories (with the top one), %.1f MiB (%.0f bytes), %.1f KiB a file on average\n",
       f, x[2], b / 1048576, b, f ? b / f / 1024 : 0}'
 }
 
