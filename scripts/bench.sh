@@ -329,10 +329,24 @@ check_ferry_dir() {
 start_ferry_listener() {
   local laddr=$1 dir=$2
   shift 2
+  rm -f "$run/recv.err"  # the child creates it: no poll can read the last transfer's line
   start_bg "$run/recv.time" "$run/recv.err" "$recv" --listen "$laddr" --once "$@" "$dir"
-  poll 10 grep -q 'listening on ' "$run/recv.err" ||
+  poll 10 listener_address "$run/recv.err" ||
     { cat "$run/recv.err" >&2; die "ferry-recv did not report that it listens"; }
-  ferry_addr=$(sed -n 's/^ferry-recv: listening on //p' "$run/recv.err" | head -n 1)
+}
+# Sets ferry_addr from the first complete "ferry-recv: listening on ADDR" line of file $1;
+# false while there is none (`read` skips a last line not yet ended by its newline, which
+# a poll can catch half written).
+listener_address() {
+  local line
+  [[ -f $1 ]] || return 1
+  while IFS= read -r line; do
+    if [[ $line == 'ferry-recv: listening on '?* ]]; then
+      ferry_addr=${line#ferry-recv: listening on }
+      return 0
+    fi
+  done <"$1"
+  return 1
 }
 
 # ferry over a listening receiver: $1 = listen address, $2 = fsync|nofsync.
