@@ -13,6 +13,7 @@ packages=(
   libuv1-dev libxxhash-dev nlohmann-json3-dev libgtest-dev libcli11-dev
   libsodium-dev  # the authentication handshake's MAC and random numbers
   socat time rsync fiu-utils libfiu-dev  # socat, time, rsync: scripts/bench.sh
+  tar diffutils e2fsprogs  # scripts/bench.sh's many-files scenarios: tar, diff -r, chattr +T
   groff-base man-db  # tests/install: rendering the man pages
 )
 
