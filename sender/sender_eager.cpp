@@ -37,7 +37,7 @@ bool SenderSession::eager_room(std::uint64_t size) const {
 void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
   eager_.push_back(EagerFile{index, false, std::nullopt, false, false});
   eager_bytes_ += entries_[index].size;
-  if (entries_[index].size == 0) eager_.back().checked = true;  // nothing to read
+  if (entries_[index].size == 0) check_eager(index);  // nothing to read: only the check
   pump_eager(now);
   emit_eager(now);
 }
@@ -45,7 +45,7 @@ void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
 void SenderSession::pump_eager(Clock::time_point) {
   for (auto& f : eager_) {
     if (reads_in_flight_ >= cfg_.max_reads_in_flight || blocks_held() >= max_blocks()) return;
-    if (f.reading || f.block || f.checked) continue;
+    if (f.reading || f.block || f.checked || entries_[f.entry].size == 0) continue;
     const std::uint64_t token = next_token_++;
     eager_tokens_[token] = f.entry;
     actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entries_[f.entry].size), token});
@@ -92,9 +92,7 @@ void SenderSession::on_eager_read(std::uint32_t entry, Result<ReadBlock> block, 
   } else {
     it->block = std::move(*block);
     ++eager_blocks_;
-    const std::uint64_t token = next_token_++;
-    eager_tokens_[token] = entry;
-    actions_.push_back(CheckSource{entry, token});
+    check_eager(entry);
   }
   pump_eager(now);
   emit_eager(now);
@@ -104,7 +102,7 @@ void SenderSession::on_eager_read(std::uint32_t entry, Result<ReadBlock> block, 
 void SenderSession::on_eager_checked(std::uint32_t entry, Result<std::optional<SourceEntry>> now_entry,
                                      Clock::time_point now) {
   auto it = find_eager(entry);
-  if (it == eager_.end() || !it->block) return;
+  if (it == eager_.end() || it->checked || it->sent) return;
   if (!now_entry) {
     drop_eager(it);
     finish_entry(entry, false, now_entry.error().message());
@@ -119,6 +117,12 @@ void SenderSession::on_eager_checked(std::uint32_t entry, Result<std::optional<S
   pump_eager(now);
   emit_eager(now);
   if (state_ == State::pipelining) advance(now);
+}
+
+void SenderSession::check_eager(std::uint32_t entry) {
+  const std::uint64_t token = next_token_++;
+  eager_tokens_[token] = entry;
+  actions_.push_back(CheckSource{entry, token});
 }
 
 bool SenderSession::eager_unsent() const {

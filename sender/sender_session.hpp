@@ -279,6 +279,9 @@ class SenderSession {
   void drop_eager(std::deque<EagerFile>::iterator it);
   void retry_entry(std::uint32_t entry, bool attempt, const std::string& why);
   bool eager_unsent() const;
+  // Asks the driver whether the source of eager file `entry` is unchanged (after its
+  // read; at once for an empty file).
+  void check_eager(std::uint32_t entry);
   // The connection is gone: every eager file not verified is offered again later.
   void requeue_eager();
   void fail(Error e);
