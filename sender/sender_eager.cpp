@@ -35,6 +35,7 @@ bool SenderSession::eager_room(std::uint64_t size) const {
 }
 
 void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
+  if (eager_.empty() && next_send_ <= acked_) last_ack_progress_ = now;  // the stall clock starts here
   eager_.push_back(EagerFile{index, false, std::nullopt, false, false});
   eager_bytes_ += entries_[index].size;
   if (entries_[index].size == 0) check_eager(index);  // nothing to read: only the check

@@ -739,9 +739,11 @@ void SenderSession::advance(Clock::time_point now) {
   }
 }
 
+// Eager files count from when they are taken, sent or not: a pipeline that stops
+// moving for a stall timeout is ended like any stalled connection (and its files are
+// offered again the ordinary way on the next one).
 bool SenderSession::has_outstanding() const {
-  const bool eager_sent = std::any_of(eager_.begin(), eager_.end(), [](const EagerFile& f) { return f.sent; });
-  return next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0 || eager_sent;
+  return next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0 || !eager_.empty();
 }
 
 std::optional<Clock::time_point> SenderSession::next_deadline() const {
