@@ -298,8 +298,19 @@ for ((i = 0; i < n; i++)); do
           note=", sender killed at $(grep -o '"offset":[0-9]*' "$d/send1.out" | tail -n 1 | cut -d: -f2)"
           kill -9 "$spid" 2>/dev/null
           wait "$spid" 2>/dev/null
-          timeout -k 5 "$limit" "$send_bin" --connect "$target" --json "${flow[@]}" "$what" >"$d/send.out" 2>"$d/send.err"
-          src_rc=$?
+          sleep 0.2
+          if grep -q '"event":"session_end","exit_code":0' "$d/send1.out" || ! kill -0 "$rpid" 2>/dev/null; then
+            # It finished between the progress check and the kill; the --once receiver
+            # has ended with it (or is ending), so a rerun would find no one: judge the
+            # first run (the receiver's exit status and DEST are checked below).
+            src_rc=0
+            cp "$d/send1.out" "$d/send.out"
+            cp "$d/send1.err" "$d/send.err"
+            note="$note (finished before the kill)"
+          else
+            timeout -k 5 "$limit" "$send_bin" --connect "$target" --json "${flow[@]}" "$what" >"$d/send.out" 2>"$d/send.err"
+            src_rc=$?
+          fi
         else
           note=", receiver killed at $(grep -o '"offset":[0-9]*' "$d/send1.out" | tail -n 1 | cut -d: -f2)"
           kill -9 "$rpid" 2>/dev/null
