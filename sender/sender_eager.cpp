@@ -130,15 +130,21 @@ bool SenderSession::eager_unsent() const {
   return std::any_of(eager_.begin(), eager_.end(), [](const EagerFile& f) { return !f.sent; });
 }
 
+// Sends the checked files at the head of the unsent ones, in entry order. Sending hands
+// their blocks to the connection, which frees room under the blocks bound: the files not
+// read yet are pumped again here, since no later read or new entry may come to do it.
 void SenderSession::emit_eager(Clock::time_point now) {
   if (!connected_) return;
   const bool was_outstanding = has_outstanding();
+  bool sent_any = false;
   for (auto& f : eager_) {
     if (f.sent) continue;
     if (!f.checked) break;  // entry order: the ones behind wait for it
     send_eager(f);
+    sent_any = true;
   }
   if (!was_outstanding && has_outstanding()) last_ack_progress_ = now;
+  if (sent_any) pump_eager(now);
 }
 
 void SenderSession::send_eager(EagerFile& f) {

@@ -1354,6 +1354,30 @@ TEST(SenderEager, InFlightIsBoundedByTheWindowAndTheFileCount) {
   EXPECT_EQ(h2.s.totals().files_verified, 301u);
 }
 
+// Regression (a real tree stalled after 75 files): one slow read holds the files behind
+// it until the blocks bound is reached; sending them frees every block at once, and the
+// files not read yet must still be read then, with no later read or new entry to prompt it.
+TEST(SenderEager, FilesBehindASlowReadAreReadOnceTheBlocksBoundFreesUp) {
+  std::vector<std::size_t> sizes(40, 1000);  // all fit the window: every one taken at once
+  Harness h = tree_harness(sizes);
+  h.handshake();
+  answer_dir(h, 0, true);
+  ASSERT_FALSE(h.reads.empty());
+  // The first file's read stays pending while those behind it complete and are held.
+  for (int guard = 0; guard < 1000 && h.reads.size() > 1; ++guard) h.complete_read(1);
+  EXPECT_EQ(h.s.blocks_held(), h.s.max_blocks()) << "the bound was reached behind the slow read";
+  h.complete_read(0);
+  std::uint32_t next_verdict = 1;
+  for (int guard = 0; guard < 1000 && !h.s.finished(); ++guard) {
+    const auto sent = offers(h).size();  // the directory's and the files'
+    for (; next_verdict < sent; ++next_verdict) h.verdict(next_verdict, true);
+    if (h.reads.empty() && offers(h).size() == sent) break;  // nothing moves any more
+    h.complete_all_reads();
+  }
+  EXPECT_EQ(h.s.totals().files_verified, 41u) << "the pipeline stopped with files unread";
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+}
+
 TEST(SenderEager, AnswerAcceptingAnEagerFileIsAViolation) {
   Harness h = tree_harness({100});
   h.handshake();
