@@ -54,7 +54,6 @@ class SenderEngine final : public Engine {
     if (!limits) return finish_with(limits.error());
     auto entries = list_entries();
     if (!entries) return finish_with(entries.error());
-    entries_ = *entries;
     auto config = make_config();
     blocks_ = std::make_unique<BufferPool>(config.chunk_size,
                                            config.window / config.chunk_size + config.max_reads_in_flight + 2);
@@ -227,7 +226,7 @@ class SenderEngine final : public Engine {
     if (it != sources_.end()) return it->second;
     // Several small files are read at once (eager files): keep a few open, not all.
     if (sources_.size() >= kOpenSources) sources_.erase(sources_.begin());
-    auto s = FileSource::open(entries_[entry]);
+    auto s = FileSource::open(session_->entry(entry));
     if (!s) {
       err = s.error();
       return nullptr;
@@ -243,10 +242,9 @@ class SenderEngine final : public Engine {
     auto src = source(entry, err);
     if (src && src->check_unchanged()) return std::optional<SourceEntry>{};
     sources_.erase(entry);
-    auto fresh = restat_source(entries_[entry]);
+    auto fresh = restat_source(session_->entry(entry));
     if (!fresh) return fresh.error();
-    entries_[entry] = *fresh;
-    return std::optional<SourceEntry>(*fresh);
+    return std::optional<SourceEntry>(std::move(*fresh));  // the session takes it
   }
 
   // Carries out everything the session asked for (steps that complete at once feed
@@ -379,7 +377,6 @@ class SenderEngine final : public Engine {
   }
 
   SenderOptions opts_;
-  std::vector<SourceEntry> entries_;
   std::optional<SenderSession> session_;
   UvOwner<uv_timer_t> timer_, redial_timer_;
   std::unique_ptr<Connection> conn_;  // until its close is reported (on_closed)

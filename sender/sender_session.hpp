@@ -169,6 +169,10 @@ class SenderSession {
   // Grows whenever the receiver confirms something new (an entry done or bytes
   // acknowledged); the app resets its redial budget when it grows.
   std::uint64_t progress_marker() const { return (files_done_ << 40) + acked_; }
+  // Entry `index` as the session knows it now (a source that changed is updated by
+  // on_source_checked): the driver opens and re-checks files from it, so the list is
+  // held once, here.
+  const SourceEntry& entry(std::uint32_t index) const { return entries_.at(index); }
   // Eager files taken and not finished (being read, or waiting for their VERDICT).
   std::size_t eager_in_flight() const { return eager_.size(); }
   // The whole transfer as events report it (lib/core/events.hpp): files_total = entries,
