@@ -354,12 +354,17 @@ class ReceiverEngine final : public Engine {
   // feed it again; drive() goes on until it is quiet). Nothing re-enters this for the
   // same peer: closes and pool completions arrive on later loop turns.
   void drain(Peer& p) {
+    // One pass's replies (VERDICTs of a batch, ACKs) leave in gathered writes; the
+    // connection lives through drive() (it is freed only when its close is reported).
+    Connection* corked = p.conn.get();
+    if (corked) corked->cork();
     drive(
         p.session, [this, &p](receiver::Action& a) { perform(p, a); },
         [this, &p](const Event& e) {
           if (e.type == EventType::session_start) supersede_older(p);
           emit(e);
         });
+    if (corked) corked->uncork();
     if (!p.waiting_path.empty() && !p.session.waiting_for_path()) forget_wait(p);
     if (p.session.ended() && !p.reported_end) {
       p.reported_end = true;

@@ -251,7 +251,11 @@ class SenderEngine final : public Engine {
   // it again; drive() goes on until it is quiet), then finishes or arms its timer.
   // Nothing re-enters this: completions and closes arrive on later loop turns.
   void drain() {
+    // One pass's frames leave in gathered writes (the connection lives through drive()).
+    Connection* corked = conn_.get();
+    if (corked) corked->cork();
     drive(*session_, [this](sender::Action& a) { perform(a); }, [this](const Event& e) { emit(e); });
+    if (corked) corked->uncork();
     if (done_) return;
     if (session_->finished()) return finish();
     auto deadline = session_->next_deadline();

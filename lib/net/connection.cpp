@@ -213,8 +213,13 @@ void Connection::write(SendFrame frame) {
   if (!open_ || flushing_) return;
   queued_bytes_ += frame.head.size() + frame.body.size();
   queue_.push_back(std::move(frame));
-  if (!want_write_) flush();  // nothing pending: try at once
+  if (!want_write_ && corks_ == 0) flush();  // nothing pending: try at once
   apply_queue_bound();
+}
+
+void Connection::uncork() {
+  if (corks_ == 0 || --corks_ > 0) return;
+  if (open_ && !want_write_ && !queue_.empty()) flush();
 }
 
 void Connection::apply_queue_bound() {
@@ -362,6 +367,9 @@ void Connection::arm_retry() {
 
 void Connection::close_after_flush(const Error& reason, std::chrono::milliseconds limit) {
   if (!open_ || flushing_) return;
+  corks_ = 0;  // what is queued goes now
+  if (!want_write_ && !queue_.empty()) flush();
+  if (!open_) return;  // the write failed: closed (reported later)
   flushing_ = true;
   flush_reason_ = reason;
   uv_timer_start(
@@ -403,6 +411,12 @@ void Connection::release_process_fd() {
 
 void Connection::close(const Error& reason) {
   if (!open_) return;
+  // Frames queued under a cork were, without it, written as they came: try them once.
+  if (corks_ > 0 && !want_write_ && !queue_.empty() && !flushing_) {
+    corks_ = 0;
+    flush();
+    if (!open_) return;  // that write failed and closed the connection already
+  }
   open_ = false;
   in_poll_.reset();
   out_poll_.reset();

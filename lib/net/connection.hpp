@@ -87,6 +87,12 @@ class Connection {
   // Queues bytes for writing and tries to write at once. Ignored after close. A write
   // error closes the connection; on_closed reports it on a later loop turn.
   void write(SendFrame frame);
+  // Holds written frames in the queue until the matching uncork(), which writes them
+  // all in gathered calls: a driver corks around one pass over its session's actions,
+  // so that the OFFER, DATA and COMMIT of many small files cost one system call, not
+  // one each. Corks nest; close() and close_after_flush() still write what is queued.
+  void cork() { ++corks_; }
+  void uncork();
   // Bytes queued, not yet taken by the kernel.
   std::size_t write_queue_bytes() const { return queued_bytes_; }
   // Bounds the write queue by the peer's own pace: while more than `high` bytes wait
@@ -164,6 +170,7 @@ class Connection {
   Callbacks cb_;
   bool open_ = true, reading_ = false, want_write_ = false;
   bool flushing_ = false, write_shut_ = false;
+  unsigned corks_ = 0;  // cork() depth: write() queues without writing while > 0
   std::optional<Error> flush_reason_;
   std::deque<SendFrame> queue_;
   std::size_t front_done_ = 0;  // bytes of queue_.front() already written
