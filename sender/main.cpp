@@ -23,7 +23,8 @@ Examples:
   ferry-send --watch /var/spool/out --connect vsock:host:5000
 
 Exit codes: 0 all verified; 2 usage; 3 connection lost (retries ran out);
-4 protocol; 5 local I/O; 6 verification; 7 partial (some entries failed);
+4 protocol; 5 local I/O (also: no source readable, nothing delivered); 6 verification;
+7 partial (some entries failed);
 8 authentication; 9 never connected (refused, unresolvable, or the command
 ended before the handshake); 70 internal; 128+N stopped by signal N (--watch).)";
 

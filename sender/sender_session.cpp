@@ -38,12 +38,17 @@ bool SenderSession::is_held(std::uint64_t offset, std::uint64_t end) const {
 
 Result<void> SenderSession::outcome() const {
   if (failure_) return *failure_;
-  if (totals_.files_failed > 0) {
-    const bool all_verification = files_failed_verification_ == totals_.files_failed;
-    return make_error(all_verification ? Errc::verification : Errc::partial, std::to_string(totals_.files_failed) + " of " +
-                                         std::to_string(entries_.size()) + " entries failed");
+  if (totals_.files_failed == 0) return {};
+  const std::string count = std::to_string(totals_.files_failed) + " of " + std::to_string(entries_.size());
+  if (files_failed_verification_ == totals_.files_failed) {
+    return make_error(Errc::verification, count + " entries failed verification");
   }
-  return {};
+  // Nothing delivered because no source could be read here is not "partial": it is
+  // this side's local I/O. (A receiver's refusal carries no cause on the wire: partial.)
+  if (totals_.files_verified == 0 && files_failed_here_ == totals_.files_failed) {
+    return make_error(Errc::local_io, "nothing delivered: " + count + " entries failed (first: " + first_failure_ + ")");
+  }
+  return make_error(Errc::partial, count + " entries failed");
 }
 
 TransferProgress SenderSession::transfer() const {
@@ -674,6 +679,10 @@ void SenderSession::finish_entry(std::uint32_t index, bool verified, const std::
     event_for(index, EventType::file_verified, entries_[index].size);
   } else {
     ++totals_.files_failed;
+    if (first_failure_.empty()) first_failure_ = entries_[index].wire_path + ": " + why;
+    // Refusals and failed VERDICTs come from the receiver; every other failure is this
+    // side's own (a source that cannot be opened, read, or kept still while sent).
+    if (!why.starts_with("refused by receiver") && !why.starts_with("verification failed")) ++files_failed_here_;
     event_for(index, EventType::file_failed, index == cur_ ? acked_ : 0, why);
   }
 }

@@ -305,6 +305,8 @@ class SenderSession {
   std::optional<Error> failure_;
   std::optional<Error> last_connection_error_;
   std::uint64_t files_failed_verification_ = 0;
+  std::uint64_t files_failed_here_ = 0;  // failures of this side's own reads (not the receiver's)
+  std::string first_failure_;  // "PATH: why" of the first entry that failed, for outcome()
   std::uint64_t bytes_total_ = 0;  // sum of entries_' sizes (a source that changed counts as it is now)
   std::uint64_t files_done_ = 0;   // entries finished (verified, failed or refused)
   std::uint64_t bytes_done_ = 0;   // sum of their sizes

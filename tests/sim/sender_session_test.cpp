@@ -795,6 +795,43 @@ TEST(SenderVerdict, RefusedAnswerMovesOnAndEndsPartial) {
   EXPECT_EQ(h.s.totals().files_failed, 1u);
 }
 
+// Nothing delivered because no source could be read is local I/O, not "partial"; the
+// outcome names the first failure. Refusals by the receiver stay partial.
+TEST(SenderVerdict, NothingDeliveredForUnreadableSourcesIsLocalIoNotPartial) {
+  Harness h({bytes_of(100, 15), bytes_of(200, 16)});
+  h.handshake();
+  h.answer(0, 0);
+  ASSERT_EQ(h.reads.size(), 1u);
+  const auto first = h.reads[0].token;
+  h.reads.clear();
+  h.s.on_read_done(first, make_error(Errc::local_io, "read(/src/a): Input/output error"), h.now);
+  h.collect();
+  h.answer(1, 0, P::AnswerStatus::refuse);
+  h.feed(P::FrameType::end, P::to_json(P::End{2, 0}));
+  ASSERT_TRUE(h.s.finished());
+  EXPECT_EQ(h.s.totals().files_failed, 2u);
+  auto partial = h.s.outcome();
+  ASSERT_FALSE(partial.ok());
+  EXPECT_EQ(partial.error().code, Errc::partial) << "a refusal has no cause on the wire: " << partial.error().message();
+
+  Harness g({bytes_of(100, 15)});
+  g.handshake();
+  g.answer(0, 0);
+  ASSERT_EQ(g.reads.size(), 1u);
+  const auto token = g.reads[0].token;
+  g.reads.clear();
+  g.s.on_read_done(token, make_error(Errc::local_io, "read(/src/a): Input/output error"), g.now);
+  g.collect();
+  g.feed(P::FrameType::end, P::to_json(P::End{1, 0}));
+  ASSERT_TRUE(g.s.finished());
+  auto o = g.s.outcome();
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error().code, Errc::local_io) << o.error().message();
+  EXPECT_NE(o.error().message().find("nothing delivered: 1 of 1 entries failed (first: "), std::string::npos)
+      << o.error().message();
+  EXPECT_NE(o.error().message().find("Input/output error"), std::string::npos) << o.error().message();
+}
+
 // --- timers ---------------------------------------------------------------------------
 
 TEST(SenderTimers, NoAckWithBytesOutstandingStallsAndCloses) {
