@@ -24,8 +24,11 @@ outdir=$(cd "$outdir" && pwd)
 cmake -S "$top" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_INSTALL_PREFIX=/usr -DFERRY_BUILD_TESTS=OFF -DFERRY_BUILD_SHARED=ON
 cmake --build "$build_dir"
-# cpack stages the install below OUTDIR/_CPack_Packages; only the .deb is kept.
-(cd "$build_dir" && cpack -G DEB -B "$outdir")
+# cpack stages the install below OUTDIR/_CPack_Packages; only the .deb is kept. Its
+# last line names the package: "CPack: - package: PATH generated."
+log=$(cd "$build_dir" && cpack -G DEB -B "$outdir")
+echo "$log"
 rm -rf "$outdir/_CPack_Packages"
-deb=$(ls -t "$outdir"/ferry_*.deb | head -n 1)
+deb=$(sed -n 's/^CPack: - package: \(.*\.deb\) generated\.$/\1/p' <<<"$log")
+[[ -s "$deb" ]] || { echo "package.sh: cpack named no .deb" >&2; exit 1; }
 echo "$deb"

@@ -34,8 +34,8 @@
 // Relative includes (not rooted at the repository top like the rest of ferry): this is a
 // public header, installed as <ferry/lib/net/transport.hpp>, and must find its neighbours there
 // without ferry's own folders on the includer's path (cmake/package.cmake).
-#include "address.hpp"
 #include "../../protocol/result.hpp"
+#include "address.hpp"
 
 namespace ferry {
 

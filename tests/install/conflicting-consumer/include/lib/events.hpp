@@ -3,5 +3,7 @@
 #pragma once
 
 namespace consumer {
-inline const char* events_owner() { return "consumer lib/events.hpp"; }
+inline const char* events_owner() {
+  return "consumer lib/events.hpp";
+}
 }  // namespace consumer

@@ -2,5 +2,7 @@
 #pragma once
 
 namespace consumer {
-inline const char* auth_key_owner() { return "consumer protocol/auth_key.hpp"; }
+inline const char* auth_key_owner() {
+  return "consumer protocol/auth_key.hpp";
+}
 }  // namespace consumer

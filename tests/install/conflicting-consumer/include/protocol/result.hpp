@@ -6,5 +6,7 @@ namespace consumer {
 struct Result {
   int code = 0;
 };
-inline const char* result_owner() { return "consumer protocol/result.hpp"; }
+inline const char* result_owner() {
+  return "consumer protocol/result.hpp";
+}
 }  // namespace consumer

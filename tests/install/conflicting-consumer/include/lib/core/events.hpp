@@ -4,5 +4,7 @@
 #pragma once
 
 namespace consumer {
-inline const char* core_events_owner() { return "consumer lib/core/events.hpp"; }
+inline const char* core_events_owner() {
+  return "consumer lib/core/events.hpp";
+}
 }  // namespace consumer
