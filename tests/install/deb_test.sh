@@ -23,12 +23,13 @@
 # and the files it would put in place run from where it would put them (relative to
 # the root).
 #
-# Environment: FERRY_BUILD_DIR, FERRY_CPACK (the cpack executable). FERRY_KEEP_TMP=1 keeps
+# Environment: FERRY_BUILD_DIR, FERRY_CPACK (the cpack executable), FERRY_BUILD_SHARED (ON:
+# the build made libferry.so.0, and the package must hold it). FERRY_KEEP_TMP=1 keeps
 # the temporary directory. Every process runs under timeout(1); everything started is
 # stopped and removed on exit. No network is used.
 set -euo pipefail
 
-for v in FERRY_BUILD_DIR FERRY_CPACK; do
+for v in FERRY_BUILD_DIR FERRY_CPACK FERRY_BUILD_SHARED; do
   [[ -n "${!v:-}" ]] || { echo "deb_test: $v is not set (run through ctest)" >&2; exit 2; }
 done
 
@@ -79,23 +80,28 @@ done
 dpkg-deb -c "$deb" >"$tmp/contents.out" 2>&1 || fail "dpkg-deb -c"
 paths=$(awk '{print $6}' "$tmp/contents.out")
 # the install prefix in the package: cpack puts the tree below /usr
-for want in 'usr/bin/ferry-send$' 'usr/bin/ferry-recv$' 'usr/lib/(.*/)?libferry\.so\.0\.[0-9]+\.[0-9]+$' \
-            'usr/lib/(.*/)?libferry\.so\.0$' 'usr/lib/(.*/)?libferry\.so$' 'usr/lib/(.*/)?libferry_sender\.a$' \
-            'usr/include/ferry/sender/sender\.hpp$' 'usr/include/ferry/receiver/receiver\.hpp$' \
-            'usr/lib/(.*/)?cmake/ferry/ferryConfig\.cmake$' 'usr/lib/(.*/)?pkgconfig/ferry\.pc$' \
-            'usr/share/man/man1/ferry-send\.1' 'usr/share/bash-completion/completions/ferry-recv$' \
-            'usr/share/doc/ferry/copyright$'; do
+wants=('usr/bin/ferry-send$' 'usr/bin/ferry-recv$' 'usr/lib/(.*/)?libferry_sender\.a$'
+       'usr/include/ferry/sender/sender\.hpp$' 'usr/include/ferry/receiver/receiver\.hpp$'
+       'usr/lib/(.*/)?cmake/ferry/ferryConfig\.cmake$' 'usr/lib/(.*/)?pkgconfig/ferry\.pc$'
+       'usr/share/man/man1/ferry-send\.1' 'usr/share/bash-completion/completions/ferry-recv$'
+       'usr/share/doc/ferry/copyright$')
+if [[ "$FERRY_BUILD_SHARED" == ON ]]; then
+  wants+=('usr/lib/(.*/)?libferry\.so\.0\.[0-9]+\.[0-9]+$' 'usr/lib/(.*/)?libferry\.so\.0$' 'usr/lib/(.*/)?libferry\.so$')
+fi
+for want in "${wants[@]}"; do
   grep -Eq "^\./$want" <<<"$paths" || fail "the package lacks $want"
 done
 outside=$(grep -Ev '^\./(usr/.*)?$' <<<"$paths" || true)
 [[ -z "$outside" ]] || fail "the package puts files outside /usr: $outside"
-grep -q 'libferry.so.0 -> libferry.so.0.' "$tmp/contents.out" || fail "libferry.so.0 is not a link to the library"
-# libferry.so.0 in a library directory: the ld.so cache is refreshed after install and
-# removal (CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS writes an ldconfig postinst and postrm).
-for script in postinst postrm; do
-  dpkg-deb -I "$deb" "$script" 2>/dev/null | grep -q ldconfig || fail "the package's $script does not run ldconfig"
-done
-dpkg-deb -I "$deb" shlibs 2>/dev/null | grep -q '^libferry 0 ferry' || fail "no shlibs entry for libferry.so.0"
+if [[ "$FERRY_BUILD_SHARED" == ON ]]; then
+  grep -q 'libferry.so.0 -> libferry.so.0.' "$tmp/contents.out" || fail "libferry.so.0 is not a link to the library"
+  # libferry.so.0 in a library directory: the ld.so cache is refreshed after install and
+  # removal (CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS writes an ldconfig postinst and postrm).
+  for script in postinst postrm; do
+    dpkg-deb -I "$deb" "$script" 2>/dev/null | grep -q ldconfig || fail "the package's $script does not run ldconfig"
+  done
+  dpkg-deb -I "$deb" shlibs 2>/dev/null | grep -q '^libferry 0 ferry' || fail "no shlibs entry for libferry.so.0"
+fi
 
 # ---------------------------------------------------------------------------------
 step "3. apt-get install --simulate ./${deb##*/}"
@@ -108,9 +114,13 @@ grep -Eq '^Inst ferry ' "$tmp/apt.log" || fail "apt-get's simulation does not in
 step "4. unpacked into a scratch root: every ELF file loads, --version, a loopback transfer"
 root="$tmp/root"
 dpkg-deb -x "$deb" "$root" || fail "dpkg-deb -x"
-libdirs=$(find "$root/usr/lib" -name 'libferry.so.0' -printf '%h\n')
-[[ -n "$libdirs" ]] || fail "no libferry.so.0 unpacked"
-export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+n_elf_expected=2
+if [[ "$FERRY_BUILD_SHARED" == ON ]]; then
+  n_elf_expected=3
+  libdirs=$(find "$root/usr/lib" -name 'libferry.so.0' -printf '%h\n')
+  [[ -n "$libdirs" ]] || fail "no libferry.so.0 unpacked"
+  export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 n_elf=0
 while IFS= read -r -d '' f; do
   head -c 4 "$f" | grep -q 'ELF' || continue
@@ -118,7 +128,7 @@ while IFS= read -r -d '' f; do
   ldd "$f" >"$tmp/ldd.out" 2>&1 || fail "ldd $f"
   if grep -q 'not found' "$tmp/ldd.out"; then fail "$f: $(grep 'not found' "$tmp/ldd.out" | tr '\n' ' ')"; fi
 done < <(find "$root/usr/bin" "$root/usr/lib" -type f \( -perm -u+x -o -name '*.so.*' \) -print0)
-[[ $n_elf -ge 3 ]] || fail "found $n_elf ELF files to load, expected ferry-send, ferry-recv, libferry.so"
+[[ $n_elf -ge $n_elf_expected ]] || fail "found $n_elf ELF files to load, expected $n_elf_expected (ferry-send, ferry-recv, libferry.so)"
 
 version=$(timeout -k 5 10 "$root/usr/bin/ferry-send" --version) || fail "the unpacked ferry-send --version"
 [[ "$version" == *protocol* ]] || fail "ferry-send --version does not name the protocol: $version"
