@@ -3,16 +3,23 @@
 #   bin/ferry-send, bin/ferry-recv
 #   lib/libferry_*.a: sender, receiver, their sessions, the lib/ rooms core, uv, net,
 #                     fs, engine, and protocol             (${CMAKE_INSTALL_LIBDIR})
+#   lib/libferry.so -> libferry.so.0 -> libferry.so.0.1.0  the same, one shared library
+#                     (FERRY_BUILD_SHARED, default ON)
 #   include/ferry/{sender,receiver,lib,protocol}/...       the public headers, below
-#   lib/cmake/ferry/ferryConfig.cmake (+ Version, Targets)  find_package(ferry) -> ferry::ferry
+#   lib/cmake/ferry/ferryConfig.cmake (+ Version, Targets)  find_package(ferry) ->
+#                     ferry::ferry (static), ferry::ferry_shared (libferry.so)
 #   lib/pkgconfig/ferry.pc                                  pkg-config --cflags --libs ferry
+#                     (the static libraries)
 #   share/man/man1/ferry-send.1, ferry-recv.1
 #   share/bash-completion/completions/ferry-send, ferry-recv (completions/ferry.bash)
 #
-# A program includes <ferry/receiver/receiver.hpp> (or "receiver/receiver.hpp"): the
-# exported include directories are ${includedir} and ${includedir}/ferry, the latter so
-# that the headers' own includes, rooted at the repository top ("lib/net/transport.hpp"),
-# resolve. docs/examples/embed-receiver builds against it; tests/install proves it.
+# A program includes <ferry/sender/sender.hpp> and <ferry/receiver/receiver.hpp>; the
+# only exported include directory is ${includedir}. The public headers include each
+# other by relative paths ("../lib/net/transport.hpp"), which resolve inside
+# include/ferry/ whatever else is on the program's include path: ferry's generic folder
+# names (lib/, protocol/) never are. docs/examples/embed-receiver builds against it;
+# tests/install proves it, with a program whose own lib/ and protocol/ headers would
+# otherwise be taken for ferry's.
 # Included from the top-level CMakeLists.txt after the library targets exist.
 include(CMakePackageConfigHelpers)
 
@@ -48,7 +55,38 @@ endif()
 install(TARGETS ${_ferry_lib_targets} ferry_ferry
         EXPORT ferryTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} ${CMAKE_INSTALL_INCLUDEDIR}/ferry)
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+# libferry.so: the static libraries' own objects (compiled position-independent for
+# it, so each source is compiled once) linked into one shared library. Its SONAME
+# carries FERRY_SOVERSION, an ABI number of its own rather than the project's major
+# version: while ferry is 0.x a minor release may break the ABI, and must then bump
+# it. Every symbol has default visibility (the headers carry no export annotations);
+# only those the public headers declare are promised.
+set(FERRY_SOVERSION 0)
+if(FERRY_BUILD_SHARED)
+  add_library(ferry_ferry_shared SHARED)
+  add_library(ferry::ferry_shared ALIAS ferry_ferry_shared)
+  foreach(_lib IN LISTS FERRY_INSTALLED_LIBS)
+    set_target_properties(ferry_${_lib} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    target_sources(ferry_ferry_shared PRIVATE $<TARGET_OBJECTS:ferry_${_lib}>)
+  endforeach()
+  set_target_properties(ferry_ferry_shared PROPERTIES OUTPUT_NAME ferry EXPORT_NAME ferry_shared
+                        VERSION ${PROJECT_VERSION} SOVERSION ${FERRY_SOVERSION})
+  target_include_directories(ferry_ferry_shared INTERFACE $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
+  target_compile_features(ferry_ferry_shared INTERFACE cxx_std_20)
+  # libuv: the public headers include <uv.h>. The rest is the library's own business.
+  target_link_libraries(ferry_ferry_shared PUBLIC PkgConfig::LIBUV
+                        PRIVATE PkgConfig::XXHASH PkgConfig::SODIUM Threads::Threads
+                                $<BUILD_INTERFACE:ferry_warnings>)
+  if(_ferry_san)
+    target_link_options(ferry_ferry_shared INTERFACE ${_ferry_san})
+  endif()
+  install(TARGETS ferry_ferry_shared
+          EXPORT ferryTargets
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
 
 # The public headers: exactly what sender/sender.hpp and receiver/receiver.hpp include,
 # transitively (tests/install compiles both against the installed tree alone). A new

@@ -15,6 +15,7 @@ packages=(
   socat time rsync fiu-utils libfiu-dev  # socat, time, rsync: scripts/bench.sh
   tar diffutils e2fsprogs  # scripts/bench.sh's many-files scenarios: tar, diff -r, chattr +T
   groff-base man-db  # tests/install: rendering the man pages
+  dpkg-dev  # cpack -G DEB: dpkg-shlibdeps computes the .deb's Depends (tests/install/deb_test.sh)
 )
 
 missing=()

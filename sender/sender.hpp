@@ -34,10 +34,13 @@
 #include <string>
 #include <vector>
 
-#include "lib/core/events.hpp"
-#include "lib/core/outcome.hpp"
-#include "lib/net/transport.hpp"
-#include "protocol/auth_key.hpp"
+// Relative includes (not rooted at the repository top like the rest of ferry): this is a
+// public header, installed as <ferry/sender/sender.hpp>, and must find its neighbours there
+// without ferry's own folders on the includer's path (cmake/package.cmake).
+#include "../lib/core/events.hpp"
+#include "../lib/core/outcome.hpp"
+#include "../lib/net/transport.hpp"
+#include "../protocol/auth_key.hpp"
 
 namespace ferry {
 

@@ -4,8 +4,11 @@
 
 #include <optional>
 
-#include "lib/core/events.hpp"
-#include "protocol/result.hpp"
+// Relative includes (not rooted at the repository top like the rest of ferry): this is a
+// public header, installed as <ferry/lib/core/outcome.hpp>, and must find its neighbours there
+// without ferry's own folders on the includer's path (cmake/package.cmake).
+#include "../../protocol/result.hpp"
+#include "events.hpp"
 
 namespace ferry {
 

@@ -15,7 +15,10 @@
 #include <cstdint>
 #include <string>
 
-#include "protocol/result.hpp"
+// Relative includes (not rooted at the repository top like the rest of ferry): this is a
+// public header, installed as <ferry/lib/net/address.hpp>, and must find its neighbours there
+// without ferry's own folders on the includer's path (cmake/package.cmake).
+#include "../../protocol/result.hpp"
 
 namespace ferry {
 

@@ -31,8 +31,11 @@
 #include <string>
 #include <vector>
 
-#include "lib/net/address.hpp"
-#include "protocol/result.hpp"
+// Relative includes (not rooted at the repository top like the rest of ferry): this is a
+// public header, installed as <ferry/lib/net/transport.hpp>, and must find its neighbours there
+// without ferry's own folders on the includer's path (cmake/package.cmake).
+#include "../../protocol/result.hpp"
+#include "address.hpp"
 
 namespace ferry {
 
