@@ -4,10 +4,10 @@
 # option --help prints is offered here.
 
 _ferry_options_send="--listen --connect --stdio -e --rsh --chunk-size --window --stall-timeout --bwlimit
-  --json --progress -q --quiet -v --verbose --remote-ferry-recv -L --copy-links --retries --watch --settle
+  --json --progress -q --quiet -v --verbose --remote-ferry-recv -L --copy-links -l --links --retries --watch --settle
   --on-sent --wait-for-receiver --key-file --generate-key --allow --no-auth-i-know-this-is-insecure --version -h --help"
 _ferry_options_recv="--listen --connect --stdio -e --rsh --chunk-size --window --stall-timeout --bwlimit
-  --json --progress -q --quiet -v --verbose --once --no-fsync --idle-timeout --retries --stale-partial-age
+  --json --progress -q --quiet -v --verbose --once --no-fsync --no-links --safe-links --idle-timeout --retries --stale-partial-age
   --handshake-timeout --peer-timeout --busy-timeout --max-connections --max-per-address --key-file --generate-key
   --allow --no-auth-i-know-this-is-insecure --version -h --help"
 

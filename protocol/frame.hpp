@@ -28,8 +28,9 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 // flag in HELLO, and the AUTH frame: protocol/auth.hpp) and eager files (OFFERs of small
 // files in directories the receiver created: OFFER `eager`, ANSWER `created`; several
 // files in flight; VERDICTs after a batched commit). A peer of an older version fails
-// the HELLO exchange.
-inline constexpr std::uint32_t kProtocolVersion = 3;
+// the HELLO exchange. Version 4 adds symlinks (OFFER kind "symlink" with a `target`,
+// answered by an ANSWER alone: docs/PROTOCOL.md 4.4, 6.1).
+inline constexpr std::uint32_t kProtocolVersion = 4;
 inline constexpr std::size_t kHeaderSize = 24;
 
 // Chunk sizes: DATA payload bytes per frame.

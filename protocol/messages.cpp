@@ -128,6 +128,18 @@ Result<std::vector<ByteRange>> parse_held(const json& j, std::uint64_t offset) {
   return out;
 }
 
+const char* kind_name(EntryKind k) {
+  switch (k) {
+    case EntryKind::file:
+      return "file";
+    case EntryKind::directory:
+      return "dir";
+    case EntryKind::symlink:
+      return "symlink";
+  }
+  return "file";
+}
+
 }  // namespace
 
 std::string to_json(const Hello& m) {
@@ -152,13 +164,14 @@ std::string to_json(const Hello& m) {
 std::string to_json(const Offer& m) {
   json j{{"file", m.file_id},
          {"path", m.path},
-         {"kind", m.kind == EntryKind::file ? "file" : "dir"},
+         {"kind", kind_name(m.kind)},
          {"size", m.size},
          {"mtime_ns", m.mtime_ns},
          {"mode", m.mode},
          {"identity", m.identity}};
   if (m.kind == EntryKind::file) j["block_size"] = m.block_size;
   if (m.eager) j["eager"] = true;
+  if (m.kind == EntryKind::symlink) j["target"] = m.target;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -224,6 +237,21 @@ Result<Hello> parse_hello(Bytes payload) {
   return m;
 }
 
+namespace {
+
+// A symlink OFFER (version 4): size 0, a target of 1..kMaxLinkTarget bytes without NUL
+// (JSON's "\u0000" would carry one), not eager. Empty when fine, else why not.
+std::string link_problem(Reader& r, Offer& m) {
+  if (m.size != 0) return "symlink with a size";
+  if (m.eager) return "'eager' only for a file of at most one block";
+  if (!r.text("target", m.target, kMaxLinkTarget)) return r.why;
+  if (m.target.empty()) return "field 'target' empty";
+  if (m.target.find('\0') != std::string::npos) return "field 'target' holds a NUL byte";
+  return {};
+}
+
+}  // namespace
+
 Result<Offer> parse_offer(Bytes payload) {
   auto j = parse_object(payload, "OFFER");
   if (!j) return j.error();
@@ -238,8 +266,13 @@ Result<Offer> parse_offer(Bytes payload) {
   }
   if (kind == "file") m.kind = EntryKind::file;
   else if (kind == "dir") m.kind = EntryKind::directory;
-  else return bad("OFFER", "field 'kind' must be \"file\" or \"dir\"");
+  else if (kind == "symlink") m.kind = EntryKind::symlink;
+  else return bad("OFFER", "field 'kind' must be \"file\", \"dir\" or \"symlink\"");
   if (m.kind == EntryKind::directory && m.size != 0) return bad("OFFER", "directory with a size");
+  if (m.kind == EntryKind::symlink) {
+    if (auto why = link_problem(r, m); !why.empty()) return bad("OFFER", why);
+    return m;
+  }
   if (m.kind == EntryKind::file &&
       (!r.uint("block_size", m.block_size, kMaxChunkSize) || m.block_size < kMinChunkSize)) {
     return bad("OFFER", r.why.empty() ? "field 'block_size' out of range" : r.why);

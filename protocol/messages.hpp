@@ -42,7 +42,11 @@ struct Hello {
   bool keyed = false;
 };
 
-enum class EntryKind { file, directory };
+// symlink: version 4, a link sent as a link (the OFFER's `target`, no data).
+enum class EntryKind { file, directory, symlink };
+
+// The longest symlink target an OFFER may carry, in bytes (PATH_MAX).
+inline constexpr std::size_t kMaxLinkTarget = 4096;
 
 struct Offer {
   std::uint32_t file_id = 0;
@@ -62,6 +66,10 @@ struct Offer {
   // for files in a directory the receiver created on this connection (ANSWER
   // `created`), where it certainly holds nothing. Written only when true.
   bool eager = false;
+  // Version 4, symlinks only (required there, absent otherwise): the link's text as
+  // readlink returns it, 1..kMaxLinkTarget bytes, no NUL, UTF-8 (JSON carries nothing
+  // else). Stored verbatim by the receiver; size 0, no DATA, no COMMIT.
+  std::string target{};
 };
 
 enum class AnswerStatus { accept, refuse };

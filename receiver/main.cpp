@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-fsync", o.no_fsync,
                "Do not fsync files, directories or journals (scratch copies: verification is unchanged, "
                "durability against power loss is given up)");
+  app.add_flag("--no-links", o.no_links,
+               "Refuse every symlink a sender offers with --links (each is answered 'refused'; files are unaffected)");
+  app.add_flag("--safe-links", o.safe_links,
+               "Refuse offered symlinks whose target is absolute or climbs out of DEST_DIR (others are made as sent)");
   app.add_option("--idle-timeout", idle_s,
                  "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)")
       ->type_name("SECONDS");

@@ -276,6 +276,9 @@ class ReceiverEngine final : public Engine {
     cfg.handshake_timeout = opts_.handshake_timeout;
     cfg.peer_timeout = opts_.peer_timeout;
     cfg.busy_timeout = opts_.busy_timeout;
+    cfg.links = opts_.no_links     ? receiver::LinkPolicy::none
+                : opts_.safe_links ? receiver::LinkPolicy::safe
+                                   : receiver::LinkPolicy::all;
     cfg.key = opts_.key;
     return cfg;
   }
@@ -541,9 +544,22 @@ class ReceiverEngine final : public Engine {
                              Clock::now());  // drive() carries on
   }
 
+  // A symlink (version 4) is made here on the loop too (symlinkat, renameat, one fsync
+  // of its directory). A path another connection is writing is refused, not waited for.
+  void make_symlink(Peer& p, const receiver::OpenFile& o) {
+    Result<receiver::OpenedFile> done{receiver::OpenedFile{}};
+    if (busy_.count(on_disk_key(o.offer.path)) > 0) {
+      done = make_error(Errc::local_io, "busy: another sender is writing " + o.offer.path);
+    } else if (auto r = dest_->make_symlink(o.offer); !r) {
+      done = r.error();
+    }
+    p.session.on_file_opened(o.file_id, std::move(done), Clock::now());  // drive() carries on
+  }
+
   void open_file(Peer& p, const receiver::OpenFile& o) {
     const auto now = Clock::now();
     if (o.offer.kind == protocol::EntryKind::directory) return make_directory(p, o);
+    if (o.offer.kind == protocol::EntryKind::symlink) return make_symlink(p, o);
     // One writer per file on disk: keyed by the name the file and its partial have
     // there, not by the sent path (two sent paths can share a partial's name).
     const std::string key = on_disk_key(o.offer.path);

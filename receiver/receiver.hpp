@@ -69,6 +69,11 @@ struct ReceiverOptions {
   std::chrono::milliseconds handshake_timeout{10'000};  // a connection's HELLO (and AUTH) must be done by then
   std::chrono::milliseconds peer_timeout{60'000};  // closed after this long without progress from its sender
   std::chrono::milliseconds busy_timeout{120'000};  // a file waiting for a busy path is refused after this
+  // Symlink OFFERs (protocol version 4): refused, every one (ferry-recv --no-links), or
+  // those with an absolute target or one that climbs out of DEST (--safe-links);
+  // otherwise made with their target text unchanged. no_links wins.
+  bool no_links = false;
+  bool safe_links = false;
   // Durability against power loss given up (ferry-recv --no-fsync, for scratch copies):
   // no fsync of files, directories or journals. Verification is unchanged: a file is
   // renamed into place only after its digest matched.

@@ -339,6 +339,9 @@ void ReceiverSession::on_offer(P::Bytes payload) {
     // Refused, not fatal: the sender goes on with its other files.
     return refuse_entry("unsafe path: " + *why);
   }
+  if (o->kind == P::EntryKind::symlink) {
+    if (auto why = link_refusal(cfg_.links, o->path, o->target)) return refuse_entry(*why);
+  }
   state_ = State::opening;
   actions_.push_back(OpenFile{cur_, offer_});
 }
@@ -525,14 +528,14 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
   busy_since_.reset();
   note_progress(now);  // our own work ended: the sender's clock starts again
   if (!r) return refuse_entry(r.error().message());
-  if (offer_.kind == P::EntryKind::directory) {
+  if (offer_.kind != P::EntryKind::file) {  // a directory or a symlink: the ANSWER is all
     P::Answer a{cur_, P::AnswerStatus::accept, 0, {}};
-    a.created = r->created;
+    a.created = offer_.kind == P::EntryKind::directory && r->created;
     send_control(FrameType::answer, P::to_json(a));
     ++totals_.files_verified;
     unmark_failed(offer_.path);
     state_ = State::idle;
-    event(EventType::file_verified, "directory");
+    event(EventType::file_verified, offer_.kind == P::EntryKind::directory ? "directory" : "symlink");
     return;
   }
   if (r->offset > offer_.size || (r->offset % offer_.block_size != 0 && r->offset != offer_.size)) {
@@ -796,6 +799,30 @@ bool ReceiverSession::finish_small_file(std::uint32_t file_id, const Result<void
   send_control(FrameType::verdict, P::to_json(P::Verdict{done.file_id, P::VerdictStatus::verified, {}}));
   event_for(EventType::file_verified, done.path, done.size);
   return true;
+}
+
+}  // namespace ferry::receiver
+
+namespace ferry::receiver {
+
+std::optional<std::string> link_refusal(LinkPolicy policy, std::string_view wire_path, std::string_view target) {
+  if (policy == LinkPolicy::all) return std::nullopt;
+  if (policy == LinkPolicy::none) return std::string("symlinks refused by the receiver (--no-links)");
+  if (target.starts_with('/')) return std::string("unsafe symlink: absolute target refused (--safe-links)");
+  // Depth below DEST of the directory that holds the link, then of each step of the target.
+  long depth = static_cast<long>(std::count(wire_path.begin(), wire_path.end(), '/'));
+  std::size_t at = 0;
+  while (at <= target.size()) {
+    const std::size_t slash = std::min(target.find('/', at), target.size());
+    const std::string_view comp = target.substr(at, slash - at);
+    if (comp == "..") {
+      if (--depth < 0) return std::string("unsafe symlink: target climbs out of the destination (--safe-links)");
+    } else if (!comp.empty() && comp != ".") {
+      ++depth;
+    }
+    at = slash + 1;
+  }
+  return std::nullopt;
 }
 
 }  // namespace ferry::receiver

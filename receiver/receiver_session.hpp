@@ -55,6 +55,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -67,6 +68,13 @@
 #include "protocol/result.hpp"
 
 namespace ferry::receiver {
+
+enum class LinkPolicy { all, safe, none };
+
+// Why the symlink `wire_path` -> `target` is refused under `policy`, or nullopt when it
+// may be created. Under `safe`: an absolute target, or one whose ".." components reach
+// above DEST counting from the directory that holds the link.
+std::optional<std::string> link_refusal(LinkPolicy policy, std::string_view wire_path, std::string_view target);
 
 struct ReceiverConfig {
   std::uint64_t window = protocol::kDefaultWindow;  // for ACK pacing only
@@ -81,9 +89,15 @@ struct ReceiverConfig {
   std::chrono::milliseconds handshake_timeout{10'000};  // from the session's start
   std::chrono::milliseconds peer_timeout{60'000};       // without progress from the sender
   std::chrono::milliseconds busy_timeout{120'000};      // waiting for a path another connection holds
+  // Symlink OFFERs (version 4): `all` creates them with any target; `safe` refuses an
+  // absolute target or one whose ".." climb out of DEST from the link's place
+  // (rsync's --safe-links); `none` refuses every one (ferry-recv --no-links).
+  LinkPolicy links = LinkPolicy::all;
 };
 
-// Prepare the offered entry: directory -> create it; file -> open or create its
+// Prepare the offered entry: directory -> create it; symlink -> create it (atomically,
+// never following a link on its path or at its name), on_file_opened with no offset;
+// file -> open or create its
 // partial, check the journal and the partial, and report the verified offset and the
 // digest of bytes [0, offset). Answer with on_file_opened().
 struct OpenFile {

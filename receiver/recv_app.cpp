@@ -68,6 +68,8 @@ int run_recv(const RecvOptions& o) {
   ro.window = o.common.window;
   ro.rate_limit = o.common.rate_limit;
   ro.no_fsync = o.no_fsync;
+  ro.no_links = o.no_links;
+  ro.safe_links = o.safe_links;
   ro.stale_partial_age = o.stale_partial_age;
   ro.key = o.common.key;
   ro.max_senders = o.max_connections;

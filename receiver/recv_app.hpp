@@ -20,6 +20,8 @@ struct RecvOptions {
   std::chrono::milliseconds idle_timeout{0};  // 0: none; with --once default 300 s
   unsigned retries = 20;                      // redials in --connect / -e mode
   bool no_fsync = false;                      // --no-fsync: durability given up, verification kept
+  bool no_links = false;                      // --no-links: refuse every symlink OFFER
+  bool safe_links = false;                    // --safe-links: refuse absolute and escaping targets
   std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};  // --stale-partial-age; 0: never
   // Limits (docs/SECURITY.md, "Limits"); ReceiverOptions has the same defaults.
   std::size_t max_connections = 256;

@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
       ->type_name("PATH");
   app.add_flag("-L,--copy-links", o.copy_links,
                "Send what symlinks point to (by default they are skipped with a warning, as rsync does)");
+  app.add_flag("-l,--links", o.links,
+               "Send symlinks as symlinks, their target text unchanged (the receiver needs protocol version 4; "
+               "-L wins when both are given)");
   unsigned retries = 20;
   auto* retries_opt = app.add_option("--retries", retries,
                                      "Reconnect attempts in a row without progress (default 20, with --watch: "

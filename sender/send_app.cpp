@@ -60,6 +60,7 @@ int run_send(const SendOptions& o) {
   so.key = o.common.key;
   so.first_connection_wait = o.wait_for_receiver;
   so.copy_links = o.copy_links;
+  so.links = o.links;
   so.rate_limit = o.common.rate_limit;
   so.on_event = on_event;
   Sender sender(std::move(so));

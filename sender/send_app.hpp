@@ -27,6 +27,7 @@ struct SendOptions {
   // at the first failure, exit 9).
   std::chrono::milliseconds wait_for_receiver{0};
   bool copy_links = false;  // -L: send what symlinks point to
+  bool links = false;       // -l: send symlinks as symlinks (-L wins)
 };
 
 // Runs a whole transfer; returns the exit code (0 only when every entry verified).

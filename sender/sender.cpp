@@ -104,7 +104,7 @@ class SenderEngine final : public Engine {
     std::vector<SourceEntry> out;
     if (opts_.paths.empty() && opts_.files.empty()) return make_error(Errc::usage, "nothing to send");
     if (!opts_.paths.empty()) {
-      auto tree = walk_sources(opts_.paths, opts_.copy_links);
+      auto tree = walk_sources(opts_.paths, opts_.copy_links, opts_.links);
       if (!tree) return tree.error();
       for (const auto& s : tree->ignored) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});
       for (const auto& s : tree->skipped) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});

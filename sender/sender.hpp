@@ -61,6 +61,9 @@ struct SenderOptions {
   // Symlinks below (or among) `paths`: false: left out, each with a file_skipped event
   // (no error, as rsync without -l); true: sent as what they point to (-L).
   bool copy_links = false;
+  // --links: symlinks are sent as symlinks (OFFER kind symlink, protocol version 4);
+  // copy_links wins when both are set.
+  bool links = false;
   std::size_t chunk_size = 256 * 1024;              // 1 KiB .. 16 MiB
   std::uint64_t window = 4 * 1024 * 1024;           // 64 KiB .. 1 GiB, >= chunk_size
   std::chrono::milliseconds stall_timeout{10'000};  // no progress for this long: reconnect

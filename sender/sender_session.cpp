@@ -286,6 +286,11 @@ void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
     finish_file(true, {});
     return next_entry(now);
   }
+  if (ent.kind == P::EntryKind::symlink) {  // version 4: the ANSWER is all there is
+    if (a->offset != 0 || !a->held.empty()) return violation("ANSWER for a symlink with an offset or held ranges");
+    finish_file(true, {});
+    return next_entry(now);
+  }
   if (auto why = answer_problem(*a); !why.empty()) return violation(why);
   held_ = std::move(a->held);
   if (!a->note.empty()) event(EventType::warning, a->note);
@@ -479,6 +484,7 @@ void SenderSession::offer_current(Clock::time_point now) {
   o.mtime_ns = ent.mtime_ns;
   o.mode = ent.mode;
   o.identity = ent.identity;
+  o.target = ent.link_target;
   // Nothing is in flight for this offer yet (after a reconnect or a re-send the old
   // positions would count as outstanding and trip the stall timer while we wait).
   o.block_size = ent.kind == P::EntryKind::file ? static_cast<std::uint32_t>(cfg_.chunk_size) : 0;

@@ -1,4 +1,4 @@
-// SourceEntry: one file or directory the sender offers, as the sender session sees it
+// SourceEntry: one file, directory or symlink the sender offers, as the sender session sees it
 // (a plain value; lib/fs/source_tree.hpp makes them from the file system).
 //
 //   SourceEntry e{.wire_path = "dir/a.bin", .local_path = "/src/dir/a.bin", .size = 5};
@@ -24,6 +24,8 @@ struct SourceEntry {
   // size and mtime still changes ctime; a replaced file has another inode.
   std::int64_t ctime_ns = 0;
   std::uint64_t inode = 0;
+  // kind == symlink (--links): the link's text, as readlink returned it.
+  std::string link_target{};
 };
 
 // The identity string for a size and mtime, as put in OFFER.

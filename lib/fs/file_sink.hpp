@@ -95,6 +95,15 @@ class DestDir {
   // it (it did not exist), false when it was there already. Errc::protocol for an
   // unsafe path (through a symlink, or over a non-directory), Errc::local_io else.
   Result<bool> make_directory(const protocol::Offer& offer);
+  // Creates the symlink `offer.path` -> `offer.target` (kind symlink, version 4;
+  // lib/fs/dest_link.cpp): missing parents are made as for a file, the link is made
+  // under a temporary name in ferry's namespace and renamed over the final name
+  // (replacing a file or a link there, never following one), with the offered mtime
+  // (the link's own), and the directory is fsynced (unless no_fsync). The target is
+  // stored verbatim and never followed. True when it was made; false when the same
+  // link was there already (left unchanged). Errc::protocol for an unsafe path or a
+  // directory in the way, Errc::local_io else.
+  Result<bool> make_symlink(const protocol::Offer& offer);
   // Opens or creates the partial for `offer`, checks its journal and re-reads every
   // block it records (contiguous and held), and fills `state`. A final file with the
   // offered size and mtime counts as complete (state.offset == size, state.prefix its

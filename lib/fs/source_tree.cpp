@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
@@ -29,6 +30,7 @@ std::string base_name(std::string p) {
 struct WalkContext {
   SourceTree& out;
   bool copy_links = false;
+  bool links = false;  // --links: a symlink is sent as a symlink (copy_links wins)
   std::set<std::pair<dev_t, ino_t>> dirs_seen;
 };
 
@@ -55,6 +57,39 @@ void add_followed_link(const std::string& local, const std::string& wire, WalkCo
   walk(resolved, wire, st, ctx);
 }
 
+// --links: the symlink at `local` (lstat `st`) as an entry of its own, carrying its
+// target text; a target that cannot be read, is not UTF-8 or is too long is skipped.
+void add_link_entry(const std::string& local, const std::string& wire, const struct stat& st, WalkContext& ctx) {
+  std::string target(protocol::kMaxLinkTarget + 1, '\0');
+  const ssize_t n = ::readlink(local.c_str(), target.data(), target.size());
+  if (n < 0) {
+    ctx.out.skipped.push_back(local + ": readlink: " + std::strerror(errno));
+    return;
+  }
+  if (n == 0) {
+    ctx.out.skipped.push_back(local + ": symlink with an empty target, not sent");
+    return;
+  }
+  if (static_cast<std::size_t>(n) > protocol::kMaxLinkTarget) {
+    ctx.out.skipped.push_back(local + ": symlink target longer than " + std::to_string(protocol::kMaxLinkTarget) +
+                              " bytes, not sent");
+    return;
+  }
+  target.resize(static_cast<std::size_t>(n));
+  if (!is_valid_utf8(target)) {
+    ctx.out.skipped.push_back(local + ": symlink target is not valid UTF-8, not sent");
+    return;
+  }
+  SourceEntry e;
+  e.wire_path = wire;
+  e.local_path = local;
+  fill_from_stat(e, st);
+  e.kind = protocol::EntryKind::symlink;
+  e.identity = "symlink";
+  e.link_target = std::move(target);
+  ctx.out.entries.push_back(std::move(e));
+}
+
 // Adds the entry at `local` (stat `st`) to the tree, sent as `wire`: a regular file or
 // a directory; a symlink only with -L (followed); anything else is ignored with a note.
 // True for a directory whose contents follow.
@@ -66,6 +101,10 @@ bool add_entry(const std::string& local, const std::string& wire, const struct s
   }
   if (S_ISLNK(st.st_mode) && ctx.copy_links) {
     add_followed_link(local, wire, ctx);
+    return false;
+  }
+  if (S_ISLNK(st.st_mode) && ctx.links) {
+    add_link_entry(local, wire, st, ctx);
     return false;
   }
   SourceEntry e;
@@ -196,9 +235,9 @@ bool is_valid_utf8(const std::string& name) {
   }
 }
 
-Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links) {
+Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links, bool links) {
   SourceTree out;
-  WalkContext ctx{out, copy_links, {}};
+  WalkContext ctx{out, copy_links, links, {}};
   std::vector<std::string> top_names;  // two PATHs with one base name would overwrite each other
   for (const auto& given : paths) {
     const std::string p = without_trailing_slashes(given);
@@ -219,7 +258,7 @@ Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy
     if (followed_link) {
       add_followed_link(p, name, ctx);
     } else {
-      walk(p, name, st, ctx);  // a symlink PATH without -L: ignored with a note, as rsync does
+      walk(p, name, st, ctx);  // a symlink PATH without -L: sent as a link (--links) or ignored with a note
     }
   }
   return out;

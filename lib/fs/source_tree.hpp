@@ -6,7 +6,10 @@
 // sockets) are not sent: they are listed in `ignored` (as rsync skips non-regular
 // files). With copy_links (-L), a symlink is sent as what it points to: a file, or a
 // directory and everything below it (a directory already listed is not listed again,
-// so a link cannot loop); a dangling one is ignored.
+// so a link cannot loop); a dangling one is ignored. With links (--links) and without
+// copy_links, a symlink (a PATH argument too) is an entry of kind symlink carrying its
+// target text (never followed); -L wins when both are given, as in rsync. A target
+// that is not UTF-8 or is longer than protocol::kMaxLinkTarget is listed in `skipped`.
 //
 //   auto tree = walk_sources({"file.bin", "dir"});
 //   if (!tree) fail(tree.error());       // a PATH that does not exist
@@ -35,7 +38,7 @@ struct SourceTree {
 
 // Errc::usage when a PATH is missing or is itself a special file (a symlink PATH is
 // ignored, or followed with copy_links); Errc::local_io when a directory cannot be read.
-Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links = false);
+Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links = false, bool links = false);
 
 // The entry as its file is now (size, mtime, mode, identity). Errc::local_io when it
 // is gone or no longer a regular file.

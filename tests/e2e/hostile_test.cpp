@@ -1,7 +1,8 @@
 // End-to-end: hostile senders against a real ferry-recv --listen. A raw TCP client
 // speaks the protocol by hand (protocol/codec.hpp, protocol/messages.hpp) and offers
 // paths that escape DEST ("../x", an absolute path, "a/../../x", "", a NUL, a path
-// through a symlink planted in DEST that points outside), sends frames whose length
+// through a symlink planted in DEST that points outside, or through a symlink it sent
+// itself: version 4), sends frames whose length
 // field is over the limit (with a valid header check), unknown types and versions,
 // garbage, and well-formed frames that break the protocol. The receiver must refuse
 // each offer with ANSWER refuse, close the connection on malformed framing, answer
@@ -133,6 +134,13 @@ class RawClient {
   std::string why_;
 };
 
+// The text of the symlink at `path`, or "" when there is none.
+std::string read_link(const std::string& path) {
+  char buf[8192];
+  const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  return n < 0 ? std::string() : std::string(buf, static_cast<std::size_t>(n));
+}
+
 std::string session_id() {
   return "0123456789abcdef0123456789abcdef";
 }
@@ -244,6 +252,88 @@ TEST_F(HostileSender, UnsafePathsAreRefused) {
   ASSERT_TRUE(f.has_value()) << c.why();
   EXPECT_EQ(f->type, P::FrameType::end);
   EXPECT_EQ(list_dir(dest_), std::vector<std::string>{"link"});
+}
+
+// Version 4 (--links): a link is stored verbatim, even one pointing outside DEST, but
+// nothing is ever written through it: a later OFFER whose path goes through the link
+// (a file, a directory, another link) is refused, and an OFFER of a file at the link's
+// own name replaces the link, never its target.
+TEST_F(HostileSender, NothingIsWrittenThroughAReceivedSymlink) {
+  RawClient c(recv_.port);
+  handshake(c);
+  if (HasFatalFailure()) return;
+  auto offer_and_answer = [&](P::Offer o) -> std::optional<P::Answer> {
+    o.mtime_ns = 1'700'000'000'000'000'000;
+    o.identity = o.kind == P::EntryKind::symlink ? "symlink" : "hostile-" + std::to_string(o.file_id);
+    if (!c.send_frame(P::FrameType::offer, P::to_json(o))) return std::nullopt;
+    auto f = c.read_frame();
+    if (!f || f->type != P::FrameType::answer) return std::nullopt;
+    auto a = P::parse_answer(P::as_bytes(f->payload));
+    return a ? std::optional<P::Answer>(*a) : std::nullopt;
+  };
+  P::Offer link;
+  link.file_id = 0;
+  link.path = "a";
+  link.kind = P::EntryKind::symlink;
+  link.mode = 0777;
+  link.target = outside_;  // absolute, into the directory the test watches
+  auto a = offer_and_answer(link);
+  ASSERT_TRUE(a) << c.why() << recv_.proc->describe();
+  ASSERT_EQ(a->status, P::AnswerStatus::accept) << a->note;
+  EXPECT_EQ(read_link(dest_ + "/a"), outside_) << "the target is stored verbatim";
+  struct Through {
+    std::string path;
+    P::EntryKind kind;
+  };
+  std::uint32_t id = 1;
+  for (const Through& t : {Through{"a/x", P::EntryKind::file}, Through{"a/sub/x", P::EntryKind::file},
+                           Through{"a/d", P::EntryKind::directory}, Through{"a/l", P::EntryKind::symlink}}) {
+    SCOPED_TRACE(t.path);
+    P::Offer o;
+    o.file_id = id++;
+    o.path = t.path;
+    o.kind = t.kind;
+    o.size = t.kind == P::EntryKind::file ? 5 : 0;
+    o.block_size = t.kind == P::EntryKind::file ? 4096 : 0;
+    o.target = "x";
+    auto r = offer_and_answer(o);
+    ASSERT_TRUE(r) << c.why();
+    EXPECT_EQ(r->status, P::AnswerStatus::refuse) << "went through the link";
+    EXPECT_FALSE(r->note.empty());
+  }
+  // The link itself as a directory: refused (a symlink in the way), never followed.
+  P::Offer dir;
+  dir.file_id = id++;
+  dir.path = "a";
+  dir.kind = P::EntryKind::directory;
+  auto r = offer_and_answer(dir);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, P::AnswerStatus::refuse);
+  ASSERT_TRUE(c.send_frame(P::FrameType::end, P::to_json(P::End{0, 0})));
+  auto f = c.read_frame();
+  ASSERT_TRUE(f.has_value()) << c.why();
+  EXPECT_EQ(f->type, P::FrameType::end);
+  EXPECT_EQ(list_dir(dest_), (std::vector<std::string>{"a", "link"}));
+  ASSERT_EQ(::unlink((dest_ + "/a").c_str()), 0);  // TearDown expects DEST as it was
+}
+
+// A peer that speaks protocol version 3 only (before symlinks) fails at once with the
+// version error: the receiver sends ERROR "no common protocol version" and closes.
+TEST_F(HostileSender, AVersion3SenderFailsTheVersionNegotiation) {
+  RawClient c(recv_.port);
+  P::Hello h;
+  h.min_version = h.max_version = 3;
+  h.role = P::Role::sender;
+  h.session = session_id();
+  h.nonce = std::string(64, '7');
+  ASSERT_TRUE(c.send_frame(P::FrameType::hello, P::to_json(h)));
+  auto f = c.read_frame();
+  ASSERT_TRUE(f.has_value()) << c.why();
+  ASSERT_EQ(f->type, P::FrameType::error) << f->payload;
+  auto e = P::parse_error(P::as_bytes(f->payload));
+  ASSERT_TRUE(e.ok()) << f->payload;
+  EXPECT_NE(e->message.find("protocol version"), std::string::npos) << e->message;
+  EXPECT_TRUE(c.closed_by_peer()) << c.why();
 }
 
 // A header with a valid header check (bytes 20..23 recomputed after any change).

@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
   o.size = 1000;
   o.path = "../escape";
   out.emplace_back("offer_escape", P::frame_of(P::FrameType::offer, P::to_json(o)));
+  P::Offer link{3, "dir/link", P::EntryKind::symlink, 0, 1, 0777, "symlink"};
+  link.target = "../file.bin";
+  out.emplace_back("offer_symlink", P::frame_of(P::FrameType::offer, P::to_json(link)));
   out.emplace_back("answer", P::frame_of(P::FrameType::answer, P::to_json(P::Answer{1, P::AnswerStatus::accept, 10, ""})));
   P::Answer created{2, P::AnswerStatus::accept, 0, ""};
   created.created = true;

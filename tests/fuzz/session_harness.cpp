@@ -197,6 +197,13 @@ std::vector<SourceEntry> fuzz_entries() {
   file("d/empty", 0);
   file("d/one", SenderHarness::kChunk);
   file("d/small", 100);  // with "d/empty" and "d/one": eager when the ANSWER says created
+  SourceEntry link;       // version 4: a symlink, answered by an ANSWER alone
+  link.wire_path = "d/link";
+  link.local_path = "/fuzz/d/link";
+  link.kind = P::EntryKind::symlink;
+  link.identity = "symlink";
+  link.link_target = "../a.bin";
+  out.push_back(std::move(link));
   return out;
 }
 

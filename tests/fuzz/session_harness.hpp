@@ -128,7 +128,7 @@ class ReceiverHarness final : public Harness {
 };
 
 // A SenderSession over a fixed set of entries (files of a few blocks, an empty file, a
-// directory) whose bytes are a function of (entry, offset); reads, prefix hashes and
+// directory, a symlink) whose bytes are a function of (entry, offset); reads, prefix hashes and
 // source checks wait in a queue until the script answers them.
 class SenderHarness final : public Harness {
  public:

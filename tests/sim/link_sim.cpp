@@ -88,6 +88,7 @@ class MemoryDest {
   std::map<std::string, Partial> partials;
   std::map<std::string, Final> finals;
   std::set<std::string> dirs;
+  std::map<std::string, std::string> links;  // symlinks made (version 4): path -> target
   std::set<std::string> committed;
   std::vector<DestFailure> failures;
   std::vector<std::string>* violations = nullptr;
@@ -102,6 +103,12 @@ class MemoryDest {
       receiver::OpenedFile made;
       made.created = dirs.insert(o.path).second;
       return made;
+    }
+    if (o.kind == P::EntryKind::symlink) {  // as DestDir::make_symlink: a file is replaced
+      if (dirs.count(o.path)) return make_error(Errc::protocol, "unsafe path '" + o.path + "': a directory is in the way");
+      finals.erase(o.path);
+      links[o.path] = o.target;
+      return receiver::OpenedFile{};
     }
     if (dirs.count(o.path)) return make_error(Errc::local_io, "cannot write " + shown + ": a directory is in the way");
     h = Handle{o, false};
@@ -303,6 +310,8 @@ std::vector<SourceEntry> entries_of(const SimCase& c) {
     e.wire_path = f.path;
     e.local_path = "mem:" + f.path;
     e.kind = f.directory ? P::EntryKind::directory : P::EntryKind::file;
+    if (!f.link_target.empty()) e.kind = P::EntryKind::symlink;
+    e.link_target = f.link_target;
     e.size = f.directory ? 0 : f.data.size();
     e.mtime_ns = f.mtime_ns;
     e.mode = f.directory ? 0755 : 0644;
@@ -377,6 +386,7 @@ class Sim {
     for (auto& [path, f] : dest_.finals) res_.finals[path] = f.bytes;
     res_.committed = dest_.committed;
     res_.directories = dest_.dirs;
+    res_.links = dest_.links;
     for (const auto& [path, p] : dest_.partials) res_.partials_left.push_back(path);
     return std::move(res_);
   }
@@ -1006,7 +1016,9 @@ std::string describe(const SimCase& c) {
   o << "case '" << c.name << "' seed=" << c.link.seed << " chunk=" << c.chunk_size << " window=" << c.window
     << " rate=" << c.link.rate << " delay=" << c.link.delay.count() << " io=" << c.io_latency.count() << " files=[";
   for (std::size_t i = 0; i < c.files.size(); ++i) {
-    o << (i ? " " : "") << c.files[i].path << (c.files[i].directory ? "/" : ":" + size_text(c.files[i].data.size()));
+    const SimFile& f = c.files[i];
+    o << (i ? " " : "") << f.path
+      << (f.directory ? "/" : !f.link_target.empty() ? "->" + f.link_target : ":" + size_text(f.data.size()));
   }
   o << "] faults=[";
   for (std::size_t i = 0; i < c.link.faults.size(); ++i) {
@@ -1048,6 +1060,11 @@ std::vector<std::string> check_result(const SimCase& c, const SimResult& r, bool
     for (const auto& f : c.files) {
       if (f.directory) {
         if (!r.directories.count(f.path)) problems.push_back("directory " + f.path + " not created");
+        continue;
+      }
+      if (!f.link_target.empty()) {
+        auto link = r.links.find(f.path);
+        if (link == r.links.end() || link->second != f.link_target) problems.push_back("symlink " + f.path + " not made");
         continue;
       }
       auto it = r.finals.find(f.path);
@@ -1178,6 +1195,16 @@ void add_random_preset(Rng& g, std::uint64_t seed, SimCase& c) {
   }
 }
 
+// A symlink (version 4) at the end of one case in four, with a target that may point
+// anywhere (it is stored, never followed).
+void add_random_link(Rng& g, SimCase& c) {
+  if (!g.chance(1, 4)) return;
+  SimFile link;
+  link.path = g.chance(1, 2) ? "ln" : "t/ln";
+  link.link_target = g.pick(std::vector<std::string>{"f0.bin", "../../etc/passwd", "/abs/target", "dangling/x"});
+  c.files.push_back(std::move(link));
+}
+
 // Up to `max_faults` faults, spread over the bytes each direction is expected to carry
 // for `n` entries of `total` bytes.
 void add_random_faults(Rng& g, std::uint64_t total, std::uint64_t n, unsigned max_faults, SimCase& c) {
@@ -1217,6 +1244,7 @@ SimCase random_case(std::uint64_t seed, unsigned max_faults) {
   add_random_preset(g, seed, c);
   total += add_random_tree(g, seed, c);
   add_random_faults(g, total, c.files.size(), max_faults, c);
+  add_random_link(g, c);  // last: the draws before it, and so older seeds' cases, are unchanged
   return c;
 }
 

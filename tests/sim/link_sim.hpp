@@ -69,6 +69,7 @@ struct SimFile {
   std::vector<std::byte> data;    // contents (empty for a directory)
   std::int64_t mtime_ns = 1'700'000'000'000'000'000;
   bool directory = false;
+  std::string link_target{};  // version 4: non-empty for a symlink (sent as with --links)
 };
 
 // The destination before the case starts: a partial with its journal, or a file
@@ -128,6 +129,7 @@ struct SimResult {
   std::map<std::string, std::vector<std::byte>> finals;  // destination files under final names
   std::set<std::string> committed;                       // paths committed during the run
   std::set<std::string> directories;
+  std::map<std::string, std::string> links;  // symlinks made: path -> target
   std::vector<std::string> partials_left;
   std::vector<std::string> invariant_violations;  // window exceeded, bad action order, ...
   std::vector<std::string> trace;                 // with SimCase::trace

@@ -86,6 +86,7 @@ struct PendingWrite {
 class Harness {
  public:
   explicit Harness(std::uint64_t window = 1024 * 1024) : r(ReceiverConfig{window, "test-receiver"}, kT0) {}
+  explicit Harness(ReceiverConfig config) : r(std::move(config), kT0) {}
 
   // Performs the session's actions as recv_app does: WriteChunk's bytes land at once
   // (its span is valid until the next input); the write completes at once, or waits
@@ -1403,6 +1404,125 @@ TEST(ReceiverEager, DirectoryAnswerSaysWhetherItWasCreated) {
     auto a = P::parse_answer(answers[0].payload);
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(a->created, created);
+  }
+}
+
+}  // namespace
+}  // namespace ferry::receiver
+
+// --- version 4: symlinks -----------------------------------------------------------------
+
+namespace ferry::receiver {
+namespace {
+
+std::string link_offer(std::uint32_t id, const std::string& path, const std::string& target) {
+  P::Offer o;
+  o.file_id = id;
+  o.path = path;
+  o.kind = P::EntryKind::symlink;
+  o.mtime_ns = 5;
+  o.mode = 0777;
+  o.identity = "symlink";
+  o.target = target;
+  return P::to_json(o);
+}
+
+std::optional<P::Answer> only_answer(const Harness& h) {
+  auto answers = h.of_type(P::FrameType::answer);
+  EXPECT_EQ(answers.size(), 1u);
+  if (answers.size() != 1) return std::nullopt;
+  auto a = P::parse_answer(answers[0].payload);
+  EXPECT_TRUE(a.ok());
+  return a ? std::optional<P::Answer>(*a) : std::nullopt;
+}
+
+TEST(ReceiverLinks, ALinkIsMadeByTheDriverAndAnsweredWithoutData) {
+  Harness h;
+  h.hello();
+  h.frames.clear();
+  h.feed(P::FrameType::offer, link_offer(0, "d/l", "/etc/passwd"));
+  ASSERT_EQ(h.opens.size(), 1u) << "the driver makes the link";
+  EXPECT_EQ(h.opens[0].offer.kind, P::EntryKind::symlink);
+  EXPECT_EQ(h.opens[0].offer.target, "/etc/passwd") << "stored verbatim under the default policy";
+  EXPECT_TRUE(h.of_type(P::FrameType::answer).empty()) << "answered once it is made";
+  h.opens.clear();
+  h.r.on_file_opened(0, OpenedFile{}, h.now);
+  h.collect();
+  auto a = only_answer(h);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->status, P::AnswerStatus::accept);
+  EXPECT_EQ(a->offset, 0u);
+  EXPECT_FALSE(a->created);
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+  EXPECT_EQ(h.r.totals().files_verified, 1u);
+  bool verified = false;
+  for (const auto& e : h.r.take_events()) verified |= e.type == EventType::file_verified && e.detail == "symlink";
+  EXPECT_TRUE(verified);
+}
+
+TEST(ReceiverLinks, DataOrCommitForALinkIsAViolation) {
+  {
+    Harness h;
+    h.hello();
+    h.feed(P::FrameType::offer, link_offer(0, "l", "x"));
+    h.opens.clear();
+    h.r.on_file_opened(0, OpenedFile{}, h.now);
+    h.collect();
+    auto d = bytes_of(10, 9);
+    h.feed(data_frame(0, 0, d));
+    expect_violation(h);
+    EXPECT_EQ(h.writes, 0u);
+  }
+  {
+    Harness h;
+    h.hello();
+    h.feed(P::FrameType::offer, link_offer(0, "l", "x"));
+    h.opens.clear();
+    h.r.on_file_opened(0, OpenedFile{}, h.now);
+    h.collect();
+    h.feed(P::FrameType::commit, P::to_json(P::Commit{0, 0, std::string(32, '0')}));
+    expect_violation(h);
+  }
+  {
+    Harness h;  // a link with a size is a malformed OFFER
+    h.hello();
+    h.feed(P::FrameType::offer,
+           R"({"file":0,"path":"l","kind":"symlink","size":3,"mtime_ns":0,"mode":511,"identity":"s","target":"x"})");
+    expect_violation(h);
+    EXPECT_TRUE(h.opens.empty());
+  }
+}
+
+TEST(ReceiverLinks, NoLinksRefusesEveryLinkAndSafeLinksTheEscapingOnes) {
+  struct Case {
+    LinkPolicy policy;
+    std::string path, target;
+    bool made;
+  };
+  const std::vector<Case> cases = {
+      {LinkPolicy::none, "l", "x", false},          {LinkPolicy::safe, "l", "/etc", false},
+      {LinkPolicy::safe, "l", "../x", false},       {LinkPolicy::safe, "d/l", "../../x", false},
+      {LinkPolicy::safe, "d/l", "a/../../../x", false},
+      {LinkPolicy::safe, "d/l", "../x", true},      {LinkPolicy::safe, "d/e/l", "./../.././x//y", true},
+      {LinkPolicy::safe, "l", "a/b/../c", true},    {LinkPolicy::all, "l", "/etc", true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.path + " -> " + c.target);
+    EXPECT_EQ(!link_refusal(c.policy, c.path, c.target).has_value(), c.made);
+    ReceiverConfig cfg{1024 * 1024, "test-receiver"};
+    cfg.links = c.policy;
+    Harness h(cfg);
+    h.hello();
+    h.frames.clear();
+    h.feed(P::FrameType::offer, link_offer(0, c.path, c.target));
+    EXPECT_EQ(h.opens.size(), c.made ? 1u : 0u);
+    if (!c.made) {
+      auto a = only_answer(h);
+      ASSERT_TRUE(a);
+      EXPECT_EQ(a->status, P::AnswerStatus::refuse);
+      EXPECT_FALSE(a->note.empty());
+      EXPECT_TRUE(h.closes.empty()) << "a refusal, not a violation";
+    }
   }
 }
 

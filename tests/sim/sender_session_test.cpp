@@ -1426,3 +1426,69 @@ TEST(SenderEager, AnswerAcceptingAnEagerFileIsAViolation) {
 
 }  // namespace
 }  // namespace ferry::sender
+
+// --- version 4: symlinks -----------------------------------------------------------------
+
+namespace ferry::sender {
+namespace {
+
+SourceEntry link_entry(const std::string& path, const std::string& target) {
+  SourceEntry e = entry(path, 0);
+  e.kind = P::EntryKind::symlink;
+  e.identity = "symlink";
+  e.link_target = target;
+  return e;
+}
+
+TEST(SenderLinks, ALinkIsOfferedWithItsTargetAndCountedVerifiedOnAccept) {
+  Harness h({link_entry("l", "../x/y"), entry("f", 100)}, {{}, bytes_of(100, 77)});
+  h.handshake();
+  auto sent = offers(h);
+  ASSERT_EQ(sent.size(), 1u) << "one entry at a time: the link's ANSWER comes first";
+  EXPECT_EQ(sent[0].kind, P::EntryKind::symlink);
+  EXPECT_EQ(sent[0].target, "../x/y");
+  EXPECT_EQ(sent[0].size, 0u);
+  EXPECT_FALSE(sent[0].eager);
+  EXPECT_TRUE(h.reads.empty()) << "a link has no data to read";
+  h.answer(0, 0);
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+  sent = offers(h);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].path, "f");
+  EXPECT_TRUE(h.of_type(P::FrameType::data).empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::commit).empty()) << "no COMMIT for a link";
+}
+
+TEST(SenderLinks, ARefusedLinkFailsThatEntryAndTheTransferIsPartial) {
+  Harness h({link_entry("l", "/etc")}, {{}});
+  h.handshake();
+  h.answer(0, 0, P::AnswerStatus::refuse);
+  EXPECT_EQ(h.s.totals().files_failed, 1u);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  h.feed(P::FrameType::end, P::to_json(P::End{0, 0}));
+  ASSERT_TRUE(h.s.finished());
+  ASSERT_FALSE(h.s.outcome().ok());
+  EXPECT_EQ(h.s.outcome().error().code, Errc::partial);
+}
+
+TEST(SenderLinks, AnAnswerWithHeldRangesForALinkIsAViolation) {
+  Harness h({link_entry("l", "x")}, {{}});
+  h.handshake();
+  h.answer(0, 0, P::AnswerStatus::accept, {P::ByteRange{0, 1}});
+  expect_protocol_failure(h);
+}
+
+TEST(SenderLinks, ALinkInACreatedDirectoryIsNotSentEagerly) {
+  Harness h({dir_entry("t"), link_entry("t/l", "f0"), entry("t/f0", 10)}, {{}, {}, bytes_of(10, 3)});
+  h.handshake();
+  answer_dir(h, 0, /*created=*/true);
+  auto sent = offers(h);
+  ASSERT_GE(sent.size(), 2u);
+  EXPECT_EQ(sent[1].kind, P::EntryKind::symlink);
+  EXPECT_FALSE(sent[1].eager);
+  h.answer(1, 0);
+  EXPECT_EQ(h.s.totals().files_verified, 2u);
+}
+
+}  // namespace
+}  // namespace ferry::sender

@@ -126,7 +126,7 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
   }
   for (auto [name, want] :
        {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()},
-        std::pair{"offer_eager", kat::kat_offer_eager()}}) {
+        std::pair{"offer_eager", kat::kat_offer_eager()}, std::pair{"offer_symlink", kat::kat_offer_symlink()}}) {
     auto m = parse_offer(payload_of(name));
     ASSERT_TRUE(m) << name << ": " << m.error().message();
     EXPECT_EQ(m->file_id, want.file_id);
@@ -138,6 +138,7 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->identity, want.identity);
     EXPECT_EQ(m->block_size, want.block_size);
     EXPECT_EQ(m->eager, want.eager) << name;
+    EXPECT_EQ(m->target, want.target) << name;
   }
   for (auto [name, want] :
        {std::pair{"answer_accept", kat::kat_answer_accept()}, std::pair{"answer_refuse", kat::kat_answer_refuse()},

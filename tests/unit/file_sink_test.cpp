@@ -862,3 +862,78 @@ TEST(FileSink, MakeDirectoryNested) {
 
 }  // namespace
 }  // namespace ferry
+
+// --- version 4: DestDir::make_symlink (lib/fs/dest_link.cpp) ------------------------------
+
+namespace ferry {
+namespace {
+
+Offer link_offer(const std::string& path, const std::string& target, std::int64_t mtime_ns = 1'600'000'000'123'000'000) {
+  Offer o;
+  o.path = path;
+  o.kind = protocol::EntryKind::symlink;
+  o.mtime_ns = mtime_ns;
+  o.mode = 0777;
+  o.identity = "symlink";
+  o.target = target;
+  return o;
+}
+
+std::string link_text(const std::string& path) {
+  char buf[8192];
+  const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  return n < 0 ? std::string("(not a link)") : std::string(buf, static_cast<std::size_t>(n));
+}
+
+// Made verbatim (parents created), with its own mtime; an identical one is left in
+// place; another target or a file at the name is replaced, never followed; no
+// temporary is left behind.
+TEST(DestLink, MadeVerbatimReplacedAtomicallyAndLeftWhenIdentical) {
+  Fixture f;
+  TempDir elsewhere;
+  const std::string precious = elsewhere.path() + "/precious";
+  test::write_file(precious, "keep");
+  auto made = f.dir->make_symlink(link_offer("a/b/l", precious));
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_TRUE(*made);
+  EXPECT_EQ(link_text(f.at("a/b/l")), precious);
+  struct stat st{};
+  ASSERT_EQ(::lstat(f.at("a/b/l").c_str(), &st), 0);
+  EXPECT_EQ(mtime_ns(st), 1'600'000'000'123'000'000) << "the link's own mtime";
+
+  auto again = f.dir->make_symlink(link_offer("a/b/l", precious));
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again) << "an identical link is left as it is";
+
+  ASSERT_TRUE(f.dir->make_symlink(link_offer("a/b/l", "../other")));
+  EXPECT_EQ(link_text(f.at("a/b/l")), "../other");
+  test::write_file(f.at("a/file"), "old");
+  ASSERT_TRUE(f.dir->make_symlink(link_offer("a/file", "x")));
+  EXPECT_EQ(link_text(f.at("a/file")), "x");
+  EXPECT_EQ(test::read_file(precious), "keep") << "never written through";
+  EXPECT_EQ(list_dir(f.at("a")), (std::vector<std::string>{"b", "file"}));
+  EXPECT_EQ(list_dir(f.at("a/b")), std::vector<std::string>{"l"});
+}
+
+TEST(DestLink, ADirectoryInTheWayOrASymlinkOnThePathIsRefused) {
+  Fixture f;
+  TempDir elsewhere;
+  ASSERT_TRUE(f.dir->make_directory(dir_offer("d/inner")));
+  auto r = f.dir->make_symlink(link_offer("d", "x"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::protocol) << r.error().message();
+  EXPECT_EQ(list_dir(f.at("d")), std::vector<std::string>{"inner"});
+  ASSERT_TRUE(f.dir->make_symlink(link_offer("out", elsewhere.path())));
+  for (const char* path : {"out/l", "out/sub/l"}) {
+    auto through = f.dir->make_symlink(link_offer(path, "x"));
+    ASSERT_FALSE(through) << path;
+    EXPECT_EQ(through.error().code, Errc::protocol) << through.error().message();
+  }
+  EXPECT_EQ(list_dir(elsewhere.path()), std::vector<std::string>{});
+  auto unsafe = f.dir->make_symlink(link_offer("../x", "y"));
+  ASSERT_FALSE(unsafe);
+  EXPECT_EQ(unsafe.error().code, Errc::protocol);
+}
+
+}  // namespace
+}  // namespace ferry

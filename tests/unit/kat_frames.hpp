@@ -71,6 +71,12 @@ inline protocol::Answer kat_answer_created() {
   a.created = true;
   return a;
 }
+// Version 4: a symlink, its target carried verbatim (no block size, no data).
+inline protocol::Offer kat_offer_symlink() {
+  protocol::Offer o{11, "dir/current", protocol::EntryKind::symlink, 0, 1700000000123456789, 0777, "symlink"};
+  o.target = "../releases/v2";
+  return o;
+}
 inline protocol::Offer kat_offer_dir() {
   return {8, "dir/empty", protocol::EntryKind::directory, 0, -1, 0755, "dir"};
 }
@@ -129,6 +135,7 @@ inline std::vector<KatFrame> kat_frames() {
   add_json("answer_accept", FrameType::answer, to_json(kat_answer_accept()));
   add_json("answer_refuse", FrameType::answer, to_json(kat_answer_refuse()));
   add_json("offer_eager", FrameType::offer, to_json(kat_offer_eager()));
+  add_json("offer_symlink", FrameType::offer, to_json(kat_offer_symlink()));
   add_json("answer_created", FrameType::answer, to_json(kat_answer_created()));
   auto data = kat_data_bytes();
   auto head = protocol::encode_data_head(kKatDataFile, kKatDataOffset,

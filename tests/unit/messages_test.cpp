@@ -402,6 +402,47 @@ TEST(Messages, DirectoryWithSizeIsRefused) {
   EXPECT_EQ(ok->kind, EntryKind::directory);
 }
 
+// Version 4: a symlink OFFER carries its target (verbatim, up to kMaxLinkTarget bytes),
+// no block size, size 0; anything else is malformed.
+TEST(Messages, SymlinkOfferRoundTripsItsTargetVerbatim) {
+  for (const std::string& target : {std::string("a"), std::string("/etc/passwd"), std::string("../../x y/\xe2\x82\xac"),
+                                    std::string("dangling/./nowhere//"), std::string(kMaxLinkTarget, 't')}) {
+    Offer m{7, "dir/link", EntryKind::symlink, 0, -5, 0777, "symlink"};
+    m.target = target;
+    const std::string body = to_json(m);
+    auto j = json::parse(body);
+    EXPECT_EQ(j["kind"], "symlink");
+    EXPECT_FALSE(j.contains("block_size"));
+    auto p = parse_offer(b(body));
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p->kind, EntryKind::symlink);
+    EXPECT_EQ(p->target, target);
+    EXPECT_EQ(p->path, "dir/link");
+    EXPECT_EQ(p->size, 0u);
+  }
+  // Other kinds carry no target.
+  EXPECT_FALSE(json::parse(to_json(Offer{1, "f", EntryKind::file, 3, 4, 0644, "id", 4096})).contains("target"));
+}
+
+TEST(Messages, BadSymlinkOffersAreRefused) {
+  const std::string head = R"({"file":1,"path":"l","kind":"symlink","mtime_ns":0,"mode":511,"identity":"symlink",)";
+  const std::string too_long(kMaxLinkTarget + 1, 't');
+  for (const std::string& tail : {
+           std::string(R"("size":0})"),                                  // no target
+           std::string(R"("size":0,"target":""})"),                      // empty
+           std::string(R"("size":0,"target":5})"),                       // not a string
+           std::string(R"("size":0,"target":"a\u0000b"})"),             // a NUL after unescaping
+           std::string(R"("size":1,"target":"a"})"),                     // a size
+           std::string(R"("size":0,"target":"a","eager":true})"),        // eager
+           std::string(R"("size":0,"target":")") + too_long + R"("})",   // over PATH_MAX
+       }) {
+    expect_protocol_error(parse_offer(b(head + tail)), tail.substr(0, 60));
+  }
+  EXPECT_TRUE(parse_offer(b(head + R"("size":0,"target":"a"})")));
+  expect_protocol_error(parse_offer(b(R"({"file":1,"path":"l","kind":"link","size":0,"mtime_ns":0,"mode":511,"identity":"x"})")),
+                        "kind link");
+}
+
 TEST(Messages, BadSessionIdIsRefused) {
   for (std::string s :
        {std::string(""), std::string(31, 'a'), std::string(33, 'a'), std::string(64, 'a'), std::string(65, 'a'),

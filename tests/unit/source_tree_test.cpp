@@ -221,6 +221,40 @@ TEST(SourceTree, PathThatIsASymlinkIsIgnoredOrFollowed) {
   EXPECT_EQ(fifo.error().code, Errc::usage);
 }
 
+// --links: each symlink is an entry of its own with its target text, never followed
+// (a link to a directory is not walked); a target that is not UTF-8 is skipped; -L wins.
+TEST(SourceTree, LinksAreEntriesWithTheirTargetsAndCopyLinksWins) {
+  TempDir t;
+  const std::string base = t.path() + "/base";
+  ASSERT_EQ(::mkdir(base.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((base + "/sub").c_str(), 0755), 0);
+  write_file(base + "/sub/f", "ff");
+  ASSERT_EQ(::symlink("sub", (base + "/to_dir").c_str()), 0);
+  ASSERT_EQ(::symlink("/nonexistent/nowhere", (base + "/dangling").c_str()), 0);
+  ASSERT_EQ(::symlink("bad\xff", (base + "/non_utf8").c_str()), 0);
+  auto tree = walk_sources({base}, /*copy_links=*/false, /*links=*/true);
+  ASSERT_TRUE(tree) << tree.error().message();
+  EXPECT_EQ(wire_paths(*tree),
+            (std::vector<std::string>{"base", "base/dangling", "base/sub", "base/sub/f", "base/to_dir"}));
+  const SourceEntry* to_dir = find(*tree, "base/to_dir");
+  ASSERT_NE(to_dir, nullptr);
+  EXPECT_EQ(to_dir->kind, EntryKind::symlink);
+  EXPECT_EQ(to_dir->link_target, "sub");
+  EXPECT_EQ(to_dir->size, 0u);
+  EXPECT_EQ(find(*tree, "base/dangling")->link_target, "/nonexistent/nowhere");
+  ASSERT_EQ(tree->skipped.size(), 1u);
+  EXPECT_TRUE(skipped_mentions(*tree, "target is not valid UTF-8"));
+  EXPECT_TRUE(tree->ignored.empty());
+  // A symlink PATH is a link too; with -L as well, it is followed.
+  auto path = walk_sources({base + "/to_dir"}, false, true);
+  ASSERT_TRUE(path);
+  ASSERT_EQ(path->entries.size(), 1u);
+  EXPECT_EQ(path->entries[0].kind, EntryKind::symlink);
+  auto both = walk_sources({base + "/to_dir"}, true, true);
+  ASSERT_TRUE(both);
+  EXPECT_EQ(wire_paths(*both), (std::vector<std::string>{"to_dir", "to_dir/f"}));
+}
+
 TEST(SourceTree, MissingPathIsAUsageError) {
   TempDir t;
   auto tree = walk_sources({t.path() + "/does-not-exist"});
