@@ -105,21 +105,44 @@ class ReceiverHarness final : public Harness {
   struct Commit {
     std::uint32_t file_id;
   };
-  using Pending = std::variant<Open, Write, Commit>;
+  struct Digest {  // check sessions (version 4)
+    std::uint32_t file_id;
+    protocol::Offer offer;
+  };
+  struct Probe {  // dry-run sessions (version 4)
+    std::uint32_t file_id;
+    protocol::Offer offer;
+  };
+  using Pending = std::variant<Open, Write, Commit, Digest, Probe>;
   // The one place actions are answered or filed (see the header comment).
   struct Perform {
     ReceiverHarness& h;
     void operator()(SendFrame& f) const;
     void operator()(CloseConnection&) const { h.closed_ = true; }
-    void operator()(receiver::OpenFile& o) const { h.pending_.push_back(Open{o.file_id, o.offer}); }
+    // A writing action in a check or dry-run session is a bug the fuzzer reports.
+    void must_write() const;
+    void operator()(receiver::OpenFile& o) const {
+      must_write();
+      h.pending_.push_back(Open{o.file_id, o.offer});
+    }
     void operator()(receiver::WriteChunk& w) const {
+      must_write();
       h.pending_.push_back(Write{w.file_id, w.offset, w.data.size()});
     }
-    void operator()(receiver::CommitFile& c) const { h.pending_.push_back(Commit{c.file_id}); }
-    void operator()(receiver::CloseFile&) const {}
-    void operator()(receiver::CommitSmallFile& c) const { h.pending_.push_back(Commit{c.file_id}); }
+    void operator()(receiver::CommitFile& c) const {
+      must_write();
+      h.pending_.push_back(Commit{c.file_id});
+    }
+    void operator()(receiver::CloseFile&) const { must_write(); }
+    void operator()(receiver::CommitSmallFile& c) const {
+      must_write();
+      h.pending_.push_back(Commit{c.file_id});
+    }
+    void operator()(receiver::DigestFinalFile& d) const { h.pending_.push_back(Digest{d.file_id, d.offer}); }
+    void operator()(receiver::ProbeFile& p) const { h.pending_.push_back(Probe{p.file_id, p.offer}); }
   };
   void complete(Pending& p, std::uint8_t arg);
+  void complete_inspection(Pending& p, std::uint8_t arg);
   void run();
 
   receiver::ReceiverSession session_;
@@ -153,6 +176,7 @@ class SenderHarness final : public Harness {
     void operator()(sender::CheckSource& c) const { h.pending_.push_back(c); }
   };
   void complete(Pending& p, std::uint8_t arg);
+  void complete_inspection(Pending& p, std::uint8_t arg);
   void run();
 
   std::vector<SourceEntry> entries_;
