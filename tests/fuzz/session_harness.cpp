@@ -227,8 +227,10 @@ std::vector<SourceEntry> fuzz_entries() {
   return out;
 }
 
-sender::SenderConfig fuzz_sender_config() {
+sender::SenderConfig fuzz_sender_config(P::Purpose purpose) {
   sender::SenderConfig c;
+  c.purpose = purpose;
+  c.list_extra = purpose == P::Purpose::check;
   c.chunk_size = SenderHarness::kChunk;
   c.window = 4 * SenderHarness::kChunk;
   c.max_reads_in_flight = 2;
@@ -239,7 +241,8 @@ sender::SenderConfig fuzz_sender_config() {
 
 }  // namespace
 
-SenderHarness::SenderHarness() : entries_(fuzz_entries()), session_(fuzz_sender_config(), entries_, now_) {
+SenderHarness::SenderHarness(P::Purpose purpose)
+    : entries_(fuzz_entries()), session_(fuzz_sender_config(purpose), entries_, now_) {
   session_.on_connected(now_);
   run();
 }

@@ -155,7 +155,9 @@ class ReceiverHarness final : public Harness {
 // source checks wait in a queue until the script answers them.
 class SenderHarness final : public Harness {
  public:
-  SenderHarness();
+  // `purpose`: the corpus writer's check and dry-run exchanges (the fuzz target uses a
+  // transfer).
+  explicit SenderHarness(protocol::Purpose purpose = protocol::Purpose::transfer);
   void feed(std::span<const std::byte> bytes) override;
   void answer(std::size_t index, std::uint8_t arg) override;
   std::size_t pending() const override { return pending_.size(); }
