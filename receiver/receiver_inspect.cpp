@@ -80,10 +80,17 @@ void ReceiverSession::on_final_digested(std::uint32_t file_id, Result<FinalFile>
 
 void ReceiverSession::reply_check() {
   using Kind = FinalFile::Kind;
-  P::CheckReply c;
-  c.file_id = cur_;
   FinalFile& f = *final_;
   const bool dir_offered = offer_.kind == P::EntryKind::directory;
+  const bool comparable = !dir_offered && f.kind == Kind::file && f.size == offer_.size && f.digest;
+  if (comparable && !check_commit_) {
+    // Our digest is ready first: the sender's COMMIT decides.
+    state_ = State::awaiting_commit;
+    send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
+    return;
+  }
+  P::CheckReply c;
+  c.file_id = cur_;
   if (f.kind == Kind::missing) {
     c.result = !dir_offered && f.partial ? P::CheckResult::partial : P::CheckResult::missing;
   } else if (dir_offered != (f.kind == Kind::directory) || f.kind == Kind::other) {
@@ -93,13 +100,9 @@ void ReceiverSession::reply_check() {
     c.result = P::CheckResult::identical;
     c.names = std::move(f.names);
     c.truncated = f.truncated;
-  } else if (f.size != offer_.size || !f.digest) {
+  } else if (!comparable) {
     c.result = P::CheckResult::different;
     c.reason = "size";
-  } else if (!check_commit_) {
-    state_ = State::awaiting_commit;
-    send_control(FrameType::answer, P::to_json(P::Answer{cur_, P::AnswerStatus::accept, 0, {}}));
-    return;
   } else {
     // Only the outcome goes back: never the receiver's digest (SECURITY.md, "say less").
     const bool same = f.digest->hex() == check_commit_->xxh3_128;

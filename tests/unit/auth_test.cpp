@@ -79,7 +79,7 @@ TEST(AuthMac, MessageLayout) {
   const std::string m = P::auth_message(input());
   ASSERT_EQ(m.size(), 11u + 4 + 1 + 32 + 1 + 32 + 32);
   EXPECT_EQ(m.substr(0, 11), std::string("ferry-auth\0", 11));
-  EXPECT_EQ(m.substr(11, 4), std::string("\0\0\0\3", 4));
+  EXPECT_EQ(m.substr(11, 4), std::string("\0\0\0", 3) + static_cast<char>(P::kProtocolVersion));
   EXPECT_EQ(m[15], 32);
   EXPECT_EQ(m.substr(16, 32), "0123456789abcdef0123456789abcdef");
   EXPECT_EQ(m[48], 1) << "sender is 1";
