@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -221,6 +222,26 @@ TEST_F(Check, OverStdioCarrier) {
   auto send = Process::start({kSendBin, "--check", "--json", "-e", cmd, t_ / "src/tree"}, t_.path(), "send");
   EXPECT_EQ(send->wait(kRunLimit), ExitStatus::exited_with(0)) << send->describe();
   EXPECT_EQ(results(SendRun{nullptr, send->json_events()}, "entry_checked").size(), 5u);
+}
+
+// HOST:DIR: through a stand-in ssh on PATH that runs the command here.
+TEST_F(Check, OverHostDirThroughSsh) {
+  copy();
+  fs::remove(t_ / "dest/tree/a.txt");
+  make_dirs(t_ / "bin");
+  write_text_file(t_ / "bin/ssh", "#!/bin/sh\nshift\nexec /bin/sh -c \"$*\"\n");
+  ASSERT_EQ(::chmod((t_ / "bin/ssh").c_str(), 0755), 0);
+  const char* old = std::getenv("PATH");
+  const Snapshot before = snapshot(t_ / "dest");
+  auto send = Process::start({"/usr/bin/env", "PATH=" + t_ / "bin" + ":" + (old ? old : "/usr/bin:/bin"), kSendBin,
+                              "--check", "--json", "--remote-ferry-recv", kRecvBin, t_ / "src/tree",
+                              "host:" + t_ / "dest"},
+                             t_.path(), "send");
+  EXPECT_EQ(send->wait(kRunLimit), ExitStatus::exited_with(10)) << send->describe();
+  auto got = results(SendRun{nullptr, send->json_events()}, "entry_checked");
+  EXPECT_EQ(got["tree/a.txt"], "missing") << send->describe();
+  EXPECT_EQ(got["tree/sub/b.bin"], "identical");
+  EXPECT_EQ(snapshot(t_ / "dest"), before);
 }
 
 TEST_F(Check, CheckAndDryRunTogetherAreAUsageError) {
