@@ -136,7 +136,8 @@ void ReceiverSession::on_file_probed(std::uint32_t file_id, Result<OpenedFile> r
   if (!r) return refuse_entry(r.error().message());
   const bool is_file = offer_.kind == P::EntryKind::file;
   if (is_file && (r->offset > offer_.size || (r->offset % offer_.block_size != 0 && r->offset != offer_.size))) {
-    return fatal(make_error(Errc::internal, "planned resume offset is not a block boundary of the file: " + offer_.path));
+    return fatal(
+        make_error(Errc::internal, "planned resume offset is not a block boundary of the file: " + offer_.path));
   }
   P::Answer a{cur_, P::AnswerStatus::accept, is_file ? r->offset : 0, r->note};
   a.created = !is_file && r->created;
@@ -157,8 +158,10 @@ void ReceiverSession::on_file_probed(std::uint32_t file_id, Result<OpenedFile> r
   e.path = offer_.path;
   e.size = offer_.size;
   e.offset = a.offset;
-  e.detail = !is_file ? (a.created ? "create" : "exists") : a.offset == offer_.size && offer_.size > 0 ? "complete"
-             : a.offset > 0 ? "resume" : "send";
+  e.detail = !is_file                                     ? (a.created ? "create" : "exists")
+             : a.offset == offer_.size && offer_.size > 0 ? "complete"
+             : a.offset > 0                               ? "resume"
+                                                          : "send";
   e.transfer = transfer();
   events_.push_back(std::move(e));
 }

@@ -95,10 +95,18 @@ void SenderSession::on_check(P::Bytes payload, Clock::time_point now) {
   const auto& ent = entries_[cur_];
   totals_.checked = true;
   switch (c->result) {
-    case P::CheckResult::identical: ++totals_.check_identical; break;
-    case P::CheckResult::different: ++totals_.check_different; break;
-    case P::CheckResult::missing: ++totals_.check_missing; break;
-    case P::CheckResult::partial: ++totals_.check_partial; break;
+    case P::CheckResult::identical:
+      ++totals_.check_identical;
+      break;
+    case P::CheckResult::different:
+      ++totals_.check_different;
+      break;
+    case P::CheckResult::missing:
+      ++totals_.check_missing;
+      break;
+    case P::CheckResult::partial:
+      ++totals_.check_partial;
+      break;
   }
   Event e;
   e.type = EventType::entry_checked;

@@ -19,7 +19,7 @@ namespace {
 constexpr std::size_t kReadBytes = 1u << 20;
 
 struct Located {
-  UniqueFd parent;   // empty: a parent is missing, a symlink or not a directory
+  UniqueFd parent;  // empty: a parent is missing, a symlink or not a directory
   std::string leaf;
 };
 
@@ -108,7 +108,10 @@ Result<void> inspect_file(int parent, const std::string& leaf, const protocol::O
   if (!fd) {
     fd.reset(::openat(parent, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     struct stat st {};
-    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return make_error(Errc::local_io, "open(" + shown + ")", errno);
+    if (!fd) return make_error(Errc::local_io, "open(" + shown + ")", errno);
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return make_error(Errc::local_io, "cannot compare " + shown + ": no longer a regular file");
+    }
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return make_error(Errc::local_io, "fstat(" + shown + ")", errno);

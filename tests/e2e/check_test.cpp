@@ -3,8 +3,8 @@
 // (--check-extra) and a receiver holding a partial, their exit codes, and that the
 // receiver's DEST is left exactly as it was in every case (every entry's path, size,
 // mtime and inode, compared before and after).
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -47,8 +47,9 @@ std::string read_all(const std::string& path) {
 // The journal's contiguous verified point (0 when absent or unreadable yet).
 std::uint64_t journal_verified(const std::string& path) {
   const auto j = nlohmann::json::parse(read_all(path), nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains("verified") && j["verified"].is_number_unsigned() ? j["verified"].get<std::uint64_t>()
-                                                                                         : 0;
+  return j.is_object() && j.contains("verified") && j["verified"].is_number_unsigned()
+             ? j["verified"].get<std::uint64_t>()
+             : 0;
 }
 
 struct SendRun {
@@ -169,9 +170,7 @@ TEST_F(Check, PartialOnTheReceiverIsNeverIdenticalAndIsLeftAlone) {
     Receiver r = start_receiver(t_.path(), "recv-killed", "127.0.0.1:0", {"--once", t_ / "dest"});
     auto send = Process::start({kSendBin, "--connect", r.address, "--retries", "0", "--bwlimit", "4M", t_ / "src/tree"},
                                t_.path(), "send-cut");
-    const bool journaled = wait_until(
-        [&] { return journal_verified(journal) > 0 || !send->running(); },
-        kRunLimit);
+    const bool journaled = wait_until([&] { return journal_verified(journal) > 0 || !send->running(); }, kRunLimit);
     ASSERT_TRUE(journaled && send->running()) << send->describe() << r.proc->describe();
     ASSERT_EQ(r.proc->kill_now(), ExitStatus::killed_by(SIGKILL));
     (void)send->wait(kRunLimit);
@@ -233,10 +232,10 @@ TEST_F(Check, OverHostDirThroughSsh) {
   ASSERT_EQ(::chmod((t_ / "bin/ssh").c_str(), 0755), 0);
   const char* old = std::getenv("PATH");
   const Snapshot before = snapshot(t_ / "dest");
-  auto send = Process::start({"/usr/bin/env", "PATH=" + t_ / "bin" + ":" + (old ? old : "/usr/bin:/bin"), kSendBin,
-                              "--check", "--json", "--remote-ferry-recv", kRecvBin, t_ / "src/tree",
-                              "host:" + t_ / "dest"},
-                             t_.path(), "send");
+  auto send =
+      Process::start({"/usr/bin/env", "PATH=" + t_ / "bin" + ":" + (old ? old : "/usr/bin:/bin"), kSendBin, "--check",
+                      "--json", "--remote-ferry-recv", kRecvBin, t_ / "src/tree", "host:" + t_ / "dest"},
+                     t_.path(), "send");
   EXPECT_EQ(send->wait(kRunLimit), ExitStatus::exited_with(10)) << send->describe();
   auto got = results(SendRun{nullptr, send->json_events()}, "entry_checked");
   EXPECT_EQ(got["tree/a.txt"], "missing") << send->describe();
@@ -245,7 +244,8 @@ TEST_F(Check, OverHostDirThroughSsh) {
 }
 
 TEST_F(Check, CheckAndDryRunTogetherAreAUsageError) {
-  auto send = Process::start({kSendBin, "--check", "-n", "--connect", "127.0.0.1:1", t_ / "src/tree"}, t_.path(), "send");
+  auto send =
+      Process::start({kSendBin, "--check", "-n", "--connect", "127.0.0.1:1", t_ / "src/tree"}, t_.path(), "send");
   EXPECT_EQ(send->wait(kRunLimit), ExitStatus::exited_with(2)) << send->describe();
 }
 
