@@ -4,7 +4,7 @@
 # option --help prints is offered here.
 
 _ferry_options_send="--listen --connect --stdio -e --rsh --chunk-size --window --stall-timeout --bwlimit
-  --json --progress -q --quiet -v --verbose --remote-ferry-recv -L --copy-links -l --links --retries --watch --settle
+  --json --progress -q --quiet -v --verbose --remote-ferry-recv -L --copy-links -l --links --check --check-extra -n --dry-run --retries --watch --settle
   --on-sent --wait-for-receiver --key-file --generate-key --allow --no-auth-i-know-this-is-insecure --version -h --help"
 _ferry_options_recv="--listen --connect --stdio -e --rsh --chunk-size --window --stall-timeout --bwlimit
   --json --progress -q --quiet -v --verbose --once --no-fsync --no-links --safe-links --idle-timeout --retries --stale-partial-age

@@ -35,7 +35,7 @@ std::uint64_t get_u64(const std::byte* p) {
 
 bool is_known_type(std::uint8_t t) {
   return t >= static_cast<std::uint8_t>(FrameType::hello) &&
-         t <= static_cast<std::uint8_t>(FrameType::auth);
+         t <= static_cast<std::uint8_t>(FrameType::check);
 }
 
 std::string_view frame_type_name(FrameType t) {
@@ -53,6 +53,7 @@ std::string_view frame_type_name(FrameType t) {
     case FrameType::ping: return "PING";
     case FrameType::pong: return "PONG";
     case FrameType::auth: return "AUTH";
+    case FrameType::check: return "CHECK";
   }
   return "UNKNOWN";
 }

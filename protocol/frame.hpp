@@ -30,6 +30,9 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 // files in flight; VERDICTs after a batched commit). A peer of an older version fails
 // the HELLO exchange. Version 4 adds symlinks (OFFER kind "symlink" with a `target`,
 // answered by an ANSWER alone: docs/PROTOCOL.md 4.4, 6.1).
+// the HELLO exchange. Version 4 (issue #12, PROTOCOL.md section 6.11) adds a session
+// purpose in HELLO ("check", "dry_run": the receiver writes nothing) and the CHECK
+// frame (type 14) that answers an entry of a check session.
 inline constexpr std::uint32_t kProtocolVersion = 4;
 inline constexpr std::size_t kHeaderSize = 24;
 
@@ -73,6 +76,7 @@ enum class FrameType : std::uint8_t {
   ping = 11,    // binary: nonce (keepalive)
   pong = 12,    // binary: echoed nonce
   auth = 13,    // binary: a MAC proving the shared key (protocol/auth.hpp)
+  check = 14,   // JSON, version 4: receiver's comparison of an entry in a check session
 };
 
 // True for the types this version knows.

@@ -140,7 +140,61 @@ const char* kind_name(EntryKind k) {
   return "file";
 }
 
+// HELLO's optional "purpose" (version 4): absent means transfer.
+Result<Purpose> parse_purpose(const json& j) {
+  auto it = j.find("purpose");
+  if (it == j.end()) return Purpose::transfer;
+  if (it->is_string()) {
+    for (Purpose p : {Purpose::transfer, Purpose::check, Purpose::dry_run}) {
+      if (it->get<std::string>() == purpose_name(p)) return p;
+    }
+  }
+  return make_error(Errc::protocol, "field 'purpose' must be \"transfer\", \"check\" or \"dry_run\"");
+}
+
+// CHECK's optional "names": an array of at most kMaxCheckNames strings, each a valid
+// path component of at most 255 bytes, kMaxCheckNameBytes in all.
+Result<std::vector<std::string>> parse_names(const json& j) {
+  std::vector<std::string> out;
+  auto it = j.find("names");
+  if (it == j.end()) return out;
+  if (!it->is_array() || it->size() > kMaxCheckNames) {
+    return make_error(Errc::protocol, "field 'names' must be an array of at most " + std::to_string(kMaxCheckNames));
+  }
+  std::size_t bytes = 0;
+  for (const auto& e : *it) {
+    if (!e.is_string()) return make_error(Errc::protocol, "field 'names' must hold strings");
+    std::string name = e.get<std::string>();
+    bytes += name.size();
+    if (name.empty() || name.size() > 255 || name == "." || name == ".." || name.find('/') != std::string::npos ||
+        name.find('\0') != std::string::npos || bytes > kMaxCheckNameBytes) {
+      return make_error(Errc::protocol, "field 'names' holds a name that is not one path component, or too many bytes");
+    }
+    out.push_back(std::move(name));
+  }
+  return out;
+}
+
 }  // namespace
+
+const char* purpose_name(Purpose p) {
+  switch (p) {
+    case Purpose::transfer: return "transfer";
+    case Purpose::check: return "check";
+    case Purpose::dry_run: return "dry_run";
+  }
+  return "transfer";
+}
+
+const char* check_result_name(CheckResult r) {
+  switch (r) {
+    case CheckResult::identical: return "identical";
+    case CheckResult::different: return "different";
+    case CheckResult::missing: return "missing";
+    case CheckResult::partial: return "partial";
+  }
+  return "different";
+}
 
 std::string to_json(const Hello& m) {
   json j{{"min_version", m.min_version},
@@ -158,6 +212,8 @@ std::string to_json(const Hello& m) {
     j["nonce"] = m.nonce;
     j["key"] = m.keyed;
   }
+  if (m.purpose != Purpose::transfer) j["purpose"] = purpose_name(m.purpose);
+  if (m.list_extra) j["list_extra"] = true;
   return j.dump();
 }
 
@@ -232,6 +288,9 @@ Result<Hello> parse_hello(Bytes payload) {
   if (role == "sender") m.role = Role::sender;
   else if (role == "receiver") m.role = Role::receiver;
   else return bad("HELLO", "field 'role' must be \"sender\" or \"receiver\"");
+  if (auto purpose = parse_purpose(*j); purpose) m.purpose = *purpose;
+  else return bad("HELLO", purpose.error().what);
+  if (!r.opt_bool("list_extra", m.list_extra)) return bad("HELLO", r.why);
   if (m.min_version > m.max_version) return bad("HELLO", "min_version > max_version");
   if (!is_hex128(m.session)) return bad("HELLO", "field 'session' must be 32 hex digits");
   return m;
@@ -351,6 +410,41 @@ Result<End> parse_end(Bytes payload) {
   End m;
   Reader r{*j, {}};
   if (!r.uint("files", m.files) || !r.uint("bytes", m.bytes)) return bad("END", r.why);
+  return m;
+}
+
+std::string to_json(const CheckReply& m) {
+  json j{{"file", m.file_id}, {"result", check_result_name(m.result)}};
+  if (!m.reason.empty()) j["reason"] = m.reason;
+  if (!m.names.empty()) j["names"] = m.names;
+  if (m.truncated) j["truncated"] = true;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<CheckReply> parse_check(Bytes payload) {
+  auto j = parse_object(payload, "CHECK");
+  if (!j) return j.error();
+  CheckReply m;
+  Reader r{*j, {}};
+  std::string result;
+  if (!r.uint("file", m.file_id) || !r.text("result", result, 16) || !r.text("reason", m.reason, 16, true) ||
+      !r.opt_bool("truncated", m.truncated)) {
+    return bad("CHECK", r.why);
+  }
+  bool known = false;
+  for (CheckResult c : {CheckResult::identical, CheckResult::different, CheckResult::missing, CheckResult::partial}) {
+    if (result == check_result_name(c)) {
+      m.result = c;
+      known = true;
+    }
+  }
+  if (!known) return bad("CHECK", "field 'result' must be identical, different, missing or partial");
+  if (!m.reason.empty() && m.reason != "size" && m.reason != "content" && m.reason != "kind") {
+    return bad("CHECK", "field 'reason' must be size, content or kind");
+  }
+  auto names = parse_names(*j);
+  if (!names) return bad("CHECK", names.error().what);
+  m.names = std::move(*names);
   return m;
 }
 

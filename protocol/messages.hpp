@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "protocol/codec.hpp"
 #include "protocol/result.hpp"
@@ -20,6 +21,12 @@
 namespace ferry::protocol {
 
 enum class Role { sender, receiver };
+
+// Version 4 (PROTOCOL.md 6.11): what a sender's session is for. A transfer writes into
+// DEST; a check compares what DEST holds with the offered entries; a dry run answers
+// each OFFER as a transfer would, without writing. In check and dry_run the receiver
+// performs no action that writes.
+enum class Purpose { transfer, check, dry_run };
 
 struct Hello {
   std::uint32_t min_version = kProtocolVersion;
@@ -40,6 +47,12 @@ struct Hello {
   // version 3 is agreed (an older peer fails the version negotiation first).
   std::string nonce{};
   bool keyed = false;
+  // Version 4, sender only: written only when not `transfer` (an absent field means
+  // transfer, so a transfer's HELLO is unchanged).
+  Purpose purpose = Purpose::transfer;
+  // Version 4, check only: the sender wants the names DEST holds in each offered
+  // directory (CHECK `names`), to find entries only the receiver has. Written only when true.
+  bool list_extra = false;
 };
 
 // symlink: version 4, a link sent as a link (the OFFER's `target`, no data).
@@ -110,6 +123,24 @@ struct Verdict {
   std::string reason;  // for failed
 };
 
+// Version 4: the receiver's answer to an entry of a check session (frame CHECK). It
+// never carries the receiver's digest (docs/SECURITY.md, "say less").
+enum class CheckResult { identical, different, missing, partial };
+struct CheckReply {
+  std::uint32_t file_id = 0;
+  CheckResult result = CheckResult::identical;
+  // different: "size", "content" or "kind" (a file where a directory is offered, or
+  // the other way round, or something that is neither). Empty otherwise, not written.
+  std::string reason{};
+  // Directories of a session with `list_extra`: names of the entries directly in it
+  // (regular files and directories, ferry's own temporary names left out), sorted, at
+  // most kMaxCheckNames and kMaxCheckNameBytes in all; `truncated` when there were more.
+  std::vector<std::string> names{};
+  bool truncated = false;
+};
+inline constexpr std::size_t kMaxCheckNames = 4096;
+inline constexpr std::size_t kMaxCheckNameBytes = 48 * 1024;
+
 struct ErrorBody {
   std::string code;     // errc_name() of the cause
   std::string message;  // one line
@@ -127,6 +158,7 @@ std::string to_json(const Commit& m);
 std::string to_json(const Verdict& m);
 std::string to_json(const ErrorBody& m);
 std::string to_json(const End& m);
+std::string to_json(const CheckReply& m);
 
 Result<Hello> parse_hello(Bytes payload);
 Result<Offer> parse_offer(Bytes payload);
@@ -135,6 +167,9 @@ Result<Commit> parse_commit(Bytes payload);
 Result<Verdict> parse_verdict(Bytes payload);
 Result<ErrorBody> parse_error(Bytes payload);
 Result<End> parse_end(Bytes payload);
+Result<CheckReply> parse_check(Bytes payload);
+const char* purpose_name(Purpose p);
+const char* check_result_name(CheckResult r);
 
 // Highest version both HELLOs support, or 0 when there is none.
 std::uint32_t negotiate_version(const Hello& a, const Hello& b);

@@ -16,6 +16,7 @@
 #include "lib/engine/engine.hpp"
 #include "lib/fs/file_batch.hpp"
 #include "lib/fs/dest_check.hpp"
+#include "lib/fs/dest_probe.hpp"
 #include "lib/fs/file_sink.hpp"
 #include "lib/fs/file_source.hpp"
 #include "lib/net/admission.hpp"
@@ -393,6 +394,10 @@ class ReceiverEngine final : public Engine {
       commit_file(p, cm->file_id);
     } else if (auto* sm = std::get_if<receiver::CommitSmallFile>(&a)) {
       stage_small_file(p, *sm);
+    } else if (auto* d = std::get_if<receiver::DigestFinalFile>(&a)) {
+      digest_final_file(p, *d);
+    } else if (auto* pr = std::get_if<receiver::ProbeFile>(&a)) {
+      probe_file(p, *pr);
     } else if (auto* cl = std::get_if<receiver::CloseFile>(&a)) {
       if (p.writes > 0) {
         p.close_after_writes = *cl;
@@ -608,6 +613,54 @@ class ReceiverEngine final : public Engine {
           self.drain(*q);
           self.forget_if_idle(id);  // a failed open of a peer already gone
         }));
+  }
+
+  // Check and dry-run sessions (protocol version 4): read-only looks into DEST on the
+  // pool (lib/fs/dest_probe), one at a time per session (the session's bound). The job
+  // counts in p.jobs, so a sender that leaves keeps its admission slot until it ends.
+  template <class Job, class Done>
+  void run_inspection(Peer& p, Job job, Done done) {
+    ++p.jobs;
+    auto result = std::make_shared<decltype(job())>(make_error(Errc::internal, "not run"));
+    const std::uint64_t id = p.id;
+    run_on_pool(
+        loop_, [job = std::move(job), result] { *result = job(); },
+        guarded(this, [id, result, done = std::move(done)](ReceiverEngine& self) {
+          Peer* q = self.find(id);
+          if (!q) return;
+          --q->jobs;
+          done(*q, std::move(*result));
+          self.drain(*q);
+          self.forget_if_idle(id);
+        }));
+  }
+
+  void digest_final_file(Peer& p, const receiver::DigestFinalFile& d) {
+    auto dest = dest_;
+    run_inspection(
+        p, [dest, offer = d.offer, names = d.list_names] { return inspect_final(*dest, offer, names); },
+        [file_id = d.file_id](Peer& q, Result<FinalState> r) {
+          if (!r) return q.session.on_final_digested(file_id, r.error(), Clock::now());
+          receiver::FinalFile f;
+          f.kind = static_cast<receiver::FinalFile::Kind>(r->kind);
+          f.size = r->size;
+          f.partial = r->partial;
+          f.digest = r->digest;
+          f.names = std::move(r->names);
+          f.truncated = r->truncated;
+          q.session.on_final_digested(file_id, std::move(f), Clock::now());
+        });
+  }
+
+  void probe_file(Peer& p, const receiver::ProbeFile& pr) {
+    auto dest = dest_;
+    run_inspection(p, [dest, offer = pr.offer] { return plan_open(*dest, offer); },
+                   [file_id = pr.file_id](Peer& q, Result<PlannedOpen> r) {
+                     if (!r) return q.session.on_file_probed(file_id, r.error(), Clock::now());
+                     receiver::OpenedFile o{r->state.offset, r->state.prefix, r->state.note, {}, r->created};
+                     for (const auto& b : r->state.held) o.held.push_back({b.offset, b.length, b.digest});
+                     q.session.on_file_probed(file_id, std::move(o), Clock::now());
+                   });
   }
 
   void commit_file(Peer& p, std::uint32_t file_id) {

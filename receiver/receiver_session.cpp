@@ -212,10 +212,13 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
     case FrameType::auth:
       return on_auth(f.payload);
     case FrameType::offer:
+      if (purpose_ != P::Purpose::transfer) return inspect_offer(f.payload, now);
       return on_offer(f.payload);
     case FrameType::data:
+      if (purpose_ != P::Purpose::transfer) return violation("DATA in a check or dry-run session");
       return on_data(f);
     case FrameType::commit:
+      if (purpose_ != P::Purpose::transfer) return inspect_commit(f.payload);
       return on_commit(f.payload);
     case FrameType::end:
       return on_end(f.payload);
@@ -229,6 +232,7 @@ void ReceiverSession::handle_frame(const P::DecodedFrame& f, Clock::time_point n
     case FrameType::ack:
     case FrameType::rpos:
     case FrameType::verdict:
+    case FrameType::check:
       return violation(std::string(P::frame_type_name(type)) + " is a receiver's frame");
   }
 }
@@ -298,6 +302,8 @@ void ReceiverSession::begin_session(const P::Hello& theirs) {
   // For display only (parse_hello checked their ranges and done <= total).
   hello_progress_ = TransferProgress{theirs.files_done.value_or(0), theirs.files_total.value_or(0),
                                      theirs.bytes_done.value_or(0), theirs.bytes_total.value_or(0)};
+  purpose_ = theirs.purpose;
+  list_extra_ = theirs.list_extra && theirs.purpose == P::Purpose::check;
   state_ = State::idle;
   handshake_complete_ = true;
   event(EventType::session_start, theirs.software);
@@ -500,7 +506,8 @@ void ReceiverSession::evaluate_commit() {
 void ReceiverSession::on_end(P::Bytes payload) {
   auto e = P::parse_end(payload);
   if (!e) return violation(e.error().what);
-  if ((state_ != State::idle && state_ != State::receiving) || !pending_.empty()) {
+  if ((state_ != State::idle && state_ != State::receiving && state_ != State::awaiting_commit) ||
+      !pending_.empty()) {
     return violation("END while a file is busy");
   }
   close_current(false);  // the sender gave up on its last file (e.g. it shrank): keep the partial
@@ -673,6 +680,7 @@ bool ReceiverSession::waiting_on_peer() const {
     case State::idle:
       return pending_.empty();  // else our batch commit of its eager files runs
     case State::eager:          // the eager file's DATA and COMMIT are the sender's
+    case State::awaiting_commit:  // the check's COMMIT is the sender's
     case State::ended:  // a sender that said END and stays connected holds a slot
       return true;
     case State::receiving:
@@ -681,6 +689,7 @@ bool ReceiverSession::waiting_on_peer() const {
     case State::awaiting_auth:
     case State::opening:            // our open, or the busy wait
     case State::committing:         // our fsync and rename
+    case State::inspecting:         // our read-only look (a digest may take long)
     case State::failed:
       return false;
   }

@@ -133,7 +133,37 @@ struct CommitSmallFile {
   protocol::Offer offer;
   std::vector<std::byte> data;  // the whole file
 };
-using Action = std::variant<SendFrame, CloseConnection, OpenFile, WriteChunk, CommitFile, CloseFile, CommitSmallFile>;
+// Version 4, check sessions (HELLO purpose "check", docs/PROTOCOL.md 6.11): read what
+// DEST holds at `offer.path` without writing anything (lib/fs/dest_probe
+// inspect_final): its kind, size, whether ferry's partial is there, and for a regular
+// file of the offered size its file digest with the offer's block size; for a directory
+// with `list_names`, the names in it. Answer with on_final_digested(). At most one is
+// pending per session.
+struct DigestFinalFile {
+  std::uint32_t file_id;
+  protocol::Offer offer;
+  bool list_names = false;
+};
+struct FinalFile {
+  enum class Kind { missing, file, directory, other };
+  Kind kind = Kind::missing;
+  std::uint64_t size = 0;
+  bool partial = false;
+  std::optional<protocol::FileDigest> digest{};
+  std::vector<std::string> names{};
+  bool truncated = false;
+};
+// Version 4, dry-run sessions (HELLO purpose "dry_run"): what OpenFile would report,
+// computed without writing anything (lib/fs/dest_probe plan_open; `created`: a
+// directory that would be made). Answer with on_file_probed(). At most one is pending.
+struct ProbeFile {
+  std::uint32_t file_id;
+  protocol::Offer offer;
+};
+// In check and dry-run sessions the session emits only SendFrame, CloseConnection,
+// DigestFinalFile and ProbeFile: none of the actions that write.
+using Action = std::variant<SendFrame, CloseConnection, OpenFile, WriteChunk, CommitFile, CloseFile, CommitSmallFile,
+                            DigestFinalFile, ProbeFile>;
 
 // A block above the resume offset that the partial holds and its journal vouches for
 // (re-verified at open).
@@ -162,6 +192,8 @@ class ReceiverSession {
     receiving,       // DATA expected for the current file
     committing,      // CommitFile pending
     eager,           // an eager OFFER came: its DATA and COMMIT follow
+    inspecting,      // check / dry run: DigestFinalFile or ProbeFile pending
+    awaiting_commit, // check: our digest is ready, the sender's COMMIT is awaited
     ended,           // END exchanged: the sender's transfer is complete
     failed,          // connection-fatal error (sent ERROR or got one)
   };
@@ -196,6 +228,12 @@ class ReceiverSession {
   void on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point now);
   // Eager files handed over in CommitSmallFile and not answered yet (<= kMaxEagerFiles).
   std::size_t eager_pending() const { return pending_.size(); }
+  // Version 4 (receiver/receiver_inspect.cpp): completion of a DigestFinalFile (check)
+  // or a ProbeFile (dry run). An Error refuses the entry (ANSWER refuse).
+  void on_final_digested(std::uint32_t file_id, Result<FinalFile> r, Clock::time_point now);
+  void on_file_probed(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point now);
+  // What the sender's HELLO said this session is for (transfer until then).
+  protocol::Purpose purpose() const { return purpose_; }
   // The connection is gone: closes the open file (journal kept).
   void on_disconnected(const Error& why, Clock::time_point now);
   // The driver could not start the OpenFile for `file_id` yet: another connection holds
@@ -277,6 +315,14 @@ class ReceiverSession {
   void on_eager_commit(const protocol::Commit& c);
   // Answers a CommitSmallFile: false when `file_id` is not pending.
   bool finish_small_file(std::uint32_t file_id, const Result<void>& r);
+  // Version 4's check and dry-run sessions (receiver/receiver_inspect.cpp): OFFER and
+  // COMMIT there; DATA is a violation.
+  void inspect_offer(protocol::Bytes payload, Clock::time_point now);
+  void inspect_commit(protocol::Bytes payload);
+  // The check of the current entry once what it needs is known: CHECK, or ANSWER
+  // accept when the sender's COMMIT is still to come.
+  void reply_check();
+  void send_check(protocol::CheckReply reply);
   void on_end(protocol::Bytes payload);
   void on_error(protocol::Bytes payload);
   void on_ping(protocol::Bytes payload);
@@ -380,6 +426,16 @@ class ReceiverSession {
   };
   std::vector<PendingCommit> pending_;  // <= kMaxEagerFiles
   std::uint64_t pending_bytes_ = 0;     // their sizes, <= kMaxEagerBytes
+
+  // Version 4: the session's purpose (HELLO), and for a check the entry's state: what
+  // DEST holds (DigestFinalFile done), the sender's COMMIT (at most one, for the current
+  // entry), and the last entry answered with CHECK (a COMMIT for it that crossed the
+  // CHECK on the wire is dropped).
+  protocol::Purpose purpose_ = protocol::Purpose::transfer;
+  bool list_extra_ = false;
+  std::optional<FinalFile> final_;
+  std::optional<protocol::Commit> check_commit_;
+  std::optional<std::uint32_t> last_checked_;
 };
 
 }  // namespace ferry::receiver

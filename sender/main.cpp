@@ -22,11 +22,15 @@ Examples:
   ferry-send -e 'ssh -p 2222' dir host:in    ssh with options
   ferry-send --watch /var/spool/out --connect vsock:host:5000
 
-Exit codes: 0 all verified; 2 usage; 3 connection lost (retries ran out);
-4 protocol; 5 local I/O (also: no source readable, nothing delivered); 6 verification;
-7 partial (some entries failed);
-8 authentication; 9 never connected (refused, unresolvable, or the command
-ended before the handshake); 70 internal; 128+N stopped by signal N (--watch).)";
+  ferry-send --check dir host:/srv/in        compare with the copy there, send nothing
+  ferry-send -n dir host:/srv/in             what a transfer would send
+
+Exit codes: 0 all verified (--check: all identical); 2 usage; 3 connection lost
+(retries ran out); 4 protocol; 5 local I/O (also: no source readable, nothing
+delivered); 6 verification; 7 partial (some entries failed); 8 authentication;
+9 never connected (refused, unresolvable, or the command ended before the
+handshake); 10 --check found entries not identical; 70 internal; 128+N stopped
+by signal N (--watch).)";
 
 // `PATH... [USER@]HOST:DIR` without --connect/--listen/--stdio: the last PATH becomes
 // the carrier `RSH HOST 'ferry-recv --stdio -- DIR'` (RSH: -e, else $FERRY_RSH, else ssh).
@@ -64,6 +68,14 @@ int main(int argc, char** argv) {
   app.add_flag("-l,--links", o.links,
                "Send symlinks as symlinks, their target text unchanged (the receiver needs protocol version 4; "
                "-L wins when both are given)");
+  app.add_flag("--check", o.check,
+               "Compare PATHs with what the receiver holds (identical, different, missing, partial), digests "
+               "computed on both sides; no file data is sent and nothing is written there; exit 10 if any differs");
+  app.add_flag("--check-extra", o.check_extra,
+               "With --check: also report names only the receiver has in the offered directories");
+  app.add_flag("-n,--dry-run", o.dry_run,
+               "Say what a transfer would do (send, resume at OFFSET, complete, create), without sending or "
+               "writing anything");
   unsigned retries = 20;
   auto* retries_opt = app.add_option("--retries", retries,
                                      "Reconnect attempts in a row without progress (default 20, with --watch: "

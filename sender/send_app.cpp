@@ -46,8 +46,15 @@ int run_watch(const SendOptions& o, std::function<void(const Event&)> on_event) 
 
 int run_send(const SendOptions& o) {
   auto on_event = cli_event_printer(o.common, "send");
+  if (!o.watch_dir.empty() && (o.check || o.dry_run)) {
+    return report(Outcome{2, make_error(Errc::usage, "--check and --dry-run do not go with --watch"), {}});
+  }
   if (!o.watch_dir.empty()) return run_watch(o, on_event);
   if (!o.on_sent.empty()) return report(Outcome{2, make_error(Errc::usage, "--on-sent needs --watch"), {}});
+  if (o.check && o.dry_run) {
+    return report(Outcome{2, make_error(Errc::usage, "--check and --dry-run exclude each other"), {}});
+  }
+  if (o.check_extra && !o.check) return report(Outcome{2, make_error(Errc::usage, "--check-extra needs --check"), {}});
   if (o.paths.empty())
     return report(Outcome{2, make_error(Errc::usage, "give at least one PATH to send, or --watch DIR"), {}});
   SenderOptions so;
@@ -61,6 +68,10 @@ int run_send(const SendOptions& o) {
   so.first_connection_wait = o.wait_for_receiver;
   so.copy_links = o.copy_links;
   so.links = o.links;
+  so.mode = o.check     ? SenderOptions::Mode::check
+            : o.dry_run ? SenderOptions::Mode::dry_run
+                        : SenderOptions::Mode::transfer;
+  so.check_extra = o.check_extra;
   so.rate_limit = o.common.rate_limit;
   so.on_event = on_event;
   Sender sender(std::move(so));

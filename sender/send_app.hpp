@@ -28,6 +28,9 @@ struct SendOptions {
   std::chrono::milliseconds wait_for_receiver{0};
   bool copy_links = false;  // -L: send what symlinks point to
   bool links = false;       // -l: send symlinks as symlinks (-L wins)
+  bool check = false;        // --check: compare with the receiver's copy, send nothing
+  bool check_extra = false;  // --check-extra: also report names only the receiver has
+  bool dry_run = false;      // -n, --dry-run: say what a transfer would send
 };
 
 // Runs a whole transfer; returns the exit code (0 only when every entry verified).

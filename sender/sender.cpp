@@ -133,6 +133,10 @@ class SenderEngine final : public Engine {
     c.session_id = random_session_id();
     c.software = opts_.software;
     c.key = opts_.key;
+    c.purpose = opts_.mode == SenderOptions::Mode::check     ? protocol::Purpose::check
+                : opts_.mode == SenderOptions::Mode::dry_run ? protocol::Purpose::dry_run
+                                                             : protocol::Purpose::transfer;
+    c.list_extra = opts_.check_extra;
     return c;
   }
 
@@ -345,6 +349,14 @@ class SenderEngine final : public Engine {
   void finish() {
     auto out = session_->outcome();
     if (!out) return finish_with(out.error());
+    const Totals& t = session_->totals();
+    const std::uint64_t not_identical = t.check_different + t.check_missing + t.check_partial + t.check_extra;
+    if (t.checked && not_identical > 0) {
+      return finish_with(make_error(Errc::partial, std::to_string(not_identical) + " of " +
+                                                       std::to_string(t.check_identical + not_identical) +
+                                                       " entries are not identical on the receiver"),
+                         kExitDifferent);
+    }
     finish_with(std::nullopt);
   }
 

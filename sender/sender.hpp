@@ -79,6 +79,13 @@ struct SenderOptions {
   // Bytes per second the connection may carry, both directions together (--bwlimit);
   // 0: no limit. At low rates keep window / rate well under stall_timeout.
   std::uint64_t rate_limit = 0;
+  // --check / --dry-run (protocol version 4, docs/PROTOCOL.md 6.11): compare with what
+  // the receiver holds, or ask what a transfer would do; the receiver writes nothing.
+  // A check that finds an entry not identical (or, with check_extra, a name only the
+  // receiver has) ends with kExitDifferent (lib/core/outcome.hpp).
+  enum class Mode { transfer, check, dry_run };
+  Mode mode = Mode::transfer;
+  bool check_extra = false;
   std::string software;  // sent in HELLO; default "ferry-send VERSION"
   // The shared secret key (docs/SECURITY.md, lib/fs/key_file.hpp: load_key_file): the
   // peer must prove the same key before any file is offered; nullopt: no key, and a

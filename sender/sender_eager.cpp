@@ -23,6 +23,7 @@ std::string parent_of(const std::string& wire_path) {
 // is answered with what the receiver holds.
 bool SenderSession::eager_eligible(std::uint32_t index) const {
   const auto& ent = entries_[index];
+  if (inspecting()) return false;  // a check or dry run never sends DATA
   if (ent.kind != P::EntryKind::file || ent.size > cfg_.chunk_size) return false;
   if (retry_attempts_.count(index) > 0) return false;
   const std::string dir = parent_of(ent.wire_path);

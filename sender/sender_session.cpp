@@ -109,6 +109,8 @@ void SenderSession::on_connected(Clock::time_point now) {
   nonce_ = cfg_.make_nonce();
   h.nonce = P::nonce_hex(nonce_);
   h.keyed = cfg_.key.has_value();
+  h.purpose = cfg_.purpose;
+  h.list_extra = cfg_.list_extra && cfg_.purpose == P::Purpose::check;
   // Informative totals for the receiver's display: only finished entries count as
   // done, since the receiver adds what it holds of the current file itself.
   // (Sizes beyond the field's range, 2^63-1 bytes, are left out rather than refused.)
@@ -205,6 +207,8 @@ void SenderSession::handle_frame(const P::DecodedFrame& f, Clock::time_point now
       return on_ping(f.payload);
     case FrameType::pong:
       return;  // last_rx_ already updated
+    case FrameType::check:
+      return on_check(f.payload, now);
     case FrameType::offer:
     case FrameType::data:
     case FrameType::commit:
@@ -274,6 +278,7 @@ void SenderSession::start_offering(Clock::time_point now) {
 void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
   auto a = P::parse_answer(payload);
   if (!a) return violation(a.error().what);
+  if (inspecting()) return inspect_answer(std::move(*a), now);
   if (on_eager_answer(*a, now)) return;
   if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
   const auto& ent = entries_[cur_];
@@ -496,6 +501,7 @@ void SenderSession::offer_current(Clock::time_point now) {
     prog_.announced = true;
     event(EventType::file_start);
   }
+  if (cfg_.purpose == P::Purpose::check) start_check();
 }
 
 void SenderSession::start_streaming(std::uint64_t offset, Clock::time_point now) {
@@ -659,6 +665,7 @@ void SenderSession::emit_ready_chunks() {
 }
 
 void SenderSession::on_prefix_hashed(std::uint64_t token, Result<P::FileDigest> digest, Clock::time_point now) {
+  if (cfg_.purpose == P::Purpose::check) return on_check_hashed(token, std::move(digest), now);
   if (token != prefix_token_ || state_ != State::hashing_prefix) return;
   prefix_token_ = 0;
   if (!digest) {

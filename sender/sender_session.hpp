@@ -78,6 +78,12 @@ struct SenderConfig {
   std::optional<protocol::AuthKey> key{};
   // A fresh nonce for each connection's HELLO: the CSPRNG by default; tests inject one.
   std::function<protocol::Nonce()> make_nonce = protocol::random_nonce;
+  // Version 4 (sender/sender_inspect.cpp): a check or a dry run instead of a transfer.
+  // No DATA is ever sent then, and no file is sent eagerly.
+  protocol::Purpose purpose = protocol::Purpose::transfer;
+  // Check only: ask for the names in each offered directory and report those the
+  // entries do not have (entry_checked "extra").
+  bool list_extra = false;
 };
 
 // Read the block of `length` bytes at `offset` of entry `entry` (offset a multiple of
@@ -123,6 +129,7 @@ class SenderSession {
     hashing_prefix,   // driver hashes the part the receiver already holds
     streaming,        // sending DATA under the window
     awaiting_verdict, // COMMIT sent
+    checking,         // check: OFFER sent; hashing the file, then COMMIT; awaiting CHECK
     pipelining,       // no ordinary file current: eager files in flight, or the next entry next
     awaiting_end,     // END sent
     done,             // receiver confirmed END: outcome() is final
@@ -213,6 +220,21 @@ class SenderSession {
   void on_end(protocol::Bytes payload);
   void on_error(protocol::Bytes payload);
   void on_ping(protocol::Bytes payload);
+  // Version 4's check and dry-run sessions (sender/sender_inspect.cpp).
+  bool inspecting() const { return cfg_.purpose != protocol::Purpose::transfer; }
+  // Check: after the OFFER, hash the whole file (HashPrefix) while the receiver hashes
+  // its own.
+  void start_check();
+  void on_check_hashed(std::uint64_t token, Result<protocol::FileDigest> digest, Clock::time_point now);
+  void inspect_answer(protocol::Answer a, Clock::time_point now);
+  void on_check(protocol::Bytes payload, Clock::time_point now);
+  // Directory `dir`'s names on the receiver: those no entry has are extra.
+  void report_extra(const std::string& dir, const protocol::CheckReply& c);
+  // The current entry was checked or planned: counted as done, on to the next.
+  void finish_inspected(Clock::time_point now);
+  // The current entry failed (refused, unreadable here): file_failed, on to the next.
+  void fail_inspected(const std::string& why, Clock::time_point now);
+  void end_inspected(Clock::time_point now);
   // An ACK's or RPOS's offset, once checked and acknowledged; nullopt when the position
   // is stale (for an attempt already abandoned: ignored) or a violation (ERROR sent:
   // malformed body, an entry not offered yet, an offset outside [acknowledged, sent]).
@@ -354,6 +376,14 @@ class SenderSession {
   std::uint64_t prefix_token_ = 0;
   std::uint64_t check_token_ = 0;  // CheckSource in flight (0: none)
   bool commit_sent_ = false;
+
+  // Check of the current entry: its digest once hashed (or why it could not be), and
+  // whether the receiver's ANSWER asked for the COMMIT. Every entry's path, for
+  // --check-extra (built at the first directory's CHECK).
+  std::optional<std::string> check_digest_;
+  std::optional<std::string> check_hash_error_;
+  bool check_wants_commit_ = false;
+  std::set<std::string> entry_paths_;
 
   // Liveness.
   Clock::time_point last_rx_{};

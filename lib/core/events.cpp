@@ -19,6 +19,8 @@ const char* event_type_name(EventType t) {
     case EventType::transfer_end: return "transfer_end";
     case EventType::listening: return "listening";
     case EventType::carrier_message: return "carrier_message";
+    case EventType::entry_checked: return "entry_checked";
+    case EventType::entry_planned: return "entry_planned";
   }
   return "unknown";
 }
@@ -29,7 +31,9 @@ bool carries_transfer(EventType t) {
     case EventType::resume:
     case EventType::progress:
     case EventType::file_verified:
-    case EventType::file_failed: return true;
+    case EventType::file_failed:
+    case EventType::entry_checked:
+    case EventType::entry_planned: return true;
     case EventType::session_start:
     case EventType::file_skipped:
     case EventType::connection_lost:

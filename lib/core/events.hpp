@@ -33,6 +33,9 @@ enum class EventType {
   transfer_end,     // one batch's transfer ended (totals, exit_code, detail as session_end)
   listening,        // a listener is open (detail = its address, e.g. tcp:127.0.0.1:5000)
   carrier_message,  // a line the -e command (e.g. ssh and the remote ferry-recv) wrote to stderr (detail)
+  // ferry-send --check / --dry-run (protocol version 4; docs/EVENTS.md):
+  entry_checked,    // detail = identical, different, missing, partial or extra; reason = size, content, kind
+  entry_planned,    // detail = send, resume (offset = from where), complete, create, exists; offset
 };
 
 const char* event_type_name(EventType t);
@@ -48,6 +51,23 @@ struct Totals {
   std::uint64_t reconnects = 0;
   std::uint64_t stall_timeouts = 0;
   std::uint64_t write_retries = 0;    // transient ENOBUFS/EAGAIN write retries
+  // ferry-send --check (`checked` set): entries by what the receiver holds; extra =
+  // names only the receiver has (--check-extra). Failed entries (refused, unreadable
+  // here) count in files_failed.
+  bool checked = false;
+  std::uint64_t check_identical = 0;
+  std::uint64_t check_different = 0;
+  std::uint64_t check_missing = 0;
+  std::uint64_t check_partial = 0;
+  std::uint64_t check_extra = 0;
+  // ferry-send --dry-run (`planned` set): files a transfer would send whole or resume,
+  // the bytes that would move, files already complete, directories it would create.
+  bool planned = false;
+  std::uint64_t plan_send = 0;
+  std::uint64_t plan_resume = 0;
+  std::uint64_t plan_bytes = 0;
+  std::uint64_t plan_complete = 0;
+  std::uint64_t plan_dirs = 0;
 };
 
 // The whole transfer as one side sees it. A total of 0 means unknown (a receiver
@@ -78,6 +98,8 @@ struct Event {
   TransferProgress transfer{};
   // session_end (and transfer_end) with exit_code != 0: the one-line reason.
   std::string error{};
+  // entry_checked with detail "different": what differs (size, content or kind).
+  std::string reason{};
 };
 
 // Whether `transfer` is meaningful for events of type t (and written to JSON).

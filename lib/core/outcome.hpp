@@ -16,6 +16,10 @@ namespace ferry {
 // not be resolved or timed out, or the carrier command ended before the handshake
 // (the error is Errc::connection; 3 stays for connections that were lost).
 inline constexpr int kExitNotConnected = 9;
+// ferry-send --check: every entry was compared, and at least one is not identical
+// (different, missing, partial) or, with --check-extra, the receiver has a name the
+// source has not.
+inline constexpr int kExitDifferent = 10;
 
 struct Outcome {
   // The exit code ferry-send / ferry-recv would end with (README "Exit codes"):

@@ -112,6 +112,9 @@ class DestDir {
   // kMinChunkSize..kMaxChunkSize; Errc::local_io for a local failure.
   Result<std::unique_ptr<PartialFile>> open_partial(const protocol::Offer& offer, PartialState& state);
   const std::string& path() const { return path_; }
+  // DEST's descriptor and options, for the read-only looks of lib/fs/dest_probe.
+  int dir_fd() const { return fd_.get(); }
+  const DestOptions& options() const { return options_; }
   // Temporary files removed as stale when DEST was opened.
   std::size_t stale_removed() const { return stale_removed_; }
 

@@ -143,7 +143,17 @@ class JsonSink final : public EventSink {
                      {"bytes_payload", t.bytes_payload},   {"bytes_resent", t.bytes_resent},
                      {"chunks_rejected", t.chunks_rejected}, {"reconnects", t.reconnects},
                      {"stall_timeouts", t.stall_timeouts}, {"write_retries", t.write_retries}};
+      if (t.checked) {
+        j["check"] = {{"identical", t.check_identical}, {"different", t.check_different},
+                      {"missing", t.check_missing},     {"partial", t.check_partial},
+                      {"extra", t.check_extra}};
+      }
+      if (t.planned) {
+        j["dry_run"] = {{"send", t.plan_send},         {"resume", t.plan_resume}, {"bytes", t.plan_bytes},
+                        {"complete", t.plan_complete}, {"create_dirs", t.plan_dirs}};
+      }
     }
+    if (e.type == EventType::entry_checked && !e.reason.empty()) j["reason"] = e.reason;
     std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::fprintf(out_, "%s\n", line.c_str());
     std::fflush(out_);
@@ -218,7 +228,58 @@ class HumanSink final : public EventSink {
       case EventType::transfer_end:
         if (o_.verbose) summary(e);
         return;
+      case EventType::entry_checked:
+        started_ = true;
+        if (e.detail != "identical" || o_.verbose) {
+          line(pad_right(e.detail, 10) + printable(e.path) + (e.reason.empty() ? "" : " (" + e.reason + ")"), true);
+        }
+        return;
+      case EventType::entry_planned:
+        started_ = true;
+        return planned(e);
     }
+  }
+
+  // --dry-run: one line per entry a transfer would act upon (complete files and
+  // existing directories with -v only), like rsync -n.
+  void planned(const Event& e) {
+    std::string text;
+    if (e.detail == "send") {
+      text = "send      " + printable(e.path) + " (" + human_bytes(e.size) + ")";
+    } else if (e.detail == "resume") {
+      text = "resume    " + printable(e.path) + " at " + human_bytes(e.offset) + " (" +
+             human_bytes(e.size - std::min(e.size, e.offset)) + " left)";
+    } else if (e.detail == "create") {
+      text = "create    " + printable(e.path) + "/";
+    } else if (o_.verbose) {
+      text = pad_right(e.detail, 10) + printable(e.path) + (e.detail == "exists" ? "/" : "");
+    }
+    if (!text.empty()) line(text, true);
+  }
+
+  static std::string pad_right(const std::string& s, std::size_t n) {
+    return s.size() >= n ? s + " " : s + std::string(n - s.size(), ' ');
+  }
+
+  // --check and --dry-run end with their own summary line.
+  bool inspection_summary(const Totals& t, bool failed) {
+    std::string text;
+    if (t.checked) {
+      text = std::to_string(t.check_identical) + " identical, " + std::to_string(t.check_different) + " different, " +
+             std::to_string(t.check_missing) + " missing";
+      if (t.check_partial > 0) text += ", " + std::to_string(t.check_partial) + " partial";
+      if (t.check_extra > 0) text += ", " + std::to_string(t.check_extra) + " extra";
+    } else if (t.planned) {
+      text = "dry run: " + count(t.plan_send, "file", "files") + " to send, " + std::to_string(t.plan_resume) +
+             " to resume, " + human_bytes(t.plan_bytes) + " would move; " + std::to_string(t.plan_complete) +
+             " complete, " + count(t.plan_dirs, "directory", "directories") + " to create";
+    } else {
+      return false;
+    }
+    if (t.files_failed > 0) text += "; " + std::to_string(t.files_failed) + " failed";
+    if (failed && !started_) return true;
+    line(text, true);
+    return true;
   }
 
  private:
@@ -401,6 +462,7 @@ class HumanSink final : public EventSink {
   void summary(const Event& e) {
     if (o_.quiet) return;
     const bool failed = e.exit_code != 0 || e.detail == "failed";
+    if (inspection_summary(e.totals, failed)) return;
     if (failed && !started_) return;
     const Totals& t = e.totals;
     const double secs = seconds_between(t0_, now());

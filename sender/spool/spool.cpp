@@ -268,6 +268,8 @@ class Spool::Impl : public std::enable_shared_from_this<Impl> {
       case EventType::transfer_end:
       case EventType::listening:
       case EventType::carrier_message:
+      case EventType::entry_checked:  // a spool's transfers are never checks or dry runs
+      case EventType::entry_planned:
         return emit(e);
     }
   }

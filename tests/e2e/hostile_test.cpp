@@ -383,7 +383,7 @@ TEST_F(HostileSender, MalformedFramingClosesTheConnection) {
       {"control frame over 64 KiB", true,
        header(v, kType(P::FrameType::offer), static_cast<std::uint32_t>(P::kMaxControlPayload + 1))},
       {"unknown frame type", true, header(v, 200, 0), true},
-      {"unknown frame type as the first frame", false, header(v, 14, 0), true},
+      {"unknown frame type as the first frame", false, header(v, 15, 0), true},  // 14: CHECK (version 4)
       {"framing version 2", false, header(2, kType(P::FrameType::hello), 10), true},
       {"random bytes", false, junk},
       {"random bytes after HELLO", true, junk},

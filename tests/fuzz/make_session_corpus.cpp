@@ -3,7 +3,8 @@
 // what each is fed (the other's frames, the answers to its file actions, time, the
 // ends of input batches) is recorded as its script. Scenarios: a complete transfer,
 // failed writes, opens that resume (with a prefix that then fails the verdict, or
-// with held blocks), a short read, a changed source, a connection lost midway.
+// with held blocks), a short read, a changed source, a connection lost midway; check and
+// dry-run sessions (version 4).
 // Run: build/tests/fuzz/ferry-make-session-corpus tests/fuzz/corpus
 //      (writes DIR/receiver_session/NAME and DIR/sender_session/NAME)
 #include <cstdio>
@@ -25,6 +26,7 @@ struct Scenario {
   std::function<std::uint8_t(unsigned)> receiver_arg = [](unsigned) { return 0; };
   std::function<std::uint8_t(unsigned)> sender_arg = [](unsigned) { return 0; };
   unsigned lose_connection_at = 0;  // step at which the connection is lost; 0: never
+  ferry::protocol::Purpose purpose = ferry::protocol::Purpose::transfer;  // version 4: check, dry run
 };
 
 struct Recorded {
@@ -67,7 +69,7 @@ bool step(ReceiverHarness& r, SenderHarness& s, Recorded& rec, const Scenario& s
 
 Recorded record(const Scenario& sc) {
   ReceiverHarness r;
-  SenderHarness s;
+  SenderHarness s(sc.purpose);
   Recorded rec;
   unsigned rn = 0, sn = 0, idle = 0;
   for (unsigned i = 1; i < 20000 && idle < 5 && !(r.over() && s.over()); ++i) {
@@ -119,6 +121,14 @@ int main(int argc, char** argv) {
       {"source_changed", [](unsigned) { return std::uint8_t{0}; },
        [](unsigned n) { return std::uint8_t(n == 6 ? 2 : 0); }},
       {"lost_midway", [](unsigned) { return std::uint8_t{0}; }, [](unsigned) { return std::uint8_t{0}; }, 6},
+      // Version 4: DEST holds files of the offered size (digests compared), or files
+      // of another size, a partial, nothing; a dry run.
+      {"check", [](unsigned n) { return std::uint8_t(n % 2 == 0 ? 2 : 6); }, [](unsigned) { return std::uint8_t{0}; },
+       0, ferry::protocol::Purpose::check},
+      {"check_missing", [](unsigned n) { return std::uint8_t(n % 2 == 0 ? 8 : 4); },
+       [](unsigned) { return std::uint8_t{0}; }, 0, ferry::protocol::Purpose::check},
+      {"dry_run", [](unsigned n) { return std::uint8_t(n % 3 == 0 ? 4 : 2); }, [](unsigned) { return std::uint8_t{0}; },
+       0, ferry::protocol::Purpose::dry_run},
   };
   for (const auto& sc : scenarios) {
     const Recorded rec = record(sc);

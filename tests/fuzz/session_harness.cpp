@@ -114,6 +114,32 @@ ReceiverHarness::ReceiverHarness() : session_(receiver::ReceiverConfig{}, now_) 
 
 void ReceiverHarness::Perform::operator()(SendFrame& f) const { append_frame(h.output_, f); }
 
+void ReceiverHarness::Perform::must_write() const {
+  if (h.session_.purpose() != P::Purpose::transfer) std::abort();
+}
+
+// Check and dry-run looks: arg bit 0 a failure; (arg >> 1) % 4 picks what DEST holds
+// (missing, a file of the offered size, of another size, a directory); bit 3 a partial.
+void ReceiverHarness::complete_inspection(Pending& p, std::uint8_t arg) {
+  const bool fail = (arg & 1) != 0;
+  if (auto* d = std::get_if<Digest>(&p)) {
+    if (fail) return session_.on_final_digested(d->file_id, fake_failure("read"), now_);
+    receiver::FinalFile f;
+    f.kind = static_cast<receiver::FinalFile::Kind>((arg >> 1) % 4 == 3 ? 2 : (arg >> 1) % 4 == 0 ? 0 : 1);
+    f.size = (arg >> 1) % 4 == 2 ? d->offer.size + 1 : d->offer.size;
+    f.partial = (arg & 8) != 0;
+    if (f.kind == receiver::FinalFile::Kind::file && f.size == d->offer.size) f.digest = P::FileDigest();
+    return session_.on_final_digested(d->file_id, std::move(f), now_);
+  }
+  if (auto* pr = std::get_if<Probe>(&p)) {
+    if (fail) return session_.on_file_probed(pr->file_id, fake_failure("probe"), now_);
+    receiver::OpenedFile o;
+    o.created = (arg & 2) != 0;
+    if ((arg & 4) != 0 && pr->offer.kind == P::EntryKind::file) o.offset = pr->offer.size;
+    return session_.on_file_probed(pr->file_id, std::move(o), now_);
+  }
+}
+
 void ReceiverHarness::run() {
   drive(
       session_, [this](receiver::Action& a) { std::visit(Perform{*this}, a); }, [](const Event&) {});
@@ -149,6 +175,7 @@ void ReceiverHarness::answer(std::size_t index, std::uint8_t arg) {
 // first block (with a prefix digest that does not match: the verdict fails), == 2
 // reports a held block and a note.
 void ReceiverHarness::complete(Pending& p, std::uint8_t arg) {
+  if (std::holds_alternative<Digest>(p) || std::holds_alternative<Probe>(p)) return complete_inspection(p, arg);
   const bool fail = (arg & 1) != 0;
   if (auto* o = std::get_if<Open>(&p)) {
     if (fail) return session_.on_file_opened(o->file_id, fake_failure("open"), now_);
@@ -207,8 +234,10 @@ std::vector<SourceEntry> fuzz_entries() {
   return out;
 }
 
-sender::SenderConfig fuzz_sender_config() {
+sender::SenderConfig fuzz_sender_config(P::Purpose purpose) {
   sender::SenderConfig c;
+  c.purpose = purpose;
+  c.list_extra = purpose == P::Purpose::check;
   c.chunk_size = SenderHarness::kChunk;
   c.window = 4 * SenderHarness::kChunk;
   c.max_reads_in_flight = 2;
@@ -219,7 +248,8 @@ sender::SenderConfig fuzz_sender_config() {
 
 }  // namespace
 
-SenderHarness::SenderHarness() : entries_(fuzz_entries()), session_(fuzz_sender_config(), entries_, now_) {
+SenderHarness::SenderHarness(P::Purpose purpose)
+    : entries_(fuzz_entries()), session_(fuzz_sender_config(purpose), entries_, now_) {
   session_.on_connected(now_);
   run();
 }

@@ -105,21 +105,44 @@ class ReceiverHarness final : public Harness {
   struct Commit {
     std::uint32_t file_id;
   };
-  using Pending = std::variant<Open, Write, Commit>;
+  struct Digest {  // check sessions (version 4)
+    std::uint32_t file_id;
+    protocol::Offer offer;
+  };
+  struct Probe {  // dry-run sessions (version 4)
+    std::uint32_t file_id;
+    protocol::Offer offer;
+  };
+  using Pending = std::variant<Open, Write, Commit, Digest, Probe>;
   // The one place actions are answered or filed (see the header comment).
   struct Perform {
     ReceiverHarness& h;
     void operator()(SendFrame& f) const;
     void operator()(CloseConnection&) const { h.closed_ = true; }
-    void operator()(receiver::OpenFile& o) const { h.pending_.push_back(Open{o.file_id, o.offer}); }
+    // A writing action in a check or dry-run session is a bug the fuzzer reports.
+    void must_write() const;
+    void operator()(receiver::OpenFile& o) const {
+      must_write();
+      h.pending_.push_back(Open{o.file_id, o.offer});
+    }
     void operator()(receiver::WriteChunk& w) const {
+      must_write();
       h.pending_.push_back(Write{w.file_id, w.offset, w.data.size()});
     }
-    void operator()(receiver::CommitFile& c) const { h.pending_.push_back(Commit{c.file_id}); }
-    void operator()(receiver::CloseFile&) const {}
-    void operator()(receiver::CommitSmallFile& c) const { h.pending_.push_back(Commit{c.file_id}); }
+    void operator()(receiver::CommitFile& c) const {
+      must_write();
+      h.pending_.push_back(Commit{c.file_id});
+    }
+    void operator()(receiver::CloseFile&) const { must_write(); }
+    void operator()(receiver::CommitSmallFile& c) const {
+      must_write();
+      h.pending_.push_back(Commit{c.file_id});
+    }
+    void operator()(receiver::DigestFinalFile& d) const { h.pending_.push_back(Digest{d.file_id, d.offer}); }
+    void operator()(receiver::ProbeFile& p) const { h.pending_.push_back(Probe{p.file_id, p.offer}); }
   };
   void complete(Pending& p, std::uint8_t arg);
+  void complete_inspection(Pending& p, std::uint8_t arg);
   void run();
 
   receiver::ReceiverSession session_;
@@ -132,7 +155,9 @@ class ReceiverHarness final : public Harness {
 // source checks wait in a queue until the script answers them.
 class SenderHarness final : public Harness {
  public:
-  SenderHarness();
+  // `purpose`: the corpus writer's check and dry-run exchanges (the fuzz target uses a
+  // transfer).
+  explicit SenderHarness(protocol::Purpose purpose = protocol::Purpose::transfer);
   void feed(std::span<const std::byte> bytes) override;
   void answer(std::size_t index, std::uint8_t arg) override;
   std::size_t pending() const override { return pending_.size(); }
@@ -153,6 +178,7 @@ class SenderHarness final : public Harness {
     void operator()(sender::CheckSource& c) const { h.pending_.push_back(c); }
   };
   void complete(Pending& p, std::uint8_t arg);
+  void complete_inspection(Pending& p, std::uint8_t arg);
   void run();
 
   std::vector<SourceEntry> entries_;

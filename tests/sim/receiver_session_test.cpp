@@ -131,6 +131,10 @@ class Harness {
           closes_file.push_back(*cl);
         } else if (auto* cc = std::get_if<CloseConnection>(&a)) {
           closes.push_back(*cc);
+        } else if (auto* d = std::get_if<DigestFinalFile>(&a)) {
+          digests.push_back(*d);
+        } else if (auto* pf = std::get_if<ProbeFile>(&a)) {
+          probes.push_back(*pf);
         }
       }
     }
@@ -146,8 +150,10 @@ class Harness {
     collect();
   }
 
-  void hello(const std::optional<TransferProgress>& figures = std::nullopt) {
+  void hello(const std::optional<TransferProgress>& figures = std::nullopt,
+             P::Purpose purpose = P::Purpose::transfer) {
     P::Hello h;
+    h.purpose = purpose;
     h.role = P::Role::sender;
     h.session = kSession;
     h.software = "test-sender";
@@ -214,6 +220,8 @@ class Harness {
   std::vector<CommitSmallFile> smalls;
   std::vector<CloseFile> closes_file;
   std::vector<CloseConnection> closes;
+  std::vector<DigestFinalFile> digests;  // version 4, check sessions
+  std::vector<ProbeFile> probes;         // version 4, dry-run sessions
   std::vector<std::byte> file;  // the destination file's bytes
   unsigned writes = 0;
   bool defer_writes = false;
@@ -1405,6 +1413,161 @@ TEST(ReceiverEager, DirectoryAnswerSaysWhetherItWasCreated) {
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(a->created, created);
   }
+}
+
+// --- version 4: check and dry-run sessions (receiver/receiver_inspect.cpp) -----------------
+
+P::Commit commit_of(std::uint32_t id, const std::vector<std::byte>& data) {
+  return P::Commit{id, data.size(), file_digest(data).hex()};
+}
+std::vector<P::CheckReply> checks_of(const Harness& h) {
+  std::vector<P::CheckReply> out;
+  for (const auto& f : h.of_type(P::FrameType::check)) {
+    auto c = P::parse_check(f.payload);
+    EXPECT_TRUE(c.ok());
+    if (c) out.push_back(*c);
+  }
+  return out;
+}
+// No writing action ever: the session's whole output in check and dry-run sessions.
+void expect_nothing_written(const Harness& h) {
+  EXPECT_TRUE(h.opens.empty());
+  EXPECT_EQ(h.writes, 0u);
+  EXPECT_TRUE(h.commits.empty());
+  EXPECT_TRUE(h.smalls.empty());
+  EXPECT_TRUE(h.closes_file.empty());
+}
+
+TEST(ReceiverInspect, CheckComparesDigestsAndNeverRevealsItsOwn) {
+  Harness h;
+  h.hello(std::nullopt, P::Purpose::check);
+  const auto data = bytes_of(3 * kChunk + 5, 1);
+  h.offer(0, "a.bin", data.size());
+  ASSERT_EQ(h.digests.size(), 1u);
+  EXPECT_EQ(h.digests[0].offer.block_size, kChunk);
+  h.feed(P::FrameType::commit, P::to_json(commit_of(0, data)));  // the sender was faster
+  EXPECT_TRUE(checks_of(h).empty()) << "no answer before the receiver's own digest";
+  FinalFile f{FinalFile::Kind::file, data.size(), false, file_digest(data), {}, false};
+  h.r.on_final_digested(0, f, h.now);
+  h.collect();
+  ASSERT_EQ(checks_of(h).size(), 1u);
+  EXPECT_EQ(checks_of(h)[0].result, P::CheckResult::identical);
+  // Another file: the receiver's digest is ready first, ANSWER asks for the COMMIT;
+  // the content differs; the CHECK carries no digest.
+  h.offer(1, "b.bin", data.size());
+  auto other = data;
+  other[7] ^= std::byte{1};
+  h.r.on_final_digested(1, FinalFile{FinalFile::Kind::file, data.size(), false, file_digest(other), {}, false}, h.now);
+  h.collect();
+  EXPECT_EQ(h.of_type(P::FrameType::answer).size(), 1u);
+  h.feed(P::FrameType::commit, P::to_json(commit_of(1, data)));
+  ASSERT_EQ(checks_of(h).size(), 2u);
+  EXPECT_EQ(checks_of(h)[1].result, P::CheckResult::different);
+  EXPECT_EQ(checks_of(h)[1].reason, "content");
+  const std::string body(reinterpret_cast<const char*>(h.of_type(P::FrameType::check)[1].payload.data()),
+                         h.of_type(P::FrameType::check)[1].payload.size());
+  EXPECT_EQ(body.find(file_digest(other).hex()), std::string::npos);
+  EXPECT_FALSE(h.r.failed());
+  expect_nothing_written(h);
+}
+
+TEST(ReceiverInspect, MissingPartialAndOtherSizeAreAnsweredWithoutTheCommit) {
+  Harness h;
+  h.hello(std::nullopt, P::Purpose::check);
+  h.offer(0, "gone.bin", 10);
+  h.r.on_final_digested(0, FinalFile{}, h.now);
+  h.collect();
+  h.offer(1, "half.bin", 10);
+  h.r.on_final_digested(1, FinalFile{FinalFile::Kind::missing, 0, true, {}, {}, false}, h.now);
+  h.collect();
+  h.offer(2, "short.bin", 10);
+  h.r.on_final_digested(2, FinalFile{FinalFile::Kind::file, 9, false, {}, {}, false}, h.now);
+  h.collect();
+  // A COMMIT that crossed the CHECK on the wire is dropped, not a violation.
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{2, 10, std::string(32, 'a')}));
+  auto c = checks_of(h);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[0].result, P::CheckResult::missing);
+  EXPECT_EQ(c[1].result, P::CheckResult::partial);
+  EXPECT_EQ(c[2].result, P::CheckResult::different);
+  EXPECT_EQ(c[2].reason, "size");
+  EXPECT_FALSE(h.r.failed());
+  expect_nothing_written(h);
+}
+
+// A hostile sender: DATA in a check session is a violation, and nothing is written.
+TEST(ReceiverInspect, DataInACheckSessionIsAViolation) {
+  Harness h;
+  h.hello(std::nullopt, P::Purpose::check);
+  const auto data = bytes_of(100, 2);
+  h.offer(0, "a.bin", data.size());
+  h.feed(data_frame(0, 0, data));
+  expect_violation(h);
+  expect_nothing_written(h);
+}
+
+TEST(ReceiverInspect, EagerOfferAndSecondCommitAreViolations) {
+  {
+    Harness h;
+    h.hello(std::nullopt, P::Purpose::check);
+    P::Offer o;
+    o.path = "e.txt";
+    o.size = 3;
+    o.block_size = kChunk;
+    o.eager = true;
+    h.feed(P::FrameType::offer, P::to_json(o));
+    expect_violation(h);
+    expect_nothing_written(h);
+  }
+  {
+    Harness h;
+    h.hello(std::nullopt, P::Purpose::check);
+    const auto data = bytes_of(10, 3);
+    h.offer(0, "a.bin", data.size());
+    h.feed(P::FrameType::commit, P::to_json(commit_of(0, data)));
+    h.feed(P::FrameType::commit, P::to_json(commit_of(0, data)));
+    expect_violation(h);
+    expect_nothing_written(h);
+  }
+  {
+    Harness h;  // an OFFER while the receiver still hashes: one look at a time
+    h.hello(std::nullopt, P::Purpose::check);
+    h.offer(0, "a.bin", 10);
+    h.offer(1, "b.bin", 10);
+    expect_violation(h);
+    EXPECT_EQ(h.digests.size(), 1u);
+  }
+}
+
+TEST(ReceiverInspect, DryRunAnswersAsATransferWouldAndRefusesCommitAndData) {
+  Harness h;
+  h.hello(std::nullopt, P::Purpose::dry_run);
+  const auto data = bytes_of(4 * kChunk, 4);
+  h.offer(0, "a.bin", data.size());
+  ASSERT_EQ(h.probes.size(), 1u);
+  OpenedFile planned;
+  planned.offset = kChunk;
+  planned.held.push_back({2 * kChunk, kChunk, 0});
+  h.r.on_file_probed(0, planned, h.now);
+  h.collect();
+  auto answers = h.of_type(P::FrameType::answer);
+  ASSERT_EQ(answers.size(), 1u);
+  auto a = P::parse_answer(answers[0].payload);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->offset, kChunk);
+  ASSERT_EQ(a->held.size(), 1u);
+  EXPECT_EQ(a->held[0].offset, 2 * kChunk);
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+  h.feed(P::FrameType::commit, P::to_json(commit_of(0, data)));
+  expect_violation(h);
+  expect_nothing_written(h);
+
+  Harness d;
+  d.hello(std::nullopt, P::Purpose::dry_run);
+  d.offer(0, "a.bin", data.size());
+  d.feed(data_frame(0, 0, P::Bytes(data).first(kChunk)));
+  expect_violation(d);
+  expect_nothing_written(d);
 }
 
 }  // namespace

@@ -1424,6 +1424,93 @@ TEST(SenderEager, AnswerAcceptingAnEagerFileIsAViolation) {
   expect_protocol_failure(h);
 }
 
+// --- version 4: check and dry-run sessions (sender/sender_inspect.cpp) ------------------
+
+SenderConfig inspect_config(P::Purpose purpose) {
+  SenderConfig c = config();
+  c.purpose = purpose;
+  return c;
+}
+
+TEST(SenderInspect, CheckHashesSendsCommitAndNeverData) {
+  const auto data = bytes_of(3 * kChunk + 1, 1);
+  Harness h({data, bytes_of(10, 2)}, inspect_config(P::Purpose::check));
+  h.connect();
+  auto hello = P::parse_hello(h.of_type(P::FrameType::hello).at(0).payload);
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(hello->purpose, P::Purpose::check);
+  h.receiver_hello();
+  ASSERT_EQ(h.of_type(P::FrameType::offer).size(), 1u);
+  auto offer = P::parse_offer(h.of_type(P::FrameType::offer)[0].payload);
+  ASSERT_TRUE(offer.ok());
+  EXPECT_FALSE(offer->eager);
+  ASSERT_EQ(h.hashes.size(), 1u) << "the whole file is hashed at once";
+  EXPECT_EQ(h.hashes[0].length, data.size());
+  h.s.on_prefix_hashed(h.hashes[0].token, file_digest(data), h.now);
+  h.collect();
+  auto commits = h.of_type(P::FrameType::commit);
+  ASSERT_EQ(commits.size(), 1u);
+  auto c = P::parse_commit(commits[0].payload);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->xxh3_128, hex128(data));
+  h.feed(P::FrameType::check, P::to_json(P::CheckReply{0, P::CheckResult::identical, {}, {}, false}));
+  // The second file: the receiver answers "missing" before our hash is done; the late
+  // hash is dropped and no COMMIT goes out for it.
+  ASSERT_EQ(h.of_type(P::FrameType::offer).size(), 2u);
+  h.feed(P::FrameType::check, P::to_json(P::CheckReply{1, P::CheckResult::missing, {}, {}, false}));
+  h.s.on_prefix_hashed(h.hashes.at(1).token, file_digest(bytes_of(10, 2)), h.now);
+  h.collect();
+  EXPECT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_TRUE(h.reads.empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::data).empty());
+  EXPECT_TRUE(h.s.totals().checked);
+  EXPECT_EQ(h.s.totals().check_identical, 1u);
+  EXPECT_EQ(h.s.totals().check_missing, 1u);
+}
+
+TEST(SenderInspect, UnreadableSourceFailsAfterTheReceiversAnswer) {
+  Harness h({bytes_of(100, 1)}, inspect_config(P::Purpose::check));
+  h.connect();
+  h.receiver_hello();
+  ASSERT_EQ(h.hashes.size(), 1u);
+  h.s.on_prefix_hashed(h.hashes[0].token, make_error(Errc::local_io, "open(f0): gone"), h.now);
+  h.collect();
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty()) << "waits for the receiver's answer first";
+  h.answer(0, 0);  // the receiver holds a file of that size and waits for a COMMIT
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.totals().files_failed, 1u);
+  EXPECT_TRUE(h.of_type(P::FrameType::commit).empty());
+}
+
+TEST(SenderInspect, CheckOutsideACheckOrForAnotherEntryIsAViolation) {
+  Harness h({bytes_of(100, 1)});
+  h.connect();
+  h.receiver_hello();
+  h.feed(P::FrameType::check, P::to_json(P::CheckReply{0, P::CheckResult::identical, {}, {}, false}));
+  EXPECT_FALSE(h.of_type(P::FrameType::error).empty());
+  EXPECT_TRUE(h.s.finished());
+}
+
+TEST(SenderInspect, DryRunReportsWhatATransferWouldDo) {
+  Harness h({bytes_of(4 * kChunk, 1), bytes_of(10, 2), bytes_of(3, 3)}, inspect_config(P::Purpose::dry_run));
+  h.connect();
+  h.receiver_hello();
+  h.answer(0, kChunk, P::AnswerStatus::accept, {{2 * kChunk, kChunk}});
+  h.answer(1, 10);
+  h.answer(2, 0);
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_TRUE(h.reads.empty());
+  EXPECT_TRUE(h.hashes.empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::data).empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::commit).empty());
+  const Totals& t = h.s.totals();
+  EXPECT_EQ(t.plan_resume, 1u);
+  EXPECT_EQ(t.plan_complete, 1u);
+  EXPECT_EQ(t.plan_send, 1u);
+  EXPECT_EQ(t.plan_bytes, 2 * kChunk + 3) << "the resumed file's missing blocks and the new file";
+}
+
 }  // namespace
 }  // namespace ferry::sender
 

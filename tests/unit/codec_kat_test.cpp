@@ -197,6 +197,23 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->files, kat::kat_end().files);
     EXPECT_EQ(m->bytes, kat::kat_end().bytes);
   }
+  {
+    auto m = parse_hello(payload_of("hello_check"));
+    ASSERT_TRUE(m) << m.error().message();
+    EXPECT_EQ(m->min_version, 4u);
+    EXPECT_EQ(m->purpose, protocol::Purpose::check);
+    EXPECT_TRUE(m->list_extra);
+  }
+  for (auto [name, want] : {std::pair{"check_different", kat::kat_check_different()},
+                            std::pair{"check_names", kat::kat_check_names()}}) {
+    auto m = parse_check(payload_of(name));
+    ASSERT_TRUE(m) << name << ": " << m.error().message();
+    EXPECT_EQ(m->file_id, want.file_id);
+    EXPECT_EQ(m->result, want.result);
+    EXPECT_EQ(m->reason, want.reason);
+    EXPECT_EQ(m->names, want.names);
+    EXPECT_EQ(m->truncated, want.truncated);
+  }
   for (auto [name, want] : {std::pair{"ping", kat::kKatPing}, std::pair{"pong", kat::kKatPong}}) {
     std::uint64_t n = 0;
     ASSERT_TRUE(decode_nonce(payload_of(name), n)) << name;

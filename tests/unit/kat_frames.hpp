@@ -77,6 +77,30 @@ inline protocol::Offer kat_offer_symlink() {
   o.target = "../releases/v2";
   return o;
 }
+
+// Version 4 (PROTOCOL.md 6.11): a check session's HELLO, asking for directory names,
+// and the CHECK answers of a file that differs and of a directory with its names.
+inline protocol::Hello kat_hello_check() {
+  protocol::Hello h = kat_hello();
+  h.min_version = h.max_version = 4;
+  h.purpose = protocol::Purpose::check;
+  h.list_extra = true;
+  return h;
+}
+inline protocol::CheckReply kat_check_different() {
+  protocol::CheckReply c;
+  c.file_id = 7;
+  c.result = protocol::CheckResult::different;
+  c.reason = "content";
+  return c;
+}
+inline protocol::CheckReply kat_check_names() {
+  protocol::CheckReply c;
+  c.file_id = 8;
+  c.result = protocol::CheckResult::identical;
+  c.names = {"a.txt", "sub"};
+  return c;
+}
 inline protocol::Offer kat_offer_dir() {
   return {8, "dir/empty", protocol::EntryKind::directory, 0, -1, 0755, "dir"};
 }
@@ -155,6 +179,9 @@ inline std::vector<KatFrame> kat_frames() {
   auto pong = protocol::encode_nonce(kKatPong);
   v.push_back({"pong", FrameType::pong, encode_frame(FrameType::pong, protocol::Bytes(pong))});
   v.push_back({"auth", FrameType::auth, protocol::auth_frame(kat_auth_key(), kat_auth_input())});
+  add_json("hello_check", FrameType::hello, to_json(kat_hello_check()));
+  add_json("check_different", FrameType::check, to_json(kat_check_different()));
+  add_json("check_names", FrameType::check, to_json(kat_check_names()));
   return v;
 }
 

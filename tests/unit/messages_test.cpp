@@ -115,6 +115,62 @@ TEST(Messages, HelloTotalsOutOfRangeOrOfWrongTypeAreRefused) {
   EXPECT_TRUE(parse_hello(b(head + R"(,"files_total":3,"files_done":3,"bytes_total":0,"bytes_done":0})")));
 }
 
+// Version 4: HELLO's purpose (absent = transfer, not written for a transfer) and
+// list_extra; the CHECK body.
+TEST(Messages, HelloPurposeRoundTripAndDefaults) {
+  Hello m{4, 4, Role::sender, kSession, "ferry-send"};
+  EXPECT_EQ(to_json(m).find("purpose"), std::string::npos);
+  for (Purpose p : {Purpose::check, Purpose::dry_run}) {
+    m.purpose = p;
+    m.list_extra = p == Purpose::check;
+    auto r = parse_hello(b(to_json(m)));
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->purpose, p);
+    EXPECT_EQ(r->list_extra, p == Purpose::check);
+  }
+  const std::string head = std::string(R"({"min_version":4,"max_version":4,"role":"sender","session":")") + kSession +
+                           R"(","software":"")";
+  auto absent = parse_hello(b(head + "}"));
+  ASSERT_TRUE(absent);
+  EXPECT_EQ(absent->purpose, Purpose::transfer);
+  EXPECT_FALSE(parse_hello(b(head + R"(,"purpose":"delete"})")));
+  EXPECT_FALSE(parse_hello(b(head + R"(,"purpose":3})")));
+  EXPECT_FALSE(parse_hello(b(head + R"(,"list_extra":"yes"})")));
+}
+
+TEST(Messages, CheckRoundTripAndLimits) {
+  CheckReply c;
+  c.file_id = 3;
+  c.result = CheckResult::different;
+  c.reason = "size";
+  auto r = parse_check(b(to_json(c)));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->result, CheckResult::different);
+  EXPECT_EQ(r->reason, "size");
+  c.result = CheckResult::identical;
+  c.reason.clear();
+  c.names = {"a", "b c"};
+  c.truncated = true;
+  r = parse_check(b(to_json(c)));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->names, c.names);
+  EXPECT_TRUE(r->truncated);
+  EXPECT_FALSE(parse_check(b(R"({"file":1,"result":"same"})")));
+  EXPECT_FALSE(parse_check(b(R"({"file":1,"result":"different","reason":"mood"})")));
+  for (const char* name : {"", ".", "..", "a/b"}) {
+    json j{{"file", 1}, {"result", "identical"}, {"names", {name}}};
+    EXPECT_FALSE(parse_check(b(j.dump()))) << name;
+  }
+  json many{{"file", 1}, {"result", "identical"}, {"names", json::array()}};
+  for (std::size_t i = 0; i <= kMaxCheckNames; ++i) many["names"].push_back("n" + std::to_string(i));
+  EXPECT_FALSE(parse_check(b(many.dump()))) << "more names than kMaxCheckNames";
+  json big{{"file", 1}, {"result", "identical"}, {"names", json::array()}};
+  for (int i = 0; i < 250; ++i) {
+    big["names"].push_back(std::string(200, static_cast<char>('a' + i % 26)) + std::to_string(i));
+  }
+  EXPECT_FALSE(parse_check(b(big.dump()))) << "more bytes of names than kMaxCheckNameBytes";
+}
+
 TEST(Messages, OfferRoundTrip) {
   std::vector<Offer> offers = {
       {0, "a", EntryKind::file, 0, 0, 0, "", kMinChunkSize},
