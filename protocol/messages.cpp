@@ -439,8 +439,8 @@ Result<CheckReply> parse_check(Bytes payload) {
     }
   }
   if (!known) return bad("CHECK", "field 'result' must be identical, different, missing or partial");
-  if (!m.reason.empty() && m.reason != "size" && m.reason != "content" && m.reason != "kind") {
-    return bad("CHECK", "field 'reason' must be size, content or kind");
+  if (!m.reason.empty() && m.reason != "size" && m.reason != "content" && m.reason != "kind" && m.reason != "target") {
+    return bad("CHECK", "field 'reason' must be size, content, kind or target");
   }
   auto names = parse_names(*j);
   if (!names) return bad("CHECK", names.error().what);

@@ -643,6 +643,7 @@ class ReceiverEngine final : public Engine {
           if (!r) return q.session.on_final_digested(file_id, r.error(), Clock::now());
           receiver::FinalFile f;
           f.kind = static_cast<receiver::FinalFile::Kind>(r->kind);
+          f.target = std::move(r->target);
           f.size = r->size;
           f.partial = r->partial;
           f.digest = r->digest;

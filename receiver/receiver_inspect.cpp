@@ -82,7 +82,8 @@ void ReceiverSession::reply_check() {
   using Kind = FinalFile::Kind;
   FinalFile& f = *final_;
   const bool dir_offered = offer_.kind == P::EntryKind::directory;
-  const bool comparable = !dir_offered && f.kind == Kind::file && f.size == offer_.size && f.digest;
+  const bool link_offered = offer_.kind == P::EntryKind::symlink;
+  const bool comparable = offer_.kind == P::EntryKind::file && f.kind == Kind::file && f.size == offer_.size && f.digest;
   if (comparable && !check_commit_) {
     // Our digest is ready first: the sender's COMMIT decides.
     state_ = State::awaiting_commit;
@@ -92,8 +93,13 @@ void ReceiverSession::reply_check() {
   P::CheckReply c;
   c.file_id = cur_;
   if (f.kind == Kind::missing) {
-    c.result = !dir_offered && f.partial ? P::CheckResult::partial : P::CheckResult::missing;
-  } else if (dir_offered != (f.kind == Kind::directory) || f.kind == Kind::other) {
+    c.result = offer_.kind == P::EntryKind::file && f.partial ? P::CheckResult::partial : P::CheckResult::missing;
+  } else if (link_offered && f.kind == Kind::symlink) {
+    // A link is its text (--links sends it verbatim): the same text is identical.
+    c.result = f.target == offer_.target ? P::CheckResult::identical : P::CheckResult::different;
+    if (c.result == P::CheckResult::different) c.reason = "target";
+  } else if (link_offered || dir_offered != (f.kind == Kind::directory) || f.kind == Kind::other ||
+             f.kind == Kind::symlink) {
     c.result = P::CheckResult::different;
     c.reason = "kind";
   } else if (dir_offered) {

@@ -145,13 +145,14 @@ struct DigestFinalFile {
   bool list_names = false;
 };
 struct FinalFile {
-  enum class Kind { missing, file, directory, other };
+  enum class Kind { missing, file, directory, other, symlink };  // as lib/fs FinalState's
   Kind kind = Kind::missing;
   std::uint64_t size = 0;
   bool partial = false;
   std::optional<protocol::FileDigest> digest{};
   std::vector<std::string> names{};
   bool truncated = false;
+  std::string target{};  // kind symlink: its text
 };
 // Version 4, dry-run sessions (HELLO purpose "dry_run"): what OpenFile would report,
 // computed without writing anything (lib/fs/dest_probe plan_open; `created`: a

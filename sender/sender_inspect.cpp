@@ -66,9 +66,9 @@ void SenderSession::inspect_answer(P::Answer a, Clock::time_point now) {
   e.size = ent.size;
   e.offset = a.offset;
   totals_.planned = true;
-  if (ent.kind == P::EntryKind::directory) {
+  if (ent.kind != P::EntryKind::file) {  // a directory or a link: made, or there already
     e.detail = a.created ? "create" : "exists";
-    if (a.created) ++totals_.plan_dirs;
+    if (a.created && ent.kind == P::EntryKind::directory) ++totals_.plan_dirs;
   } else if (a.offset == ent.size && ent.size > 0) {
     e.detail = "complete";
     ++totals_.plan_complete;

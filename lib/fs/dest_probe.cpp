@@ -145,6 +145,16 @@ Result<FinalState> inspect_final(const DestDir& dest, const protocol::Offer& off
     }
     return out;
   }
+  if (S_ISLNK(st.st_mode)) {
+    // Its text only: a check compares it with an offered link's target (--links).
+    std::string text(protocol::kMaxLinkTarget + 1, '\0');
+    const ssize_t n = ::readlinkat(parent, loc->leaf.c_str(), text.data(), text.size());
+    if (n < 0) return make_error(Errc::local_io, "readlink(" + shown + ")", errno);
+    text.resize(static_cast<std::size_t>(n));
+    out.kind = FinalState::Kind::symlink;
+    out.target = std::move(text);
+    return out;
+  }
   if (!S_ISREG(st.st_mode)) {
     out.kind = FinalState::Kind::other;
     return out;
@@ -248,6 +258,13 @@ Result<PlannedOpen> plan_open(const DestDir& dest, const protocol::Offer& offer)
     return out;
   }
   const int parent = loc->parent.get();
+  if (offer.kind == protocol::EntryKind::symlink) {
+    // A transfer leaves an identical link alone and makes (or replaces) any other.
+    std::string text(protocol::kMaxLinkTarget + 1, '\0');
+    const ssize_t n = ::readlinkat(parent, loc->leaf.c_str(), text.data(), text.size());
+    out.created = n < 0 || std::string_view(text.data(), static_cast<std::size_t>(n)) != offer.target;
+    return out;
+  }
   if (offer.kind == protocol::EntryKind::directory) {
     struct stat st {};
     if (::fstatat(parent, loc->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {

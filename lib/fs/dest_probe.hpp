@@ -26,7 +26,7 @@ namespace ferry {
 
 // What DEST holds at an offered path.
 struct FinalState {
-  enum class Kind { missing, file, directory, other };
+  enum class Kind { missing, file, directory, other, symlink };
   Kind kind = Kind::missing;
   std::uint64_t size = 0;  // kind file: its size
   // Files: ferry's partial or journal for this name is there (a transfer in progress).
@@ -39,6 +39,7 @@ struct FinalState {
   // protocol::kMaxCheckNameBytes; `truncated` when there were more.
   std::vector<std::string> names{};
   bool truncated = false;
+  std::string target{};  // kind symlink: its text, read with readlinkat (never followed)
 };
 
 // What DEST holds at `offer.path`, read only (see the header comment). A parent that

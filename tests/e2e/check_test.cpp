@@ -5,6 +5,7 @@
 // mtime and inode, compared before and after).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -67,9 +68,12 @@ class Check : public ::testing::Test {
   }
 
   // A plain transfer of src/tree into dest.
-  void copy() {
+  void copy(const std::vector<std::string>& args = {}) {
     Receiver r = start_receiver(t_.path(), "recv-copy", "127.0.0.1:0", {"--once", t_ / "dest"});
-    auto send = Process::start({kSendBin, "--connect", r.address, t_ / "src/tree"}, t_.path(), "send-copy");
+    std::vector<std::string> argv{kSendBin, "--connect", r.address};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back(t_ / "src/tree");
+    auto send = Process::start(argv, t_.path(), "send-copy");
     ASSERT_EQ(send->wait(kRunLimit), ExitStatus::exited_with(0)) << send->describe();
     ASSERT_EQ(r.proc->wait(kRunLimit), ExitStatus::exited_with(0)) << r.proc->describe();
   }
@@ -213,6 +217,26 @@ TEST_F(Check, DryRunOnACompleteCopySkipsEverything) {
                                                 {"tree/sub", "exists"},
                                                 {"tree/sub/b.bin", "complete"}};
   EXPECT_EQ(results(run, "entry_planned"), want) << run.send->describe();
+}
+
+// --check --links compares a link by its text (never following it); -n --links says
+// whether a transfer would make it.
+TEST_F(Check, LinksAreComparedByTheirText) {
+  ASSERT_EQ(::symlink("a.txt", (t_ / "src/tree/ln").c_str()), 0);
+  copy({"--links"});
+  SendRun same = inspect({"--check", "--links"}, 0);
+  EXPECT_EQ(results(same, "entry_checked")["tree/ln"], "identical") << same.send->describe();
+  EXPECT_EQ(results(inspect({"-n", "--links"}, 0), "entry_planned")["tree/ln"], "exists");
+  ASSERT_EQ(::unlink((t_ / "dest/tree/ln").c_str()), 0);
+  ASSERT_EQ(::symlink("sub/b.bin", (t_ / "dest/tree/ln").c_str()), 0);
+  SendRun moved = inspect({"--check", "--links"}, 10);
+  EXPECT_EQ(results(moved, "entry_checked")["tree/ln"], "different") << moved.send->describe();
+  bool target_reason = false;
+  for (const auto& e : moved.events) {
+    target_reason |= e.value("path", "") == "tree/ln" && e.value("reason", "") == "target";
+  }
+  EXPECT_TRUE(target_reason) << moved.send->describe();
+  EXPECT_EQ(results(inspect({"-n", "--links"}, 0), "entry_planned")["tree/ln"], "create");
 }
 
 TEST_F(Check, OverStdioCarrier) {

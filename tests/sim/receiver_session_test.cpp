@@ -1691,3 +1691,52 @@ TEST(ReceiverLinks, NoLinksRefusesEveryLinkAndSafeLinksTheEscapingOnes) {
 
 }  // namespace
 }  // namespace ferry::receiver
+
+// --- version 4: symlinks in check sessions ----------------------------------------------
+
+namespace ferry::receiver {
+namespace {
+
+// A link offered in a check (--check --links) is compared by its text, with no COMMIT:
+// the same text is identical, another text or another kind is different.
+TEST(ReceiverInspect, CheckComparesALinkByItsText) {
+  Harness h;
+  h.hello(std::nullopt, P::Purpose::check);
+  auto final_link = [](const std::string& text) {
+    FinalFile f;
+    f.kind = FinalFile::Kind::symlink;
+    f.target = text;
+    return f;
+  };
+  h.feed(P::FrameType::offer, link_offer(0, "same", "../a"));
+  h.r.on_final_digested(0, final_link("../a"), h.now);
+  h.collect();
+  h.feed(P::FrameType::offer, link_offer(1, "moved", "../a"));
+  h.r.on_final_digested(1, final_link("../b"), h.now);
+  h.collect();
+  h.feed(P::FrameType::offer, link_offer(2, "file_there", "../a"));
+  h.r.on_final_digested(2, FinalFile{FinalFile::Kind::file, 4, false, {}, {}, false}, h.now);
+  h.collect();
+  h.feed(P::FrameType::offer, link_offer(3, "gone", "../a"));
+  h.r.on_final_digested(3, FinalFile{}, h.now);
+  h.collect();
+  h.offer(4, "was_a_link", 10);  // a file offered where a link is
+  h.r.on_final_digested(4, final_link("x"), h.now);
+  h.collect();
+  EXPECT_TRUE(h.of_type(P::FrameType::answer).empty()) << "no COMMIT is awaited for a link";
+  auto c = checks_of(h);
+  ASSERT_EQ(c.size(), 5u);
+  EXPECT_EQ(c[0].result, P::CheckResult::identical);
+  EXPECT_EQ(c[1].result, P::CheckResult::different);
+  EXPECT_EQ(c[1].reason, "target");
+  EXPECT_EQ(c[2].result, P::CheckResult::different);
+  EXPECT_EQ(c[2].reason, "kind");
+  EXPECT_EQ(c[3].result, P::CheckResult::missing);
+  EXPECT_EQ(c[4].result, P::CheckResult::different);
+  EXPECT_EQ(c[4].reason, "kind");
+  EXPECT_FALSE(h.r.failed());
+  expect_nothing_written(h);
+}
+
+}  // namespace
+}  // namespace ferry::receiver
