@@ -48,6 +48,21 @@ void apply_remote_target(ferry::sender::SendOptions& o, const std::string& remot
   o.paths.pop_back();
 }
 
+// --links, and the sessions that look without sending: --check, --check-extra, --dry-run.
+void add_link_and_inspect_flags(CLI::App& app, ferry::sender::SendOptions& o) {
+  app.add_flag("-l,--links", o.links,
+               "Send symlinks as symlinks, their target text unchanged (the receiver needs protocol version 4; "
+               "-L wins when both are given)");
+  app.add_flag("--check", o.check,
+               "Compare PATHs with what the receiver holds (identical, different, missing, partial), digests "
+               "computed on both sides; no file data is sent and nothing is written there; exit 10 if any differs");
+  app.add_flag("--check-extra", o.check_extra,
+               "With --check: also report names only the receiver has in the offered directories");
+  app.add_flag("-n,--dry-run", o.dry_run,
+               "Say what a transfer would do (send, resume at OFFSET, complete, create), without sending or "
+               "writing anything");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,17 +80,7 @@ int main(int argc, char** argv) {
       ->type_name("PATH");
   app.add_flag("-L,--copy-links", o.copy_links,
                "Send what symlinks point to (by default they are skipped with a warning, as rsync does)");
-  app.add_flag("-l,--links", o.links,
-               "Send symlinks as symlinks, their target text unchanged (the receiver needs protocol version 4; "
-               "-L wins when both are given)");
-  app.add_flag("--check", o.check,
-               "Compare PATHs with what the receiver holds (identical, different, missing, partial), digests "
-               "computed on both sides; no file data is sent and nothing is written there; exit 10 if any differs");
-  app.add_flag("--check-extra", o.check_extra,
-               "With --check: also report names only the receiver has in the offered directories");
-  app.add_flag("-n,--dry-run", o.dry_run,
-               "Say what a transfer would do (send, resume at OFFSET, complete, create), without sending or "
-               "writing anything");
+  add_link_and_inspect_flags(app, o);
   unsigned retries = 20;
   auto* retries_opt = app.add_option("--retries", retries,
                                      "Reconnect attempts in a row without progress (default 20, with --watch: "

@@ -196,10 +196,7 @@ class HumanSink final : public EventSink {
         if (o_.verbose) line("verified " + e.path + " (" + (e.detail.empty() ? file_figures(e) : e.detail) + ")");
         return show(e);
       case EventType::file_failed:
-        if (live_) latest_ = e;
-        line("failed " + (e.path.empty() ? "" : e.path + (o_.verbose ? " (" + file_figures(e) + ")" : "") + ": ") + e.detail,
-             true);
-        return show(e);
+        return failed(e);
       case EventType::file_skipped: return line("skipped " + e.detail, true);
       case EventType::warning:
         if (!o_.quiet) line((e.path.empty() ? "" : e.path + ": ") + e.detail);
@@ -219,9 +216,7 @@ class HumanSink final : public EventSink {
       case EventType::carrier_message:
         return raw_line(e.detail);
       case EventType::session_end:
-        clear_live();
-        latest_.reset();  // nothing to restore after the summary
-        return summary(e);
+        return ended(e);
       case EventType::file_sent:
         if (!o_.quiet) line("sent " + e.path + " (" + human_bytes(e.size) + "): " + e.detail);
         return;
@@ -229,20 +224,37 @@ class HumanSink final : public EventSink {
         if (o_.verbose) summary(e);
         return;
       case EventType::entry_checked:
-        started_ = true;
-        if (e.detail != "identical" || o_.verbose) {
-          line(pad_right(e.detail, 10) + printable(e.path) + (e.reason.empty() ? "" : " (" + e.reason + ")"), true);
-        }
-        return;
+        return checked(e);
       case EventType::entry_planned:
-        started_ = true;
         return planned(e);
+    }
+  }
+
+  void failed(const Event& e) {
+    if (live_) latest_ = e;
+    line("failed " + (e.path.empty() ? "" : e.path + (o_.verbose ? " (" + file_figures(e) + ")" : "") + ": ") + e.detail,
+         true);
+    show(e);
+  }
+
+  void ended(const Event& e) {
+    clear_live();
+    latest_.reset();  // nothing to restore after the summary
+    summary(e);
+  }
+
+  // --check: one line per entry that is not identical (all of them with -v).
+  void checked(const Event& e) {
+    started_ = true;
+    if (e.detail != "identical" || o_.verbose) {
+      line(pad_right(e.detail, 10) + printable(e.path) + (e.reason.empty() ? "" : " (" + e.reason + ")"), true);
     }
   }
 
   // --dry-run: one line per entry a transfer would act upon (complete files and
   // existing directories with -v only), like rsync -n.
   void planned(const Event& e) {
+    started_ = true;
     std::string text;
     if (e.detail == "send") {
       text = "send      " + printable(e.path) + " (" + human_bytes(e.size) + ")";
