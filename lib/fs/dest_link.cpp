@@ -42,14 +42,7 @@ bool same_link(int dir_fd, const std::string& leaf, const std::string& target) {
 // system without link times keeps the link.
 void set_link_mtime(int dir_fd, const std::string& name, std::int64_t mtime_ns) {
   timespec times[2];
-  times[0].tv_sec = 0;
-  times[0].tv_nsec = UTIME_NOW;
-  times[1].tv_sec = static_cast<time_t>(mtime_ns / 1'000'000'000);
-  times[1].tv_nsec = static_cast<long>(mtime_ns % 1'000'000'000);
-  if (times[1].tv_nsec < 0) {
-    times[1].tv_nsec += 1'000'000'000;
-    times[1].tv_sec -= 1;
-  }
+  set_times_for_mtime(mtime_ns, times);
   (void)::utimensat(dir_fd, name.c_str(), times, AT_SYMLINK_NOFOLLOW);
 }
 

@@ -25,15 +25,9 @@ struct Located {
 
 // Walks to the parent of `wire_path` without creating or following anything.
 Result<Located> locate(const DestDir& dest, const std::string& wire_path) {
-  if (auto why = protocol::wire_path_problem(wire_path)) {
-    return make_error(Errc::protocol, "unsafe path '" + wire_path + "': " + *why);
-  }
-  auto comps = protocol::split_wire_path(wire_path);
-  for (const auto& c : comps) {
-    if (is_ferry_temp_name(c)) {
-      return make_error(Errc::protocol, "unsafe path '" + wire_path + "': uses a name reserved for ferry's own files");
-    }
-  }
+  auto checked = dest_path_components(wire_path);
+  if (!checked) return checked.error();
+  auto& comps = *checked;
   Located out;
   out.leaf = comps.back();
   comps.pop_back();

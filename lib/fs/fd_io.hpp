@@ -101,4 +101,8 @@ Result<std::size_t> pread_full(int fd, std::byte* buf, std::size_t len, std::uin
 std::int64_t mtime_ns(const struct stat& st);
 std::int64_t ctime_ns(const struct stat& st);
 
+// The pair futimens/utimensat take to give a file `mtime_ns` (nanoseconds since the
+// epoch, negative before it) as its modification time; its access time becomes now.
+void set_times_for_mtime(std::int64_t mtime_ns, timespec (&times)[2]);
+
 }  // namespace ferry

@@ -60,14 +60,7 @@ std::string on_disk_key(const std::string& wire_path) {
 Result<void> apply_offer_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns, const std::string& shown) {
   if (::fchmod(fd, mode & 0777) != 0) return make_error(Errc::local_io, "chmod(" + shown + ")", errno);
   timespec times[2];
-  times[0].tv_sec = 0;
-  times[0].tv_nsec = UTIME_NOW;
-  times[1].tv_sec = static_cast<time_t>(mtime_ns / 1'000'000'000);
-  times[1].tv_nsec = static_cast<long>(mtime_ns % 1'000'000'000);
-  if (times[1].tv_nsec < 0) {
-    times[1].tv_nsec += 1'000'000'000;
-    times[1].tv_sec -= 1;
-  }
+  set_times_for_mtime(mtime_ns, times);
   if (::futimens(fd, times) != 0) return make_error(Errc::local_io, "utimens(" + shown + ")", errno);
   return {};
 }
@@ -104,17 +97,24 @@ std::size_t DestDir::remove_stale_top_level() const {
   return removed;
 }
 
-Result<UniqueFd> DestDir::open_parent(const std::string& wire_path, std::string& leaf, bool create) {
+Result<std::vector<std::string>> dest_path_components(const std::string& wire_path) {
   if (auto why = protocol::wire_path_problem(wire_path)) {
     return make_error(Errc::protocol, "unsafe path '" + wire_path + "': " + *why);
   }
   auto comps = protocol::split_wire_path(wire_path);
-  // Refuse ferry's own names before creating any missing parent.
   for (const auto& c : comps) {
     if (is_ferry_temp_name(c)) {
       return make_error(Errc::protocol, "unsafe path '" + wire_path + "': uses a name reserved for ferry's own files");
     }
   }
+  return comps;
+}
+
+Result<UniqueFd> DestDir::open_parent(const std::string& wire_path, std::string& leaf, bool create) {
+  // Ferry's own names are refused before any missing parent is created.
+  auto checked = dest_path_components(wire_path);
+  if (!checked) return checked.error();
+  auto& comps = *checked;
   leaf = comps.back();
   comps.pop_back();
   UniqueFd dfd(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 3));

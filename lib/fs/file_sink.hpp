@@ -230,6 +230,10 @@ std::string batch_temp_name(const std::string& leaf, std::uint64_t unique);
 // True for names in ferry's namespace for its own files (protocol::reserved_name):
 // refused as any component of a wire path.
 bool is_ferry_temp_name(const std::string& leaf);
+
+// The components of `wire_path` once it passed protocol::wire_path_problem and none of
+// them is one of ferry's own temporary names; else Errc::protocol "unsafe path '...': why".
+Result<std::vector<std::string>> dest_path_components(const std::string& wire_path);
 // The key of the file `wire_path` names on disk, for the receiver's one-writer lock:
 // its parent directories and the base of its temporary names (the leaf, or its hash
 // for a long leaf). Wire paths pass through no symlink and have no "." or "..", so

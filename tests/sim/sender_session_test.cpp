@@ -795,17 +795,22 @@ TEST(SenderVerdict, RefusedAnswerMovesOnAndEndsPartial) {
   EXPECT_EQ(h.s.totals().files_failed, 1u);
 }
 
+// Accepts entry 0 and fails its read with EIO.
+void fail_first_read(Harness& h) {
+  h.answer(0, 0);
+  ASSERT_EQ(h.reads.size(), 1u);
+  const auto token = h.reads[0].token;
+  h.reads.clear();
+  h.s.on_read_done(token, make_error(Errc::local_io, "read(/src/a): Input/output error"), h.now);
+  h.collect();
+}
+
 // Nothing delivered because no source could be read is local I/O, not "partial"; the
 // outcome names the first failure. Refusals by the receiver stay partial.
 TEST(SenderVerdict, NothingDeliveredForUnreadableSourcesIsLocalIoNotPartial) {
   Harness h({bytes_of(100, 15), bytes_of(200, 16)});
   h.handshake();
-  h.answer(0, 0);
-  ASSERT_EQ(h.reads.size(), 1u);
-  const auto first = h.reads[0].token;
-  h.reads.clear();
-  h.s.on_read_done(first, make_error(Errc::local_io, "read(/src/a): Input/output error"), h.now);
-  h.collect();
+  fail_first_read(h);
   h.answer(1, 0, P::AnswerStatus::refuse);
   h.feed(P::FrameType::end, P::to_json(P::End{2, 0}));
   ASSERT_TRUE(h.s.finished());
@@ -816,12 +821,7 @@ TEST(SenderVerdict, NothingDeliveredForUnreadableSourcesIsLocalIoNotPartial) {
 
   Harness g({bytes_of(100, 15)});
   g.handshake();
-  g.answer(0, 0);
-  ASSERT_EQ(g.reads.size(), 1u);
-  const auto token = g.reads[0].token;
-  g.reads.clear();
-  g.s.on_read_done(token, make_error(Errc::local_io, "read(/src/a): Input/output error"), g.now);
-  g.collect();
+  fail_first_read(g);
   g.feed(P::FrameType::end, P::to_json(P::End{1, 0}));
   ASSERT_TRUE(g.s.finished());
   auto o = g.s.outcome();
