@@ -7,7 +7,7 @@ _ferry_options_send="--listen --connect --stdio -e --rsh --chunk-size --window -
   --json --progress -q --quiet -v --verbose --remote-ferry-recv -L --copy-links -l --links --check --check-extra -n --dry-run --retries --watch --settle
   --on-sent --wait-for-receiver --key-file --generate-key --allow --no-auth-i-know-this-is-insecure --version -h --help"
 _ferry_options_recv="--listen --connect --stdio -e --rsh --chunk-size --window --stall-timeout --bwlimit
-  --json --progress -q --quiet -v --verbose --once --no-fsync --no-links --safe-links --idle-timeout --retries --stale-partial-age
+  --json --progress -q --quiet -v --verbose --once --no-fsync --no-links --safe-links --inspect-only --idle-timeout --retries --stale-partial-age
   --handshake-timeout --peer-timeout --busy-timeout --max-connections --max-per-address --key-file --generate-key
   --allow --no-auth-i-know-this-is-insecure --version -h --help"
 

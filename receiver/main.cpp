@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
                "Refuse every symlink a sender offers with --links (each is answered 'refused'; files are unaffected)");
   app.add_flag("--safe-links", o.safe_links,
                "Refuse offered symlinks whose target is absolute or climbs out of DEST_DIR (others are made as sent)");
+  app.add_flag("--inspect-only", o.inspect_only,
+               "Answer only --check and --dry-run (a transfer is refused); DEST_DIR must exist and nothing in it "
+               "changes: not created, no stale partial removed (ferry-send HOST:DIR adds this for those)");
   app.add_option("--idle-timeout", idle_s,
                  "Exit non-zero after this many seconds with no sender connected (default 300 with --once, else never)")
       ->type_name("SECONDS");

@@ -136,10 +136,13 @@ class ReceiverEngine final : public Engine {
     if (failed_to_attach_) return finish(make_error(Errc::internal, "cannot create libuv handles"));
     if (!protocol::crypto_ready()) return finish(make_error(Errc::internal, "sodium_init: no random numbers"));
     keyed_ = opts_.key.has_value();
-    auto dest = DestDir::open(opts_.dest,
-                              DestOptions{.no_fsync = opts_.no_fsync, .stale_partial_age = opts_.stale_partial_age});
+    auto dest = DestDir::open(opts_.dest, DestOptions{.no_fsync = opts_.no_fsync,
+                                                      .stale_partial_age = opts_.stale_partial_age,
+                                                      .read_only = opts_.inspect_only});
     if (!dest) return finish(dest.error());
-    if (auto writable = check_dest_writable(opts_.dest); !writable) return finish(writable.error());
+    if (!opts_.inspect_only) {
+      if (auto writable = check_dest_writable(opts_.dest); !writable) return finish(writable.error());
+    }
     dest_ = std::move(*dest);
     if (dest_->stale_removed() > 0) {
       emit(Event{EventType::warning, {}, 0, 0,
@@ -281,6 +284,7 @@ class ReceiverEngine final : public Engine {
                 : opts_.safe_links ? receiver::LinkPolicy::safe
                                    : receiver::LinkPolicy::all;
     cfg.key = opts_.key;
+    cfg.inspect_only = opts_.inspect_only;
     return cfg;
   }
 

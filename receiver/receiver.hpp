@@ -74,6 +74,11 @@ struct ReceiverOptions {
   // otherwise made with their target text unchanged. no_links wins.
   bool no_links = false;
   bool safe_links = false;
+  // Started for --check or --dry-run only (ferry-recv --inspect-only; ferry-send's
+  // `HOST:DIR` form adds it for those): DEST is neither created nor probed for
+  // writing, no stale partial is removed at the start, and a sender that wants a
+  // transfer is refused with an ERROR. Nothing in DEST changes.
+  bool inspect_only = false;
   // Durability against power loss given up (ferry-recv --no-fsync, for scratch copies):
   // no fsync of files, directories or journals. Verification is unchanged: a file is
   // renamed into place only after its digest matched.

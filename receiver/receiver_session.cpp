@@ -299,6 +299,10 @@ void ReceiverSession::on_hello(P::Bytes payload) {
 }
 
 void ReceiverSession::begin_session(const P::Hello& theirs) {
+  if (cfg_.inspect_only && theirs.purpose == P::Purpose::transfer) {
+    return close_with_error(make_error(
+        Errc::usage, "this ferry-recv was started with --inspect-only: it answers --check and --dry-run, no transfer"));
+  }
   // For display only (parse_hello checked their ranges and done <= total).
   hello_progress_ = TransferProgress{theirs.files_done.value_or(0), theirs.files_total.value_or(0),
                                      theirs.bytes_done.value_or(0), theirs.bytes_total.value_or(0)};

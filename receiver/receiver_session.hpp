@@ -93,6 +93,9 @@ struct ReceiverConfig {
   // absolute target or one whose ".." climb out of DEST from the link's place
   // (rsync's --safe-links); `none` refuses every one (ferry-recv --no-links).
   LinkPolicy links = LinkPolicy::all;
+  // Only check and dry-run sessions (ferry-recv --inspect-only): a sender whose HELLO
+  // asks for a transfer gets ERROR and the connection ends.
+  bool inspect_only = false;
 };
 
 // Prepare the offered entry: directory -> create it; symlink -> create it (atomically,

@@ -70,6 +70,7 @@ int run_recv(const RecvOptions& o) {
   ro.no_fsync = o.no_fsync;
   ro.no_links = o.no_links;
   ro.safe_links = o.safe_links;
+  ro.inspect_only = o.inspect_only;
   ro.stale_partial_age = o.stale_partial_age;
   ro.key = o.common.key;
   ro.max_senders = o.max_connections;

@@ -22,6 +22,7 @@ struct RecvOptions {
   bool no_fsync = false;                      // --no-fsync: durability given up, verification kept
   bool no_links = false;                      // --no-links: refuse every symlink OFFER
   bool safe_links = false;                    // --safe-links: refuse absolute and escaping targets
+  bool inspect_only = false;                  // --inspect-only: --check / --dry-run only, DEST untouched
   std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};  // --stale-partial-age; 0: never
   // Limits (docs/SECURITY.md, "Limits"); ReceiverOptions has the same defaults.
   std::size_t max_connections = 256;

@@ -33,7 +33,8 @@ handshake); 10 --check found entries not identical; 70 internal; 128+N stopped
 by signal N (--watch).)";
 
 // `PATH... [USER@]HOST:DIR` without --connect/--listen/--stdio: the last PATH becomes
-// the carrier `RSH HOST 'ferry-recv --stdio -- DIR'` (RSH: -e, else $FERRY_RSH, else ssh).
+// the carrier `RSH HOST 'ferry-recv --stdio -- DIR'` (RSH: -e, else $FERRY_RSH, else ssh);
+// for --check and --dry-run `ferry-recv --stdio --inspect-only -- DIR` (DIR untouched).
 void apply_remote_target(ferry::sender::SendOptions& o, const std::string& remote_recv) {
   auto& c = o.common;
   if (!c.connect.empty() || !c.listen.empty() || c.stdio || o.paths.size() < 2 || !o.watch_dir.empty()) return;
@@ -44,7 +45,7 @@ void apply_remote_target(ferry::sender::SendOptions& o, const std::string& remot
     const char* env = std::getenv("FERRY_RSH");
     rsh = env && *env ? env : "ssh";
   }
-  c.rsh = ferry::remote_command(rsh, *target, remote_recv);
+  c.rsh = ferry::remote_command(rsh, *target, remote_recv, o.check || o.dry_run);
   o.paths.pop_back();
 }
 

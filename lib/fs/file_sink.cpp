@@ -69,7 +69,7 @@ Result<void> apply_offer_metadata(int fd, std::uint32_t mode, std::int64_t mtime
 // DestDir
 
 Result<std::shared_ptr<DestDir>> DestDir::open(const std::string& path, DestOptions options) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (!options.read_only && ::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
     return make_error(Errc::local_io, "mkdir(" + path + ")", errno);
   }
   UniqueFd fd = open_dir_fd(AT_FDCWD, path, Symlinks::follow);
@@ -79,7 +79,7 @@ Result<std::shared_ptr<DestDir>> DestDir::open(const std::string& path, DestOpti
   d->path_ = path;
   d->options_ = options;
   d->umask_ = read_umask();
-  d->stale_removed_ = d->remove_stale_top_level();
+  if (!options.read_only) d->stale_removed_ = d->remove_stale_top_level();
   return d;
 }
 

@@ -67,6 +67,9 @@ struct DestOptions {
   // Partials (and their journals) not modified for this long are removed when the
   // receiver meets them (ferry-recv --stale-partial-age); 0: never.
   std::chrono::seconds stale_partial_age{std::chrono::hours(24 * 7)};
+  // Read-only use (a receiver started for --check or --dry-run, ferry-recv
+  // --inspect-only): open() neither creates DEST nor removes stale partials in it.
+  bool read_only = false;
 };
 
 // What a partial already holds, verified at open (the receiver session's OpenedFile).

@@ -26,8 +26,10 @@ std::string shell_quote(const std::string& text) {
   return out + "'";
 }
 
-std::string remote_command(const std::string& rsh, const RemoteTarget& target, const std::string& remote_recv) {
-  const std::string remote = shell_quote(remote_recv) + " --stdio -- " + shell_quote(target.dir);
+std::string remote_command(const std::string& rsh, const RemoteTarget& target, const std::string& remote_recv,
+                           bool inspect_only) {
+  const std::string remote =
+      shell_quote(remote_recv) + (inspect_only ? " --stdio --inspect-only -- " : " --stdio -- ") + shell_quote(target.dir);
   return rsh + " " + shell_quote(target.host) + " " + shell_quote(remote);
 }
 

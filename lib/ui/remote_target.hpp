@@ -28,6 +28,9 @@ std::string shell_quote(const std::string& text);
 // the local shell passes HOST and the remote command as one word each and the remote
 // shell sees REMOTE_RECV and DIR as one word each. `rsh` is used as written (it may
 // carry options: "ssh -p 2222 -i key").
-std::string remote_command(const std::string& rsh, const RemoteTarget& target, const std::string& remote_recv);
+// `inspect_only`: the remote ferry-recv is started with --inspect-only (for --check and
+// --dry-run: DEST there is neither created nor changed).
+std::string remote_command(const std::string& rsh, const RemoteTarget& target, const std::string& remote_recv,
+                           bool inspect_only = false);
 
 }  // namespace ferry

@@ -267,6 +267,37 @@ TEST_F(Check, OverHostDirThroughSsh) {
   EXPECT_EQ(snapshot(t_ / "dest"), before);
 }
 
+// The receiver HOST:DIR starts for a check runs with --inspect-only: a DEST that does
+// not exist is not created, an old stale partial in DEST is not removed, and the same
+// receiver started that way refuses a transfer.
+TEST_F(Check, HostDirCheckLeavesDestAsItIs) {
+  make_dirs(t_ / "bin");
+  write_text_file(t_ / "bin/ssh", "#!/bin/sh\nshift\nexec /bin/sh -c \"$*\"\n");
+  ASSERT_EQ(::chmod((t_ / "bin/ssh").c_str(), 0755), 0);
+  const char* old = std::getenv("PATH");
+  const std::string path = "PATH=" + t_ / "bin" + ":" + (old ? old : "/usr/bin:/bin");
+  auto check = [&](const std::string& dest, int want) {
+    auto send = Process::start({"/usr/bin/env", path, kSendBin, "--check", "--remote-ferry-recv", kRecvBin,
+                                t_ / "src/tree", "host:" + dest},
+                               t_.path(), "send");
+    EXPECT_EQ(send->wait(kRunLimit), ExitStatus::exited_with(want)) << send->describe();
+  };
+  check(t_ / "absent", 9);  // the receiver cannot start: DEST is not there
+  EXPECT_FALSE(fs::exists(t_ / "absent")) << "a check created DEST";
+  write_text_file(t_ / "dest/.old.ferry-part", "left from a week ago");
+  const timespec old_times[2] = {{0, UTIME_OMIT}, {1'000'000'000, 0}};  // 2001
+  ASSERT_EQ(::utimensat(AT_FDCWD, (t_ / "dest/.old.ferry-part").c_str(), old_times, 0), 0);
+  const Snapshot before = snapshot(t_ / "dest");
+  check(t_ / "dest", 10);  // all missing
+  EXPECT_EQ(snapshot(t_ / "dest"), before) << "a check removed a stale partial";
+  auto transfer = Process::start(
+      {kSendBin, "-e", std::string(kRecvBin) + " --stdio --inspect-only " + (t_ / "dest"), t_ / "src/tree"}, t_.path(),
+      "transfer");
+  EXPECT_EQ(transfer->wait(kRunLimit), ExitStatus::exited_with(4)) << transfer->describe();
+  EXPECT_NE(transfer->stderr_text().find("--inspect-only"), std::string::npos) << transfer->describe();
+  EXPECT_EQ(snapshot(t_ / "dest"), before);
+}
+
 TEST_F(Check, CheckAndDryRunTogetherAreAUsageError) {
   auto send =
       Process::start({kSendBin, "--check", "-n", "--connect", "127.0.0.1:1", t_ / "src/tree"}, t_.path(), "send");

@@ -282,6 +282,9 @@ TEST(RemoteTarget, TheCommandQuotesForBothShells) {
   EXPECT_EQ(shell_quote("it's"), R"('it'\''s')");
   const std::string cmd = remote_command("ssh -p 2222", RemoteTarget{"me@far", "/srv/my dir"}, "ferry-recv");
   EXPECT_EQ(cmd, R"(ssh -p 2222 'me@far' ''\''ferry-recv'\'' --stdio -- '\''/srv/my dir'\''')");
+  // --check and --dry-run start the remote receiver read-only.
+  EXPECT_EQ(remote_command("ssh", RemoteTarget{"h", "/d"}, "ferry-recv", true),
+            R"(ssh 'h' ''\''ferry-recv'\'' --stdio --inspect-only -- '\''/d'\''')");
 }
 
 }  // namespace
