@@ -1740,3 +1740,38 @@ TEST(ReceiverInspect, CheckComparesALinkByItsText) {
 
 }  // namespace
 }  // namespace ferry::receiver
+
+// --- ferry-recv --inspect-only ------------------------------------------------------------
+
+namespace ferry::receiver {
+namespace {
+
+ReceiverConfig inspect_only_config() {
+  ReceiverConfig c{1024 * 1024, "test-receiver"};
+  c.inspect_only = true;
+  return c;
+}
+
+TEST(ReceiverInspectOnly, ATransferIsRefusedWithAnError) {
+  Harness h(inspect_only_config());
+  h.hello();
+  EXPECT_EQ(h.of_type(P::FrameType::error).size(), 1u) << "a transfer session needs an ERROR";
+  EXPECT_TRUE(h.r.failed());
+  ASSERT_TRUE(h.r.failure().has_value());
+  EXPECT_NE(h.r.failure()->message().find("--inspect-only"), std::string::npos) << h.r.failure()->message();
+  expect_nothing_written(h);
+}
+
+TEST(ReceiverInspectOnly, CheckAndDryRunSessionsAreServed) {
+  for (P::Purpose purpose : {P::Purpose::check, P::Purpose::dry_run}) {
+    Harness h(inspect_only_config());
+    h.hello(std::nullopt, purpose);
+    EXPECT_TRUE(h.of_type(P::FrameType::error).empty());
+    h.offer(0, "a.bin", 10);
+    EXPECT_FALSE(h.r.failed());
+    expect_nothing_written(h);
+  }
+}
+
+}  // namespace
+}  // namespace ferry::receiver
