@@ -237,6 +237,7 @@ std::string to_json(const Answer& m) {
          {"offset", m.offset},
          {"note", m.note}};
   if (m.created) j["created"] = true;
+  if (m.local_io) j["local_io"] = true;
   if (!m.held.empty()) {
     json held = json::array();
     for (const auto& r : m.held) held.push_back(json::array({r.offset, r.length}));
@@ -350,7 +351,8 @@ Result<Answer> parse_answer(Bytes payload) {
   std::string status;
   if (!r.uint("file", m.file_id) || !r.text("status", status) ||
       !r.uint("offset", m.offset, std::numeric_limits<std::int64_t>::max()) ||
-      !r.text("note", m.note, kMaxTextField, true) || !r.opt_bool("created", m.created)) {
+      !r.text("note", m.note, kMaxTextField, true) || !r.opt_bool("created", m.created) ||
+      !r.opt_bool("local_io", m.local_io)) {
     return bad("ANSWER", r.why);
   }
   if (status == "accept") m.status = AnswerStatus::accept;

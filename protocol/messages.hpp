@@ -107,6 +107,10 @@ struct Answer {
   // Version 3, directories: the receiver created it for this offer (it did not exist),
   // so it holds no file below it yet. Written only when true.
   bool created = false;
+  // Version 4, refusals: the receiver could not open or make the entry because a file
+  // operation failed there (EACCES, ENOSPC, EIO...), not by rule or because the path
+  // is busy. Written only when true.
+  bool local_io = false;
 };
 
 struct Commit {

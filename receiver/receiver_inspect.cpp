@@ -72,7 +72,7 @@ void ReceiverSession::on_final_digested(std::uint32_t file_id, Result<FinalFile>
   note_progress(std::max(progress_at_, now));  // our own work ended
   if (!r) {
     last_checked_ = cur_;
-    return refuse_entry(r.error().message());
+    return refuse_entry(r.error().message(), r.error().code == Errc::local_io);
   }
   final_ = std::move(*r);
   reply_check();
@@ -139,7 +139,7 @@ void ReceiverSession::send_check(P::CheckReply reply) {
 void ReceiverSession::on_file_probed(std::uint32_t file_id, Result<OpenedFile> r, Clock::time_point now) {
   if (state_ != State::inspecting || purpose_ != P::Purpose::dry_run || file_id != cur_) return;
   note_progress(std::max(progress_at_, now));
-  if (!r) return refuse_entry(r.error().message());
+  if (!r) return refuse_entry(r.error().message(), r.error().code == Errc::local_io);
   const bool is_file = offer_.kind == P::EntryKind::file;
   if (is_file && (r->offset > offer_.size || (r->offset % offer_.block_size != 0 && r->offset != offer_.size))) {
     return fatal(

@@ -92,8 +92,9 @@ void ReceiverSession::close_with_error(Error e) {
   fatal(std::move(e));
 }
 
-void ReceiverSession::refuse_entry(std::string note) {
+void ReceiverSession::refuse_entry(std::string note, bool local_io) {
   P::Answer a{cur_, P::AnswerStatus::refuse, 0, std::move(note)};
+  a.local_io = local_io;
   send_control(FrameType::answer, P::to_json(a));
   state_ = State::idle;
   mark_failed(offer_.path, offer_.size);
@@ -538,7 +539,7 @@ void ReceiverSession::on_file_opened(std::uint32_t file_id, Result<OpenedFile> r
   if (state_ != State::opening || file_id != cur_) return;  // connection already failed
   busy_since_.reset();
   note_progress(now);  // our own work ended: the sender's clock starts again
-  if (!r) return refuse_entry(r.error().message());
+  if (!r) return refuse_entry(r.error().message(), r.error().code == Errc::local_io);
   if (offer_.kind != P::EntryKind::file) {  // a directory or a symlink: the ANSWER is all
     P::Answer a{cur_, P::AnswerStatus::accept, 0, {}};
     a.created = offer_.kind == P::EntryKind::directory && r->created;

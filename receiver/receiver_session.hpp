@@ -337,8 +337,10 @@ class ReceiverSession {
   void violation(const std::string& what);
   // Tell the sender why in an ERROR frame, then fatal(e) (closes the connection).
   void close_with_error(Error e);
-  // The current entry is refused (ANSWER refuse) with `note`, and counted as failed.
-  void refuse_entry(std::string note);
+  // The current entry is refused (ANSWER refuse) with `note`, and counted as failed;
+  // `local_io`: because a file operation failed here (ANSWER `local_io`, so that the
+  // sender's exit code can say so), not by rule or for a busy path.
+  void refuse_entry(std::string note, bool local_io = false);
   // The current file failed verification or its commit (VERDICT failed, `why`).
   void send_failed_verdict(std::string why);
   // VERDICT failed for entry `file_id` (`path`, `size`), counted as failed.

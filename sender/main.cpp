@@ -26,11 +26,11 @@ Examples:
   ferry-send -n dir host:/srv/in             what a transfer would send
 
 Exit codes: 0 all verified (--check: all identical); 2 usage; 3 connection lost
-(retries ran out); 4 protocol; 5 local I/O (also: no source readable, nothing
-delivered); 6 verification; 7 partial (some entries failed); 8 authentication;
-9 never connected (refused, unresolvable, or the command ended before the
-handshake); 10 --check found entries not identical; 70 internal; 128+N stopped
-by signal N (--watch).)";
+(retries ran out); 4 protocol; 5 local I/O (also: nothing delivered because file
+operations failed, here or there); 6 verification; 7 partial (some entries
+failed); 8 authentication; 9 never connected (refused, unresolvable, or the
+command ended before the handshake); 10 --check found entries not identical;
+70 internal; 128+N stopped by signal N (--watch).)";
 
 // `PATH... [USER@]HOST:DIR` without --connect/--listen/--stdio: the last PATH becomes
 // the carrier `RSH HOST 'ferry-recv --stdio -- DIR'` (RSH: -e, else $FERRY_RSH, else ssh);

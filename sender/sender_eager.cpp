@@ -178,7 +178,7 @@ bool SenderSession::on_eager_answer(const P::Answer& a, Clock::time_point now) {
   }
   drop_eager(it);
   sent_eagerly_.erase(a.file_id);
-  finish_entry(a.file_id, false, "refused by receiver: " + a.note);
+  finish_entry(a.file_id, false, refusal_reason(a));
   if (state_ == State::pipelining) advance(now);
   return true;
 }

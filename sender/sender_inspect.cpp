@@ -50,7 +50,7 @@ void SenderSession::inspect_answer(P::Answer a, Clock::time_point now) {
   const bool awaited = state_ == State::checking || state_ == State::awaiting_answer;
   if (!awaited || a.file_id != cur_ || !has_current_) return violation("unexpected ANSWER");
   const auto& ent = entries_[cur_];
-  if (a.status == P::AnswerStatus::refuse) return fail_inspected("refused by receiver: " + a.note, now);
+  if (a.status == P::AnswerStatus::refuse) return fail_inspected(refusal_reason(a), now);
   if (cfg_.purpose == P::Purpose::check) {
     if (ent.kind != P::EntryKind::file || check_wants_commit_) return violation("unexpected ANSWER in a check");
     check_wants_commit_ = true;  // the receiver waits for our COMMIT (sent, or when hashed)

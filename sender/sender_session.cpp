@@ -43,9 +43,9 @@ Result<void> SenderSession::outcome() const {
   if (files_failed_verification_ == totals_.files_failed) {
     return make_error(Errc::verification, count + " entries failed verification");
   }
-  // Nothing delivered because no source could be read here is not "partial": it is
-  // this side's local I/O. (A receiver's refusal carries no cause on the wire: partial.)
-  if (totals_.files_verified == 0 && files_failed_here_ == totals_.files_failed) {
+  // Nothing delivered because file operations failed (a source unreadable here, or a
+  // receiver that could not write: ANSWER `local_io`) is local I/O, not "partial".
+  if (totals_.files_verified == 0 && files_failed_io_ == totals_.files_failed) {
     return make_error(Errc::local_io, "nothing delivered: " + count + " entries failed (first: " + first_failure_ + ")");
   }
   return make_error(Errc::partial, count + " entries failed");
@@ -283,7 +283,7 @@ void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
   if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
   const auto& ent = entries_[cur_];
   if (a->status == P::AnswerStatus::refuse) {
-    finish_file(false, "refused by receiver: " + a->note);
+    finish_file(false, refusal_reason(*a));
     return next_entry(now);
   }
   if (ent.kind == P::EntryKind::directory) {
@@ -682,6 +682,10 @@ void SenderSession::finish_file(bool verified, const std::string& why) {
   finish_entry(cur_, verified, why);
 }
 
+std::string SenderSession::refusal_reason(const P::Answer& a) {
+  return (a.local_io ? "receiver could not write it: " : "refused by receiver: ") + a.note;
+}
+
 void SenderSession::finish_entry(std::uint32_t index, bool verified, const std::string& why) {
   // The entry counts as done whole, whatever was acknowledged of it.
   ++files_done_;
@@ -693,9 +697,10 @@ void SenderSession::finish_entry(std::uint32_t index, bool verified, const std::
   } else {
     ++totals_.files_failed;
     if (first_failure_.empty()) first_failure_ = entries_[index].wire_path + ": " + why;
-    // Refusals and failed VERDICTs come from the receiver; every other failure is this
-    // side's own (a source that cannot be opened, read, or kept still while sent).
-    if (!why.starts_with("refused by receiver") && !why.starts_with("verification failed")) ++files_failed_here_;
+    // Refusals by rule and failed VERDICTs are the receiver's; every other failure is a
+    // file operation's: this side's (a source that cannot be opened, read, or kept
+    // still) or the receiver's own (refusal_reason: "receiver could not write it").
+    if (!why.starts_with("refused by receiver") && !why.starts_with("verification failed")) ++files_failed_io_;
     event_for(index, EventType::file_failed, index == cur_ ? acked_ : 0, why);
   }
 }

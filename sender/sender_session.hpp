@@ -268,6 +268,10 @@ class SenderSession {
   void finish_file(bool verified, const std::string& why);
   // Counts entry `index` as finished (verified or failed) and reports it.
   void finish_entry(std::uint32_t index, bool verified, const std::string& why);
+  // The failure text of a refused entry: "receiver could not write it: NOTE" for a
+  // refusal marked local_io (counted as local I/O in outcome()), else
+  // "refused by receiver: NOTE".
+  static std::string refusal_reason(const protocol::Answer& a);
   // The current ordinary file is finished: on to the next entry.
   void next_entry(Clock::time_point now);
   // Takes entries while it can (state pipelining): eager ones start reading, an ordinary
@@ -327,7 +331,7 @@ class SenderSession {
   std::optional<Error> failure_;
   std::optional<Error> last_connection_error_;
   std::uint64_t files_failed_verification_ = 0;
-  std::uint64_t files_failed_here_ = 0;  // failures of this side's own reads (not the receiver's)
+  std::uint64_t files_failed_io_ = 0;  // failures of file operations, here or at the receiver
   std::string first_failure_;  // "PATH: why" of the first entry that failed, for outcome()
   std::uint64_t bytes_total_ = 0;  // sum of entries_' sizes (a source that changed counts as it is now)
   std::uint64_t files_done_ = 0;   // entries finished (verified, failed or refused)

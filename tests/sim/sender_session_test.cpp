@@ -832,6 +832,24 @@ TEST(SenderVerdict, NothingDeliveredForUnreadableSourcesIsLocalIoNotPartial) {
   EXPECT_NE(o.error().message().find("Input/output error"), std::string::npos) << o.error().message();
 }
 
+// A refusal marked local_io (the receiver could not write) counts as local I/O too.
+TEST(SenderVerdict, NothingDeliveredForReceiverIoRefusalsIsLocalIo) {
+  Harness h({bytes_of(100, 15), bytes_of(200, 16)});
+  h.handshake();
+  for (std::uint32_t id : {0u, 1u}) {
+    P::Answer a{id, P::AnswerStatus::refuse, 0, "open(/in/x): No space left on device"};
+    a.local_io = true;
+    h.feed(P::FrameType::answer, P::to_json(a));
+  }
+  h.feed(P::FrameType::end, P::to_json(P::End{2, 0}));
+  ASSERT_TRUE(h.s.finished());
+  auto o = h.s.outcome();
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error().code, Errc::local_io) << o.error().message();
+  EXPECT_NE(o.error().message().find("receiver could not write it: open(/in/x)"), std::string::npos)
+      << o.error().message();
+}
+
 // --- timers ---------------------------------------------------------------------------
 
 TEST(SenderTimers, NoAckWithBytesOutstandingStallsAndCloses) {

@@ -385,6 +385,18 @@ std::vector<Named> named_cases() {
                    EXPECT_EQ(r.committed, std::set<std::string>{"can.bin"});
                  }});
   }
+  {
+    // Nothing delivered because the receiver could not open any file: local I/O, not
+    // partial (ANSWER refuse carries local_io).
+    SimCase c = base({file("one.bin", 5000, 41), file("two.bin", 5000, 42)});
+    c.dest_failures.push_back({"one.bin", 0});
+    c.dest_failures.push_back({"two.bin", 0});
+    v.push_back({"destination_open_fails_everything_local_io", c, false, Errc::local_io,
+                 [](const SimCase&, const SimResult& r) {
+                   EXPECT_TRUE(r.committed.empty());
+                   EXPECT_EQ(r.totals.files_failed, 2u);
+                 }});
+  }
   return v;
 }
 

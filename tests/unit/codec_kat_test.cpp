@@ -142,7 +142,8 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
   }
   for (auto [name, want] :
        {std::pair{"answer_accept", kat::kat_answer_accept()}, std::pair{"answer_refuse", kat::kat_answer_refuse()},
-        std::pair{"answer_created", kat::kat_answer_created()}}) {
+        std::pair{"answer_created", kat::kat_answer_created()},
+        std::pair{"answer_refuse_io", kat::kat_answer_refuse_io()}}) {
     auto m = parse_answer(payload_of(name));
     ASSERT_TRUE(m) << name << ": " << m.error().message();
     EXPECT_EQ(m->file_id, want.file_id);
@@ -151,6 +152,7 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     EXPECT_EQ(m->note, want.note);
     EXPECT_EQ(m->held, want.held);
     EXPECT_EQ(m->created, want.created) << name;
+    EXPECT_EQ(m->local_io, want.local_io) << name;
   }
   {
     DataView v;

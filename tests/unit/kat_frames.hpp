@@ -71,6 +71,12 @@ inline protocol::Answer kat_answer_created() {
   a.created = true;
   return a;
 }
+// Version 4: a refusal because a file operation failed at the receiver.
+inline protocol::Answer kat_answer_refuse_io() {
+  protocol::Answer a{9, protocol::AnswerStatus::refuse, 0, "open(/srv/in/a.bin): No space left on device"};
+  a.local_io = true;
+  return a;
+}
 // Version 4: a symlink, its target carried verbatim (no block size, no data).
 inline protocol::Offer kat_offer_symlink() {
   protocol::Offer o{11, "dir/current", protocol::EntryKind::symlink, 0, 1700000000123456789, 0777, "symlink"};
@@ -161,6 +167,7 @@ inline std::vector<KatFrame> kat_frames() {
   add_json("offer_eager", FrameType::offer, to_json(kat_offer_eager()));
   add_json("offer_symlink", FrameType::offer, to_json(kat_offer_symlink()));
   add_json("answer_created", FrameType::answer, to_json(kat_answer_created()));
+  add_json("answer_refuse_io", FrameType::answer, to_json(kat_answer_refuse_io()));
   auto data = kat_data_bytes();
   auto head = protocol::encode_data_head(kKatDataFile, kKatDataOffset,
                                          protocol::block_digest(data, kKatDataOffset), data.size());
