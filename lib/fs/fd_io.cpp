@@ -1,6 +1,8 @@
 #include "lib/fs/fd_io.hpp"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -45,6 +47,13 @@ void UniqueDir::reset(DIR* d) noexcept {
 UniqueFd open_dir_fd(int at, const std::string& path, Symlinks symlinks) {
   const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (symlinks == Symlinks::refuse ? O_NOFOLLOW : 0);
   return UniqueFd(::openat(at, path.c_str(), flags));
+}
+
+UniqueFd open_dir_beneath(int at, const std::string& path) {
+  open_how how{};
+  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH;
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, at, path.c_str(), &how, sizeof how)));
 }
 
 UniqueDir open_dir_stream(UniqueFd fd) {

@@ -81,6 +81,13 @@ enum class Symlinks { follow, refuse };
 // (a symlink refused fails with ELOOP or ENOTDIR).
 UniqueFd open_dir_fd(int at, const std::string& path, Symlinks symlinks);
 
+// The directory at relative `path` below `at`, in one openat2() that refuses a symlink
+// anywhere on the way (RESOLVE_NO_SYMLINKS) and any step out of `at` (RESOLVE_BENEATH):
+// what a walk of open_dir_fd(.., Symlinks::refuse) per component gives, in one call.
+// An empty owner and errno set on failure (ENOSYS where the kernel has no openat2:
+// callers fall back to that walk).
+UniqueFd open_dir_beneath(int at, const std::string& path);
+
 // fdopendir() taking ownership of `fd`: an empty owner and errno set on failure (the
 // descriptor is closed then).
 UniqueDir open_dir_stream(UniqueFd fd);

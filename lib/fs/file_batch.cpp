@@ -110,6 +110,8 @@ class BatchCommit {
   void sync_open_files();
   void rename_all();
   void sync_dirs();
+  // sync_dirs() by one syncfs of the destination's file system.
+  void sync_dirs_together();
   void fail(Item& item, Error error);
   std::size_t open_files() const;
 
@@ -233,10 +235,15 @@ void BatchCommit::rename_all() {
   }
 }
 
-// One fsync per directory renamed into. Its files are in place then, but a failure
-// means their names may not survive a crash: they are reported failed (not removed).
+// One fsync per directory renamed into, or, when the batch was made durable by a
+// syncfs and renamed into more than one directory, one more syncfs for all of them (it
+// writes back every dirty directory of the file system: one device flush instead of one
+// per directory). The files are in place then, but a failure means their names may not
+// survive a crash: they are reported failed (not removed).
 void BatchCommit::sync_dirs() {
   if (dest_.options_.no_fsync) return;
+  const auto touched = std::count_if(dirs_.begin(), dirs_.end(), [](const Dir& d) { return d.renamed_into; });
+  if (use_syncfs_ && touched > 1) return sync_dirs_together();
   for (std::size_t d = 0; d < dirs_.size(); ++d) {
     if (!dirs_[d].renamed_into || ::fsync(dirs_[d].fd.get()) == 0) continue;
     const int err = errno;
@@ -244,6 +251,17 @@ void BatchCommit::sync_dirs() {
       if (item.renamed && item.dir == d) {
         results_[item.index] = make_error(Errc::local_io, "fsync(directory of " + item.shown + ")", err);
       }
+    }
+  }
+}
+
+void BatchCommit::sync_dirs_together() {
+  auto call = sync_.syncfs_call != nullptr ? sync_.syncfs_call : ::syncfs;
+  if (call(dest_.fd_.get()) == 0) return;
+  const int err = errno;
+  for (auto& item : items_) {
+    if (item.renamed) {
+      results_[item.index] = make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") after renaming " + item.shown, err);
     }
   }
 }

@@ -8,7 +8,8 @@
 // that no wire path can name), with its bytes, mode and mtime; then all of them are made
 // durable together (an fdatasync() each when few, one syncfs() of the destination's file
 // system when many); then each is renamed into place; then each directory renamed into
-// is fsynced once. Costs per small file against PartialFile: no journal, no fsync of its
+// is fsynced once (or, for a batch synced by syncfs that renamed into several
+// directories, one more syncfs makes all their names durable). Costs per small file against PartialFile: no journal, no fsync of its
 // own when the batch is large, parent directories walked once per batch, one directory
 // fsync per directory rather than per file.
 //
@@ -67,8 +68,8 @@ struct BatchSync {
 // one through a symlink or over a non-directory, or a name reserved for ferry's own
 // files; Errc::local_io else), and its temporary is removed; the others still commit.
 // A failed syncfs() fails every file it was to make durable, and none of them is
-// renamed. A failed fsync of a directory fails the files renamed into it (they are in
-// place, but not durably). Missing parent directories are created (like
+// renamed. A failed fsync of a directory (or the syncfs that replaces those fsyncs)
+// fails the files renamed into it (they are in place, but not durably). Missing parent directories are created (like
 // DestDir::make_directory). Any number of files; at most about 64 descriptors are held
 // at once (a batch touching more than 32 directories is committed in several rounds).
 std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync = {});

@@ -117,15 +117,26 @@ Result<UniqueFd> DestDir::open_parent(const std::string& wire_path, std::string&
   auto& comps = *checked;
   leaf = comps.back();
   comps.pop_back();
+  if (!comps.empty()) {
+    // Usually the whole way exists: one call. Else the walk below creates what is
+    // missing and names the component that is in the way.
+    UniqueFd direct = open_dir_beneath(fd_.get(), wire_path.substr(0, wire_path.size() - leaf.size() - 1));
+    if (direct) return direct;
+  }
   UniqueFd dfd(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 3));
   if (!dfd) return make_error(Errc::local_io, "dup(" + path_ + ")", errno);
   std::string so_far;
   for (const auto& c : comps) {
     so_far += so_far.empty() ? c : "/" + c;
-    if (create && ::mkdirat(dfd.get(), c.c_str(), 0755) != 0 && errno != EEXIST) {
-      return make_error(Errc::local_io, "mkdir(" + path_ + "/" + so_far + ")", errno);
-    }
+    // Opened first: the directory usually exists (its OFFER came first), and a mkdir
+    // that fails with EEXIST costs a lookup of its own.
     UniqueFd next = open_dir_fd(dfd.get(), c, Symlinks::refuse);
+    if (!next && errno == ENOENT && create) {
+      if (::mkdirat(dfd.get(), c.c_str(), 0755) != 0 && errno != EEXIST) {
+        return make_error(Errc::local_io, "mkdir(" + path_ + "/" + so_far + ")", errno);
+      }
+      next = open_dir_fd(dfd.get(), c, Symlinks::refuse);
+    }
     if (!next) {
       return subdir_error(errno, "unsafe path '" + wire_path + "': '" + so_far +
                                      "' is a symlink or not a directory on the receiver",

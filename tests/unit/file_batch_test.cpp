@@ -269,6 +269,37 @@ TEST(FileBatch, LargeBatchSyncsTheFileSystemOnce) {
   EXPECT_EQ(test::list_dir(f.dest + "/many").size(), kSyncfsFromFiles);
 }
 
+int syncfs_failing_after_the_first(int fd) {
+  if (++syncfs_calls == 1) return ::syncfs(fd);
+  errno = EIO;
+  return -1;
+}
+
+// Renamed into two directories: their names are made durable by one more syncfs, not a
+// fsync of each directory.
+TEST(FileBatch, LargeBatchInSeveralDirectoriesSyncsTheirNamesTogether) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a/f0", "0"), staged("a/f1", "1"), staged("b/f2", "2"), staged("b/f3", "3")};
+  auto sync = counting();
+  expect_all_ok(f.commit(files, sync));
+  EXPECT_EQ(syncfs_calls, 2);  // the data, then the names
+  EXPECT_EQ(fdatasync_calls, 0);
+  EXPECT_EQ(read_file(f.dest + "/b/f3"), "3");
+
+  // That second syncfs fails: the files are in place but not durably, so each fails.
+  std::vector<StagedFile> more{staged("a/g0", "0"), staged("a/g1", "1"), staged("b/g2", "2"), staged("b/g3", "3")};
+  syncfs_calls = 0;
+  BatchSync failing{kSyncfsFromFiles, counting_fdatasync, syncfs_failing_after_the_first};
+  auto r = f.commit(more, failing);
+  EXPECT_EQ(syncfs_calls, 2);
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    ASSERT_FALSE(r[i].ok()) << i;
+    EXPECT_EQ(r[i].error().sys_errno, EIO);
+    EXPECT_NE(r[i].error().what.find("after renaming"), std::string::npos) << r[i].error().what;
+  }
+  EXPECT_EQ(read_file(f.dest + "/b/g3"), "3");  // renamed: a failure is not undone
+}
+
 TEST(FileBatch, FailedFdatasyncRenamesNothingItDidNotMakeDurable) {
   Fixture f;
   write_file(f.dest + "/keep", "old");
@@ -328,7 +359,7 @@ TEST(FileBatch, ManyDirectoriesCommitInRoundsWithinTheDescriptorBudget) {
     expect_all_ok(f.commit(files, sync));
     EXPECT_LE(max_open_fds, baseline + 66) << "syncfs_from " << syncfs_from;
     if (syncfs_from == 1) {
-      EXPECT_EQ(syncfs_calls, 2);  // 32 directories in the first round, 8 in the second
+      EXPECT_EQ(syncfs_calls, 4);  // 32 directories in the first round, 8 in the second; data, then names
     } else {
       EXPECT_EQ(fdatasync_calls, 256);
     }
