@@ -133,8 +133,9 @@ void SourceWalk::open_pending() {
   Descend d = std::move(*pending_);
   pending_.reset();
   const Symlinks how = d.parent_fd == AT_FDCWD ? Symlinks::follow : Symlinks::refuse;
-  UniqueDir dir = open_dir_stream(open_dir_fd(d.parent_fd, d.name, how));
-  if (!dir) {
+  UniqueFd fd = open_dir_fd(d.parent_fd, d.name, how);
+  UniqueDir dir = fd ? open_dir_stream(std::move(fd)) : UniqueDir();
+  if (!dir) {  // errno: open's, or fdopendir's
     note(WalkNote::skipped, d.local + ": opendir: " + std::strerror(errno));
     return;
   }
