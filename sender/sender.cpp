@@ -248,7 +248,12 @@ class SenderEngine final : public Engine {
     if (it != sources_.end()) return it->second;
     // Several small files are read at once (eager files): keep a few open, not all.
     if (sources_.size() >= kOpenSources) sources_.erase(sources_.begin());
-    auto s = FileSource::open(session_->entry(entry));
+    const SourceEntry* held = session_->held_entry(entry);
+    if (!held) {  // finished meanwhile (e.g. a read that waited for a buffer): ignored
+      err = make_error(Errc::internal, "entry " + std::to_string(entry) + " is no longer held");
+      return nullptr;
+    }
+    auto s = FileSource::open(*held);
     if (!s) {
       err = s.error();
       return nullptr;
@@ -264,7 +269,9 @@ class SenderEngine final : public Engine {
     auto src = source(entry, err);
     if (src && src->check_unchanged()) return std::optional<SourceEntry>{};
     sources_.erase(entry);
-    auto fresh = restat_source(session_->entry(entry));
+    const SourceEntry* held = session_->held_entry(entry);
+    if (!held) return make_error(Errc::internal, "entry " + std::to_string(entry) + " is no longer held");
+    auto fresh = restat_source(*held);
     if (!fresh) return fresh.error();
     return std::optional<SourceEntry>(std::move(*fresh));  // the session takes it
   }

@@ -199,6 +199,13 @@ class SenderSession {
   // held once, here. Precondition: an entry an action handed out by take_actions()
   // names, until the round after the next take_actions() (see the overview).
   const SourceEntry& entry(std::uint32_t index) const { return entries_.at(index); }
+  // The same, or nullptr when the session no longer holds entry `index` (finished and
+  // released): for a driver that performs an action later than the contract allows
+  // (a read that waited for a buffer), whose completion the session then ignores.
+  const SourceEntry* held_entry(std::uint32_t index) const {
+    auto it = entries_.find(index);
+    return it == entries_.end() ? nullptr : &it->second;
+  }
   // Entries held now, and the most ever held at once (<= kMaxHeldEntries), for tests.
   std::size_t entries_held() const { return entries_.size(); }
   std::size_t peak_entries_held() const { return peak_entries_held_; }
