@@ -16,7 +16,8 @@
 //   if (!walk) fail(walk.error());            // a PATH that does not exist: up front
 //   while (auto e = walk->next()) offer(*e);
 //
-//   EntrySource* s = new WalkEntrySource(...); // the same, for a SenderSession
+//   auto counts = count_sources(paths, false, false);           // the pass before
+//   auto source = std::make_unique<WalkEntrySource>(std::move(*walk), files, *counts);
 #pragma once
 
 #include <sys/stat.h>
