@@ -1707,5 +1707,46 @@ TEST(SenderWindow, FinishedEntriesAreReleased) {
   EXPECT_LE(h.s.peak_entries_held(), kMaxHeldEntries);
 }
 
+// --check-extra with entries pulled one at a time: the receiver's names of a directory
+// wait until the walk leaves it (its children all came before), so nested directories
+// report their extra names when the first entry outside them is met, innermost first.
+TEST(SenderInspect, ExtraNamesAreReportedWhenTheWalkLeavesTheirDirectory) {
+  auto dir = [](const std::string& path) {
+    SourceEntry e = entry(path, 0);
+    e.kind = P::EntryKind::directory;
+    e.identity = "dir";
+    return e;
+  };
+  std::vector<SourceEntry> ents{dir("d"), entry("d/a", 10), dir("d/s"), entry("d/s/x", 10), entry("e", 10)};
+  SenderConfig cfg = inspect_config(P::Purpose::check);
+  cfg.list_extra = true;
+  Harness h(std::move(ents), {{}, bytes_of(10, 80), {}, bytes_of(10, 81), bytes_of(10, 82)}, cfg);
+  h.handshake();
+  auto reply = [&](std::uint32_t id, std::vector<std::string> names) {
+    h.feed(P::FrameType::check, P::to_json(P::CheckReply{id, names.empty() ? P::CheckResult::missing
+                                                                             : P::CheckResult::identical,
+                                                         {}, std::move(names), false}));
+  };
+  std::vector<Event> ev;
+  auto take = [&] {
+    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
+  };
+  reply(0, {"a", "s", "zz"});
+  reply(1, {});
+  reply(2, {"x", "y"});
+  take();
+  EXPECT_EQ(h.s.totals().check_extra, 0u) << "nothing is extra while the walk is inside the directory";
+  reply(3, {});
+  reply(4, {});
+  take();
+  EXPECT_EQ(h.s.totals().check_extra, 2u);
+  std::vector<std::string> order;
+  for (const auto& e : ev) {
+    if (e.type == EventType::entry_checked) order.push_back(e.path + "=" + e.detail);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"d=identical", "d/a=missing", "d/s=identical", "d/s/x=missing",
+                                             "d/s/y=extra", "d/zz=extra", "e=missing"}));
+}
+
 }  // namespace
 }  // namespace ferry::sender
