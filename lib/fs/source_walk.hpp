@@ -115,7 +115,6 @@ class WalkEntrySource final : public EntrySource {
   WalkEntrySource(SourceWalk walk, std::vector<SourceEntry> files, EntryCounts counted);
   std::optional<SourceEntry> next() override;
   EntryCounts expected() const override { return counted_; }
-  const SourceWalk& walk() const { return walk_; }
 
  private:
   SourceWalk walk_;
