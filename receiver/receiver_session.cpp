@@ -55,8 +55,11 @@ TransferProgress ReceiverSession::transfer() const {
     }
     t.bytes_done = sat_add(t.bytes_done, written_);
   }
-  if (t.files_total > 0) t.files_done = std::min(t.files_done, t.files_total);
-  if (t.bytes_total > 0) t.bytes_done = std::min(t.bytes_done, t.bytes_total);
+  // The sender's totals come from a count made before its walk (issue #10): a tree that
+  // grew since has more than it said. Raise the total to what is done rather than cap
+  // done at a total known to be too low (done <= total either way).
+  if (t.files_total > 0) t.files_total = std::max(t.files_total, t.files_done);
+  if (t.bytes_total > 0) t.bytes_total = std::max(t.bytes_total, t.bytes_done);
   return t;
 }
 

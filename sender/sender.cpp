@@ -9,6 +9,7 @@
 #include "lib/engine/engine.hpp"
 #include "lib/fs/file_source.hpp"
 #include "lib/fs/source_tree.hpp"
+#include "lib/fs/source_walk.hpp"
 #include "lib/net/connection.hpp"
 #include "lib/uv/uv_owner.hpp"
 #include "sender/sender_session.hpp"
@@ -100,29 +101,46 @@ class SenderEngine final : public Engine {
   }
 
  private:
-  Result<std::vector<SourceEntry>> list_entries() {
-    std::vector<SourceEntry> out;
+  // The entries to send as a source the session pulls from (issue #10: never the whole
+  // list in memory). First a counting pass over the PATHs (counters only), which also
+  // finds an explicit file whose name the tree already has; then the walk itself, whose
+  // notes become file_skipped events as it meets them.
+  Result<std::unique_ptr<EntrySource>> list_entries() {
     if (opts_.paths.empty() && opts_.files.empty()) return make_error(Errc::usage, "nothing to send");
-    if (!opts_.paths.empty()) {
-      auto tree = walk_sources(opts_.paths, opts_.copy_links, opts_.links);
-      if (!tree) return tree.error();
-      for (const auto& s : tree->ignored) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});
-      for (const auto& s : tree->skipped) emit(Event{EventType::file_skipped, {}, 0, 0, s, {}, 0});
-      skipped_ = tree->skipped.size();
-      ignored_ = tree->ignored.size();
-      out = std::move(tree->entries);
-    }
-    std::set<std::string> names;
-    for (const auto& have : out) names.insert(have.wire_path);
+    std::vector<SourceEntry> files;
+    std::set<std::string> file_names;  // the explicit files' (the caller's list, bounded by it)
+    EntryCounts counts;
     for (const auto& f : opts_.files) {
       auto e = source_file_entry(f.local_path, f.wire_path);
       if (!e) return e.error();
-      if (!names.insert(e->wire_path).second) {
-        return make_error(Errc::usage, "two entries would be sent as '" + e->wire_path + "'");
-      }
-      out.push_back(std::move(*e));
+      if (!file_names.insert(e->wire_path).second) return same_name(e->wire_path);
+      counts.bytes += e->size;
+      files.push_back(std::move(*e));
     }
-    return out;
+    counts.files = files.size();
+    if (opts_.paths.empty()) {
+      auto walk = SourceWalk::open({}, false, false);
+      if (!walk) return walk.error();
+      return std::unique_ptr<EntrySource>(std::make_unique<WalkEntrySource>(std::move(*walk), std::move(files), counts));
+    }
+    std::optional<std::string> clash;
+    auto tree = count_sources(opts_.paths, opts_.copy_links, opts_.links, [&](const SourceEntry& e) {
+      if (!clash && file_names.count(e.wire_path) > 0) clash = e.wire_path;
+    });
+    if (!tree) return tree.error();
+    if (clash) return same_name(*clash);
+    counts.files += tree->files;
+    counts.bytes += tree->bytes;
+    auto walk = SourceWalk::open(opts_.paths, opts_.copy_links, opts_.links, [this](WalkNote kind, std::string why) {
+      ++(kind == WalkNote::skipped ? skipped_ : ignored_);
+      emit(Event{EventType::file_skipped, {}, 0, 0, std::move(why), {}, 0});
+    });
+    if (!walk) return walk.error();
+    return std::unique_ptr<EntrySource>(std::make_unique<WalkEntrySource>(std::move(*walk), std::move(files), counts));
+  }
+
+  static Error same_name(const std::string& wire_path) {
+    return make_error(Errc::usage, "two entries would be sent as '" + wire_path + "'");
   }
 
   SenderConfig make_config() const {
@@ -230,7 +248,12 @@ class SenderEngine final : public Engine {
     if (it != sources_.end()) return it->second;
     // Several small files are read at once (eager files): keep a few open, not all.
     if (sources_.size() >= kOpenSources) sources_.erase(sources_.begin());
-    auto s = FileSource::open(session_->entry(entry));
+    const SourceEntry* held = session_->held_entry(entry);
+    if (!held) {  // finished meanwhile (e.g. a read that waited for a buffer): ignored
+      err = make_error(Errc::internal, "entry " + std::to_string(entry) + " is no longer held");
+      return nullptr;
+    }
+    auto s = FileSource::open(*held);
     if (!s) {
       err = s.error();
       return nullptr;
@@ -246,7 +269,9 @@ class SenderEngine final : public Engine {
     auto src = source(entry, err);
     if (src && src->check_unchanged()) return std::optional<SourceEntry>{};
     sources_.erase(entry);
-    auto fresh = restat_source(session_->entry(entry));
+    const SourceEntry* held = session_->held_entry(entry);
+    if (!held) return make_error(Errc::internal, "entry " + std::to_string(entry) + " is no longer held");
+    auto fresh = restat_source(*held);
     if (!fresh) return fresh.error();
     return std::optional<SourceEntry>(std::move(*fresh));  // the session takes it
   }

@@ -85,6 +85,8 @@ struct SenderOptions {
   // receiver has) ends with kExitDifferent (lib/core/outcome.hpp).
   enum class Mode { transfer, check, dry_run };
   Mode mode = Mode::transfer;
+  // A name in a directory of `paths` is extra unless the walk met it while it was inside
+  // that directory: one of `files` sent under such a name counts as extra too.
   bool check_extra = false;
   std::string software;  // sent in HELLO; default "ferry-send VERSION"
   // The shared secret key (docs/SECURITY.md, lib/fs/key_file.hpp: load_key_file): the

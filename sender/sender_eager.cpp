@@ -22,7 +22,7 @@ std::string parent_of(const std::string& wire_path) {
 // connection) and only on the first attempt: a retried file goes the ordinary way and
 // is answered with what the receiver holds.
 bool SenderSession::eager_eligible(std::uint32_t index) const {
-  const auto& ent = entries_[index];
+  const auto& ent = entry(index);
   if (inspecting()) return false;  // a check or dry run never sends DATA
   if (ent.kind != P::EntryKind::file || ent.size > cfg_.chunk_size) return false;
   if (retry_attempts_.count(index) > 0) return false;
@@ -38,8 +38,8 @@ bool SenderSession::eager_room(std::uint64_t size) const {
 void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
   if (eager_.empty() && next_send_ <= acked_) last_ack_progress_ = now;  // the stall clock starts here
   eager_.push_back(EagerFile{index, false, std::nullopt, false, false});
-  eager_bytes_ += entries_[index].size;
-  if (entries_[index].size == 0) check_eager(index);  // nothing to read: only the check
+  eager_bytes_ += entry(index).size;
+  if (entry(index).size == 0) check_eager(index);  // nothing to read: only the check
   pump_eager(now);
   emit_eager(now);
 }
@@ -47,10 +47,10 @@ void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
 void SenderSession::pump_eager(Clock::time_point) {
   for (auto& f : eager_) {
     if (reads_in_flight_ >= cfg_.max_reads_in_flight || blocks_held() >= max_blocks()) return;
-    if (f.reading || f.block || f.checked || entries_[f.entry].size == 0) continue;
+    if (f.reading || f.block || f.checked || entry(f.entry).size == 0) continue;
     const std::uint64_t token = next_token_++;
     eager_tokens_[token] = f.entry;
-    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entries_[f.entry].size), token});
+    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entry(f.entry).size), token});
     ++reads_in_flight_;
     f.reading = true;
   }
@@ -61,7 +61,7 @@ std::deque<SenderSession::EagerFile>::iterator SenderSession::find_eager(std::ui
 }
 
 void SenderSession::drop_eager(std::deque<EagerFile>::iterator it) {
-  eager_bytes_ -= entries_[it->entry].size;
+  eager_bytes_ -= entry(it->entry).size;
   if (it->block) --eager_blocks_;
   eager_.erase(it);
 }
@@ -88,7 +88,7 @@ void SenderSession::on_eager_read(std::uint32_t entry, Result<ReadBlock> block, 
   if (!block) {
     drop_eager(it);
     finish_entry(entry, false, block.error().message());
-  } else if (block->data.size() != entries_[entry].size) {
+  } else if (block->data.size() != this->entry(entry).size) {
     drop_eager(it);
     retry_entry(entry, true, "source file changed during the transfer");
   } else {
@@ -110,8 +110,7 @@ void SenderSession::on_eager_checked(std::uint32_t entry, Result<std::optional<S
     finish_entry(entry, false, now_entry.error().message());
   } else if (now_entry->has_value()) {
     drop_eager(it);
-    bytes_total_ = bytes_total_ - entries_[entry].size + (*now_entry)->size;
-    entries_[entry] = std::move(**now_entry);
+    replace_entry(entry, std::move(**now_entry));
     retry_entry(entry, true, "source file changed during the transfer");
   } else {
     it->checked = true;
@@ -149,7 +148,7 @@ void SenderSession::emit_eager(Clock::time_point now) {
 }
 
 void SenderSession::send_eager(EagerFile& f) {
-  const auto& ent = entries_[f.entry];
+  const auto& ent = entry(f.entry);
   P::Offer o{f.entry, ent.wire_path, ent.kind, ent.size, ent.mtime_ns, ent.mode, ent.identity,
              static_cast<std::uint32_t>(cfg_.chunk_size), true};
   send_control(FrameType::offer, P::to_json(o));

@@ -27,9 +27,9 @@ void SenderSession::start_check() {
   check_digest_.reset();
   check_hash_error_.reset();
   check_wants_commit_ = false;
-  if (entries_[cur_].kind != P::EntryKind::file) return;
+  if (entry(cur_).kind != P::EntryKind::file) return;
   prefix_token_ = next_token_++;
-  actions_.push_back(HashPrefix{cur_, entries_[cur_].size, cfg_.chunk_size, prefix_token_});
+  actions_.push_back(HashPrefix{cur_, entry(cur_).size, cfg_.chunk_size, prefix_token_});
 }
 
 void SenderSession::on_check_hashed(std::uint64_t token, Result<P::FileDigest> digest, Clock::time_point now) {
@@ -41,7 +41,7 @@ void SenderSession::on_check_hashed(std::uint64_t token, Result<P::FileDigest> d
     return fail_inspected(*check_hash_error_, now);
   }
   check_digest_ = digest->hex();
-  send_control(FrameType::commit, P::to_json(P::Commit{cur_, entries_[cur_].size, *check_digest_}));
+  send_control(FrameType::commit, P::to_json(P::Commit{cur_, entry(cur_).size, *check_digest_}));
 }
 
 // ERROR for: an ANSWER not awaited or for another entry; in a check, an accepting one
@@ -49,7 +49,7 @@ void SenderSession::on_check_hashed(std::uint64_t token, Result<P::FileDigest> d
 void SenderSession::inspect_answer(P::Answer a, Clock::time_point now) {
   const bool awaited = state_ == State::checking || state_ == State::awaiting_answer;
   if (!awaited || a.file_id != cur_ || !has_current_) return violation("unexpected ANSWER");
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   if (a.status == P::AnswerStatus::refuse) return fail_inspected(refusal_reason(a), now);
   if (cfg_.purpose == P::Purpose::check) {
     if (ent.kind != P::EntryKind::file || check_wants_commit_) return violation("unexpected ANSWER in a check");
@@ -92,7 +92,7 @@ void SenderSession::on_check(P::Bytes payload, Clock::time_point now) {
   if (cfg_.purpose != P::Purpose::check || state_ != State::checking || c->file_id != cur_ || !has_current_) {
     return violation("unexpected CHECK");
   }
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   totals_.checked = true;
   switch (c->result) {
     case P::CheckResult::identical:
@@ -121,29 +121,58 @@ void SenderSession::on_check(P::Bytes payload, Clock::time_point now) {
 }
 
 void SenderSession::report_extra(const std::string& dir, const P::CheckReply& c) {
-  if (entry_paths_.empty()) {
-    for (const auto& e : entries_) entry_paths_.insert(e.wire_path);
-  }
-  for (const auto& name : c.names) {
-    const std::string path = dir + "/" + name;
-    if (entry_paths_.count(path) > 0) continue;
-    ++totals_.check_extra;
-    Event e;
-    e.type = EventType::entry_checked;
-    e.path = path;
-    e.detail = "extra";
-    e.transfer = transfer();
-    events_.push_back(std::move(e));
-  }
+  expect_extra(dir, std::set<std::string>(c.names.begin(), c.names.end()));
   if (c.truncated) {
     event(EventType::warning, "the receiver listed only the first " + std::to_string(c.names.size()) +
                                   " names of this directory; extra entries beyond them are not reported");
   }
 }
 
+// The walk is depth first and sorted, so a directory's children all come before the first
+// entry outside it: names wait only while the walk is inside their directory, and the
+// session holds the names of the open directories alone, not a set of every path.
+void SenderSession::expect_extra(const std::string& dir, std::set<std::string> names) {
+  const std::string prefix = dir + "/";
+  for (const auto& [index, ent] : entries_) {  // children already taken as look-ahead
+    if (index <= cur_ || !ent.wire_path.starts_with(prefix)) continue;
+    const std::string rest = ent.wire_path.substr(prefix.size());
+    if (rest.find('/') == std::string::npos) names.erase(rest);
+  }
+  const bool left = source_ended_ || (pulled_ > cur_ + 1 && !entry(pulled_ - 1).wire_path.starts_with(prefix));
+  if (left) return emit_extra(dir, names);
+  extra_dirs_.push_back(ExtraNames{dir, std::move(names)});
+}
+
+void SenderSession::settle_extra(const std::string* wire_path) {
+  while (!extra_dirs_.empty()) {
+    ExtraNames& top = extra_dirs_.back();
+    const std::string prefix = top.dir + "/";
+    if (wire_path && wire_path->starts_with(prefix)) {
+      const std::string rest = wire_path->substr(prefix.size());
+      if (rest.find('/') == std::string::npos) top.names.erase(rest);
+      return;
+    }
+    const ExtraNames done = std::move(top);
+    extra_dirs_.pop_back();
+    emit_extra(done.dir, done.names);
+  }
+}
+
+void SenderSession::emit_extra(const std::string& dir, const std::set<std::string>& names) {
+  for (const auto& name : names) {
+    ++totals_.check_extra;
+    Event e;
+    e.type = EventType::entry_checked;
+    e.path = dir + "/" + name;
+    e.detail = "extra";
+    e.transfer = transfer();
+    events_.push_back(std::move(e));
+  }
+}
+
 void SenderSession::finish_inspected(Clock::time_point now) {
   ++files_done_;
-  bytes_done_ += entries_[cur_].size;
+  bytes_done_ += entry(cur_).size;
   end_inspected(now);
 }
 

@@ -12,13 +12,57 @@ using protocol::FrameType;
 namespace P = protocol;
 
 SenderSession::SenderSession(SenderConfig config, std::vector<SourceEntry> entries, Clock::time_point now)
-    : cfg_(std::move(config)), entries_(std::move(entries)) {
+    : SenderSession(std::move(config), std::make_unique<VectorEntrySource>(std::move(entries)), now) {}
+
+SenderSession::SenderSession(SenderConfig config, std::unique_ptr<EntrySource> source, Clock::time_point now)
+    : cfg_(std::move(config)), source_(std::move(source)) {
   assert(cfg_.window >= cfg_.chunk_size);
-  for (const auto& e : entries_) bytes_total_ += e.size;
+  assert(source_);
+  expected_ = source_->expected();
   last_rx_ = last_ack_progress_ = last_ping_ = now;
 }
 
-std::vector<Action> SenderSession::take_actions() { return std::exchange(actions_, {}); }
+std::vector<Action> SenderSession::take_actions() {
+  release_retired();
+  return std::exchange(actions_, {});
+}
+
+// Entries finished before the previous take_actions(): every action that named them
+// has been performed by now (drive() performs a round before it takes the next).
+void SenderSession::release_retired() {
+  for (const auto index : retiring_) entries_.erase(index);
+  retiring_ = std::exchange(retired_, {});
+}
+
+bool SenderSession::pull_entry() {
+  if (source_ended_) return false;
+  auto e = pulled_ < std::numeric_limits<std::uint32_t>::max() ? source_->next() : std::nullopt;
+  if (!e) {
+    source_ended_ = true;  // from here on the totals are exact
+    settle_extra(nullptr);
+    return false;
+  }
+  settle_extra(&e->wire_path);
+  pulled_bytes_ += e->size;
+  entries_.emplace(pulled_++, std::move(*e));
+  peak_entries_held_ = std::max(peak_entries_held_, entries_.size());
+  return true;
+}
+
+void SenderSession::replace_entry(std::uint32_t index, SourceEntry now_entry) {
+  SourceEntry& held = entries_.at(index);
+  pulled_bytes_ = pulled_bytes_ - held.size + now_entry.size;
+  expected_.bytes = expected_.bytes - std::min(expected_.bytes, held.size) + now_entry.size;
+  held = std::move(now_entry);
+}
+
+std::uint64_t SenderSession::files_total() const {
+  return source_ended_ ? pulled_ : std::max<std::uint64_t>(expected_.files, pulled_);
+}
+
+std::uint64_t SenderSession::bytes_total() const {
+  return source_ended_ ? pulled_bytes_ : std::max(expected_.bytes, pulled_bytes_);
+}
 std::vector<Event> SenderSession::take_events() { return std::exchange(events_, {}); }
 
 std::uint64_t SenderSession::in_flight() const { return next_read_ > acked_ ? next_read_ - acked_ : 0; }
@@ -28,7 +72,7 @@ std::size_t SenderSession::max_blocks() const {
 }
 
 std::size_t SenderSession::block_length(std::uint64_t offset) const {
-  return static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, entries_[cur_].size - offset));
+  return static_cast<std::size_t>(std::min<std::uint64_t>(cfg_.chunk_size, entry(cur_).size - offset));
 }
 
 bool SenderSession::is_held(std::uint64_t offset, std::uint64_t end) const {
@@ -39,7 +83,7 @@ bool SenderSession::is_held(std::uint64_t offset, std::uint64_t end) const {
 Result<void> SenderSession::outcome() const {
   if (failure_) return *failure_;
   if (totals_.files_failed == 0) return {};
-  const std::string count = std::to_string(totals_.files_failed) + " of " + std::to_string(entries_.size());
+  const std::string count = std::to_string(totals_.files_failed) + " of " + std::to_string(files_total());
   if (files_failed_verification_ == totals_.files_failed) {
     return make_error(Errc::verification, count + " entries failed verification");
   }
@@ -52,7 +96,7 @@ Result<void> SenderSession::outcome() const {
 }
 
 TransferProgress SenderSession::transfer() const {
-  return TransferProgress{files_done_, entries_.size(), bytes_done_ + cur_done_, bytes_total_};
+  return TransferProgress{files_done_, files_total(), bytes_done_ + cur_done_, bytes_total()};
 }
 
 void SenderSession::event(EventType t, std::string detail) { event_for(cur_, t, acked_, std::move(detail)); }
@@ -60,9 +104,9 @@ void SenderSession::event(EventType t, std::string detail) { event_for(cur_, t, 
 void SenderSession::event_for(std::uint32_t index, EventType t, std::uint64_t offset, std::string detail) {
   Event e;
   e.type = t;
-  if (index < entries_.size()) {
-    e.path = entries_[index].wire_path;
-    e.size = entries_[index].size;
+  if (auto it = entries_.find(index); it != entries_.end()) {
+    e.path = it->second.wire_path;
+    e.size = it->second.size;
   }
   e.offset = offset;
   e.detail = std::move(detail);
@@ -114,10 +158,12 @@ void SenderSession::on_connected(Clock::time_point now) {
   // Informative totals for the receiver's display: only finished entries count as
   // done, since the receiver adds what it holds of the current file itself.
   // (Sizes beyond the field's range, 2^63-1 bytes, are left out rather than refused.)
-  h.files_total = entries_.size();
+  // Until the source ended the totals are the count made ahead of the walk, corrected by
+  // what the walk met so far (a receiver raises them if more arrive).
+  h.files_total = files_total();
   h.files_done = files_done_;
-  if (bytes_total_ <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-    h.bytes_total = bytes_total_;
+  if (bytes_total() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    h.bytes_total = bytes_total();
     h.bytes_done = bytes_done_;
   }
   send_control(FrameType::hello, P::to_json(h));
@@ -281,7 +327,7 @@ void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
   if (inspecting()) return inspect_answer(std::move(*a), now);
   if (on_eager_answer(*a, now)) return;
   if (state_ != State::awaiting_answer || a->file_id != cur_) return violation("unexpected ANSWER");
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   if (a->status == P::AnswerStatus::refuse) {
     finish_file(false, refusal_reason(*a));
     return next_entry(now);
@@ -303,7 +349,7 @@ void SenderSession::on_answer(P::Bytes payload, Clock::time_point now) {
 }
 
 std::string SenderSession::answer_problem(const P::Answer& a) const {
-  const std::uint64_t size = entries_[cur_].size;
+  const std::uint64_t size = entry(cur_).size;
   const std::uint64_t b = cfg_.chunk_size;
   if (a.offset > size) return "ANSWER offset beyond the file size";
   if (a.offset % b != 0 && a.offset != size) return "ANSWER offset " + std::to_string(a.offset) + " not a block boundary";
@@ -319,7 +365,7 @@ void SenderSession::resume_at(std::uint64_t offset, Clock::time_point now) {
   if (offset > 0) {
     acked_ = next_read_ = next_send_ = offset;
     note_acked();
-    event(EventType::resume, offset == entries_[cur_].size ? "already complete, verifying" : "");
+    event(EventType::resume, offset == entry(cur_).size ? "already complete, verifying" : "");
   }
   if (offset > prog_.hashed_upto) {
     // The receiver holds more than this process has hashed: hash that prefix first.
@@ -346,7 +392,7 @@ void SenderSession::on_rpos(P::Bytes payload, Clock::time_point now) {
   P::Resend r;
   if (!P::decode_resend(payload, r)) return violation("malformed RPOS body");
   if (!position_current(r.file_id, "RPOS")) return;
-  const std::uint64_t size = entries_[cur_].size;
+  const std::uint64_t size = entry(cur_).size;
   const std::uint64_t end = r.offset + r.length;
   if (r.offset % cfg_.chunk_size != 0 && r.offset != size) return violation("RPOS offset not a block boundary");
   if (r.length == 0) {
@@ -432,7 +478,7 @@ void SenderSession::on_verdict(P::Bytes payload, Clock::time_point now) {
   if (on_eager_verdict(*v, now)) return;
   if (state_ != State::awaiting_verdict || v->file_id != cur_) return violation("unexpected VERDICT");
   if (v->status == P::VerdictStatus::verified) {
-    acked_ = entries_[cur_].size;
+    acked_ = entry(cur_).size;
     finish_file(true, {});
     return next_entry(now);
   }
@@ -480,7 +526,7 @@ void SenderSession::on_ping(P::Bytes payload) {
 
 void SenderSession::offer_current(Clock::time_point now) {
   (void)now;
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   P::Offer o;
   o.file_id = cur_;
   o.path = ent.wire_path;
@@ -525,7 +571,7 @@ void SenderSession::pump(Clock::time_point now) {
   (void)now;
   const bool sending = state_ == State::streaming || state_ == State::awaiting_verdict;
   if (!sending || !connected_) return;
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   while (reads_in_flight_ < cfg_.max_reads_in_flight && blocks_held() < max_blocks()) {
     if (!resend_.empty()) {
       issue_read(resend_.extract(resend_.begin()).value(), true);
@@ -560,7 +606,7 @@ void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<
   }
   if (token != check_token_ || token < token_base_ || state_ != State::streaming) return;
   check_token_ = 0;
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   if (!now_entry) {
     finish_file(false, now_entry.error().message());
     return next_entry(now);
@@ -573,9 +619,8 @@ void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<
       finish_file(false, "source file kept changing during the transfer: " + ent.local_path);
       return next_entry(now);
     }
-    bytes_total_ = bytes_total_ - ent.size + (*now_entry)->size;
-    entries_[cur_] = std::move(**now_entry);
-    cur_done_ = std::min(cur_done_, entries_[cur_].size);
+    replace_entry(cur_, std::move(**now_entry));
+    cur_done_ = std::min(cur_done_, entry(cur_).size);
     event(EventType::warning, "source file changed during the transfer; sending it again from the start");
     return restart_file(now);
   }
@@ -618,7 +663,7 @@ void SenderSession::on_read_done(std::uint64_t token, Result<ReadBlock> block, C
     return;
   }
   if (read.resend) --resend_reads_;
-  const auto& ent = entries_[cur_];
+  const auto& ent = entry(cur_);
   if (!block) {
     finish_file(false, block.error().message());
     return next_entry(now);
@@ -689,20 +734,22 @@ std::string SenderSession::refusal_reason(const P::Answer& a) {
 void SenderSession::finish_entry(std::uint32_t index, bool verified, const std::string& why) {
   // The entry counts as done whole, whatever was acknowledged of it.
   ++files_done_;
-  bytes_done_ += entries_[index].size;
+  const SourceEntry& ent = entry(index);
+  bytes_done_ += ent.size;
   if (verified) {
     ++totals_.files_verified;
-    totals_.bytes_verified += entries_[index].size;
-    event_for(index, EventType::file_verified, entries_[index].size);
+    totals_.bytes_verified += ent.size;
+    event_for(index, EventType::file_verified, ent.size);
   } else {
     ++totals_.files_failed;
-    if (first_failure_.empty()) first_failure_ = entries_[index].wire_path + ": " + why;
+    if (first_failure_.empty()) first_failure_ = ent.wire_path + ": " + why;
     // Refusals by rule and failed VERDICTs are the receiver's; every other failure is a
     // file operation's: this side's (a source that cannot be opened, read, or kept
     // still) or the receiver's own (refusal_reason: "receiver could not write it").
     if (!why.starts_with("refused by receiver") && !why.starts_with("verification failed")) ++files_failed_io_;
     event_for(index, EventType::file_failed, index == cur_ ? acked_ : 0, why);
   }
+  retire_entry(index);
 }
 
 void SenderSession::next_entry(Clock::time_point now) {
@@ -720,9 +767,10 @@ void SenderSession::next_entry(Clock::time_point now) {
   advance(now);
 }
 
-std::optional<std::uint32_t> SenderSession::peek_next_entry() const {
+// One entry of look-ahead: the next new one is pulled from the source when it is asked for.
+std::optional<std::uint32_t> SenderSession::peek_next_entry() {
   if (!retry_.empty()) return retry_.front();
-  if (next_new_ < entries_.size()) return next_new_;
+  if (next_new_ < pulled_ || pull_entry()) return next_new_;
   return std::nullopt;
 }
 
@@ -743,12 +791,12 @@ void SenderSession::advance(Clock::time_point now) {
     const auto next = peek_next_entry();
     if (!next) {
       if (!eager_.empty()) return;  // their VERDICTs first
-      send_control(FrameType::end, P::to_json(P::End{entries_.size(), totals_.bytes_verified}));
+      send_control(FrameType::end, P::to_json(P::End{pulled_, totals_.bytes_verified}));
       state_ = State::awaiting_end;
       return;
     }
     if (eager_eligible(*next)) {
-      if (!eager_room(entries_[*next].size)) return;  // a VERDICT makes room
+      if (!eager_room(entry(*next).size)) return;  // a VERDICT makes room
       take_next_entry();
       start_eager(*next, now);
       continue;
@@ -762,7 +810,7 @@ void SenderSession::advance(Clock::time_point now) {
       prog_.announced = true;
       retry_attempts_.erase(it);
     }
-    if (sent_eagerly_.erase(cur_) > 0) prog_.sent_upto = entries_[cur_].size;  // sending it again is a re-send
+    if (sent_eagerly_.erase(cur_) > 0) prog_.sent_upto = entry(cur_).size;  // sending it again is a re-send
   }
 }
 

@@ -5,7 +5,7 @@
 // to write, file reads and prefix hashes to perform, "close this connection") and
 // Events, and tells when it next needs on_timeout().
 //
-//   SenderSession s(cfg, entries, now);
+//   SenderSession s(cfg, entries, now);   // or SenderSession(cfg, std::move(source), now)
 //   s.on_connected(now);
 //   for (;;) {
 //     for (auto& a : s.take_actions()) perform(a);     // SendFrame, ReadChunk, ...
@@ -38,6 +38,15 @@
 // it are on the wire, then takes the one-file-at-a-time path above. A failed eager
 // file, and every eager file without a VERDICT when a connection is lost, is offered
 // again later the ordinary way (the receiver then answers with what it holds).
+//
+// Entries come from an EntrySource (lib/core/entry_source.hpp), pulled as they are
+// needed, and the session holds only those not yet finished (the current file, the
+// eager files and the entries to offer again, one entry of look-ahead), plus those
+// finished within the last two take_actions() rounds, so that an action already
+// handed out can still name its entry: at most kMaxHeldEntries, whatever the number
+// of entries (tested). Entry indexes (the wire's file_id) are global and increasing.
+// Totals start from the source's expected() figures and are corrected as entries are
+// met (the larger of the two until the source ends; exact from then on).
 #pragma once
 
 #include <deque>
@@ -47,12 +56,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "lib/core/entry_source.hpp"
 #include "lib/core/events.hpp"
 #include "lib/core/session_actions.hpp"
 #include "lib/core/source_entry.hpp"
@@ -119,6 +130,11 @@ struct CheckSource {
 };
 using Action = std::variant<SendFrame, ReadChunk, HashPrefix, CheckSource, CloseConnection>;
 
+// The most entries a session holds at once (see the overview): the current one and one
+// of look-ahead, the eager files and the entries to offer again (each at most
+// kMaxEagerFiles), and those finished in the last two rounds of take_actions().
+inline constexpr std::size_t kMaxHeldEntries = 4 * protocol::kMaxEagerFiles + 8;
+
 class SenderSession {
  public:
   enum class State {
@@ -137,6 +153,8 @@ class SenderSession {
   };
 
   SenderSession(SenderConfig config, std::vector<SourceEntry> entries, Clock::time_point now);
+  // Entries pulled from `source` as they are needed (never null).
+  SenderSession(SenderConfig config, std::unique_ptr<EntrySource> source, Clock::time_point now);
 
   // A new connection is up (first or after a loss): sends HELLO and resumes.
   void on_connected(Clock::time_point now);
@@ -177,13 +195,25 @@ class SenderSession {
   // acknowledged); the app resets its redial budget when it grows.
   std::uint64_t progress_marker() const { return (files_done_ << 40) + acked_; }
   // Entry `index` as the session knows it now (a source that changed is updated by
-  // on_source_checked): the driver opens and re-checks files from it, so the list is
-  // held once, here.
+  // on_source_checked): the driver opens and re-checks files from it, so each entry is
+  // held once, here. Precondition: an entry an action handed out by take_actions()
+  // names, until the round after the next take_actions() (see the overview).
   const SourceEntry& entry(std::uint32_t index) const { return entries_.at(index); }
+  // The same, or nullptr when the session no longer holds entry `index` (finished and
+  // released): for a driver that performs an action later than the contract allows
+  // (a read that waited for a buffer), whose completion the session then ignores.
+  const SourceEntry* held_entry(std::uint32_t index) const {
+    auto it = entries_.find(index);
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+  // Entries held now, and the most ever held at once (<= kMaxHeldEntries), for tests.
+  std::size_t entries_held() const { return entries_.size(); }
+  std::size_t peak_entries_held() const { return peak_entries_held_; }
   // Eager files taken and not finished (being read, or waiting for their VERDICT).
   std::size_t eager_in_flight() const { return eager_.size(); }
   // The whole transfer as events report it (lib/core/events.hpp): files_total = entries,
-  // bytes_total = sum of their sizes; done = finished entries (verified, failed or
+  // bytes_total = sum of their sizes (the source's expected() figures until it ended,
+  // raised to what was met when that is more; exact from then on); done = finished entries (verified, failed or
   // refused) and their sizes, plus the most the receiver ever acknowledged of the
   // current file (so a resumed part counts as done, a re-send does not count twice,
   // and bytes_done never goes down while the entry list is unchanged).
@@ -230,6 +260,7 @@ class SenderSession {
   void on_check(protocol::Bytes payload, Clock::time_point now);
   // Directory `dir`'s names on the receiver: those no entry has are extra.
   void report_extra(const std::string& dir, const protocol::CheckReply& c);
+  void emit_extra(const std::string& dir, const std::set<std::string>& names);
   // The current entry was checked or planned: counted as done, on to the next.
   void finish_inspected(Clock::time_point now);
   // The current entry failed (refused, unreadable here): file_failed, on to the next.
@@ -278,8 +309,23 @@ class SenderSession {
   // one becomes current and is offered once the eager files ahead are on the wire; END
   // when every entry is finished.
   void advance(Clock::time_point now);
-  std::optional<std::uint32_t> peek_next_entry() const;
+  std::optional<std::uint32_t> peek_next_entry();
   void take_next_entry();
+  // Takes one more entry from the source into the window; false at its end.
+  bool pull_entry();
+  // The entry `index` now looks like `now_entry` (a source that changed): sizes in the
+  // totals follow.
+  void replace_entry(std::uint32_t index, SourceEntry now_entry);
+  // Entry `index` is finished: released two take_actions() rounds later.
+  void retire_entry(std::uint32_t index) { retired_.push_back(index); }
+  void release_retired();
+  std::uint64_t files_total() const;
+  std::uint64_t bytes_total() const;
+  // --check-extra: the receiver's names of a checked directory wait until the walk
+  // leaves it (every child was met then); those no entry had are reported extra.
+  void expect_extra(const std::string& dir, std::set<std::string> names);
+  // `wire_path` was pulled: the pending directories it is not inside are finished.
+  void settle_extra(const std::string* wire_path);
   bool has_outstanding() const;
 
   // Version 3's eager files (sender/sender_eager.cpp).
@@ -321,7 +367,15 @@ class SenderSession {
   void note_acked() { cur_done_ = std::max(cur_done_, acked_); }
 
   SenderConfig cfg_;
-  std::vector<SourceEntry> entries_;
+  // The window of entries (see the overview), by index; where more come from.
+  std::map<std::uint32_t, SourceEntry> entries_;
+  std::unique_ptr<EntrySource> source_;
+  bool source_ended_ = false;
+  std::uint32_t pulled_ = 0;       // entries taken from the source: the next index
+  std::uint64_t pulled_bytes_ = 0; // sum of their sizes (as they are now)
+  EntryCounts expected_;           // the source's figures, corrected by changed sources
+  std::vector<std::uint32_t> retired_, retiring_;  // finished: released at take_actions()
+  std::size_t peak_entries_held_ = 0;
   State state_ = State::disconnected;
   bool connected_ = false;
   std::vector<std::byte> inbuf_;
@@ -333,7 +387,6 @@ class SenderSession {
   std::uint64_t files_failed_verification_ = 0;
   std::uint64_t files_failed_io_ = 0;  // failures of file operations, here or at the receiver
   std::string first_failure_;  // "PATH: why" of the first entry that failed, for outcome()
-  std::uint64_t bytes_total_ = 0;  // sum of entries_' sizes (a source that changed counts as it is now)
   std::uint64_t files_done_ = 0;   // entries finished (verified, failed or refused)
   std::uint64_t bytes_done_ = 0;   // sum of their sizes
   std::uint64_t cur_done_ = 0;     // highest acknowledged offset of the current entry, any attempt
@@ -382,12 +435,17 @@ class SenderSession {
   bool commit_sent_ = false;
 
   // Check of the current entry: its digest once hashed (or why it could not be), and
-  // whether the receiver's ANSWER asked for the COMMIT. Every entry's path, for
-  // --check-extra (built at the first directory's CHECK).
+  // whether the receiver's ANSWER asked for the COMMIT. For --check-extra, the checked
+  // directories the walk is still inside (each inside the one before it) and the
+  // receiver's names in each that no entry has had yet.
   std::optional<std::string> check_digest_;
   std::optional<std::string> check_hash_error_;
   bool check_wants_commit_ = false;
-  std::set<std::string> entry_paths_;
+  struct ExtraNames {
+    std::string dir;
+    std::set<std::string> names;
+  };
+  std::vector<ExtraNames> extra_dirs_;
 
   // Liveness.
   Clock::time_point last_rx_{};

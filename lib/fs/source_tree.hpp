@@ -37,7 +37,9 @@ struct SourceTree {
 };
 
 // Errc::usage when a PATH is missing or is itself a special file (a symlink PATH is
-// ignored, or followed with copy_links); Errc::local_io when a directory cannot be read.
+// ignored, or followed with copy_links). The whole list at once: it drains a SourceWalk
+// (lib/fs/source_walk.hpp), which yields the same entries one at a time; ferry-send
+// uses the walk, so that it never holds the whole list.
 Result<SourceTree> walk_sources(const std::vector<std::string>& paths, bool copy_links = false, bool links = false);
 
 // The entry as its file is now (size, mtime, mode, identity). Errc::local_io when it

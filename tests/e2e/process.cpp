@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -127,11 +128,15 @@ Process::~Process() {
 std::optional<ExitStatus> Process::poll() {
   if (status_) return status_;
   int st = 0;
+  struct rusage usage{};
   pid_t r;
   do {
-    r = ::waitpid(pid_, &st, WNOHANG);
+    r = ::wait4(pid_, &st, WNOHANG, &usage);
   } while (r < 0 && errno == EINTR);
-  if (r == pid_) status_ = decode_status(st);
+  if (r == pid_) {
+    status_ = decode_status(st);
+    peak_rss_kib_ = static_cast<std::uint64_t>(usage.ru_maxrss);  // KiB on Linux
+  }
   if (r < 0) status_ = ExitStatus{};  // not our child any more: nothing to wait for
   return status_;
 }

@@ -115,6 +115,10 @@ class Process {
   // SIGKILL and reap; returns how it ended.
   ExitStatus kill_now();
 
+  // The child's peak resident set in KiB (getrusage's ru_maxrss, from wait4), once
+  // poll() or wait() reaped it; 0 before, or after kill_now().
+  std::uint64_t peak_rss_kib() const { return peak_rss_kib_; }
+
   std::string stdout_text() const;
   std::string stderr_text() const;
   // The file stdout is captured into ("" when it went to a descriptor), for a test
@@ -131,6 +135,7 @@ class Process {
   Process() = default;
   pid_t pid_ = -1;
   std::optional<ExitStatus> status_;
+  std::uint64_t peak_rss_kib_ = 0;
   std::string name_, stdout_path_, stderr_path_;
   std::vector<std::string> argv_;
 };

@@ -564,6 +564,28 @@ TEST(Library, LentButNeverStartedIsReleasedAndCancelBeforeStartEnds) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
 }
 
+// An explicit file sent under a name the walk of `paths` also yields (found by the
+// counting pass, before anything is sent), or two explicit files with one name: a usage
+// error naming it, before any connection.
+TEST(Library, AFileNamedLikeAnEntryOfTheTreeIsAUsageError) {
+  Files f;
+  f.file("tree/sub/a.bin", 10, 14);
+  const auto other = f.file("other.bin", 10, 15);
+  for (const std::string wire : {"tree/sub/a.bin", "x.bin"}) {
+    SCOPED_TRACE(wire);
+    EventLog log;
+    SenderOptions o = sender_options(Transport::provided_by_caller(), {f.src + "/tree"}, log);
+    o.files = {FileToSend{other, wire}};
+    if (wire == "x.bin") o.files.push_back(FileToSend{other, "x.bin"});
+    Sender s(std::move(o));
+    const Outcome out = s.run();
+    EXPECT_EQ(out.exit_code, static_cast<int>(Errc::usage));
+    ASSERT_TRUE(out.error.has_value());
+    EXPECT_NE(out.error->message().find("two entries would be sent as '" + wire + "'"), std::string::npos)
+        << out.error->message();
+  }
+}
+
 // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
 // to it neither succeeds nor fails for minutes.
 struct BlackholeListener {

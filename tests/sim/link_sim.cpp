@@ -376,6 +376,7 @@ class Sim {
     }
     while (!writes_.empty()) complete_write(writes_.begin());
     res_.read_pool_high_water = read_pool_.high_water();
+    res_.entries_high_water = tx_.peak_entries_held();
     res_.finished = tx_.finished();
     if (res_.finished) {
       auto o = tx_.outcome();

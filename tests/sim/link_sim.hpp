@@ -134,6 +134,7 @@ struct SimResult {
   std::vector<std::string> invariant_violations;  // window exceeded, bad action order, ...
   std::vector<std::string> trace;                 // with SimCase::trace
   std::size_t read_pool_high_water = 0;           // most read buffers out at once
+  std::size_t entries_high_water = 0;             // most entries the sender held at once
   std::uint64_t writes_out_of_order = 0;          // write completions below an earlier one
   bool ok() const { return finished && !failure; }
   std::string summary() const;

@@ -885,6 +885,26 @@ TEST(ReceiverTransfer, FiguresAreTheSendersHelloPlusThisConnection) {
   }
 }
 
+// The sender's HELLO totals are a count made before its walk: a tree that grew since
+// brings more entries than announced, and the receiver raises its totals rather than
+// report done == total while entries still arrive.
+TEST(ReceiverTransfer, MoreEntriesThanTheHelloSaidRaiseTheTotal) {
+  Harness h;
+  h.hello(TransferProgress{0, 1, 0, 0});
+  offer_dir(h, 0, "d");
+  h.open();
+  offer_dir(h, 1, "e");
+  h.open();
+  offer_dir(h, 2, "f");
+  h.open();
+  const auto ev = h.r.take_events();
+  const Event* last = last_of(ev, EventType::file_verified, "f");
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ(last->transfer.files_done, 3u);
+  EXPECT_EQ(last->transfer.files_total, 3u) << "raised to what arrived, not done capped at 1";
+  for (const auto& e : ev) EXPECT_LE(e.transfer.files_done, e.transfer.files_total);
+}
+
 TEST(ReceiverTransfer, WithoutHelloFiguresTotalsAreUnknownAndDoneIsThisConnection) {
   const auto a = bytes_of(2 * kChunk, 31);
   Harness h;
@@ -939,8 +959,9 @@ TEST(ReceiverTransfer, AFileSentAgainAfterAMismatchCountsOnce) {
   EXPECT_EQ(h.r.totals().files_failed, 0u);
 }
 
-TEST(ReceiverTransfer, ASendersFiguresAreClampedToItsTotals) {
-  // Files beyond what the sender announced (a lying or buggy sender): never above total.
+TEST(ReceiverTransfer, ASendersFiguresBelowWhatArrivesAreRaised) {
+  // More than the sender announced (its count was made before its walk, or it lies):
+  // done never above total, and done is what arrived; the total is raised to it.
   Harness h;
   h.hello(TransferProgress{1, 1, 10, 10});
   h.offer(0, "a.bin", 50);
@@ -950,7 +971,9 @@ TEST(ReceiverTransfer, ASendersFiguresAreClampedToItsTotals) {
   const Event* prog = last_of(ev, EventType::progress, "a.bin");
   ASSERT_NE(prog, nullptr);
   EXPECT_EQ(prog->transfer.files_done, 1u);
-  EXPECT_EQ(prog->transfer.bytes_done, 10u);
+  EXPECT_EQ(prog->transfer.bytes_done, 60u);
+  EXPECT_EQ(prog->transfer.bytes_total, 60u);
+  EXPECT_EQ(prog->transfer.files_total, 1u);
 }
 
 TEST(ReceiverInput, CorruptHeaderClosesTheConnection) {

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -92,6 +93,11 @@ class Harness {
   // Entries of its own (a tree); contents[i] belongs to ents[i] (empty for a directory).
   Harness(std::vector<SourceEntry> ents, std::vector<std::vector<std::byte>> contents, SenderConfig config_in = config())
       : files(std::move(contents)), cfg(config_in), s(cfg, std::move(ents), kT0) {}
+
+  // Entries pulled from a source of its own; contents[i] belongs to its i-th entry.
+  Harness(std::unique_ptr<EntrySource> source, std::vector<std::vector<std::byte>> contents,
+          SenderConfig config_in = config())
+      : files(std::move(contents)), cfg(config_in), s(cfg, std::move(source), kT0) {}
 
   static std::vector<SourceEntry> entries(const std::vector<std::vector<std::byte>>& contents) {
     std::vector<SourceEntry> out;
@@ -1593,6 +1599,153 @@ TEST(SenderLinks, ALinkInACreatedDirectoryIsNotSentEagerly) {
   EXPECT_FALSE(sent[1].eager);
   h.answer(1, 0);
   EXPECT_EQ(h.s.totals().files_verified, 2u);
+}
+
+// --- entries pulled from a source (issue #10) -----------------------------------
+
+// A source whose count, made before its walk, differs from what the walk then yields.
+class CountedSource final : public EntrySource {
+ public:
+  CountedSource(std::vector<SourceEntry> entries, EntryCounts counted) : entries_(std::move(entries)), counted_(counted) {}
+  std::optional<SourceEntry> next() override {
+    if (next_ >= entries_.size()) return std::nullopt;
+    ++pulled;
+    return entries_[next_++];
+  }
+  EntryCounts expected() const override { return counted_; }
+  std::size_t pulled = 0;
+
+ private:
+  std::vector<SourceEntry> entries_;
+  std::size_t next_ = 0;
+  EntryCounts counted_;
+};
+
+// Sends entries 0..n-1 one after the other (each accepted at 0 and verified).
+void send_all(Harness& h, std::uint32_t n) {
+  for (std::uint32_t i = 0; i < n; ++i) {
+    h.take_frames();
+    send_whole_file(h, i);
+    h.verdict(i, true);
+  }
+}
+
+TEST(SenderTotals, ACountBelowWhatTheWalkMeetsIsRaisedAndExactAtTheEnd) {
+  // Counted: 2 entries, a + 50 bytes. Met: f1 grew to b, and f2 appeared.
+  const auto a = bytes_of(2 * kChunk, 70), b = bytes_of(kChunk + 5, 71), c = bytes_of(100, 72);
+  auto source = std::make_unique<CountedSource>(
+      std::vector<SourceEntry>{entry("f0", a.size()), entry("f1", b.size()), entry("f2", c.size())},
+      EntryCounts{2, a.size() + 50});
+  CountedSource* src = source.get();
+  Harness h(std::move(source), {a, b, c});
+  h.connect();
+  EXPECT_EQ(src->pulled, 0u) << "nothing is pulled before the receiver's HELLO";
+  auto hello = P::parse_hello(h.frames.at(0).payload);
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(hello->files_total, std::optional<std::uint64_t>(2)) << "the count, before the walk met anything";
+  EXPECT_EQ(hello->bytes_total, std::optional<std::uint64_t>(a.size() + 50));
+  h.receiver_hello();
+  send_all(h, 3);
+  auto ends = h.of_type(P::FrameType::end);
+  ASSERT_EQ(ends.size(), 1u);
+  auto end = P::parse_end(ends[0].payload);
+  ASSERT_TRUE(end.ok());
+  EXPECT_EQ(end->files, 3u) << "END carries the entries met";
+  const TransferProgress t = h.s.transfer();
+  EXPECT_EQ(t.files_total, 3u);
+  EXPECT_EQ(t.bytes_total, a.size() + b.size() + c.size());
+  EXPECT_EQ(t.files_done, 3u);
+  EXPECT_EQ(t.bytes_done, t.bytes_total);
+  TransferProgress prev;
+  for (const auto& e : h.s.take_events()) {
+    SCOPED_TRACE(std::string(event_type_name(e.type)) + " " + e.path);
+    EXPECT_LE(e.transfer.files_done, e.transfer.files_total);
+    EXPECT_LE(e.transfer.bytes_done, e.transfer.bytes_total);
+    EXPECT_GE(e.transfer.files_total, prev.files_total) << "a tree that grew: the totals only go up";
+    EXPECT_GE(e.transfer.bytes_total, prev.bytes_total);
+    prev = e.transfer;
+  }
+  EXPECT_EQ(h.s.peak_entries_held(), 2u) << "the current entry and one of look-ahead";
+}
+
+TEST(SenderTotals, ACountAboveWhatTheWalkMeetsIsExactOnceTheSourceEnds) {
+  // Counted: 4 entries; two vanished before the walk met them.
+  const auto a = bytes_of(kChunk, 73), b = bytes_of(3 * kChunk, 74);
+  auto source = std::make_unique<CountedSource>(std::vector<SourceEntry>{entry("f0", a.size()), entry("f1", b.size())},
+                                                EntryCounts{4, 10 * kChunk});
+  Harness h(std::move(source), {a, b});
+  h.handshake();
+  EXPECT_EQ(h.s.transfer().files_total, 4u) << "the count, until the walk ends";
+  send_all(h, 2);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.transfer().files_total, 2u);
+  EXPECT_EQ(h.s.transfer().bytes_total, a.size() + b.size());
+  h.feed(P::FrameType::end, P::to_json(P::End{2, a.size() + b.size()}));
+  ASSERT_TRUE(h.s.outcome().ok());
+  EXPECT_EQ(h.s.totals().files_verified, 2u);
+}
+
+// Finished entries are dropped (two take_actions() rounds later): a session fed 20,000
+// entries one file after the other never holds more than a few.
+TEST(SenderWindow, FinishedEntriesAreReleased) {
+  constexpr std::uint32_t kEntries = 20'000;
+  std::vector<SourceEntry> ents;
+  std::vector<std::vector<std::byte>> contents(kEntries, bytes_of(10, 75));
+  for (std::uint32_t i = 0; i < kEntries; ++i) ents.push_back(entry("f" + std::to_string(i), 10));
+  Harness h(std::move(ents), std::move(contents));
+  h.handshake();
+  for (std::uint32_t i = 0; i < kEntries; ++i) {
+    h.take_frames();
+    h.answer(i, 0);
+    h.complete_all_reads();
+    h.verdict(i, true);
+    ASSERT_LE(h.s.entries_held(), 4u) << "after entry " << i;
+  }
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.totals().files_verified, kEntries);
+  EXPECT_LE(h.s.peak_entries_held(), 4u);
+  EXPECT_LE(h.s.peak_entries_held(), kMaxHeldEntries);
+}
+
+// --check-extra with entries pulled one at a time: the receiver's names of a directory
+// wait until the walk leaves it (its children all came before), so nested directories
+// report their extra names when the first entry outside them is met, innermost first.
+TEST(SenderInspect, ExtraNamesAreReportedWhenTheWalkLeavesTheirDirectory) {
+  auto dir = [](const std::string& path) {
+    SourceEntry e = entry(path, 0);
+    e.kind = P::EntryKind::directory;
+    e.identity = "dir";
+    return e;
+  };
+  std::vector<SourceEntry> ents{dir("d"), entry("d/a", 10), dir("d/s"), entry("d/s/x", 10), entry("e", 10)};
+  SenderConfig cfg = inspect_config(P::Purpose::check);
+  cfg.list_extra = true;
+  Harness h(std::move(ents), {{}, bytes_of(10, 80), {}, bytes_of(10, 81), bytes_of(10, 82)}, cfg);
+  h.handshake();
+  auto reply = [&](std::uint32_t id, std::vector<std::string> names) {
+    h.feed(P::FrameType::check, P::to_json(P::CheckReply{id, names.empty() ? P::CheckResult::missing
+                                                                             : P::CheckResult::identical,
+                                                         {}, std::move(names), false}));
+  };
+  std::vector<Event> ev;
+  auto take = [&] {
+    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
+  };
+  reply(0, {"a", "s", "zz"});
+  reply(1, {});
+  reply(2, {"x", "y"});
+  take();
+  EXPECT_EQ(h.s.totals().check_extra, 0u) << "nothing is extra while the walk is inside the directory";
+  reply(3, {});
+  reply(4, {});
+  take();
+  EXPECT_EQ(h.s.totals().check_extra, 2u);
+  std::vector<std::string> order;
+  for (const auto& e : ev) {
+    if (e.type == EventType::entry_checked) order.push_back(e.path + "=" + e.detail);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"d=identical", "d/a=missing", "d/s=identical", "d/s/x=missing",
+                                             "d/s/y=extra", "d/zz=extra", "e=missing"}));
 }
 
 }  // namespace

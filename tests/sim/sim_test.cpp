@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "sender/sender_session.hpp"
 #include "tests/sim/link_sim.hpp"
 
 namespace ferry::sim {
@@ -473,6 +474,44 @@ std::vector<std::string> run_seed(std::uint64_t seed, SimResult* out = nullptr) 
 }
 
 class SimSweep : public ::testing::TestWithParam<int> {};
+
+// Issue #10: the sender holds a bounded window of entries, not the whole list. 200,000
+// entries in 200 directories the receiver creates (so empty files go eagerly, up to
+// kMaxEagerFiles at once), every 997th a file of two blocks (the ordinary way), and a cut
+// halfway (eager files without a VERDICT are offered again): the whole tree arrives,
+// and the sender never held more than kMaxHeldEntries entries at once.
+TEST(SimWindow, TwoHundredThousandEntriesHoldAtMostTheBound) {
+  constexpr std::size_t kDirs = 200;
+  constexpr std::size_t kPerDir = 999;
+  std::vector<SimFile> files;
+  files.reserve(kDirs * (kPerDir + 1) + 1);
+  for (std::size_t d = 0; d < kDirs; ++d) {
+    char dir[16];
+    std::snprintf(dir, sizeof dir, "d%03zu", d);
+    files.push_back(directory(dir));
+    for (std::size_t i = 0; i < kPerDir; ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "%s/f%04zu", dir, i);
+      const bool two_blocks = (d * kPerDir + i) % 997 == 0;
+      files.push_back(two_blocks ? file(name, kChunk + 1, d * kPerDir + i) : file(name, 0, 0));
+    }
+  }
+  SimCase c = base(std::move(files), 7);
+  c.link.rate = 1024 * 1024;
+  c.link.delay = Tick(20);  // a long round trip: the eager pipeline fills up
+  c.max_steps = 50'000'000;
+  c.link.faults = {{FaultKind::cut, Dir::to_receiver, 6'000'000, 0}};
+  const SimResult r = run_case(c);
+  const std::string where = r.summary();
+  for (const auto& p : check_result(c, r, /*check_resend_bound=*/false)) ADD_FAILURE() << p << "\n  " << where;
+  EXPECT_TRUE(r.ok()) << where;
+  EXPECT_EQ(r.faults_fired, 1u) << where;
+  EXPECT_EQ(r.totals.files_verified, c.files.size());
+  EXPECT_GT(r.entries_high_water, protocol::kMaxEagerFiles / 2) << "the eager pipeline was not exercised";
+  EXPECT_LE(r.entries_high_water, sender::kMaxHeldEntries);
+  std::printf("200,000 entries: at most %zu held at once (bound %zu); %s\n", r.entries_high_water,
+              sender::kMaxHeldEntries, where.c_str());
+}
 
 TEST_P(SimSweep, SeedsEndIdenticalOrCleanFailure) {
   const std::uint64_t first = static_cast<std::uint64_t>(GetParam()) * kSeedsPerChunk + 1;
