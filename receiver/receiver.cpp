@@ -76,6 +76,15 @@ class WritesInFlight {
   unsigned count_ = 0;
 };
 
+// A batch of eager files on its way into DEST (ReceiverEngine::start_batch).
+struct BatchJob {
+  std::vector<StagedFile> files;
+  std::vector<std::uint32_t> ids;
+  std::vector<std::string> keys;  // in busy_ until the batch is renamed
+  BatchOutcome outcome;
+  std::shared_ptr<BatchJob> prior;  // the batch whose names this one's syncfs makes durable
+};
+
 struct Peer {
   Peer(std::uint64_t i, std::unique_ptr<Connection> c, ReceiverConfig cfg)
       : id(i), conn(std::move(c)), session(std::move(cfg), Clock::now()) {}
@@ -104,6 +113,9 @@ struct Peer {
   std::vector<std::string> staged_keys;  // their on-disk keys, held in busy_
   std::uint64_t staged_bytes = 0;
   bool batch_running = false;
+  // The last batch, renamed but its names not yet durable (commit_batch_pipelined):
+  // its outcomes (VERDICTs) wait for the next batch's syncfs or a sync of the names.
+  std::shared_ptr<BatchJob> names_pending;
   bool reported_end = false;  // END seen and acted upon
   std::uint64_t write_retries = 0;
   std::string admitted_as;   // its peer address in ReceiverEngine::admission_
@@ -711,39 +723,60 @@ class ReceiverEngine final : public Engine {
   }
 
   // Commits the staged files on the pool as one batch (durable together, then renamed),
-  // and answers the session for each when it is done.
+  // one batch of a peer at a time, so VERDICTs keep their order. A batch's outcomes
+  // wait until its names are durable too: made so by the next batch's syncfs (one sync
+  // per batch while files keep coming), or by a sync of the names alone when nothing
+  // more is staged.
   void start_batch(Peer& p) {
-    if (p.batch_running || p.staged.empty()) return;
+    if (p.batch_running || (p.staged.empty() && !p.names_pending)) return;
     p.batch_running = true;
     ++p.jobs;
-    struct Job {
-      std::vector<StagedFile> files;
-      std::vector<std::uint32_t> ids;
-      std::vector<std::string> keys;  // in busy_ until the batch is done
-      std::vector<Result<void>> results;
-    };
-    auto job = std::make_shared<Job>(
-        Job{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}), std::exchange(p.staged_keys, {}), {}});
+    auto job = std::make_shared<BatchJob>(BatchJob{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}),
+                                                   std::exchange(p.staged_keys, {}), {}, std::move(p.names_pending)});
+    p.names_pending.reset();
     p.staged_bytes = 0;
     auto dest = dest_;
     const std::uint64_t id = p.id;
     run_on_pool(
-        loop_, [job, dest] { job->results = commit_batch(*dest, job->files); },
-        guarded(this, [id, job](ReceiverEngine& self) { self.batch_done(id, *job); }));
+        loop_,
+        [job, dest] {
+          job->outcome = commit_batch_pipelined(*dest, job->files, job->prior != nullptr);
+          for (auto& f : job->files) std::vector<std::byte>().swap(f.data);  // the names alone are kept
+        },
+        guarded(this, [id, job](ReceiverEngine& self) { self.batch_done(id, job); }));
   }
 
-  template <class Job>
-  void batch_done(std::uint64_t id, Job& job) {
-    for (const auto& key : job.keys) release_key(key);
+  void batch_done(std::uint64_t id, const std::shared_ptr<BatchJob>& job) {
+    for (const auto& key : job->keys) release_key(key);
+    job->keys.clear();
     Peer* q = find(id);
     if (!q) return;
     --q->jobs;
     q->batch_running = false;
-    const auto now = Clock::now();
-    for (std::size_t i = 0; i < job.ids.size(); ++i) q->session.on_file_committed(job.ids[i], job.results.at(i), now);
+    if (job->prior) report_batch(*q, *job->prior, job->outcome.prior);
+    if (job->outcome.names_pending) {
+      q->names_pending = job;
+    } else {
+      report_batch(*q, *job, {});
+    }
+    job->prior.reset();
     drain(*q);
-    start_batch(*q);  // files staged while this batch ran (the sender waits for VERDICTs)
+    start_batch(*q);  // files staged while this batch ran, or the names it left pending
     forget_if_idle(id);
+  }
+
+  // The outcome of each file of `job`; a failed sync of its names (`names`) fails the
+  // files that were renamed (in place, but not durably).
+  void report_batch(Peer& p, BatchJob& job, const Result<void>& names) {
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < job.ids.size(); ++i) {
+      Result<void> r = job.outcome.results.at(i);
+      if (r && !names) {
+        const Error& e = names.error();
+        r = make_error(e.code, e.what + " after renaming " + dest_->path() + "/" + job.files[i].wire_path, e.sys_errno);
+      }
+      p.session.on_file_committed(job.ids[i], r, now);
+    }
   }
 
   // Frees peer `id` once its close was reported and its pool jobs are done (its

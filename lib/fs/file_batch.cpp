@@ -82,11 +82,21 @@ class BatchCommit {
  public:
   BatchCommit(DestDir& dest, const BatchSync& sync, std::vector<Result<void>>& results)
       : dest_(dest), sync_(sync), results_(results) {}
+  // commit_batch_pipelined: the names are left to a later syncfs (no sync_dirs after a
+  // syncfs round), and `force_syncfs` makes a round of any size use one.
+  BatchCommit(DestDir& dest, const BatchSync& sync, std::vector<Result<void>>& results, bool force_syncfs)
+      : dest_(dest), sync_(sync), results_(results), pipelined_(true), force_syncfs_(force_syncfs) {}
 
   // Commits files[i] for each i in `round` (results_[i] gets its outcome).
   void run(std::span<StagedFile> files, const std::vector<std::size_t>& round);
   // remove_dead_batch_temps() (file_batch.hpp).
   static std::size_t remove_dead_temps(DestDir& dest, const std::string& wire_dir);
+  // After run(): the round's syncfs (ok when it used none), and whether it renamed a
+  // file whose name no sync made durable yet (pipelined only).
+  const Result<void>& syncfs_result() const { return syncfs_result_; }
+  // sync_names() (file_batch.hpp).
+  static Result<void> sync_names(DestDir& dest, const BatchSync& sync);
+  bool names_pending() const { return names_pending_; }
 
  private:
   struct Dir {
@@ -118,13 +128,17 @@ class BatchCommit {
   DestDir& dest_;
   const BatchSync& sync_;
   std::vector<Result<void>>& results_;
+  bool pipelined_ = false;
+  bool force_syncfs_ = false;
   bool use_syncfs_ = false;
+  Result<void> syncfs_result_;
+  bool names_pending_ = false;
   std::vector<Dir> dirs_;
   std::vector<Item> items_;
 };
 
 void BatchCommit::run(std::span<StagedFile> files, const std::vector<std::size_t>& round) {
-  use_syncfs_ = !dest_.options_.no_fsync && round.size() >= sync_.syncfs_from;
+  use_syncfs_ = !dest_.options_.no_fsync && (force_syncfs_ || round.size() >= sync_.syncfs_from);
   items_.resize(round.size());
   for (std::size_t i = 0; i < round.size(); ++i) {
     const StagedFile& file = files[round[i]];
@@ -217,6 +231,7 @@ void BatchCommit::make_durable() {
   auto call = sync_.syncfs_call != nullptr ? sync_.syncfs_call : ::syncfs;
   if (call(dest_.fd_.get()) == 0) return;
   const int err = errno;
+  syncfs_result_ = make_error(Errc::local_io, "syncfs(" + dest_.path_ + ")", err);
   for (auto& item : items_) {
     if (item.alive) fail(item, make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") for " + item.shown, err));
   }
@@ -243,6 +258,10 @@ void BatchCommit::rename_all() {
 void BatchCommit::sync_dirs() {
   if (dest_.options_.no_fsync) return;
   const auto touched = std::count_if(dirs_.begin(), dirs_.end(), [](const Dir& d) { return d.renamed_into; });
+  if (pipelined_ && use_syncfs_) {
+    names_pending_ = touched > 0;  // the caller's next syncfs makes them durable
+    return;
+  }
   if (use_syncfs_ && touched > 1) return sync_dirs_together();
   for (std::size_t d = 0; d < dirs_.size(); ++d) {
     if (!dirs_[d].renamed_into || ::fsync(dirs_[d].fd.get()) == 0) continue;
@@ -274,10 +293,12 @@ void BatchCommit::fail(Item& item, Error error) {
   item.alive = false;
 }
 
-std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync) {
-  std::vector<Result<void>> results(files.size());
-  // Rounds by directory: the first kMaxDirsPerRound directories (in order of first
-  // appearance) with all their files, then the next ones.
+namespace {
+
+// Calls `commit` with the indexes of each round: the files of the first
+// kMaxDirsPerRound directories (in order of first appearance), then the next ones.
+template <class Commit>
+void for_each_round(std::span<StagedFile> files, Commit&& commit) {
   std::unordered_map<std::string, std::size_t> key_index;
   std::vector<std::vector<std::size_t>> files_of_key;  // by key, in order of first appearance
   for (std::size_t i = 0; i < files.size(); ++i) {
@@ -290,9 +311,44 @@ std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> file
     for (std::size_t k = first; k < std::min(files_of_key.size(), first + kMaxDirsPerRound); ++k) {
       round.insert(round.end(), files_of_key[k].begin(), files_of_key[k].end());
     }
-    BatchCommit(dest, sync, results).run(files, round);
+    commit(round);
   }
+}
+
+}  // namespace
+
+std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync) {
+  std::vector<Result<void>> results(files.size());
+  for_each_round(files, [&](const std::vector<std::size_t>& round) { BatchCommit(dest, sync, results).run(files, round); });
   return results;
+}
+
+BatchOutcome commit_batch_pipelined(DestDir& dest, std::span<StagedFile> files, bool prior_names_pending,
+                                    const BatchSync& sync) {
+  BatchOutcome out;
+  out.results.resize(files.size());
+  if (files.empty()) {
+    if (prior_names_pending) out.prior = sync_names(dest, sync);
+    return out;
+  }
+  bool first = true;
+  for_each_round(files, [&](const std::vector<std::size_t>& round) {
+    BatchCommit commit(dest, sync, out.results, prior_names_pending);
+    commit.run(files, round);
+    if (first && prior_names_pending) out.prior = commit.syncfs_result();
+    first = false;
+    out.names_pending = out.names_pending || commit.names_pending();
+  });
+  return out;
+}
+
+Result<void> sync_names(DestDir& dest, const BatchSync& sync) { return BatchCommit::sync_names(dest, sync); }
+
+Result<void> BatchCommit::sync_names(DestDir& dest, const BatchSync& sync) {
+  if (dest.options_.no_fsync) return {};
+  auto call = sync.syncfs_call != nullptr ? sync.syncfs_call : ::syncfs;
+  if (call(dest.fd_.get()) == 0) return {};
+  return make_error(Errc::local_io, "syncfs(" + dest.path_ + ")", errno);
 }
 
 std::size_t BatchCommit::remove_dead_temps(DestDir& dest, const std::string& wire_dir) {

@@ -74,6 +74,32 @@ struct BatchSync {
 // at once (a batch touching more than 32 directories is committed in several rounds).
 std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync = {});
 
+// What commit_batch_pipelined did: results[i] belongs to files[i] (as commit_batch's);
+// `names_pending`: files were renamed whose names are not durable yet; `prior`: the
+// syncfs that made an earlier batch's pending names durable (ok when there were none
+// or it succeeded).
+struct BatchOutcome {
+  std::vector<Result<void>> results;
+  bool names_pending = false;
+  Result<void> prior;
+};
+
+// commit_batch for a stream of batches: one syncfs per batch instead of two. A batch
+// made durable by syncfs renames its files and returns with names_pending instead of
+// syncing their directories; the caller holds their outcome (their VERDICTs) until a
+// later syncfs made the names durable: the next batch's, called with
+// prior_names_pending (it then uses a syncfs whatever its size, and that one call makes
+// this batch's data and the earlier batch's names durable; `prior` says whether it
+// succeeded), or sync_names() when no batch follows. A batch too small for syncfs
+// syncs its directories as commit_batch does (names_pending stays false). With no
+// files, only the prior names are synced.
+BatchOutcome commit_batch_pipelined(DestDir& dest, std::span<StagedFile> files, bool prior_names_pending,
+                                    const BatchSync& sync = {});
+
+// One syncfs of the destination's file system (none with no_fsync): makes the names of
+// a batch that returned names_pending durable.
+Result<void> sync_names(DestDir& dest, const BatchSync& sync = {});
+
 // Removes, from the directory `wire_dir` of `dest`, the temporaries of batches whose
 // process no longer runs (killed between the write and the rename): regular files of
 // this user whose name batch_temp_name() made with a process id that is gone. Returns

@@ -300,6 +300,61 @@ TEST(FileBatch, LargeBatchInSeveralDirectoriesSyncsTheirNamesTogether) {
   EXPECT_EQ(read_file(f.dest + "/b/g3"), "3");  // renamed: a failure is not undone
 }
 
+// A stream of batches: each large batch leaves its names to the next one's syncfs (one
+// sync per batch), a last batch's names are synced alone.
+TEST(FileBatch, PipelinedBatchesShareOneSyncfsEach) {
+  Fixture f;
+  std::vector<StagedFile> first{staged("a/f0", "0"), staged("a/f1", "1"), staged("b/f2", "2"), staged("b/f3", "3")};
+  auto sync = counting();
+  auto one = commit_batch_pipelined(*f.dir, first, /*prior_names_pending=*/false, sync);
+  expect_all_ok(one.results);
+  EXPECT_TRUE(one.names_pending);
+  EXPECT_EQ(syncfs_calls, 1);  // the data only: no fsync or syncfs for the names yet
+  EXPECT_EQ(read_file(f.dest + "/b/f3"), "3");
+
+  // One file, below the syncfs threshold: with names pending it still takes one
+  // syncfs, which makes its data and the first batch's names durable.
+  std::vector<StagedFile> second{staged("c/g", "g")};
+  auto two = commit_batch_pipelined(*f.dir, second, /*prior_names_pending=*/true, sync);
+  expect_all_ok(two.results);
+  EXPECT_TRUE(two.prior.ok());
+  EXPECT_TRUE(two.names_pending);
+  EXPECT_EQ(syncfs_calls, 2);
+  EXPECT_EQ(fdatasync_calls, 0);
+
+  // Nothing more: the names alone.
+  auto three = commit_batch_pipelined(*f.dir, std::span<StagedFile>{}, /*prior_names_pending=*/true, sync);
+  EXPECT_TRUE(three.prior.ok());
+  EXPECT_FALSE(three.names_pending);
+  EXPECT_EQ(syncfs_calls, 3);
+
+  // A small batch with nothing pending syncs its own file and directory as before.
+  std::vector<StagedFile> small{staged("d/h", "h")};
+  auto four = commit_batch_pipelined(*f.dir, small, /*prior_names_pending=*/false, sync);
+  expect_all_ok(four.results);
+  EXPECT_FALSE(four.names_pending);
+  EXPECT_EQ(syncfs_calls, 3);
+  EXPECT_EQ(fdatasync_calls, 1);
+}
+
+// The syncfs that was to make the earlier batch's names durable fails: `prior` says so
+// (the caller fails those files), and this batch's own files are not renamed.
+TEST(FileBatch, PipelinedBatchReportsAFailedSyncOfThePriorNames) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a/f0", "0"), staged("b/f1", "1")};
+  BatchSync sync{kSyncfsFromFiles, counting_fdatasync, failing_syncfs};
+  syncfs_calls = fdatasync_calls = 0;
+  auto out = commit_batch_pipelined(*f.dir, files, /*prior_names_pending=*/true, sync);
+  EXPECT_EQ(syncfs_calls, 1);
+  ASSERT_FALSE(out.prior.ok());
+  EXPECT_EQ(out.prior.error().message(), "syncfs(" + f.dest + "): " + std::strerror(EIO));
+  for (const auto& r : out.results) EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(out.names_pending);
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/a/f0"));
+  EXPECT_FALSE(sync_names(*f.dir, sync).ok());
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+}
+
 TEST(FileBatch, FailedFdatasyncRenamesNothingItDidNotMakeDurable) {
   Fixture f;
   write_file(f.dest + "/keep", "old");
