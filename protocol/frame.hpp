@@ -32,8 +32,10 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 // answered by an ANSWER alone: docs/PROTOCOL.md 4.4, 6.1).
 // the HELLO exchange. Version 4 (issue #12, PROTOCOL.md section 6.11) adds a session
 // purpose in HELLO ("check", "dry_run": the receiver writes nothing) and the CHECK
-// frame (type 14) that answers an entry of a check session.
-inline constexpr std::uint32_t kProtocolVersion = 4;
+// frame (type 14) that answers an entry of a check session. Version 5 (issue #10)
+// raises kMaxEagerFiles from 256 to 1,024, so that a receiver's batches of small files
+// (one syncfs each) grow four times; nothing else changes.
+inline constexpr std::uint32_t kProtocolVersion = 5;
 inline constexpr std::size_t kHeaderSize = 24;
 
 // Chunk sizes: DATA payload bytes per frame.
@@ -55,7 +57,9 @@ inline constexpr std::size_t kMaxHeldBlocks = 65'536;
 
 // Eager files (OFFER `eager`) a sender may have in flight (OFFER sent, VERDICT not yet
 // received), and the bytes of their data; a receiver treats more as a violation.
-inline constexpr std::size_t kMaxEagerFiles = 256;
+// 1,024 since version 5 (256 before): one file in flight costs a receiver its bytes
+// (within kMaxEagerBytes) and about a hundred bytes of bookkeeping.
+inline constexpr std::size_t kMaxEagerFiles = 1024;
 inline constexpr std::uint64_t kMaxEagerBytes = 16 * 1024 * 1024;
 
 inline constexpr std::uint64_t kDefaultWindow = 4 * 1024 * 1024;

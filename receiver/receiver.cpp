@@ -39,7 +39,7 @@ constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
 constexpr std::size_t kReadSize = 512 * 1024;
 // A batch of eager files starts at once when it reaches either bound, else when the
 // sender's input is drained (lib/fs/file_batch makes a batch durable together).
-constexpr std::size_t kBatchFiles = 128;
+constexpr std::size_t kBatchFiles = 512;
 constexpr std::uint64_t kBatchBytes = 8 * 1024 * 1024;
 // Before the handshake is complete: a stranger's connection costs little memory.
 constexpr std::size_t kHandshakeReadSize = 16 * 1024;

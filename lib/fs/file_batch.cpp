@@ -19,7 +19,7 @@
 namespace ferry {
 namespace {
 
-// Descriptor budget (a batch may hold 256 files; a process has 1,024 descriptors by
+// Descriptor budget (a batch may hold 512 files; a process has 1,024 descriptors by
 // default, shared with every connection): a round opens at most this many directories,
 // and in the fdatasync mode keeps at most this many files open, syncing and closing
 // them in groups of this size. 32 + 32 stays below the ~64 the receiver allows a batch.

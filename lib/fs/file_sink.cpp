@@ -384,7 +384,7 @@ Result<void> PartialFile::resume_at(std::uint64_t good, std::uint64_t part_size,
     // Nothing verified to record: no journal now (a file sent whole within
     // kJournalInterval and kJournalBytes never needs one; the first is saved after
     // them), and one left by an earlier transfer no longer describes this partial.
-    ::unlinkat(dirfd_.get(), journal_name_.c_str(), 0);
+    Journal::remove(dirfd_.get(), journal_name_);
     last_save_ = std::chrono::steady_clock::now();
     unsaved_bytes_ = 0;
     state.offset = 0;

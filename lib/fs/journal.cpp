@@ -105,6 +105,11 @@ Result<Journal> Journal::from_json(const std::string& text) {
   }
 }
 
+void Journal::remove(int dirfd, const std::string& name) {
+  ::unlinkat(dirfd, name.c_str(), 0);
+  ::unlinkat(dirfd, (name + ".tmp").c_str(), 0);
+}
+
 Result<void> Journal::save(int dirfd, const std::string& name, bool durable) const {
   const std::string tmp = name + ".tmp";
   // Created exclusively: whatever is at the temp name (a crash's leftover, or a FIFO

@@ -58,6 +58,9 @@ struct Journal {
   // file with one link owned by the receiver's user: lib/fs/owned_file.hpp; never
   // opened when it is a FIFO, never followed when a symlink).
   static Result<std::optional<Journal>> load(int dirfd, const std::string& name);
+  // Removes the journal `name` and the temporary a save of it uses, if there (best
+  // effort: a journal that stays is checked against its partial when loaded).
+  static void remove(int dirfd, const std::string& name);
 };
 
 }  // namespace ferry

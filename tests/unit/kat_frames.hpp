@@ -28,7 +28,8 @@ struct KatFrame {
 
 // The fixed message inputs, reused by the test to check what the vectors decode to.
 inline protocol::Hello kat_hello() {
-  protocol::Hello h{3, 3, protocol::Role::sender, "00112233445566778899aabbccddeeff", "ferry kat"};
+  protocol::Hello h{protocol::kProtocolVersion, protocol::kProtocolVersion, protocol::Role::sender,
+                    "00112233445566778899aabbccddeeff", "ferry kat"};
   h.nonce = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
   h.keyed = true;
   return h;
@@ -42,7 +43,7 @@ inline protocol::AuthKey kat_auth_key() {
 }
 inline protocol::AuthInput kat_auth_input() {
   protocol::AuthInput in;
-  in.version = 3;
+  in.version = protocol::kProtocolVersion;
   in.session = kat_hello().session;
   in.prover = protocol::Role::sender;
   for (std::size_t i = 0; i < protocol::kNonceSize; ++i) {
@@ -88,7 +89,6 @@ inline protocol::Offer kat_offer_symlink() {
 // and the CHECK answers of a file that differs and of a directory with its names.
 inline protocol::Hello kat_hello_check() {
   protocol::Hello h = kat_hello();
-  h.min_version = h.max_version = 4;
   h.purpose = protocol::Purpose::check;
   h.list_extra = true;
   return h;
