@@ -16,6 +16,17 @@
 namespace ferry {
 namespace {
 
+// An entry of `kind` for what lstat found at `local`, sent as `wire`.
+SourceEntry stat_entry(const std::string& local, const std::string& wire, const struct stat& st,
+                       protocol::EntryKind kind) {
+  SourceEntry e;
+  e.wire_path = wire;
+  e.local_path = local;
+  fill_from_stat(e, st);
+  e.kind = kind;
+  return e;
+}
+
 std::string without_trailing_slashes(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
@@ -158,12 +169,7 @@ std::optional<SourceEntry> SourceWalk::consider(int parent_fd, const std::string
     note(WalkNote::ignored, local + ": " + special_kind_name(st.st_mode) + ", not sent");
     return std::nullopt;
   }
-  SourceEntry e;
-  e.wire_path = wire;
-  e.local_path = local;
-  fill_from_stat(e, st);
-  e.kind = protocol::EntryKind::file;
-  return e;
+  return stat_entry(local, wire, st, protocol::EntryKind::file);
 }
 
 std::optional<SourceEntry> SourceWalk::directory_entry(const std::string& local, const std::string& wire,
@@ -175,11 +181,7 @@ std::optional<SourceEntry> SourceWalk::directory_entry(const std::string& local,
     return std::nullopt;
   }
   if (copy_links_) dirs_listed_.insert(where.id);
-  SourceEntry e;
-  e.wire_path = wire;
-  e.local_path = local;
-  fill_from_stat(e, st);
-  e.kind = protocol::EntryKind::directory;
+  SourceEntry e = stat_entry(local, wire, st, protocol::EntryKind::directory);
   e.identity = "dir";
   pending_ = std::move(where);
   return e;
@@ -233,11 +235,7 @@ std::optional<SourceEntry> SourceWalk::link_entry(const std::string& local, cons
     note(WalkNote::skipped, local + ": " + why);
     return std::nullopt;
   }
-  SourceEntry e;
-  e.wire_path = wire;
-  e.local_path = local;
-  fill_from_stat(e, st);
-  e.kind = protocol::EntryKind::symlink;
+  SourceEntry e = stat_entry(local, wire, st, protocol::EntryKind::symlink);
   e.identity = "symlink";
   e.link_target = std::move(target);
   return e;
