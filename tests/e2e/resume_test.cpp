@@ -77,6 +77,23 @@ void await_connection_lost(Receiver& r) {
       << r.proc->describe();
 }
 
+// The journal's `verified`, or nullopt when there is no readable journal.
+std::optional<std::uint64_t> journal_verified(const BigFile& f) {
+  std::ifstream in(f.journal);
+  if (!in) return std::nullopt;
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object() || !j.contains("verified") || !j["verified"].is_number_unsigned()) return std::nullopt;
+  return j["verified"].get<std::uint64_t>();
+}
+
+// A receiver that stays up reports the lost connection before the block writes in
+// flight for it complete and the partial is closed (its journal saved): wait, bounded,
+// until the journal records the whole partial, so that its size is what a rerun meets.
+void await_partial_closed(const BigFile& f) {
+  EXPECT_TRUE(wait_until([&] { return exists_nofollow(f.part) && journal_verified(f) == file_size(f.part); }, 10s))
+      << "the journal never recorded the whole partial: " << testing::PrintToString(list_dir(f.dest));
+}
+
 // Partial and journal present, nothing under the final name; returns the partial's size.
 std::uint64_t expect_interrupted_state(const BigFile& f) {
   EXPECT_TRUE(exists_nofollow(f.part)) << "no partial in DEST: " << testing::PrintToString(list_dir(f.dest));
@@ -127,6 +144,7 @@ TEST(Resume, SenderKilledMidFile) {
     if (HasFatalFailure()) return;
   }
   ASSERT_TRUE(r.proc->running()) << "--once ended when the first sender died\n" << r.proc->describe();
+  await_partial_closed(f);
   const std::uint64_t held = expect_interrupted_state(f);
   EXPECT_GT(held, 0u);
   EXPECT_LT(held, kBigSize);
