@@ -94,7 +94,8 @@ class BatchCommit {
   // After run(): the round's syncfs (ok when it used none), and whether it renamed a
   // file whose name no sync made durable yet (pipelined only).
   const Result<void>& syncfs_result() const { return syncfs_result_; }
-  // sync_names() (file_batch.hpp).
+  // sync_names() (file_batch.hpp): the one syncfs call of this file, whose error the
+  // callers extend with the files it concerns.
   static Result<void> sync_names(DestDir& dest, const BatchSync& sync);
   bool names_pending() const { return names_pending_; }
 
@@ -228,10 +229,9 @@ void BatchCommit::sync_open_files() {
 void BatchCommit::make_durable() {
   if (dest_.options_.no_fsync) return;
   if (!use_syncfs_) return sync_open_files();
-  auto call = sync_.syncfs_call != nullptr ? sync_.syncfs_call : ::syncfs;
-  if (call(dest_.fd_.get()) == 0) return;
-  const int err = errno;
-  syncfs_result_ = make_error(Errc::local_io, "syncfs(" + dest_.path_ + ")", err);
+  syncfs_result_ = sync_names(dest_, sync_);
+  if (syncfs_result_) return;
+  const int err = syncfs_result_.error().sys_errno;
   for (auto& item : items_) {
     if (item.alive) fail(item, make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") for " + item.shown, err));
   }
@@ -275,9 +275,9 @@ void BatchCommit::sync_dirs() {
 }
 
 void BatchCommit::sync_dirs_together() {
-  auto call = sync_.syncfs_call != nullptr ? sync_.syncfs_call : ::syncfs;
-  if (call(dest_.fd_.get()) == 0) return;
-  const int err = errno;
+  auto synced = sync_names(dest_, sync_);
+  if (synced) return;
+  const int err = synced.error().sys_errno;
   for (auto& item : items_) {
     if (item.renamed) {
       results_[item.index] = make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") after renaming " + item.shown, err);
