@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -769,13 +770,13 @@ class ReceiverEngine final : public Engine {
   void start_prepare(Peer& p) {
     if (p.preparing || p.prepared || p.staged.empty()) return;
     if (!p.batch_due && p.staged.size() < kBatchFiles && p.staged_bytes < kBatchBytes) return;
-    p.batch_due = false;
-    if (p.batch_timer) uv_timer_stop(p.batch_timer.get());
     p.preparing = true;
     ++p.jobs;
-    auto job = std::make_shared<BatchJob>(BatchJob{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}),
-                                                   std::exchange(p.staged_keys, {})});
-    p.staged_bytes = 0;
+    auto job = take_batch(p);
+    if (p.staged.empty()) {
+      p.batch_due = false;  // else the rest follows as soon as this one is prepared
+      if (p.batch_timer) uv_timer_stop(p.batch_timer.get());
+    }
     // A batch finishing or with names pending before this one: this one will most likely
     // carry those names' syncfs, so its own data waits for that one call too.
     const bool syncfs_follows = p.finishing || p.names_pending;
@@ -788,6 +789,28 @@ class ReceiverEngine final : public Engine {
           for (auto& f : job->files) std::vector<std::byte>().swap(f.data);  // the names alone are kept
         },
         guarded(this, [id, job](ReceiverEngine& self) { self.batch_prepared(id, job); }));
+  }
+
+  // The first staged files: at most kBatchFiles of them and kBatchBytes (at least one),
+  // so that a batch's VERDICTs come back while the sender still has files in flight.
+  std::shared_ptr<BatchJob> take_batch(Peer& p) {
+    std::size_t n = 0;
+    std::uint64_t bytes = 0;
+    while (n < p.staged.size() && n < kBatchFiles && (n == 0 || bytes + p.staged[n].data.size() <= kBatchBytes)) {
+      bytes += p.staged[n].data.size();
+      ++n;
+    }
+    auto job = std::make_shared<BatchJob>();
+    auto move_front = [n](auto& from, auto& to) {
+      const auto end = from.begin() + static_cast<std::ptrdiff_t>(n);
+      to.assign(std::make_move_iterator(from.begin()), std::make_move_iterator(end));
+      from.erase(from.begin(), end);
+    };
+    move_front(p.staged, job->files);
+    move_front(p.staged_ids, job->ids);
+    move_front(p.staged_keys, job->keys);
+    p.staged_bytes -= bytes;
+    return job;
   }
 
   void batch_prepared(std::uint64_t id, const std::shared_ptr<BatchJob>& job) {

@@ -49,6 +49,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -430,7 +431,7 @@ class ReceiverSession {
     std::string path;
     std::uint64_t size = 0;
   };
-  std::vector<PendingCommit> pending_;  // <= kMaxEagerFiles
+  std::deque<PendingCommit> pending_;  // <= kMaxEagerFiles; committed in order: erased at the front
   std::uint64_t pending_bytes_ = 0;     // their sizes, <= kMaxEagerBytes
 
   // Version 4: the session's purpose (HELLO), and for a check the entry's state: what
