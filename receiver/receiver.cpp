@@ -39,7 +39,7 @@ constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
 // The most one read from a sender's connection takes at once.
 constexpr std::size_t kReadSize = 512 * 1024;
 // A batch of eager files starts when it reaches either bound, else when the sender has
-// sent nothing for kBatchIdle (lib/fs/file_batch makes a batch durable together). The
+// sent no eager file for kBatchIdleMs (lib/fs/file_batch makes a batch durable together). The
 // bounds are a quarter of what a sender keeps in flight (protocol::kMaxEagerFiles, the
 // default window), so that it goes on sending while a batch commits and another waits
 // for the next one's sync of its names.
@@ -133,7 +133,7 @@ struct Peer {
   // Fires at the session's next_deadline(); data = this Peer, which calls on_deadline.
   UvOwner<uv_timer_t> deadline_timer;
   std::function<void()> on_deadline;
-  // Fires kBatchIdleMs after the last input while files are staged; data = this Peer,
+  // Fires kBatchIdleMs after the last file was staged; data = this Peer,
   // which calls on_batch_idle. `batch_due`: the staged files start a batch of any size.
   UvOwner<uv_timer_t> batch_timer;
   std::function<void()> on_batch_idle;
@@ -296,7 +296,7 @@ class ReceiverEngine final : public Engine {
       if (!q || done_) return;
       q->session.on_input_drained(Clock::now());
       drain(*q);
-      arm_batch_timer(*q);  // nothing more to read for now: commit what is staged unless more comes
+      pump_batches(*q);
     };
     p->conn->start(std::move(cb));
     arm_deadline(*p);  // the handshake deadline
@@ -737,6 +737,7 @@ class ReceiverEngine final : public Engine {
     p.staged_bytes += sm.data.size();
     p.staged.push_back(StagedFile{std::move(sm.offer.path), sm.offer.mode, sm.offer.mtime_ns, std::move(sm.data)});
     p.staged_ids.push_back(sm.file_id);
+    arm_batch_timer(p);
     if (p.staged.size() >= kBatchFiles || p.staged_bytes >= kBatchBytes) pump_batches(p);
   }
 
@@ -751,8 +752,8 @@ class ReceiverEngine final : public Engine {
     start_finish(p);
   }
 
-  // Restarted at every drained input: fires once the sender has been quiet for
-  // kBatchIdleMs (it waits for VERDICTs, or has no more to send).
+  // Restarted at every staged file: fires once the sender has sent no eager file for
+  // kBatchIdleMs (it waits for VERDICTs, sends a large file, or has no more to send).
   void arm_batch_timer(Peer& p) {
     if (!p.batch_timer || p.staged.empty()) return;
     uv_update_time(loop_);  // the loop's cached time may be a long turn old
