@@ -50,7 +50,7 @@ void SenderSession::pump_eager(Clock::time_point) {
     if (f.reading || f.block || f.checked || entry(f.entry).size == 0) continue;
     const std::uint64_t token = next_token_++;
     eager_tokens_[token] = f.entry;
-    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entry(f.entry).size), token});
+    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entry(f.entry).size), token, true});
     ++reads_in_flight_;
     f.reading = true;
   }

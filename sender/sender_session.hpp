@@ -106,6 +106,11 @@ struct ReadChunk {
   std::uint64_t offset;
   std::size_t length;
   std::uint64_t token;  // pass back unchanged
+  // An eager file read whole (offset 0, length its size): when the read returns it whole,
+  // the session's next action about this entry is its CheckSource, so the driver may
+  // check the source right after the read, on the same descriptor, and answer that
+  // CheckSource with the result (sender.cpp: one open, read, fstat, close per file).
+  bool eager = false;
 };
 // Hash bytes [0, length) of entry `entry` as blocks of `block_size` into a
 // protocol::FileDigest (protocol::add_blocks); answer with on_prefix_hashed().
