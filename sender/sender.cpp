@@ -347,7 +347,7 @@ class SenderEngine final : public Engine {
   // Open, read, fstat, close in one step, no FileSource kept; the fstat after the read
   // answers the CheckSource that follows.
   void read_whole(const sender::ReadChunk& r, const SourceEntry& held, ByteBuffer buffer) {
-    auto got = FileSource::read_whole_now(held, r.length, std::move(buffer));
+    auto got = FileSource::read_whole_now(held, r.length, std::move(buffer), &source_dirs_);
     if (!got) {
       session_->on_read_done(r.token, got.error(), Clock::now());  // drive() carries on
       return;
@@ -473,6 +473,7 @@ class SenderEngine final : public Engine {
   // Eager files read whole (read_whole): the entry and whether it was unchanged after the
   // read, until its CheckSource asks (at most kOpenSources; a few at a time in practice).
   std::vector<std::pair<std::uint32_t, bool>> whole_reads_;
+  SourceDirCache source_dirs_;  // read_whole's: the last directory read from
   // Block buffers: read into, sent from, back here once written. Bounded by what the
   // session keeps in flight (the window and the reads ahead), plus two.
   std::unique_ptr<BufferPool> blocks_;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <string_view>
 
 
 namespace ferry {
@@ -81,8 +82,26 @@ Result<void> FileSource::check_unchanged() const {
   return {};
 }
 
-Result<WholeFileRead> FileSource::read_whole_now(const SourceEntry& entry, std::size_t length, ByteBuffer buffer) {
-  UniqueFd fd(::open(entry.local_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+int SourceDirCache::open_file(const std::string& path, int flags) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return ::open(path.c_str(), flags);
+  const std::string_view dir(path.data(), slash + 1);
+  if (!fd_ || dir != dir_) {
+    fd_.reset(::open(std::string(dir).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    dir_ = fd_ ? std::string(dir) : std::string();
+    if (!fd_) return ::open(path.c_str(), flags);
+  }
+  const int fd = ::openat(fd_.get(), path.c_str() + slash + 1, flags);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  fd_.reset();  // perhaps no longer the directory at that path: by the path itself
+  dir_.clear();
+  return ::open(path.c_str(), flags);
+}
+
+Result<WholeFileRead> FileSource::read_whole_now(const SourceEntry& entry, std::size_t length, ByteBuffer buffer,
+                                                 SourceDirCache* dirs) {
+  constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+  UniqueFd fd(dirs ? dirs->open_file(entry.local_path, kFlags) : ::open(entry.local_path.c_str(), kFlags));
   if (!fd) return make_error(Errc::local_io, "open(" + entry.local_path + ")", errno);
   auto block = read_and_hash(fd.get(), entry.local_path, 0, length, buffer);
   if (!block) return block.error();

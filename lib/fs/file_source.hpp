@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "lib/core/byte_buffer.hpp"
 #include "lib/fs/fd_io.hpp"
@@ -54,6 +55,21 @@ struct WholeFileRead {
   // The file still had the entry's size, mtime, ctime and inode after the read (fstat of
   // the descriptor read from): the bytes read are the listed version's.
   bool unchanged = false;
+};
+
+// The directory of the last file opened through it, held open (O_PATH): small files read
+// one after another from one directory are each opened relative to it (one name looked
+// up), not by their whole path. A file whose directory cannot be opened so, or that is
+// not found there (the directory was replaced), is opened by its path. Loop thread only.
+class SourceDirCache {
+ public:
+  // ::open(path, flags), relative to the held directory when `path` is in it; -1 and
+  // errno as ::open's.
+  int open_file(const std::string& path, int flags);
+
+ private:
+  std::string dir_;  // with its trailing '/'; empty: none held
+  UniqueFd fd_;
 };
 
 class FileSource : public std::enable_shared_from_this<FileSource> {
@@ -87,9 +103,10 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
   // fstat-checks the descriptor after the read (as check_unchanged) and closes it: four
   // system calls, on the calling thread, for a small file read whole. Not checked at the
   // open: the check after the read is the one that counts (a change before it shows
-  // there). Errc::local_io when it cannot be opened, read or fstat'ed; Errc::internal
-  // for a buffer as read() refuses.
-  static Result<WholeFileRead> read_whole_now(const SourceEntry& entry, std::size_t length, ByteBuffer buffer);
+  // there). Opened through `dirs` when given. Errc::local_io when it cannot be opened,
+  // read or fstat'ed; Errc::internal for a buffer as read() refuses.
+  static Result<WholeFileRead> read_whole_now(const SourceEntry& entry, std::size_t length, ByteBuffer buffer,
+                                              SourceDirCache* dirs = nullptr);
 
  private:
   FileSource() = default;

@@ -6,16 +6,19 @@
 // over the same bytes, for several block sizes and lengths, and fails when the file is
 // shorter; a changed file is refused at open. read_whole_now() reads and hashes a whole
 // small file in one step and tells whether it was still the listed version after the
-// read (a replacement that keeps size and mtime shows in the inode).
+// read (a replacement that keeps size and mtime shows in the inode). SourceDirCache opens
+// files relative to the last directory and by path when that one was replaced.
 #include "lib/fs/file_source.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -216,6 +219,30 @@ TEST(FileSource, ReadWholeNowSeesAChangeSinceTheListing) {
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, Errc::local_io);
   EXPECT_NE(got.error().message().find(path), std::string::npos) << got.error().message();
+}
+
+TEST(FileSource, SourceDirCacheOpensByNameAndFollowsAReplacedDirectory) {
+  TempDir t;
+  ASSERT_EQ(::mkdir((t.path() + "/d").c_str(), 0755), 0);
+  test::write_file(t.path() + "/d/a", "first");
+  test::write_file(t.path() + "/d/b", "second");
+  SourceDirCache dirs;
+  auto read_through = [&](const std::string& path) {
+    UniqueFd fd(dirs.open_file(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::string("error ") + std::to_string(errno);
+    char buf[64];
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    return std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+  };
+  EXPECT_EQ(read_through(t.path() + "/d/a"), "first");
+  EXPECT_EQ(read_through(t.path() + "/d/b"), "second");
+  // The directory replaced by another of the same name: its files are found by path.
+  ASSERT_EQ(::rename((t.path() + "/d").c_str(), (t.path() + "/old").c_str()), 0);
+  ASSERT_EQ(::mkdir((t.path() + "/d").c_str(), 0755), 0);
+  test::write_file(t.path() + "/d/c", "third");
+  EXPECT_EQ(read_through(t.path() + "/d/c"), "third");
+  EXPECT_EQ(read_through(t.path() + "/d/missing"), "error " + std::to_string(ENOENT));
+  EXPECT_EQ(read_through(t.path() + "/old/a"), "first");
 }
 
 }  // namespace
