@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <string>
+#include <string_view>
 
 #include "protocol/auth.hpp"
 #include "protocol/digest.hpp"
@@ -217,7 +219,54 @@ std::string to_json(const Hello& m) {
   return j.dump();
 }
 
+namespace {
+// Text nlohmann::json dumps as itself between quotes: printable ASCII but '"' and '\\'.
+bool plain_json_text(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+}
+
+void append_key(std::string& out, std::string_view key) {
+  out += '"';
+  out += key;
+  out += "\":";
+}
+
+// A file's or directory's OFFER whose path and identity are plain text, written directly
+// (one per small file of a tree): the bytes nlohmann::json would dump (keys in byte
+// order, no spaces; tested against it).
+std::string plain_offer_json(const Offer& m) {
+  std::string out;
+  out.reserve(160 + m.path.size() + m.identity.size());
+  out += '{';
+  if (m.kind == EntryKind::file) {
+    append_key(out, "block_size");
+    out += std::to_string(m.block_size);
+    out += ',';
+  }
+  if (m.eager) out += "\"eager\":true,";
+  append_key(out, "file");
+  out += std::to_string(m.file_id);
+  out += ",\"identity\":\"";
+  out += m.identity;
+  out += "\",\"kind\":\"";
+  out += kind_name(m.kind);
+  out += "\",\"mode\":";
+  out += std::to_string(m.mode);
+  out += ",\"mtime_ns\":";
+  out += std::to_string(m.mtime_ns);
+  out += ",\"path\":\"";
+  out += m.path;
+  out += "\",\"size\":";
+  out += std::to_string(m.size);
+  out += '}';
+  return out;
+}
+}  // namespace
+
 std::string to_json(const Offer& m) {
+  if (m.kind != EntryKind::symlink && plain_json_text(m.path) && plain_json_text(m.identity)) {
+    return plain_offer_json(m);
+  }
   json j{{"file", m.file_id},
          {"path", m.path},
          {"kind", kind_name(m.kind)},
@@ -247,7 +296,12 @@ std::string to_json(const Answer& m) {
 }
 
 std::string to_json(const Commit& m) {
-  return json{{"file", m.file_id}, {"size", m.size}, {"xxh3_128", m.xxh3_128}}.dump();
+  if (!plain_json_text(m.xxh3_128)) {
+    return json{{"file", m.file_id}, {"size", m.size}, {"xxh3_128", m.xxh3_128}}.dump();
+  }
+  // One per file: written directly, the bytes nlohmann::json would dump (tested).
+  return "{\"file\":" + std::to_string(m.file_id) + ",\"size\":" + std::to_string(m.size) + ",\"xxh3_128\":\"" +
+         m.xxh3_128 + "\"}";
 }
 
 std::string to_json(const Verdict& m) {

@@ -244,6 +244,7 @@ class SenderEngine final : public Engine {
   }
 
   std::shared_ptr<FileSource> source(std::uint32_t entry, Result<void>& err) {
+    forget_whole_read(entry);  // read through a FileSource now: its check is that one's
     auto it = sources_.find(entry);
     if (it != sources_.end()) return it->second;
     // Several small files are read at once (eager files): keep a few open, not all.
@@ -265,8 +266,10 @@ class SenderEngine final : public Engine {
   // nullopt when the entry's file still has its listed size and mtime; else the
   // entry as it is now (the open FileSource is dropped so it is reopened).
   Result<std::optional<SourceEntry>> check_source(std::uint32_t entry) {
+    const std::optional<bool> checked = take_whole_read(entry);
+    if (checked && *checked) return std::optional<SourceEntry>{};
     Result<void> err;
-    auto src = source(entry, err);
+    auto src = checked ? nullptr : source(entry, err);
     if (src && src->check_unchanged()) return std::optional<SourceEntry>{};
     sources_.erase(entry);
     const SourceEntry* held = session_->held_entry(entry);
@@ -333,10 +336,52 @@ class SenderEngine final : public Engine {
     }
   }
 
+  // An eager file read whole on the loop (read_whole): the entry as held, else nullptr
+  // (not such a read, or an entry no longer held: the ordinary way then).
+  const SourceEntry* whole_read_entry(const sender::ReadChunk& r) const {
+    if (!r.eager || r.offset != 0 || r.length > kReadOnLoop) return nullptr;
+    const SourceEntry* held = session_->held_entry(r.entry);
+    return held && held->size == r.length ? held : nullptr;
+  }
+
+  // Open, read, fstat, close in one step, no FileSource kept; the fstat after the read
+  // answers the CheckSource that follows.
+  void read_whole(const sender::ReadChunk& r, const SourceEntry& held, ByteBuffer buffer) {
+    auto got = FileSource::read_whole_now(held, r.length, std::move(buffer), &source_dirs_);
+    if (!got) {
+      session_->on_read_done(r.token, got.error(), Clock::now());  // drive() carries on
+      return;
+    }
+    if (got->block.data.size() == r.length) remember_whole_read(r.entry, got->unchanged);
+    session_->on_read_done(r.token, to_read_block(std::move(got->block)), Clock::now());
+  }
+
+  void remember_whole_read(std::uint32_t entry, bool unchanged) {
+    forget_whole_read(entry);
+    if (whole_reads_.size() >= kOpenSources) whole_reads_.erase(whole_reads_.begin());  // never asked for
+    whole_reads_.push_back({entry, unchanged});
+  }
+  void forget_whole_read(std::uint32_t entry) { take_whole_read(entry); }
+  // The check made after the whole read of `entry` (true: unchanged), once; nullopt: none.
+  std::optional<bool> take_whole_read(std::uint32_t entry) {
+    for (auto it = whole_reads_.begin(); it != whole_reads_.end(); ++it) {
+      if (it->first != entry) continue;
+      const bool unchanged = it->second;
+      whole_reads_.erase(it);
+      return unchanged;
+    }
+    return std::nullopt;
+  }
+
   // One block into a buffer of the pool, hashed next to its read (FileSource). With
   // every buffer out (the network is slower than the disk), the read waits for one to
   // come back: checked again at every drain and on a short timer.
   void read_chunk(const sender::ReadChunk& r) {
+    if (const SourceEntry* held = whole_read_entry(r)) {
+      auto buf = blocks_->acquire();
+      if (!buf) return wait_for_buffer(r);
+      return read_whole(r, *held, std::move(*buf));
+    }
     Result<void> err;
     auto src = source(r.entry, err);
     if (!src) {
@@ -358,7 +403,10 @@ class SenderEngine final : public Engine {
                                                                      Clock::now());
                                          self.drain();
                                        }));
-    if (started) return;
+    if (!started) wait_for_buffer(r);
+  }
+
+  void wait_for_buffer(const sender::ReadChunk& r) {
     waiting_reads_.push_back(r);
     uv_timer_start(
         read_retry_timer_.get(), [](uv_timer_t* t) { static_cast<SenderEngine*>(t->data)->retry_reads(); }, 1, 0);
@@ -422,6 +470,10 @@ class SenderEngine final : public Engine {
   UvOwner<uv_timer_t> timer_, redial_timer_;
   std::unique_ptr<Connection> conn_;  // until its close is reported (on_closed)
   std::map<std::uint32_t, std::shared_ptr<FileSource>> sources_;
+  // Eager files read whole (read_whole): the entry and whether it was unchanged after the
+  // read, until its CheckSource asks (at most kOpenSources; a few at a time in practice).
+  std::vector<std::pair<std::uint32_t, bool>> whole_reads_;
+  SourceDirCache source_dirs_;  // read_whole's: the last directory read from
   // Block buffers: read into, sent from, back here once written. Bounded by what the
   // session keeps in flight (the window and the reads ahead), plus two.
   std::unique_ptr<BufferPool> blocks_;

@@ -37,33 +37,52 @@ bool SenderSession::eager_room(std::uint64_t size) const {
 
 void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
   if (eager_.empty() && next_send_ <= acked_) last_ack_progress_ = now;  // the stall clock starts here
-  eager_.push_back(EagerFile{index, false, std::nullopt, false, false});
-  eager_bytes_ += entry(index).size;
-  if (entry(index).size == 0) check_eager(index);  // nothing to read: only the check
+  const std::uint64_t size = entry(index).size;
+  eager_.push_back(EagerFile{index, size, false, std::nullopt, false, false});
+  eager_bytes_ += size;
+  if (size == 0) check_eager(index);  // nothing to read: only the check
   pump_eager(now);
   emit_eager(now);
 }
 
+// Files are read in eager_ order, so the ones still to read are those from eager_pumped_
+// on (a file once past it never needs a read again: a failed read drops it).
 void SenderSession::pump_eager(Clock::time_point) {
-  for (auto& f : eager_) {
+  for (; eager_pumped_ < eager_.size(); ++eager_pumped_) {
     if (reads_in_flight_ >= cfg_.max_reads_in_flight || blocks_held() >= max_blocks()) return;
-    if (f.reading || f.block || f.checked || entry(f.entry).size == 0) continue;
+    auto& f = eager_[eager_pumped_];
+    if (f.reading || f.block || f.checked || f.size == 0) continue;
     const std::uint64_t token = next_token_++;
     eager_tokens_[token] = f.entry;
-    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(entry(f.entry).size), token});
+    actions_.push_back(ReadChunk{f.entry, 0, static_cast<std::size_t>(f.size), token, true});
     ++reads_in_flight_;
     f.reading = true;
   }
 }
 
+// eager_ is in entry order: its entries are new ones, taken in increasing order (an entry
+// offered again is never eager).
 std::deque<SenderSession::EagerFile>::iterator SenderSession::find_eager(std::uint32_t entry) {
-  return std::find_if(eager_.begin(), eager_.end(), [&](const EagerFile& f) { return f.entry == entry; });
+  auto it = std::lower_bound(eager_.begin(), eager_.end(), entry,
+                             [](const EagerFile& f, std::uint32_t e) { return f.entry < e; });
+  return it != eager_.end() && it->entry == entry ? it : eager_.end();
 }
 
 void SenderSession::drop_eager(std::deque<EagerFile>::iterator it) {
-  eager_bytes_ -= entry(it->entry).size;
+  const auto at = static_cast<std::size_t>(it - eager_.begin());
+  if (at < eager_pumped_) --eager_pumped_;
+  if (it->sent) --eager_sent_;
+  eager_bytes_ -= it->size;
   if (it->block) --eager_blocks_;
   eager_.erase(it);
+}
+
+void SenderSession::clear_eager() {
+  eager_.clear();
+  eager_bytes_ = 0;
+  eager_blocks_ = 0;
+  eager_sent_ = 0;
+  eager_pumped_ = 0;
 }
 
 void SenderSession::retry_entry(std::uint32_t entry, bool attempt, const std::string& why) {
@@ -88,7 +107,7 @@ void SenderSession::on_eager_read(std::uint32_t entry, Result<ReadBlock> block, 
   if (!block) {
     drop_eager(it);
     finish_entry(entry, false, block.error().message());
-  } else if (block->data.size() != this->entry(entry).size) {
+  } else if (block->data.size() != it->size) {
     drop_eager(it);
     retry_entry(entry, true, "source file changed during the transfer");
   } else {
@@ -126,9 +145,7 @@ void SenderSession::check_eager(std::uint32_t entry) {
   actions_.push_back(CheckSource{entry, token});
 }
 
-bool SenderSession::eager_unsent() const {
-  return std::any_of(eager_.begin(), eager_.end(), [](const EagerFile& f) { return !f.sent; });
-}
+bool SenderSession::eager_unsent() const { return eager_sent_ < eager_.size(); }
 
 // Sends the checked files at the head of the unsent ones, in entry order. Sending hands
 // their blocks to the connection, which frees room under the blocks bound: the files not
@@ -137,10 +154,9 @@ void SenderSession::emit_eager(Clock::time_point now) {
   if (!connected_) return;
   const bool was_outstanding = has_outstanding();
   bool sent_any = false;
-  for (auto& f : eager_) {
-    if (f.sent) continue;
-    if (!f.checked) break;  // entry order: the ones behind wait for it
-    send_eager(f);
+  // The sent ones are the first eager_sent_ (sent in order, appended unsent).
+  while (eager_sent_ < eager_.size() && eager_[eager_sent_].checked) {  // entry order: the ones behind wait
+    send_eager(eager_[eager_sent_]);
     sent_any = true;
   }
   if (!was_outstanding && has_outstanding()) last_ack_progress_ = now;
@@ -164,6 +180,7 @@ void SenderSession::send_eager(EagerFile& f) {
   }
   send_control(FrameType::commit, P::to_json(P::Commit{f.entry, ent.size, digest.hex()}));
   f.sent = true;
+  ++eager_sent_;
   sent_eagerly_.insert(f.entry);
 }
 
@@ -204,9 +221,7 @@ void SenderSession::requeue_eager() {
     again.push_back(f.entry);
     retry_attempts_.emplace(f.entry, 0);  // not eager again: the receiver may hold it now
   }
-  eager_.clear();
-  eager_bytes_ = 0;
-  eager_blocks_ = 0;  // their reads still in flight come back stale (eager_tokens_ keeps them)
+  clear_eager();  // their reads still in flight come back stale (eager_tokens_ keeps them)
   created_dirs_.clear();  // a new connection may meet another receiver state
   retry_.insert(retry_.begin(), again.begin(), again.end());
 }

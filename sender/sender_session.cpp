@@ -125,9 +125,8 @@ void SenderSession::fail(Error e) {
   token_base_ = next_token_;
   ready_.clear();
   resend_.clear();
-  eager_.clear();
+  clear_eager();
   eager_tokens_.clear();
-  eager_blocks_ = 0;
   if (connected_) {
     actions_.push_back(CloseConnection{*failure_});
     connected_ = false;

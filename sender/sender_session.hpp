@@ -106,6 +106,11 @@ struct ReadChunk {
   std::uint64_t offset;
   std::size_t length;
   std::uint64_t token;  // pass back unchanged
+  // An eager file read whole (offset 0, length its size): when the read returns it whole,
+  // the session's next action about this entry is its CheckSource, so the driver may
+  // check the source right after the read, on the same descriptor, and answer that
+  // CheckSource with the result (sender.cpp: one open, read, fstat, close per file).
+  bool eager = false;
 };
 // Hash bytes [0, length) of entry `entry` as blocks of `block_size` into a
 // protocol::FileDigest (protocol::add_blocks); answer with on_prefix_hashed().
@@ -331,6 +336,7 @@ class SenderSession {
   // Version 3's eager files (sender/sender_eager.cpp).
   struct EagerFile {
     std::uint32_t entry = 0;
+    std::uint64_t size = 0;          // the entry's, as taken
     bool reading = false;            // a ReadChunk is in flight
     std::optional<ReadBlock> block;  // read (size > 0), source not yet checked or checked
     bool checked = false;            // the source was unchanged after the read: ready to send
@@ -353,6 +359,8 @@ class SenderSession {
   // ordinary way (counting an attempt when `attempt`), else it is finished.
   std::deque<EagerFile>::iterator find_eager(std::uint32_t entry);
   void drop_eager(std::deque<EagerFile>::iterator it);
+  // No eager file any more (failure, lost connection): the counts below follow.
+  void clear_eager();
   void retry_entry(std::uint32_t entry, bool attempt, const std::string& why);
   bool eager_unsent() const;
   // Asks the driver whether the source of eager file `entry` is unchanged (after its
@@ -402,6 +410,8 @@ class SenderSession {
   std::deque<EagerFile> eager_;
   std::uint64_t eager_bytes_ = 0;
   std::size_t eager_blocks_ = 0;
+  std::size_t eager_sent_ = 0;    // eager_'s first ones, sent (the rest are not)
+  std::size_t eager_pumped_ = 0;  // eager_'s first ones, read or reading (or empty)
   std::map<std::uint64_t, std::uint32_t> eager_tokens_;
   std::set<std::string> created_dirs_;
   // Entries sent eagerly without a VERDICT that verified them: sent again, they count as

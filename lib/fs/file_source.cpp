@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <string_view>
 
 
 namespace ferry {
@@ -17,6 +18,29 @@ struct PoolJob {
   std::function<void()> work;
   std::function<void()> done;
 };
+// [offset, offset + length) of `fd` into `buffer`, hashed next to the read.
+Result<ReadBlockResult> read_and_hash(int fd, const std::string& path, std::uint64_t offset, std::size_t length,
+                                      ByteBuffer& buffer) {
+  if (!buffer || buffer.capacity() < length) {
+    return make_error(Errc::internal, "read of " + std::to_string(length) + " bytes into a buffer of " +
+                                          std::to_string(buffer.capacity()) + ": " + path);
+  }
+  auto n = pread_full(fd, buffer.data(), length, offset, path);
+  if (!n) return n.error();
+  buffer.resize(*n);
+  // Hashed here, while the bytes are still in this core's cache: the digest serves the
+  // DATA header and the file digest both.
+  const std::uint64_t digest = protocol::block_digest(buffer.span(), offset);
+  return ReadBlockResult{std::move(buffer), digest};
+}
+
+// Whether `fd` still has `entry`'s size, mtime, ctime and inode (false: changed).
+Result<bool> same_as_listed(int fd, const SourceEntry& entry) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return make_error(Errc::local_io, "fstat(" + entry.local_path + ")", errno);
+  return static_cast<std::uint64_t>(st.st_size) == entry.size && mtime_ns(st) == entry.mtime_ns &&
+         ctime_ns(st) == entry.ctime_ns && static_cast<std::uint64_t>(st.st_ino) == entry.inode;
+}
 }  // namespace
 
 void run_on_pool(uv_loop_t* loop, std::function<void()> work, std::function<void()> done) {
@@ -49,33 +73,46 @@ Result<std::shared_ptr<FileSource>> FileSource::open(const SourceEntry& entry) {
 }
 
 Result<void> FileSource::check_unchanged() const {
-  struct stat st{};
-  if (::fstat(fd_.get(), &st) != 0) return make_error(Errc::local_io, "fstat(" + entry_.local_path + ")", errno);
-  if (static_cast<std::uint64_t>(st.st_size) != entry_.size || mtime_ns(st) != entry_.mtime_ns ||
-      ctime_ns(st) != entry_.ctime_ns || static_cast<std::uint64_t>(st.st_ino) != entry_.inode) {
+  auto same = same_as_listed(fd_.get(), entry_);
+  if (!same) return same.error();
+  if (!*same) {
     return make_error(Errc::local_io,
                       "source file changed since it was listed (size, mtime or ctime): " + entry_.local_path);
   }
   return {};
 }
 
+int SourceDirCache::open_file(const std::string& path, int flags) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return ::open(path.c_str(), flags);
+  const std::string_view dir(path.data(), slash + 1);
+  if (!fd_ || dir != dir_) {
+    fd_.reset(::open(std::string(dir).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    dir_ = fd_ ? std::string(dir) : std::string();
+    if (!fd_) return ::open(path.c_str(), flags);
+  }
+  const int fd = ::openat(fd_.get(), path.c_str() + slash + 1, flags);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  fd_.reset();  // perhaps no longer the directory at that path: by the path itself
+  dir_.clear();
+  return ::open(path.c_str(), flags);
+}
+
+Result<WholeFileRead> FileSource::read_whole_now(const SourceEntry& entry, std::size_t length, ByteBuffer buffer,
+                                                 SourceDirCache* dirs) {
+  constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+  UniqueFd fd(dirs ? dirs->open_file(entry.local_path, kFlags) : ::open(entry.local_path.c_str(), kFlags));
+  if (!fd) return make_error(Errc::local_io, "open(" + entry.local_path + ")", errno);
+  auto block = read_and_hash(fd.get(), entry.local_path, 0, length, buffer);
+  if (!block) return block.error();
+  auto same = same_as_listed(fd.get(), entry);
+  if (!same) return same.error();
+  return WholeFileRead{std::move(*block), *same};
+}
+
 void FileSource::read_block(std::uint64_t offset, std::size_t length, ByteBuffer& buffer,
                             Result<ReadBlockResult>& out) const {
-  if (!buffer || buffer.capacity() < length) {
-    out = make_error(Errc::internal, "read of " + std::to_string(length) + " bytes into a buffer of " +
-                                         std::to_string(buffer.capacity()) + ": " + entry_.local_path);
-    return;
-  }
-  auto n = pread_full(fd_.get(), buffer.data(), length, offset, entry_.local_path);
-  if (!n) {
-    out = n.error();
-    return;
-  }
-  buffer.resize(*n);
-  // Hashed here, while the bytes are still in this core's cache: the digest serves the
-  // DATA header and the file digest both.
-  const std::uint64_t digest = protocol::block_digest(buffer.span(), offset);
-  out = ReadBlockResult{std::move(buffer), digest};
+  out = read_and_hash(fd_.get(), entry_.local_path, offset, length, buffer);
 }
 
 void FileSource::read(uv_loop_t* loop, std::uint64_t offset, std::size_t length, ByteBuffer buffer,

@@ -14,6 +14,9 @@
 //     session.on_read_done(token, map(std::move(r)), now);   // -> sender::ReadBlock
 //   });
 //   // or, in one step: if (!src->try_read(loop, pool, offset, length, done)) wait;
+//   // a small file read whole and checked after the read, in one step, no FileSource kept:
+//   auto w = FileSource::read_whole_now(entry, entry.size, std::move(*pool.acquire()));
+//   // w->block as read_now's; w->unchanged: still the listed version after the read
 //   // HashPrefix{entry, length, block_size, token}:
 //   src->hash_prefix(loop, length, block_size, [&](Result<protocol::FileDigest> d) {
 //     session.on_prefix_hashed(token, std::move(d), now);
@@ -30,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "lib/core/byte_buffer.hpp"
 #include "lib/fs/fd_io.hpp"
@@ -43,6 +47,29 @@ namespace ferry {
 struct ReadBlockResult {
   ByteBuffer data;            // the bytes read; fewer than asked only at end of file
   std::uint64_t digest = 0;   // protocol::block_digest(data.span(), offset)
+};
+
+// A whole small file read in one step (FileSource::read_whole_now).
+struct WholeFileRead {
+  ReadBlockResult block;
+  // The file still had the entry's size, mtime, ctime and inode after the read (fstat of
+  // the descriptor read from): the bytes read are the listed version's.
+  bool unchanged = false;
+};
+
+// The directory of the last file opened through it, held open (O_PATH): small files read
+// one after another from one directory are each opened relative to it (one name looked
+// up), not by their whole path. A file whose directory cannot be opened so, or that is
+// not found there (the directory was replaced), is opened by its path. Loop thread only.
+class SourceDirCache {
+ public:
+  // ::open(path, flags), relative to the held directory when `path` is in it; -1 and
+  // errno as ::open's.
+  int open_file(const std::string& path, int flags);
+
+ private:
+  std::string dir_;  // with its trailing '/'; empty: none held
+  UniqueFd fd_;
 };
 
 class FileSource : public std::enable_shared_from_this<FileSource> {
@@ -72,6 +99,14 @@ class FileSource : public std::enable_shared_from_this<FileSource> {
   // Re-checks size, mtime, ctime and inode against the entry: Errc::local_io when
   // any changed (a rewrite that restores size and mtime still moves ctime).
   Result<void> check_unchanged() const;
+  // Opens entry.local_path, reads [0, length) into `buffer` and hashes it (as read_now),
+  // fstat-checks the descriptor after the read (as check_unchanged) and closes it: four
+  // system calls, on the calling thread, for a small file read whole. Not checked at the
+  // open: the check after the read is the one that counts (a change before it shows
+  // there). Opened through `dirs` when given. Errc::local_io when it cannot be opened,
+  // read or fstat'ed; Errc::internal for a buffer as read() refuses.
+  static Result<WholeFileRead> read_whole_now(const SourceEntry& entry, std::size_t length, ByteBuffer buffer,
+                                              SourceDirCache* dirs = nullptr);
 
  private:
   FileSource() = default;

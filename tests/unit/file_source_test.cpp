@@ -4,13 +4,22 @@
 // reported through the callback; try_read() never takes more buffers than the pool
 // holds (nothing started when all are out); hash_prefix() equals protocol::add_blocks
 // over the same bytes, for several block sizes and lengths, and fails when the file is
-// shorter; a changed file is refused at open.
+// shorter; a changed file is refused at open. read_whole_now() reads and hashes a whole
+// small file in one step and tells whether it was still the listed version after the
+// read (a replacement that keeps size and mtime shows in the inode). SourceDirCache opens
+// files relative to the last directory and by path when that one was replaced.
 #include "lib/fs/file_source.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
@@ -167,6 +176,73 @@ TEST(FileSource, ChangedFileIsRefusedAtOpen) {
   auto s = FileSource::open(*e);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, Errc::local_io);
+}
+
+TEST(FileSource, ReadWholeNowReadsHashesAndChecks) {
+  Source s(5000, 7);
+  BufferPool pool(8192, 1);
+  auto e = source_file_entry(s.tmp.path() + "/src.bin", "src.bin");
+  ASSERT_TRUE(e);
+  auto got = FileSource::read_whole_now(*e, 5000, std::move(*pool.acquire()));
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_TRUE(got->unchanged);
+  ASSERT_EQ(got->block.data.size(), 5000u);
+  EXPECT_TRUE(std::equal(s.bytes.begin(), s.bytes.end(), got->block.data.span().begin()));
+  EXPECT_EQ(got->block.digest, protocol::block_digest(s.at(0, 5000), 0));
+}
+
+TEST(FileSource, ReadWholeNowSeesAChangeSinceTheListing) {
+  TempDir t;
+  const std::string path = t.path() + "/f";
+  test::write_file(path, "hello");
+  auto e = source_file_entry(path, "f");
+  ASSERT_TRUE(e);
+  BufferPool pool(64, 3);
+  // Replaced by a file of the same size with the old mtime: its inode tells.
+  struct stat before{};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
+  test::write_file(path + ".new", "HELLO");
+  const timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (path + ".new").c_str(), times, 0), 0);
+  ASSERT_EQ(::rename((path + ".new").c_str(), path.c_str()), 0);
+  auto got = FileSource::read_whole_now(*e, 5, std::move(*pool.acquire()));
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_FALSE(got->unchanged);
+  // Longer now: the listed length is read, and the change still shows.
+  test::write_file(path, "hello, longer");
+  got = FileSource::read_whole_now(*e, 5, std::move(*pool.acquire()));
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_FALSE(got->unchanged);
+  // Gone: an error naming the file.
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  got = FileSource::read_whole_now(*e, 5, std::move(*pool.acquire()));
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, Errc::local_io);
+  EXPECT_NE(got.error().message().find(path), std::string::npos) << got.error().message();
+}
+
+TEST(FileSource, SourceDirCacheOpensByNameAndFollowsAReplacedDirectory) {
+  TempDir t;
+  ASSERT_EQ(::mkdir((t.path() + "/d").c_str(), 0755), 0);
+  test::write_file(t.path() + "/d/a", "first");
+  test::write_file(t.path() + "/d/b", "second");
+  SourceDirCache dirs;
+  auto read_through = [&](const std::string& path) {
+    UniqueFd fd(dirs.open_file(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::string("error ") + std::to_string(errno);
+    char buf[64];
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    return std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+  };
+  EXPECT_EQ(read_through(t.path() + "/d/a"), "first");
+  EXPECT_EQ(read_through(t.path() + "/d/b"), "second");
+  // The directory replaced by another of the same name: its files are found by path.
+  ASSERT_EQ(::rename((t.path() + "/d").c_str(), (t.path() + "/old").c_str()), 0);
+  ASSERT_EQ(::mkdir((t.path() + "/d").c_str(), 0755), 0);
+  test::write_file(t.path() + "/d/c", "third");
+  EXPECT_EQ(read_through(t.path() + "/d/c"), "third");
+  EXPECT_EQ(read_through(t.path() + "/d/missing"), "error " + std::to_string(ENOENT));
+  EXPECT_EQ(read_through(t.path() + "/old/a"), "first");
 }
 
 }  // namespace

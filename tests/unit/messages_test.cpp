@@ -1,7 +1,8 @@
 // Tests protocol/messages: to_json/parse_* round trips for every JSON body, rejection
 // (Errc::protocol) of invalid JSON, non-objects, missing fields, wrong types, negative
 // or oversized numbers, bad enums, bad hex and oversized strings; negotiate_version;
-// HELLO's optional transfer totals (absent, present, out of range, done > total).
+// HELLO's optional transfer totals (absent, present, out of range, done > total); OFFER
+// and COMMIT bodies written directly are the bytes nlohmann::json dumps.
 #include "protocol/messages.hpp"
 
 #include <gtest/gtest.h>
@@ -549,6 +550,52 @@ TEST(Messages, NegotiateVersion) {
   EXPECT_EQ(negotiate_version(h(1, 1), h(2, 2)), 0u);
   EXPECT_EQ(negotiate_version(h(3, 4), h(1, 2)), 0u);
   EXPECT_EQ(negotiate_version(h(kProtocolVersion, kProtocolVersion), h(1, 100)), kProtocolVersion);
+}
+
+// OFFER and COMMIT as nlohmann::json dumps them (to_json writes plain ones directly).
+std::string reference_json(const Offer& m) {
+  const char* kind = m.kind == EntryKind::file ? "file" : m.kind == EntryKind::directory ? "dir" : "symlink";
+  nlohmann::json j{{"file", m.file_id}, {"path", m.path}, {"kind", kind},           {"size", m.size},
+                   {"mtime_ns", m.mtime_ns}, {"mode", m.mode}, {"identity", m.identity}};
+  if (m.kind == EntryKind::file) j["block_size"] = m.block_size;
+  if (m.eager) j["eager"] = true;
+  if (m.kind == EntryKind::symlink) j["target"] = m.target;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+TEST(Messages, OfferAndCommitBodiesAreWhatTheJsonLibraryDumps) {
+  const std::vector<std::string> paths = {"a",           "src/d10/f10", "with space/and-dash_.x", "",
+                                          "quote\"d",    "back\\slash",  "tab\tnewline\n",          "del\x7f",
+                                          "caf\xc3\xa9", "bad\xff\xfeutf8"};
+  int checked = 0;
+  for (const auto& path : paths) {
+    for (EntryKind kind : {EntryKind::file, EntryKind::directory, EntryKind::symlink}) {
+      for (bool eager : {false, true}) {
+        for (std::int64_t mtime : {std::int64_t{0}, std::int64_t{-1}, std::numeric_limits<std::int64_t>::min(),
+                                   std::numeric_limits<std::int64_t>::max()}) {
+          Offer o;
+          o.file_id = std::numeric_limits<std::uint32_t>::max() - static_cast<std::uint32_t>(checked);
+          o.path = path;
+          o.kind = kind;
+          o.size = checked % 2 ? std::numeric_limits<std::uint64_t>::max() : 1024;
+          o.mtime_ns = mtime;
+          o.mode = 0100644;
+          o.identity = checked % 3 ? "1024:1700000000123456789" : path;
+          o.target = kind == EntryKind::symlink ? path : "";
+          o.block_size = 262144;
+          o.eager = eager;
+          ASSERT_EQ(to_json(o), reference_json(o)) << "path '" << path << "' case " << checked;
+          ++checked;
+        }
+      }
+    }
+  }
+  for (const std::string& digest : {std::string(32, 'a'), std::string("0123456789abcdef0123456789abcdef"),
+                                    std::string("q\"x"), std::string()}) {
+    Commit c{7, 1234567, digest};
+    nlohmann::json j{{"file", c.file_id}, {"size", c.size}, {"xxh3_128", c.xxh3_128}};
+    EXPECT_EQ(to_json(c), j.dump()) << digest;
+  }
 }
 
 }  // namespace
