@@ -34,8 +34,12 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 // purpose in HELLO ("check", "dry_run": the receiver writes nothing) and the CHECK
 // frame (type 14) that answers an entry of a check session. Version 5 (issue #10)
 // raises kMaxEagerFiles from 256 to 1,024, so that a receiver's batches of small files
-// (one syncfs each) grow four times; nothing else changes.
-inline constexpr std::uint32_t kProtocolVersion = 5;
+// (one syncfs each) grow four times; nothing else changes. Version 6 (issue #10) adds
+// eager directories: a directory inside one the receiver created on this connection (or
+// inside an eager one) is offered with `eager` and not waited for; the receiver makes it
+// in its batch and answers ANSWER accept or refuse, so a tree's directories no longer
+// cost a round trip each.
+inline constexpr std::uint32_t kProtocolVersion = 6;
 inline constexpr std::size_t kHeaderSize = 24;
 
 // Chunk sizes: DATA payload bytes per frame.

@@ -357,7 +357,7 @@ namespace {
 // (JSON's "\u0000" would carry one), not eager. Empty when fine, else why not.
 std::string link_problem(Reader& r, Offer& m) {
   if (m.size != 0) return "symlink with a size";
-  if (m.eager) return "'eager' only for a file of at most one block";
+  if (m.eager) return "'eager' only for a file of at most one block or a directory";
   if (!r.text("target", m.target, kMaxLinkTarget)) return r.why;
   if (m.target.empty()) return "field 'target' empty";
   if (m.target.find('\0') != std::string::npos) return "field 'target' holds a NUL byte";
@@ -391,8 +391,9 @@ Result<Offer> parse_offer(Bytes payload) {
       (!r.uint("block_size", m.block_size, kMaxChunkSize) || m.block_size < kMinChunkSize)) {
     return bad("OFFER", r.why.empty() ? "field 'block_size' out of range" : r.why);
   }
-  if (m.eager && (m.kind != EntryKind::file || m.size > m.block_size)) {
-    return bad("OFFER", "'eager' only for a file of at most one block");
+  // Version 6: a directory may be eager too (its size is 0, checked above).
+  if (m.eager && m.kind == EntryKind::file && m.size > m.block_size) {
+    return bad("OFFER", "'eager' only for a file of at most one block or a directory");
   }
   return m;
 }

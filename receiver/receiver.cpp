@@ -707,17 +707,22 @@ class ReceiverEngine final : public Engine {
   // once (when none is running); otherwise batches start when the input is drained.
   void stage_small_file(Peer& p, receiver::CommitSmallFile& sm) {
     // One writer per file on disk, as for open_file; a busy one fails (the sender sends
-    // it again the ordinary way, and then waits for its turn).
+    // it again the ordinary way, and then waits for its turn). A directory (version 6)
+    // is only made, which two senders may both do.
+    const bool directory = sm.offer.kind == protocol::EntryKind::directory;
     std::string key = on_disk_key(sm.offer.path);
-    if (busy_.count(key)) {
+    if (!directory && busy_.count(key)) {
       p.session.on_file_committed(sm.file_id, make_error(Errc::local_io, "another sender is writing " + sm.offer.path),
                                   Clock::now());  // drive() carries on
       return;
     }
-    busy_.insert(key);
-    p.staged_keys.push_back(std::move(key));
+    if (!directory) {
+      busy_.insert(key);
+      p.staged_keys.push_back(std::move(key));
+    }
     p.staged_bytes += sm.data.size();
-    p.staged.push_back(StagedFile{std::move(sm.offer.path), sm.offer.mode, sm.offer.mtime_ns, std::move(sm.data)});
+    p.staged.push_back(
+        StagedFile{std::move(sm.offer.path), sm.offer.mode, sm.offer.mtime_ns, std::move(sm.data), directory});
     p.staged_ids.push_back(sm.file_id);
     if (p.staged.size() >= kBatchFiles || p.staged_bytes >= kBatchBytes) start_batch(p);
   }

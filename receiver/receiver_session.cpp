@@ -752,6 +752,7 @@ void ReceiverSession::begin_eager(const P::Offer& o) {
   offer_ = o;
   written_ = acked_ = seen_upto_ = 0;
   commit_digest_.reset();
+  if (o.kind == P::EntryKind::directory) return begin_eager_directory(o);
   state_ = State::eager;
   eager_ = EagerFile{o, {}, 0, false, false, false};
   if (auto why = P::wire_path_problem(o.path)) {
@@ -761,6 +762,16 @@ void ReceiverSession::begin_eager(const P::Offer& o) {
     mark_failed(o.path, o.size);
     event(EventType::file_failed, a.note);
   }
+}
+
+// Version 6: an eager directory is made in the batch, with the eager files around it;
+// nothing follows its OFFER. Its one ANSWER (accept or refuse) comes with the batch's
+// outcome (finish_small_file).
+void ReceiverSession::begin_eager_directory(const P::Offer& o) {
+  state_ = State::idle;
+  if (auto why = P::wire_path_problem(o.path)) return refuse_entry("unsafe path: " + *why);
+  pending_.push_back(PendingCommit{o.file_id, o.path, 0, true});
+  actions_.push_back(CommitSmallFile{o.file_id, o, {}});
 }
 
 // ERROR for: DATA for another file, a second DATA, one that is not the whole file.
@@ -806,6 +817,10 @@ bool ReceiverSession::finish_small_file(std::uint32_t file_id, const Result<void
   pending_.erase(it);
   pending_bytes_ -= done.size;
   if (state_ == State::failed) return true;  // the sender left: it asks again
+  if (done.directory) {
+    finish_eager_directory(done, r);
+    return true;
+  }
   if (!r) {
     fail_entry(done.file_id, done.path, done.size, r.error().message());
     return true;
@@ -816,6 +831,21 @@ bool ReceiverSession::finish_small_file(std::uint32_t file_id, const Result<void
   send_control(FrameType::verdict, P::to_json(P::Verdict{done.file_id, P::VerdictStatus::verified, {}}));
   event_for(EventType::file_verified, done.path, done.size);
   return true;
+}
+
+void ReceiverSession::finish_eager_directory(const PendingCommit& done, const Result<void>& r) {
+  P::Answer a{done.file_id, r ? P::AnswerStatus::accept : P::AnswerStatus::refuse, 0, {}};
+  if (!r) {
+    a.note = r.error().message();
+    a.local_io = r.error().code == Errc::local_io;
+    send_control(FrameType::answer, P::to_json(a));
+    mark_failed(done.path, 0);
+    return event_for(EventType::file_failed, done.path, 0, a.note);
+  }
+  send_control(FrameType::answer, P::to_json(a));
+  ++totals_.files_verified;
+  unmark_failed(done.path);
+  event_for(EventType::file_verified, done.path, 0, "directory");
 }
 
 }  // namespace ferry::receiver

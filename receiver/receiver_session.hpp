@@ -132,6 +132,8 @@ struct CloseFile {
 // OFFER) verified in memory: its block digest and file digest matched. Write it, with
 // the others of its batch, durably under its final name (lib/fs/file_batch), then answer
 // with on_file_committed(file_id). Several may be pending; answer in any order.
+// Version 6: `offer.kind` directory (no data) is an eager directory, made in the batch
+// in order with the files (lib/fs/file_batch StagedFile::directory).
 struct CommitSmallFile {
   std::uint32_t file_id;
   protocol::Offer offer;
@@ -318,6 +320,8 @@ class ReceiverSession {
   void begin_eager(const protocol::Offer& o);
   void on_eager_data(const protocol::DataView& d, std::uint64_t digest);
   void on_eager_commit(const protocol::Commit& c);
+  // Version 6's eager directories: staged like an eager file, answered after its batch.
+  void begin_eager_directory(const protocol::Offer& o);
   // Answers a CommitSmallFile: false when `file_id` is not pending.
   bool finish_small_file(std::uint32_t file_id, const Result<void>& r);
   // Version 4's check and dry-run sessions (receiver/receiver_inspect.cpp): OFFER and
@@ -430,9 +434,12 @@ class ReceiverSession {
     std::uint32_t file_id = 0;
     std::string path;
     std::uint64_t size = 0;
+    bool directory = false;  // version 6: an eager directory (answered by ANSWER, not VERDICT)
   };
   std::deque<PendingCommit> pending_;  // <= kMaxEagerFiles; committed in order: erased at the front
   std::uint64_t pending_bytes_ = 0;     // their sizes, <= kMaxEagerBytes
+  // ANSWER accept (made) or refuse (the batch's error) for an eager directory.
+  void finish_eager_directory(const PendingCommit& done, const Result<void>& r);
 
   // Version 4: the session's purpose (HELLO), and for a check the entry's state: what
   // DEST holds (DigestFinalFile done), the sender's COMMIT (at most one, for the current

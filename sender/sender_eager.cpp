@@ -1,6 +1,7 @@
 // SenderSession, protocol version 3's eager files (see sender_session.hpp): files of at
 // most one block in a directory the receiver created on this connection go out as
-// OFFER (`eager`) + DATA + COMMIT with no round trip, several in flight at once.
+// OFFER (`eager`) + DATA + COMMIT with no round trip, several in flight at once; since
+// version 6 directories there go as an eager OFFER alone, answered later by ANSWER.
 #include <algorithm>
 
 #include "sender/sender_session.hpp"
@@ -21,10 +22,14 @@ std::string parent_of(const std::string& wire_path) {
 // Eager only where the receiver certainly holds nothing (a directory it created on this
 // connection) and only on the first attempt: a retried file goes the ordinary way and
 // is answered with what the receiver holds.
+//
+// Version 6: a directory inside such a directory is eager too, and counts as created
+// from then on (the receiver makes it in order, before the files that follow it).
 bool SenderSession::eager_eligible(std::uint32_t index) const {
   const auto& ent = entry(index);
   if (inspecting()) return false;  // a check or dry run never sends DATA
-  if (ent.kind != P::EntryKind::file || ent.size > cfg_.chunk_size) return false;
+  if (ent.kind == P::EntryKind::symlink) return false;
+  if (ent.kind == P::EntryKind::file && ent.size > cfg_.chunk_size) return false;
   if (retry_attempts_.count(index) > 0) return false;
   const std::string dir = parent_of(ent.wire_path);
   return !dir.empty() && created_dirs_.count(dir) > 0;
@@ -37,10 +42,15 @@ bool SenderSession::eager_room(std::uint64_t size) const {
 
 void SenderSession::start_eager(std::uint32_t index, Clock::time_point now) {
   if (eager_.empty() && next_send_ <= acked_) last_ack_progress_ = now;  // the stall clock starts here
-  const std::uint64_t size = entry(index).size;
-  eager_.push_back(EagerFile{index, size, false, std::nullopt, false, false});
-  eager_bytes_ += size;
-  if (size == 0) check_eager(index);  // nothing to read: only the check
+  const auto& ent = entry(index);
+  const bool directory = ent.kind == P::EntryKind::directory;
+  eager_.push_back(EagerFile{index, ent.size, false, std::nullopt, directory, false});
+  eager_bytes_ += ent.size;
+  if (directory) {
+    created_dirs_.insert(ent.wire_path);  // nothing can be below it but what we send
+  } else if (ent.size == 0) {
+    check_eager(index);  // nothing to read: only the check
+  }
   pump_eager(now);
   emit_eager(now);
 }
@@ -165,10 +175,14 @@ void SenderSession::emit_eager(Clock::time_point now) {
 
 void SenderSession::send_eager(EagerFile& f) {
   const auto& ent = entry(f.entry);
+  const bool directory = ent.kind == P::EntryKind::directory;
   P::Offer o{f.entry, ent.wire_path, ent.kind, ent.size, ent.mtime_ns, ent.mode, ent.identity,
-             static_cast<std::uint32_t>(cfg_.chunk_size), true};
+             directory ? 0 : static_cast<std::uint32_t>(cfg_.chunk_size), true};
   send_control(FrameType::offer, P::to_json(o));
   event_for(f.entry, EventType::file_start, 0);
+  f.sent = true;
+  ++eager_sent_;
+  if (directory) return;  // its OFFER is all (version 6)
   P::FileDigest digest;
   if (f.block) {
     digest.add_block(f.block->digest);
@@ -179,29 +193,44 @@ void SenderSession::send_eager(EagerFile& f) {
     --eager_blocks_;
   }
   send_control(FrameType::commit, P::to_json(P::Commit{f.entry, ent.size, digest.hex()}));
-  f.sent = true;
-  ++eager_sent_;
   sent_eagerly_.insert(f.entry);
 }
 
-// ERROR for: an ANSWER that accepts an eager file (only a refusal is allowed).
+// ERROR for: an ANSWER that accepts an eager file (only a refusal is allowed), or
+// accepts an eager directory with an offset or held ranges. A refused directory is no
+// longer taken as created: what follows it goes the ordinary way (its files sent
+// eagerly already fail and are offered again).
 bool SenderSession::on_eager_answer(const P::Answer& a, Clock::time_point now) {
   auto it = find_eager(a.file_id);
   if (it == eager_.end() || !it->sent) return false;
-  if (a.status != P::AnswerStatus::refuse) {
-    violation("ANSWER accepting an eager file");
+  const auto& ent = entry(a.file_id);
+  const bool directory = ent.kind == P::EntryKind::directory;
+  if (a.status != P::AnswerStatus::refuse && (!directory || a.offset != 0 || !a.held.empty())) {
+    violation(directory ? "ANSWER for an eager directory with an offset or held ranges"
+                        : "ANSWER accepting an eager file");
     return true;
   }
   drop_eager(it);
   sent_eagerly_.erase(a.file_id);
-  finish_entry(a.file_id, false, refusal_reason(a));
+  if (a.status == P::AnswerStatus::accept) {
+    last_ack_progress_ = now;
+    finish_entry(a.file_id, true, {});
+  } else {
+    if (directory) created_dirs_.erase(ent.wire_path);
+    finish_entry(a.file_id, false, refusal_reason(a));
+  }
   if (state_ == State::pipelining) advance(now);
   return true;
 }
 
+// ERROR for: a VERDICT for an eager directory (its ANSWER is all it gets).
 bool SenderSession::on_eager_verdict(const P::Verdict& v, Clock::time_point now) {
   auto it = find_eager(v.file_id);
   if (it == eager_.end() || !it->sent) return false;
+  if (entry(v.file_id).kind == P::EntryKind::directory) {
+    violation("VERDICT for an eager directory");
+    return true;
+  }
   drop_eager(it);
   last_ack_progress_ = now;
   if (v.status == P::VerdictStatus::verified) {

@@ -38,6 +38,8 @@
 // it are on the wire, then takes the one-file-at-a-time path above. A failed eager
 // file, and every eager file without a VERDICT when a connection is lost, is offered
 // again later the ordinary way (the receiver then answers with what it holds).
+// Version 6: a directory inside such a directory goes eagerly too (its OFFER alone,
+// answered later by an ANSWER), and counts as created from its OFFER on.
 //
 // Entries come from an EntrySource (lib/core/entry_source.hpp), pulled as they are
 // needed, and the session holds only those not yet finished (the current file, the

@@ -116,6 +116,7 @@ class BatchCommit {
   };
 
   void stage(Item& item, const StagedFile& file);
+  void make_directory(Item& item, const std::string& wire_path);
   Result<std::size_t> open_dir(const StagedFile& file, std::string& leaf);
   Result<void> create_temp(Item& item);
   void make_durable();
@@ -197,6 +198,7 @@ void BatchCommit::stage(Item& item, const StagedFile& file) {
   auto dir = open_dir(file, item.leaf);
   if (!dir) return fail(item, dir.error());
   item.dir = *dir;
+  if (file.directory) return make_directory(item, file.wire_path);
   if (auto created = create_temp(item); !created) return fail(item, created.error());
   item.alive = true;
   if (auto w = write_all(item.fd.get(), as_chars(file.data), item.shown); !w) return fail(item, w.error());
@@ -204,6 +206,23 @@ void BatchCommit::stage(Item& item, const StagedFile& file) {
     return fail(item, m.error());
   }
   if (use_syncfs_ || dest_.options_.no_fsync) item.fd.reset();
+}
+
+// In place at once (nothing to make durable first): counted as renamed, so its parent
+// is synced with the batch's names and a failure to sync them fails it too.
+void BatchCommit::make_directory(Item& item, const std::string& wire_path) {
+  const int dfd = dirs_[item.dir].fd.get();
+  if (::mkdirat(dfd, item.leaf.c_str(), 0755) != 0) {
+    const int err = errno;
+    struct stat st{};
+    if (err != EEXIST) return fail(item, make_error(Errc::local_io, "mkdir(" + item.shown + ")", err));
+    if (::fstatat(dfd, item.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+      return fail(item, make_error(Errc::protocol, "unsafe path '" + wire_path + "': a symlink or file is in the way"));
+    }
+    return;  // there already: nothing new to make durable
+  }
+  item.renamed = true;
+  dirs_[item.dir].renamed_into = true;
 }
 
 std::size_t BatchCommit::open_files() const {

@@ -40,6 +40,11 @@ struct StagedFile {
   std::uint32_t mode = 0644;      // the OFFER's permission bits
   std::int64_t mtime_ns = 0;      // the OFFER's mtime
   std::vector<std::byte> data{};  // the file's bytes (may be empty)
+  // Version 6's eager directory: made (mkdir, 0755 less the umask, like
+  // DestDir::make_directory; one there already is fine) in batch order, so the files
+  // after it in the batch go into it; no data, mode or mtime. Its parent's entry is
+  // made durable with the batch's names.
+  bool directory = false;
 };
 
 // From this many files in a batch on, one syncfs() of the destination's file system

@@ -163,8 +163,14 @@ class MemoryDest {
     return {};
   }
 
-  // lib/fs/file_batch's commit_batch for one eager file: straight to its final name.
+  // lib/fs/file_batch's commit_batch for one eager file: straight to its final name;
+  // an eager directory (version 6) is made, or found there already.
   Result<void> commit_small(const P::Offer& o, std::vector<std::byte> data) {
+    if (o.kind == P::EntryKind::directory) {
+      if (finals.count(o.path)) return make_error(Errc::protocol, "unsafe path '" + o.path + "': a file is in the way");
+      dirs.insert(o.path);
+      return {};
+    }
     if (auto f = failure_of(o.path); f && *f <= data.size()) {
       return make_error(Errc::local_io, "write(/dest/" + o.path + ")", 28 /* ENOSPC */);
     }
@@ -519,7 +525,9 @@ class Sim {
   // Independent of the session's own bookkeeping: a DATA frame may reach at most one
   // window past the highest position the receiver has named on this connection.
   // Eager OFFERs (version 3) only for a file of one block in a directory the receiver
-  // created on this connection; their one DATA frame needs no ANSWER.
+  // created on this connection; their one DATA frame needs no ANSWER. An eager
+  // directory (version 6) must be in such a directory too, and counts as one from its
+  // OFFER on (the receiver makes it before what follows).
   void check_offer(const SendFrame& f) {
     if (f.head.size() <= P::kHeaderSize || static_cast<P::FrameType>(f.head[3]) != P::FrameType::offer) return;
     auto o = P::parse_offer(P::Bytes(f.head).subspan(P::kHeaderSize));
@@ -531,6 +539,7 @@ class Sim {
     if (slash == std::string::npos || !conn_->created.count(o->path.substr(0, slash))) {
       violation("eager OFFER of " + o->path + " outside a directory the receiver created on this connection");
     }
+    if (o->kind == P::EntryKind::directory) conn_->created.insert(o->path);
   }
 
   void check_data_window(const SendFrame& f) {

@@ -2,12 +2,14 @@
 // (hand-built frames) and the driver (completes OpenFile with an OpenedFile it
 // chooses, performs WriteChunk into an in-memory buffer, completes CommitFile).
 // Covers bad chunks and RPOS, ACK pacing, commit verdicts, unsafe paths, protocol
-// violations, END, corrupt input, and the whole-transfer figures of events.
+// violations, END, corrupt input, the whole-transfer figures of events, and eager
+// files and directories (versions 3 and 6).
 #include "receiver/receiver_session.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <optional>
 #include <random>
 #include <string>
@@ -1436,6 +1438,165 @@ TEST(ReceiverEager, DirectoryAnswerSaysWhetherItWasCreated) {
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(a->created, created);
   }
+}
+
+// --- version 6: eager directories ------------------------------------------------------
+
+// An eager OFFER of directory `id` at `path` (size 0, no block size).
+std::vector<std::byte> eager_dir_frame(std::uint32_t id, const std::string& path) {
+  P::Offer o;
+  o.file_id = id;
+  o.path = path;
+  o.kind = P::EntryKind::directory;
+  o.mode = 0755;
+  o.identity = "dir";
+  o.eager = true;
+  return P::encode_frame(P::FrameType::offer, P::to_json(o));
+}
+
+std::vector<P::Answer> answers_of(const Harness& h) {
+  std::vector<P::Answer> out;
+  for (const auto& f : h.of_type(P::FrameType::answer)) {
+    auto a = P::parse_answer(f.payload);
+    EXPECT_TRUE(a.ok());
+    if (a) out.push_back(*a);
+  }
+  return out;
+}
+
+TEST(ReceiverEager, DirectoryIsStagedAndAcceptedAfterItsBatch) {
+  Harness h;
+  h.hello();
+  h.frames.clear();
+  h.feed(eager_dir_frame(1, "t/s"));
+  ASSERT_EQ(h.smalls.size(), 1u);
+  EXPECT_EQ(h.smalls[0].file_id, 1u);
+  EXPECT_EQ(h.smalls[0].offer.kind, P::EntryKind::directory);
+  EXPECT_EQ(h.smalls[0].offer.path, "t/s");
+  EXPECT_TRUE(h.smalls[0].data.empty());
+  EXPECT_TRUE(h.opens.empty()) << "made in the batch, not opened";
+  EXPECT_TRUE(h.frames.empty()) << "no ANSWER before the batch made it";
+  EXPECT_EQ(h.r.eager_pending(), 1u);
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle) << "no DATA or COMMIT follows";
+  h.r.on_file_committed(1, Result<void>(), h.now);
+  h.collect();
+  auto a = answers_of(h);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].file_id, 1u);
+  EXPECT_EQ(a[0].status, P::AnswerStatus::accept);
+  EXPECT_EQ(a[0].offset, 0u);
+  EXPECT_TRUE(a[0].held.empty());
+  EXPECT_FALSE(a[0].created);
+  EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty()) << "a directory never gets a VERDICT";
+  EXPECT_EQ(h.r.eager_pending(), 0u);
+  EXPECT_EQ(h.r.totals().files_verified, 1u);
+  EXPECT_EQ(h.r.totals().files_failed, 0u);
+  bool verified = false;
+  for (const auto& e : h.r.take_events()) verified |= e.type == EventType::file_verified && e.path == "t/s";
+  EXPECT_TRUE(verified);
+  EXPECT_FALSE(h.r.failed());
+}
+
+// The batch's error is the refusal's note; local_io says whether it was the receiver's
+// own I/O (an obstacle in the way is not).
+TEST(ReceiverEager, DirectoryTheBatchCouldNotMakeIsRefusedWithTheError) {
+  struct Case {
+    Error error;
+    bool local_io;
+  };
+  for (const Case& c : {Case{make_error(Errc::local_io, "mkdir(/d/t/s)", ENOSPC), true},
+                        Case{make_error(Errc::protocol, "unsafe path '/d/t/s': a symlink or file is in the way"),
+                             false}}) {
+    SCOPED_TRACE(c.error.message());
+    Harness h;
+    h.hello();
+    h.frames.clear();
+    h.feed(eager_dir_frame(1, "t/s"));
+    ASSERT_EQ(h.smalls.size(), 1u);
+    h.r.on_file_committed(1, c.error, h.now);
+    h.collect();
+    auto a = answers_of(h);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].file_id, 1u);
+    EXPECT_EQ(a[0].status, P::AnswerStatus::refuse);
+    EXPECT_EQ(a[0].note, c.error.message());
+    EXPECT_EQ(a[0].local_io, c.local_io);
+    EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty());
+    EXPECT_EQ(h.r.totals().files_failed, 1u);
+    EXPECT_EQ(h.r.totals().files_verified, 0u);
+    EXPECT_EQ(h.r.eager_pending(), 0u);
+    EXPECT_FALSE(h.r.failed()) << "a refusal, not an end of the connection";
+  }
+}
+
+TEST(ReceiverEager, DirectoryWithAnUnsafePathIsRefusedAtOnce) {
+  for (const std::string& path : {std::string("../x"), std::string("t/../x"), std::string("/abs"),
+                                  std::string("t//s"), std::string("t/./s")}) {
+    SCOPED_TRACE(path);
+    Harness h;
+    h.hello();
+    h.frames.clear();
+    h.feed(eager_dir_frame(1, path));
+    EXPECT_TRUE(h.smalls.empty()) << "nothing to make";
+    EXPECT_EQ(h.r.eager_pending(), 0u);
+    auto a = answers_of(h);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].file_id, 1u);
+    EXPECT_EQ(a[0].status, P::AnswerStatus::refuse);
+    EXPECT_EQ(a[0].note.rfind("unsafe path: ", 0), 0u) << a[0].note;
+    EXPECT_EQ(h.r.totals().files_failed, 1u);
+    EXPECT_FALSE(h.r.failed());
+    // The session goes on: the next eager file is taken.
+    h.feed(eager_frames(2, "t/ok", bytes_of(100, 11)));
+    ASSERT_EQ(h.smalls.size(), 1u);
+    EXPECT_EQ(h.smalls[0].offer.path, "t/ok");
+  }
+}
+
+// A tree's eager directory and the eager files inside it arrive in one input: all are
+// staged in order, and each gets its one answer (ANSWER for the directory, VERDICT for
+// the files).
+TEST(ReceiverEager, FilesAfterAnEagerDirectoryInTheSameInputAreTaken) {
+  Harness h;
+  h.hello();
+  h.frames.clear();
+  const auto a = bytes_of(700, 12), b = bytes_of(kChunk, 13);
+  auto wire = eager_dir_frame(1, "t/s");
+  for (auto& more : {eager_frames(2, "t/s/a", a), eager_dir_frame(3, "t/s/u"), eager_frames(4, "t/s/u/b", b)}) {
+    wire.insert(wire.end(), more.begin(), more.end());
+  }
+  h.feed(wire);
+  ASSERT_EQ(h.smalls.size(), 4u);
+  EXPECT_EQ(h.smalls[0].offer.kind, P::EntryKind::directory);
+  EXPECT_EQ(h.smalls[1].offer.path, "t/s/a");
+  EXPECT_EQ(h.smalls[1].data, a);
+  EXPECT_EQ(h.smalls[2].offer.kind, P::EntryKind::directory);
+  EXPECT_EQ(h.smalls[2].offer.path, "t/s/u");
+  EXPECT_EQ(h.smalls[3].offer.path, "t/s/u/b");
+  EXPECT_EQ(h.smalls[3].data, b);
+  EXPECT_TRUE(h.frames.empty());
+  EXPECT_EQ(h.r.eager_pending(), 4u);
+  for (std::uint32_t id = 1; id <= 4; ++id) h.r.on_file_committed(id, Result<void>(), h.now);
+  h.collect();
+  auto answers = answers_of(h);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].file_id, 1u);
+  EXPECT_EQ(answers[1].file_id, 3u);
+  EXPECT_EQ(answers[0].status, P::AnswerStatus::accept);
+  EXPECT_EQ(answers[1].status, P::AnswerStatus::accept);
+  auto v = verdicts(h);
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].file_id, 2u);
+  EXPECT_EQ(v[1].file_id, 4u);
+  EXPECT_EQ(v[0].status, P::VerdictStatus::verified);
+  EXPECT_EQ(v[1].status, P::VerdictStatus::verified);
+  EXPECT_EQ(h.r.totals().files_verified, 4u);
+  EXPECT_EQ(h.r.totals().bytes_verified, a.size() + b.size());
+  EXPECT_EQ(h.r.eager_pending(), 0u);
+  // END is fine once all are answered.
+  h.feed(P::FrameType::end, P::to_json(P::End{5, a.size() + b.size()}));
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_FALSE(h.r.failed());
 }
 
 // --- version 4: check and dry-run sessions (receiver/receiver_inspect.cpp) -----------------

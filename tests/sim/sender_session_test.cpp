@@ -2,8 +2,9 @@
 // receiver with hand-built frames (protocol/codec + messages) and the driver,
 // completing ReadChunk / HashPrefix / CheckSource from in-memory bytes. Covers the
 // handshake, the window under late and odd ACKs, ACK/RPOS checks, rewinds, resume,
-// commit digests, verdicts, refusals, stall and keepalive timers, reconnects, and the
-// whole-transfer figures in events and HELLO.
+// commit digests, verdicts, refusals, stall and keepalive timers, reconnects, the
+// whole-transfer figures in events and HELLO, and eager files and directories (versions
+// 3 and 6).
 #include "sender/sender_session.hpp"
 
 #include <gtest/gtest.h>
@@ -1446,6 +1447,114 @@ TEST(SenderEager, AnswerAcceptingAnEagerFileIsAViolation) {
   h.complete_all_reads();
   h.answer(1, 0);
   expect_protocol_failure(h);
+}
+
+// --- version 6: eager directories ------------------------------------------------------
+
+// Directory "t", directory "t/s", then files t/s/f0, t/s/f1, ... of `sizes`.
+Harness nested_harness(const std::vector<std::size_t>& sizes, SenderConfig cfg = config()) {
+  std::vector<SourceEntry> ents{dir_entry("t"), dir_entry("t/s")};
+  std::vector<std::vector<std::byte>> contents{{}, {}};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ents.push_back(entry("t/s/f" + std::to_string(i), sizes[i]));
+    contents.push_back(bytes_of(sizes[i], static_cast<unsigned>(i + 60)));
+  }
+  return Harness(std::move(ents), std::move(contents), cfg);
+}
+
+TEST(SenderEager, ADirectoryInACreatedOneAndItsFilesGoOutWithoutWaiting) {
+  Harness h = nested_harness({100});
+  h.handshake();
+  h.take_frames();
+  answer_dir(h, 0, /*created=*/true);
+  h.complete_all_reads();
+  std::vector<P::FrameType> types;
+  for (const auto& f : h.frames) types.push_back(f.type);
+  using T = P::FrameType;
+  const std::vector<T> want{T::offer, T::offer, T::data, T::commit};
+  EXPECT_EQ(types, want) << "the directory's OFFER alone, then the file's, with no ANSWER awaited";
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_EQ(o[0].path, "t/s");
+  EXPECT_EQ(o[0].kind, P::EntryKind::directory);
+  EXPECT_TRUE(o[0].eager);
+  EXPECT_EQ(o[0].block_size, 0u);
+  EXPECT_EQ(o[1].path, "t/s/f0");
+  EXPECT_TRUE(o[1].eager) << "its directory counts as created from its OFFER on";
+  EXPECT_EQ(P::parse_commit(h.of_type(T::commit)[0].payload)->xxh3_128, hex128(h.files[2]));
+  EXPECT_EQ(h.s.eager_in_flight(), 2u);
+  h.answer(1, 0);  // the directory is made
+  EXPECT_TRUE(h.of_type(T::end).empty()) << "the file still has no VERDICT";
+  EXPECT_EQ(h.s.totals().files_verified, 2u);
+  h.verdict(2, true);
+  EXPECT_EQ(h.of_type(T::end).size(), 1u);
+  EXPECT_EQ(h.s.totals().files_verified, 3u);
+  EXPECT_EQ(h.s.totals().files_failed, 0u);
+  h.feed(T::end, P::to_json(P::End{3, 100}));
+  ASSERT_TRUE(h.s.finished());
+  EXPECT_TRUE(h.s.outcome().ok()) << h.s.outcome().error().message();
+}
+
+// The window holds 16 files of one block: the 17th is taken only after the refusal of
+// their directory, and then goes the ordinary way (the directory is no longer created).
+TEST(SenderEager, ARefusedDirectoryFailsAndItsLaterFilesGoTheOrdinaryWay) {
+  std::vector<std::size_t> sizes(kWindow / kChunk + 1, kChunk);
+  Harness h = nested_harness(sizes);
+  h.handshake();
+  answer_dir(h, 0, true);
+  h.complete_all_reads();
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u + sizes.size());  // t, t/s and all files but the last
+  for (std::size_t i = 1; i < o.size(); ++i) EXPECT_TRUE(o[i].eager) << o[i].path;
+  h.take_frames();
+  h.answer(1, 0, P::AnswerStatus::refuse);
+  EXPECT_EQ(h.s.totals().files_failed, 1u);
+  EXPECT_FALSE(h.s.finished()) << "a refusal fails the entry, not the session";
+  h.complete_all_reads();
+  o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].path, "t/s/f" + std::to_string(sizes.size() - 1));
+  EXPECT_FALSE(o[0].eager) << "its directory was refused: ask first";
+  EXPECT_TRUE(h.of_type(P::FrameType::data).empty()) << "nothing sent before its ANSWER";
+}
+
+TEST(SenderEager, AfterALostConnectionAnUnansweredEagerDirectoryIsOfferedOrdinarily) {
+  Harness h = nested_harness({100});
+  h.handshake();
+  answer_dir(h, 0, true);
+  h.complete_all_reads();
+  ASSERT_EQ(offers(h).size(), 3u);
+  h.s.on_disconnected(make_error(Errc::connection, "cut"), h.now);
+  h.take_frames();
+  h.handshake();
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u) << "one at a time: nothing is taken as created on a new connection";
+  EXPECT_EQ(o[0].path, "t/s");
+  EXPECT_EQ(o[0].kind, P::EntryKind::directory);
+  EXPECT_FALSE(o[0].eager);
+  answer_dir(h, 1, /*created=*/false);
+  o = offers(h);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_EQ(o[1].path, "t/s/f0");
+  EXPECT_FALSE(o[1].eager);
+}
+
+TEST(SenderEager, AVerdictOrAnAnswerWithAnOffsetForAnEagerDirectoryIsAViolation) {
+  {
+    Harness h = nested_harness({100});
+    h.handshake();
+    answer_dir(h, 0, true);
+    h.complete_all_reads();
+    h.verdict(1, true);
+    expect_protocol_failure(h);
+  }
+  {
+    Harness h = nested_harness({});
+    h.handshake();
+    answer_dir(h, 0, true);
+    h.feed(P::FrameType::answer, P::to_json(P::Answer{1, P::AnswerStatus::accept, 1, ""}));
+    expect_protocol_failure(h);
+  }
 }
 
 // --- version 4: check and dry-run sessions (sender/sender_inspect.cpp) ------------------

@@ -121,12 +121,13 @@ TEST(CodecKat, CommittedVectorsCarryTheFixedInputs) {
     // HMAC-SHA-512 truncated to 256 bits of the MAC input of PROTOCOL.md 5.3, computed
     // independently (python3: hmac.new(key, msg, hashlib.sha512).hexdigest()[:64]).
     auto mac = payload_of("auth");
-    EXPECT_EQ(kat::to_hex(mac), "c22b79075c700fc795ce8a74f62d9e34a0ac3d423421ffc7261bb012d16f65ce");
+    EXPECT_EQ(kat::to_hex(mac), "ef25ac746fcd140ea4188e6a8d1d648cc98fdc2f50e1c8a8ad82e3ddffe50bc5");
     EXPECT_TRUE(protocol::auth_verify(kat::kat_auth_key(), kat::kat_auth_input(), mac));
   }
   for (auto [name, want] :
        {std::pair{"offer_file", kat::kat_offer_file()}, std::pair{"offer_dir", kat::kat_offer_dir()},
-        std::pair{"offer_eager", kat::kat_offer_eager()}, std::pair{"offer_symlink", kat::kat_offer_symlink()}}) {
+        std::pair{"offer_eager", kat::kat_offer_eager()}, std::pair{"offer_symlink", kat::kat_offer_symlink()},
+        std::pair{"offer_eager_dir", kat::kat_offer_eager_dir()}}) {
     auto m = parse_offer(payload_of(name));
     ASSERT_TRUE(m) << name << ": " << m.error().message();
     EXPECT_EQ(m->file_id, want.file_id);

@@ -6,7 +6,8 @@
 // an fdatasync per file for a small batch, one syncfs for a large one, and with a planted
 // fdatasync or syncfs failure no final name changes; temporaries live in ferry's own
 // namespace; batches over more than 32 directories commit in rounds within the
-// descriptor budget.
+// descriptor budget; version 6's directory items are made in batch order (one already
+// there is fine, a file or symlink in the way fails that item alone).
 #include "lib/fs/file_batch.hpp"
 
 #include <dirent.h>
@@ -424,6 +425,111 @@ TEST(FileBatch, ManyDirectoriesCommitInRoundsWithinTheDescriptorBudget) {
   }
   EXPECT_TRUE(temp_files_under(f.dest).empty());
   EXPECT_EQ(open_fd_count(), baseline);
+}
+
+// Version 6's eager directories.
+StagedFile staged_dir(const std::string& path) {
+  StagedFile f;
+  f.wire_path = path;
+  f.directory = true;
+  return f;
+}
+
+// A directory item is made in batch order, so the files after it land inside it; an
+// empty one is made too. With an fdatasync per file (a small batch), one syncfs (a
+// large one) and no_fsync.
+TEST(FileBatch, DirectoryItemIsMadeBeforeTheFilesAfterIt) {
+  struct Mode {
+    const char* name;
+    DestOptions options;
+    std::size_t syncfs_from;
+  };
+  for (const Mode& m : {Mode{"fdatasync", {}, 100}, Mode{"syncfs", {}, 1},
+                        Mode{"no_fsync", DestOptions{.no_fsync = true}, kSyncfsFromFiles}}) {
+    SCOPED_TRACE(m.name);
+    Fixture f(m.options);
+    std::vector<StagedFile> files{staged_dir("a/d"), staged("a/d/f1", "one"), staged("a/d/f2", "two"),
+                                  staged_dir("a/empty")};
+    auto sync = counting(m.syncfs_from);
+    expect_all_ok(f.commit(files, sync));
+    EXPECT_TRUE(S_ISDIR(lstat_of(f.dest + "/a/d").st_mode));
+    EXPECT_EQ(lstat_of(f.dest + "/a/d").st_mode & 0777, 0755u & ~current_umask());
+    EXPECT_EQ(read_file(f.dest + "/a/d/f1"), "one");
+    EXPECT_EQ(read_file(f.dest + "/a/d/f2"), "two");
+    EXPECT_EQ(test::list_dir(f.dest + "/a/d"), (std::vector<std::string>{"f1", "f2"}));
+    ASSERT_TRUE(S_ISDIR(lstat_of(f.dest + "/a/empty").st_mode));
+    EXPECT_TRUE(std::filesystem::is_empty(f.dest + "/a/empty"));
+    EXPECT_TRUE(temp_files_under(f.dest).empty());
+    if (m.options.no_fsync) {
+      EXPECT_EQ(fdatasync_calls + syncfs_calls, 0);
+    } else if (m.syncfs_from == 1) {
+      EXPECT_EQ(fdatasync_calls, 0);
+      EXPECT_GE(syncfs_calls, 1);
+    } else {
+      EXPECT_EQ(fdatasync_calls, 2) << "the files' data only: a directory has none";
+    }
+  }
+}
+
+// The same through commit_batch_pipelined (the receiver's call).
+TEST(FileBatch, PipelinedBatchMakesItsDirectoryItems) {
+  Fixture f;
+  std::vector<StagedFile> files{staged_dir("t/s"), staged("t/s/f", "f"), staged_dir("t/s/u"), staged("t/s/u/g", "g")};
+  auto sync = counting();
+  auto out = commit_batch_pipelined(*f.dir, files, /*prior_names_pending=*/false, sync);
+  expect_all_ok(out.results);
+  EXPECT_EQ(read_file(f.dest + "/t/s/f"), "f");
+  EXPECT_EQ(read_file(f.dest + "/t/s/u/g"), "g");
+  EXPECT_EQ(test::list_dir(f.dest + "/t/s"), (std::vector<std::string>{"f", "u"}));
+  EXPECT_TRUE(out.names_pending) << "four items: one syncfs, the names left to the next";
+  EXPECT_TRUE(sync_names(*f.dir, sync).ok());
+}
+
+TEST(FileBatch, DirectoryItemAlreadyThereIsFine) {
+  Fixture f;
+  ASSERT_EQ(::mkdir((f.dest + "/d").c_str(), 0700), 0);
+  write_file(f.dest + "/d/old", "kept");
+  std::vector<StagedFile> files{staged_dir("d"), staged("d/new", "new"), staged_dir("d")};
+  auto r = f.commit(files);
+  expect_all_ok(r);
+  EXPECT_EQ(lstat_of(f.dest + "/d").st_mode & 0777, 0700u) << "an existing directory is left as it is";
+  EXPECT_EQ(read_file(f.dest + "/d/old"), "kept");
+  EXPECT_EQ(read_file(f.dest + "/d/new"), "new");
+}
+
+// A regular file or a symlink where a directory item goes fails that item (and the
+// files meant to go inside it), not the rest of the batch; nothing goes through the link.
+TEST(FileBatch, FileOrSymlinkInTheWayOfADirectoryItemFailsThatItemAlone) {
+  Fixture f;
+  const std::string outside = f.tmp.path() + "/outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((f.dest + "/t").c_str(), 0755), 0);
+  write_file(f.dest + "/t/plain", "a file, not a directory");
+  ASSERT_EQ(::symlink(outside.c_str(), (f.dest + "/t/link").c_str()), 0);
+  std::vector<StagedFile> files{staged("t/ok1", "1"),       staged_dir("t/plain"), staged("t/plain/x", "2"),
+                                staged_dir("t/link"),       staged("t/link/y", "3"), staged_dir("t/fresh"),
+                                staged("t/fresh/z", "4"),   staged("t/ok2", "5")};
+  auto r = f.commit(files);
+  ASSERT_EQ(r.size(), files.size());
+  EXPECT_TRUE(r[0].ok());
+  for (std::size_t i : {1u, 3u}) {
+    ASSERT_FALSE(r[i].ok()) << i;
+    EXPECT_EQ(r[i].error().code, Errc::protocol) << r[i].error().message();
+    EXPECT_NE(r[i].error().message().find("in the way"), std::string::npos) << r[i].error().message();
+    EXPECT_NE(r[i].error().message().find(files[i].wire_path), std::string::npos) << r[i].error().message();
+  }
+  EXPECT_FALSE(r[2].ok());
+  EXPECT_FALSE(r[4].ok());
+  EXPECT_TRUE(r[5].ok());
+  EXPECT_TRUE(r[6].ok());
+  EXPECT_TRUE(r[7].ok());
+  EXPECT_EQ(read_file(f.dest + "/t/plain"), "a file, not a directory");
+  EXPECT_TRUE(S_ISLNK(lstat_of(f.dest + "/t/link").st_mode));
+  EXPECT_TRUE(std::filesystem::is_empty(outside));
+  EXPECT_EQ(read_file(f.dest + "/t/ok1"), "1");
+  EXPECT_EQ(read_file(f.dest + "/t/fresh/z"), "4");
+  EXPECT_EQ(read_file(f.dest + "/t/ok2"), "5");
+  EXPECT_TRUE(temp_files_under(f.tmp.path()).empty());
 }
 
 }  // namespace

@@ -67,6 +67,10 @@ inline protocol::Offer kat_offer_eager() {
   return {10, "dir/new/small.txt", protocol::EntryKind::file, 6, 1700000000123456789, 0644,
           "size=6,mtime_ns=1700000000123456789", 262144, true};
 }
+// Version 6: an eager directory (inside one the receiver created): no block size, size 0.
+inline protocol::Offer kat_offer_eager_dir() {
+  return {12, "dir/new/sub", protocol::EntryKind::directory, 0, 1700000000123456789, 0755, "dir", 0, true};
+}
 inline protocol::Answer kat_answer_created() {
   protocol::Answer a{8, protocol::AnswerStatus::accept, 0, ""};
   a.created = true;
@@ -166,6 +170,7 @@ inline std::vector<KatFrame> kat_frames() {
   add_json("answer_refuse", FrameType::answer, to_json(kat_answer_refuse()));
   add_json("offer_eager", FrameType::offer, to_json(kat_offer_eager()));
   add_json("offer_symlink", FrameType::offer, to_json(kat_offer_symlink()));
+  add_json("offer_eager_dir", FrameType::offer, to_json(kat_offer_eager_dir()));
   add_json("answer_created", FrameType::answer, to_json(kat_answer_created()));
   add_json("answer_refuse_io", FrameType::answer, to_json(kat_answer_refuse_io()));
   auto data = kat_data_bytes();

@@ -2,7 +2,8 @@
 // (Errc::protocol) of invalid JSON, non-objects, missing fields, wrong types, negative
 // or oversized numbers, bad enums, bad hex and oversized strings; negotiate_version;
 // HELLO's optional transfer totals (absent, present, out of range, done > total); OFFER
-// and COMMIT bodies written directly are the bytes nlohmann::json dumps.
+// and COMMIT bodies written directly are the bytes nlohmann::json dumps; which OFFERs may
+// be eager (a file of at most one block, a directory).
 #include "protocol/messages.hpp"
 
 #include <gtest/gtest.h>
@@ -457,6 +458,41 @@ TEST(Messages, DirectoryWithSizeIsRefused) {
   auto ok = parse_offer(b(R"({"file":1,"path":"d","kind":"dir","size":0,"mtime_ns":0,"mode":493,"identity":"dir"})"));
   ASSERT_TRUE(ok) << ok.error().message();
   EXPECT_EQ(ok->kind, EntryKind::directory);
+}
+
+// Version 3: `eager` for a file of at most one block; version 6: for a directory too.
+// Never for a symlink.
+TEST(Messages, EagerIsForAFileOfAtMostOneBlockOrADirectory) {
+  auto dir = parse_offer(
+      b(R"({"file":1,"path":"t/s","kind":"dir","size":0,"mtime_ns":0,"mode":493,"identity":"dir","eager":true})"));
+  ASSERT_TRUE(dir) << dir.error().message();
+  EXPECT_EQ(dir->kind, EntryKind::directory);
+  EXPECT_TRUE(dir->eager);
+  Offer m{2, "t/s", EntryKind::directory, 0, 7, 0755, "dir"};
+  m.eager = true;
+  auto round = parse_offer(b(to_json(m)));
+  ASSERT_TRUE(round) << round.error().message();
+  EXPECT_TRUE(round->eager);
+  EXPECT_EQ(round->block_size, 0u);
+
+  Offer f{3, "t/f", EntryKind::file, 4096, 7, 0644, "id", 4096};
+  f.eager = true;
+  auto whole_block = parse_offer(b(to_json(f)));
+  ASSERT_TRUE(whole_block) << whole_block.error().message();
+  EXPECT_TRUE(whole_block->eager);
+  f.size = 4097;
+  expect_protocol_error(parse_offer(b(to_json(f))), "eager file larger than its block");
+  f.eager = false;
+  EXPECT_TRUE(parse_offer(b(to_json(f)))) << "the same file, not eager";
+
+  Offer link{4, "t/l", EntryKind::symlink, 0, 7, 0777, "symlink"};
+  link.target = "x";
+  link.eager = true;
+  expect_protocol_error(parse_offer(b(to_json(link))), "eager symlink");
+  expect_protocol_error(
+      parse_offer(
+          b(R"({"file":1,"path":"d","kind":"dir","size":1,"mtime_ns":0,"mode":493,"identity":"dir","eager":true})")),
+      "eager directory with a size");
 }
 
 // Version 4: a symlink OFFER carries its target (verbatim, up to kMaxLinkTarget bytes),
