@@ -62,7 +62,7 @@ struct ReceiverOptions {
   // first_connection_wait says (ferry-recv sets 0: a refused first connection or a
   // carrier that ends before the handshake ends it at once, with kExitNotConnected).
   std::optional<std::chrono::milliseconds> first_connection_wait{};
-  std::uint64_t window = 4 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes
+  std::uint64_t window = 16 * 1024 * 1024;  // ACK pacing: at least every window/4 bytes (protocol::kDefaultWindow)
   // Limits that keep a serving receiver standing (docs/SECURITY.md, "Limits").
   std::size_t max_senders = 256;      // connections served at once; more are closed (logged)
   std::size_t max_per_address = 16;   // of which from one TCP peer address (IPv6: /64); 0: no share

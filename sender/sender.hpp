@@ -65,7 +65,7 @@ struct SenderOptions {
   // copy_links wins when both are set.
   bool links = false;
   std::size_t chunk_size = 256 * 1024;              // 1 KiB .. 16 MiB
-  std::uint64_t window = 4 * 1024 * 1024;           // 64 KiB .. 1 GiB, >= chunk_size
+  std::uint64_t window = 16 * 1024 * 1024;          // 64 KiB .. 1 GiB, >= chunk_size (protocol::kDefaultWindow)
   std::chrono::milliseconds stall_timeout{10'000};  // no progress for this long: reconnect
   // Reconnects in a row without progress before giving up; nullopt: never give up.
   // 0: the first lost connection ends the transfer.

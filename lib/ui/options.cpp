@@ -76,7 +76,7 @@ void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_flag("--stdio", o.stdio, "Speak the protocol on stdin/stdout");
   app.add_option("-e,--rsh", o.rsh, "Run CMD with /bin/sh -c and speak over its stdin/stdout")->type_name("CMD");
   app.add_option("--chunk-size", o.chunk_size_text, "DATA chunk size (1K..16M, default 256K)")->type_name("SIZE");
-  app.add_option("--window", o.window_text, "Most unacknowledged bytes in flight (default 4M)")->type_name("SIZE");
+  app.add_option("--window", o.window_text, "Most unacknowledged bytes in flight (default 16M)")->type_name("SIZE");
   app.add_option("--stall-timeout", o.stall_timeout_s,
                  "Seconds without progress before a connection is presumed dead (default 10)")
       ->type_name("SECONDS");

@@ -35,7 +35,7 @@ enum class ConnectMode { listen, connect, stdio, command };
 
 struct CommonOptions {
   // raw
-  std::string listen, connect, rsh, chunk_size_text = "256K", window_text = "4M";
+  std::string listen, connect, rsh, chunk_size_text = "256K", window_text = "16M";
   bool stdio = false, json = false, quiet = false, verbose = false;
   bool progress = false;  // --progress: the live line also without a terminal
   std::string bwlimit_text;  // --bwlimit RATE

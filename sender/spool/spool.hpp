@@ -45,7 +45,7 @@ struct SpoolOptions {
   // nullopt: never.
   std::optional<unsigned> retries;
   std::size_t chunk_size = 256 * 1024;
-  std::uint64_t window = 4 * 1024 * 1024;
+  std::uint64_t window = 16 * 1024 * 1024;  // protocol::kDefaultWindow
   std::chrono::milliseconds stall_timeout{10'000};
   std::optional<protocol::AuthKey> key{};  // as SenderOptions::key
   std::uint64_t rate_limit = 0;  // --bwlimit: bytes per second per connection; 0: none
