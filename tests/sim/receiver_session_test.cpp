@@ -1244,15 +1244,19 @@ std::vector<std::byte> eager_frames(std::uint32_t id, const std::string& path, c
   return wire;
 }
 
-std::vector<P::Verdict> verdicts(const Harness& h) {
-  std::vector<P::Verdict> out;
-  for (const auto& f : h.of_type(P::FrameType::verdict)) {
-    auto v = P::parse_verdict(f.payload);
+// The bodies of the frames of type `t` the session sent, each parsed by `parse`.
+template <class Parse>
+auto parsed_of(const Harness& h, P::FrameType t, Parse parse) {
+  std::vector<std::remove_cvref_t<decltype(*parse(P::Bytes{}))>> out;
+  for (const auto& f : h.of_type(t)) {
+    auto v = parse(f.payload);
     EXPECT_TRUE(v.ok());
     if (v) out.push_back(*v);
   }
   return out;
 }
+
+std::vector<P::Verdict> verdicts(const Harness& h) { return parsed_of(h, P::FrameType::verdict, P::parse_verdict); }
 
 TEST(ReceiverEager, FileIsVerifiedInMemoryAndAnsweredAfterItsBatch) {
   Harness h;
@@ -1454,15 +1458,7 @@ std::vector<std::byte> eager_dir_frame(std::uint32_t id, const std::string& path
   return P::encode_frame(P::FrameType::offer, P::to_json(o));
 }
 
-std::vector<P::Answer> answers_of(const Harness& h) {
-  std::vector<P::Answer> out;
-  for (const auto& f : h.of_type(P::FrameType::answer)) {
-    auto a = P::parse_answer(f.payload);
-    EXPECT_TRUE(a.ok());
-    if (a) out.push_back(*a);
-  }
-  return out;
-}
+std::vector<P::Answer> answers_of(const Harness& h) { return parsed_of(h, P::FrameType::answer, P::parse_answer); }
 
 TEST(ReceiverEager, DirectoryIsStagedAndAcceptedAfterItsBatch) {
   Harness h;
