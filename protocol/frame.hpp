@@ -38,7 +38,8 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 // eager directories: a directory inside one the receiver created on this connection (or
 // inside an eager one) is offered with `eager` and not waited for; the receiver makes it
 // in its batch and answers ANSWER accept or refuse, so a tree's directories no longer
-// cost a round trip each.
+// cost a round trip each; and a file wholly acknowledged whose COMMIT is sent no longer
+// holds the sender back: its VERDICT comes later, by id (kMaxCommittingFiles).
 inline constexpr std::uint32_t kProtocolVersion = 6;
 inline constexpr std::size_t kHeaderSize = 24;
 
@@ -65,6 +66,11 @@ inline constexpr std::size_t kMaxHeldBlocks = 65'536;
 // (within kMaxEagerBytes) and about a hundred bytes of bookkeeping.
 inline constexpr std::size_t kMaxEagerFiles = 1024;
 inline constexpr std::uint64_t kMaxEagerBytes = 16 * 1024 * 1024;
+// Version 6: ordinary files whose COMMIT was sent and whose every byte was acknowledged,
+// which the sender no longer waits for (their VERDICTs come later, by id); a receiver
+// treats more than this many, besides the sender's current file, as a violation. Each
+// costs a receiver an open partial (two descriptors) until its commit ends.
+inline constexpr std::size_t kMaxCommittingFiles = 16;
 
 // 16 MiB (4 MiB before issue #10's last step): eager files are counted in the window
 // until their VERDICT, which waits for the receiver's batch to be durable, so a small

@@ -686,17 +686,21 @@ class ReceiverEngine final : public Engine {
                                   Clock::now());  // drive() carries on
       return;
     }
+    // Version 6: the commit owns the file and its path from here on; the session takes
+    // the sender's next OFFER (and may open another file) while it runs.
     ++p.jobs;
     auto result = std::make_shared<Result<void>>();
-    std::shared_ptr<PartialFile> file = p.file;
+    std::shared_ptr<PartialFile> file = std::move(p.file);
+    p.file.reset();
+    std::string key = std::exchange(p.busy_path, {});
     const std::uint64_t id = p.id;
     run_on_pool(
-        loop_, [file, result] { *result = file->commit(); }, guarded(this, [id, file_id, result](ReceiverEngine& self) {
+        loop_, [file, result] { *result = file->commit(); },
+        guarded(this, [id, file_id, result, key = std::move(key)](ReceiverEngine& self) {
+          if (!key.empty()) self.release_key(key);
           Peer* q = self.find(id);
           if (!q) return;
           --q->jobs;
-          q->file.reset();
-          self.release_path(*q);
           q->session.on_file_committed(file_id, *result, Clock::now());
           self.drain(*q);
           self.forget_if_idle(id);

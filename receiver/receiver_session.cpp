@@ -46,7 +46,7 @@ TransferProgress ReceiverSession::transfer() const {
   TransferProgress t = hello_progress_;
   t.files_done = sat_add(t.files_done, sat_add(totals_.files_verified, totals_.files_failed));
   t.bytes_done = sat_add(t.bytes_done, sat_add(totals_.bytes_verified, failed_bytes_));
-  const bool busy = file_open_ || state_ == State::opening || state_ == State::committing;
+  const bool busy = file_open_ || state_ == State::opening;
   if (busy) {
     // The current entry again after a failure: it is in progress, not done.
     if (auto it = failed_paths_.find(offer_.path); it != failed_paths_.end()) {
@@ -331,7 +331,7 @@ void ReceiverSession::on_auth(P::Bytes payload) {
   begin_session(theirs);
 }
 
-// ERROR for: an OFFER while a file is opening or committing, an unparsable one. An
+// ERROR for: an OFFER while a file is opening, an unparsable one. An
 // unsafe path is refused with ANSWER, not ERROR.
 void ReceiverSession::on_offer(P::Bytes payload) {
   if (state_ != State::idle && state_ != State::receiving) return violation("OFFER while busy");
@@ -506,11 +506,19 @@ void ReceiverSession::evaluate_commit() {
     // small secret file could be brute-forced from it).
     return send_failed_verdict("whole-file digest mismatch");
   }
-  state_ = State::committing;
+  // Version 6: committed while the sender goes on (it no longer waits for the VERDICT
+  // once every byte is acknowledged); answered by id in finish_small_file.
+  if (pending_files_ > P::kMaxCommittingFiles) {
+    return violation("more files committing than " + std::to_string(P::kMaxCommittingFiles) + " and the current one");
+  }
+  pending_.push_back(PendingCommit{cur_, offer_.path, offer_.size, Pending::file});
+  ++pending_files_;
+  file_open_ = false;  // the driver's commit owns it now
+  state_ = State::idle;
   actions_.push_back(CommitFile{cur_});
 }
 
-// ERROR for: an unparsable END, or one while a file is opening or committing.
+// ERROR for: an unparsable END, or one while a file is opening or any entry commits.
 void ReceiverSession::on_end(P::Bytes payload) {
   auto e = P::parse_end(payload);
   if (!e) return violation(e.error().what);
@@ -640,24 +648,13 @@ void ReceiverSession::on_input_drained(Clock::time_point) {
 }
 
 void ReceiverSession::on_file_committed(std::uint32_t file_id, Result<void> r, Clock::time_point now) {
-  if (finish_small_file(file_id, r)) return note_progress(now);
-  if (state_ != State::committing || file_id != cur_) return;
-  note_progress(now);
-  file_open_ = false;  // the driver closed it as part of the commit
-  state_ = State::idle;
-  if (!r) return send_failed_verdict(r.error().message());
-  ++totals_.files_verified;
-  unmark_failed(offer_.path);
-  totals_.bytes_verified += offer_.size;
-  send_control(FrameType::verdict, P::to_json(P::Verdict{cur_, P::VerdictStatus::verified, {}}));
-  written_ = offer_.size;
-  event(EventType::file_verified);
+  if (finish_small_file(file_id, r)) note_progress(now);
 }
 
 void ReceiverSession::on_disconnected(const Error& why, Clock::time_point) {
   if (state_ == State::ended || state_ == State::failed) return;
   // A commit in flight completes on its own; anything else open keeps its journal.
-  if (state_ != State::committing) close_current(false);
+  close_current(false);
   failure_ = why;
   state_ = State::failed;
   busy_since_.reset();
@@ -696,7 +693,6 @@ bool ReceiverSession::waiting_on_peer() const {
     case State::awaiting_hello:     // the handshake deadline applies instead
     case State::awaiting_auth:
     case State::opening:            // our open, or the busy wait
-    case State::committing:         // our fsync and rename
     case State::inspecting:         // our read-only look (a digest may take long)
     case State::failed:
       return false;
@@ -739,11 +735,11 @@ void ReceiverSession::on_timeout(Clock::time_point now) {
 
 namespace ferry::receiver {
 
-// ERROR for: an eager OFFER while a file is opening or committing, beyond the bounds of
+// ERROR for: an eager OFFER while a file is opening, beyond the bounds of
 // eager files in flight (kMaxEagerFiles, kMaxEagerBytes). An unsafe path is refused
 // with ANSWER (its DATA and COMMIT are then dropped).
 void ReceiverSession::begin_eager(const P::Offer& o) {
-  if (pending_.size() >= P::kMaxEagerFiles || pending_bytes_ + o.size > P::kMaxEagerBytes) {
+  if (pending_.size() - pending_files_ >= P::kMaxEagerFiles || pending_bytes_ + o.size > P::kMaxEagerBytes) {
     return violation("more eager files in flight than " + std::to_string(P::kMaxEagerFiles) + " or " +
                      std::to_string(P::kMaxEagerBytes) + " bytes");
   }
@@ -770,7 +766,7 @@ void ReceiverSession::begin_eager(const P::Offer& o) {
 void ReceiverSession::begin_eager_directory(const P::Offer& o) {
   state_ = State::idle;
   if (auto why = P::wire_path_problem(o.path)) return refuse_entry("unsafe path: " + *why);
-  pending_.push_back(PendingCommit{o.file_id, o.path, 0, true});
+  pending_.push_back(PendingCommit{o.file_id, o.path, 0, Pending::eager_directory});
   actions_.push_back(CommitSmallFile{o.file_id, o, {}});
 }
 
@@ -805,7 +801,7 @@ void ReceiverSession::on_eager_commit(const P::Commit& c) {
     return fail_entry(c.file_id, file.offer.path, file.offer.size, "whole-file digest mismatch");
   }
   event(EventType::file_start);
-  pending_.push_back(PendingCommit{c.file_id, file.offer.path, file.offer.size});
+  pending_.push_back(PendingCommit{c.file_id, file.offer.path, file.offer.size, Pending::eager_file});
   pending_bytes_ += file.offer.size;
   actions_.push_back(CommitSmallFile{c.file_id, std::move(file.offer), std::move(file.data)});
 }
@@ -815,9 +811,10 @@ bool ReceiverSession::finish_small_file(std::uint32_t file_id, const Result<void
   if (it == pending_.end()) return false;
   const PendingCommit done = std::move(*it);
   pending_.erase(it);
-  pending_bytes_ -= done.size;
+  if (done.kind == Pending::eager_file) pending_bytes_ -= done.size;
+  if (done.kind == Pending::file) --pending_files_;
   if (state_ == State::failed) return true;  // the sender left: it asks again
-  if (done.directory) {
+  if (done.kind == Pending::eager_directory) {
     finish_eager_directory(done, r);
     return true;
   }

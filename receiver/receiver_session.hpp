@@ -197,7 +197,6 @@ class ReceiverSession {
     idle,            // between files
     opening,         // OpenFile pending
     receiving,       // DATA expected for the current file
-    committing,      // CommitFile pending
     eager,           // an eager OFFER came: its DATA and COMMIT follow
     inspecting,      // check / dry run: DigestFinalFile or ProbeFile pending
     awaiting_commit, // check: our digest is ready, the sender's COMMIT is awaited
@@ -429,15 +428,19 @@ class ReceiverSession {
     bool refused = false;  // ANSWER refuse sent: its DATA and COMMIT are dropped
   };
   std::optional<EagerFile> eager_;
-  // Eager files handed to the driver (CommitSmallFile), VERDICT not sent yet.
+  // Entries handed to the driver, not answered yet: eager files and directories
+  // (CommitSmallFile) and, version 6, ordinary files (CommitFile) whose commit runs
+  // while the sender goes on.
+  enum class Pending { eager_file, eager_directory, file };
   struct PendingCommit {
     std::uint32_t file_id = 0;
     std::string path;
     std::uint64_t size = 0;
-    bool directory = false;  // version 6: an eager directory (answered by ANSWER, not VERDICT)
+    Pending kind = Pending::eager_file;  // an eager directory is answered by ANSWER, not VERDICT
   };
-  std::deque<PendingCommit> pending_;  // <= kMaxEagerFiles; committed in order: erased at the front
-  std::uint64_t pending_bytes_ = 0;     // their sizes, <= kMaxEagerBytes
+  std::deque<PendingCommit> pending_;  // eager ones <= kMaxEagerFiles, files <= kMaxCommittingFiles + 1
+  std::uint64_t pending_bytes_ = 0;     // the eager files' sizes (held in memory), <= kMaxEagerBytes
+  std::size_t pending_files_ = 0;       // of pending_, the ordinary files (Pending::file)
   // ANSWER accept (made) or refuse (the batch's error) for an eager directory.
   void finish_eager_directory(const PendingCommit& done, const Result<void>& r);
 

@@ -250,6 +250,15 @@ void SenderSession::requeue_eager() {
     again.push_back(f.entry);
     retry_attempts_.emplace(f.entry, 0);  // not eager again: the receiver may hold it now
   }
+  // Version 6: files committing without their VERDICT too (the receiver answers the
+  // offer with offset = size when the commit went through), in entry order.
+  for (const auto& [entry, attempts] : committing_) {
+    again.insert(std::lower_bound(again.begin(), again.end(), entry), entry);
+    retry_attempts_[entry] = attempts;
+    committing_bytes_ -= this->entry(entry).size;
+    recount(entry, this->entry(entry).size);
+  }
+  committing_.clear();
   clear_eager();  // their reads still in flight come back stale (eager_tokens_ keeps them)
   created_dirs_.clear();  // a new connection may meet another receiver state
   retry_.insert(retry_.begin(), again.begin(), again.end());

@@ -96,7 +96,7 @@ Result<void> SenderSession::outcome() const {
 }
 
 TransferProgress SenderSession::transfer() const {
-  return TransferProgress{files_done_, files_total(), bytes_done_ + cur_done_, bytes_total()};
+  return TransferProgress{files_done_, files_total(), bytes_done_ + committing_bytes_ + cur_done_, bytes_total()};
 }
 
 void SenderSession::event(EventType t, std::string detail) { event_for(cur_, t, acked_, std::move(detail)); }
@@ -382,6 +382,7 @@ void SenderSession::resume_at(std::uint64_t offset, Clock::time_point now) {
 void SenderSession::on_ack(P::Bytes payload, Clock::time_point now) {
   if (!take_position(payload, now)) return;
   event(EventType::progress);
+  if (state_ == State::awaiting_verdict) return commit_in_background(now);
   pump(now);
 }
 
@@ -475,6 +476,7 @@ void SenderSession::on_verdict(P::Bytes payload, Clock::time_point now) {
   auto v = P::parse_verdict(payload);
   if (!v) return violation(v.error().what);
   if (on_eager_verdict(*v, now)) return;
+  if (on_committing_verdict(*v, now)) return;
   if (state_ != State::awaiting_verdict || v->file_id != cur_) return violation("unexpected VERDICT");
   if (v->status == P::VerdictStatus::verified) {
     acked_ = entry(cur_).size;
@@ -629,6 +631,44 @@ void SenderSession::on_source_checked(std::uint64_t token, Result<std::optional<
   send_control(FrameType::commit, P::to_json(c));
   commit_sent_ = true;
   state_ = State::awaiting_verdict;
+  commit_in_background(now);
+}
+
+void SenderSession::recount(std::uint32_t entry, std::uint64_t size) {
+  recounted_[entry] = size;
+  committing_bytes_ += size;
+}
+
+void SenderSession::commit_in_background(Clock::time_point now) {
+  if (state_ != State::awaiting_verdict || acked_ < entry(cur_).size) return;
+  if (committing_.size() >= P::kMaxCommittingFiles) return;  // its VERDICT is awaited here, as before
+  committing_.emplace(cur_, prog_.attempts);
+  committing_bytes_ += entry(cur_).size;
+  sent_eagerly_.insert(cur_);  // sent again later, it counts as re-sent
+  last_ack_progress_ = now;
+  next_entry(now);
+}
+
+// ERROR: none here (a VERDICT for no file in flight is the caller's violation).
+bool SenderSession::on_committing_verdict(const P::Verdict& v, Clock::time_point now) {
+  auto it = committing_.find(v.file_id);
+  if (it == committing_.end()) return false;
+  const unsigned attempts = it->second;
+  const std::uint64_t size = entry(v.file_id).size;
+  committing_.erase(it);
+  committing_bytes_ -= size;
+  last_ack_progress_ = now;
+  if (v.status == P::VerdictStatus::verified) {
+    sent_eagerly_.erase(v.file_id);
+    finish_entry(v.file_id, true, {});
+  } else {
+    if (attempts + 1 < cfg_.max_file_attempts) recount(v.file_id, size);  // sent again: still counted
+    retry_attempts_[v.file_id] = attempts;
+    retry_entry(v.file_id, true, "verification failed (" + v.reason + ")");
+  }
+  if (state_ == State::pipelining) advance(now);
+  if (state_ == State::awaiting_verdict) commit_in_background(now);  // a slot came free
+  return true;
 }
 
 void SenderSession::restart_file(Clock::time_point now) {
@@ -789,7 +829,7 @@ void SenderSession::advance(Clock::time_point now) {
     }
     const auto next = peek_next_entry();
     if (!next) {
-      if (!eager_.empty()) return;  // their VERDICTs first
+      if (!eager_.empty() || !committing_.empty()) return;  // their VERDICTs first
       send_control(FrameType::end, P::to_json(P::End{pulled_, totals_.bytes_verified}));
       state_ = State::awaiting_end;
       return;
@@ -810,6 +850,11 @@ void SenderSession::advance(Clock::time_point now) {
       retry_attempts_.erase(it);
     }
     if (sent_eagerly_.erase(cur_) > 0) prog_.sent_upto = entry(cur_).size;  // sending it again is a re-send
+    if (auto it = recounted_.find(cur_); it != recounted_.end()) {
+      committing_bytes_ -= it->second;
+      cur_done_ = it->second;
+      recounted_.erase(it);
+    }
   }
 }
 
@@ -817,7 +862,7 @@ void SenderSession::advance(Clock::time_point now) {
 // moving for a stall timeout is ended like any stalled connection (and its files are
 // offered again the ordinary way on the next one).
 bool SenderSession::has_outstanding() const {
-  return next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0 || !eager_.empty();
+  return next_send_ > acked_ || !resend_.empty() || resend_reads_ > 0 || !eager_.empty() || !committing_.empty();
 }
 
 std::optional<Clock::time_point> SenderSession::next_deadline() const {

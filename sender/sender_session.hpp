@@ -370,6 +370,12 @@ class SenderSession {
   void check_eager(std::uint32_t entry);
   // The connection is gone: every eager file not verified is offered again later.
   void requeue_eager();
+  // Version 6: the current file needs nothing more but its VERDICT: go on to the next
+  // entry and take the VERDICT by id (committing_), within kMaxCommittingFiles.
+  void commit_in_background(Clock::time_point now);
+  bool on_committing_verdict(const protocol::Verdict& v, Clock::time_point now);
+  // Keeps `size` bytes of `entry`, to be sent again, counted done (recounted_).
+  void recount(std::uint32_t entry, std::uint64_t size);
   void fail(Error e);
   void drop_connection(Error e, Clock::time_point now);
   void event(EventType t, std::string detail = {});
@@ -419,6 +425,14 @@ class SenderSession {
   // Entries sent eagerly without a VERDICT that verified them: sent again, they count as
   // re-sent (<= kMaxEagerFiles plus the entries waiting in retry_).
   std::set<std::uint32_t> sent_eagerly_;
+  // Version 6: ordinary files whose COMMIT is sent and every byte acknowledged, whose
+  // VERDICT this side no longer waits for (<= kMaxCommittingFiles), with their attempts.
+  std::map<std::uint32_t, unsigned> committing_;
+  // Those of them to be sent again (a failed VERDICT, a lost connection), with their
+  // sizes, taken over as cur_done_ when they are current again; and the sizes of both,
+  // counted done in the progress figures, which thus never go down.
+  std::map<std::uint32_t, std::uint64_t> recounted_;
+  std::uint64_t committing_bytes_ = 0;
 
   // Current ordinary entry (has_current_).
   bool has_current_ = false;

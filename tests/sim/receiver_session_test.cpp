@@ -665,7 +665,9 @@ TEST(ReceiverCommit, MatchingDigestCommitsThenAnswersVerified) {
   h.feed(P::FrameType::commit, P::to_json(P::Commit{0, src.size(), hex128(src)}));
   ASSERT_EQ(h.commits.size(), 1u);
   EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty()) << "VERDICT only after the commit is done";
-  EXPECT_EQ(h.r.state(), ReceiverSession::State::committing);
+  // Version 6: the commit runs while the session takes the sender's next OFFER.
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+  EXPECT_EQ(h.r.eager_pending(), 1u);
   h.r.on_file_committed(0, Result<void>(), h.now);
   h.collect();
   auto v = h.of_type(P::FrameType::verdict);
@@ -1600,15 +1602,7 @@ TEST(ReceiverEager, FilesAfterAnEagerDirectoryInTheSameInputAreTaken) {
 P::Commit commit_of(std::uint32_t id, const std::vector<std::byte>& data) {
   return P::Commit{id, data.size(), file_digest(data).hex()};
 }
-std::vector<P::CheckReply> checks_of(const Harness& h) {
-  std::vector<P::CheckReply> out;
-  for (const auto& f : h.of_type(P::FrameType::check)) {
-    auto c = P::parse_check(f.payload);
-    EXPECT_TRUE(c.ok());
-    if (c) out.push_back(*c);
-  }
-  return out;
-}
+std::vector<P::CheckReply> checks_of(const Harness& h) { return parsed_of(h, P::FrameType::check, P::parse_check); }
 // No writing action ever: the session's whole output in check and dry-run sessions.
 void expect_nothing_written(const Harness& h) {
   EXPECT_TRUE(h.opens.empty());
@@ -1951,6 +1945,171 @@ TEST(ReceiverInspectOnly, CheckAndDryRunSessionsAreServed) {
     EXPECT_FALSE(h.r.failed());
     expect_nothing_written(h);
   }
+}
+
+
+// --- version 6: ordinary files committed while the next entry goes on -----------------------------
+
+// OFFER, open at 0, every DATA, then the COMMIT of `src` as file `id` (the digest matches).
+void receive_and_commit(Harness& h, std::uint32_t id, const std::string& path, const std::vector<std::byte>& src) {
+  h.offer(id, path, src.size());
+  h.open();
+  send_file(h, id, src);
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{id, src.size(), hex128(src)}));
+}
+
+TEST(ReceiverPipelined, TheNextOfferIsTakenWhileAFileCommits) {
+  const auto a = bytes_of(3 * kChunk + 5, 70), b = bytes_of(2 * kChunk + 1, 71);
+  Harness h;
+  h.hello();
+  receive_and_commit(h, 0, "a.bin", a);
+  ASSERT_EQ(h.commits.size(), 1u);
+  EXPECT_EQ(h.commits[0].file_id, 0u);
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::idle);
+  h.frames.clear();
+  h.offer(1, "b.bin", b.size());
+  ASSERT_EQ(h.opens.size(), 1u) << "the next OFFER is opened while file 0 commits";
+  EXPECT_EQ(h.opens[0].file_id, 1u);
+  EXPECT_FALSE(h.r.failed());
+  EXPECT_TRUE(h.of_type(P::FrameType::error).empty());
+  h.open();
+  auto answers = h.of_type(P::FrameType::answer);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(P::parse_answer(answers[0].payload)->status, P::AnswerStatus::accept);
+  send_file(h, 1, b);
+  EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty()) << "no VERDICT before the commit is done";
+  EXPECT_EQ(h.r.eager_pending(), 1u);
+
+  h.r.on_file_committed(0, Result<void>(), h.now);
+  h.collect();
+  auto v = verdicts(h);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].file_id, 0u);
+  EXPECT_EQ(v[0].status, P::VerdictStatus::verified);
+  EXPECT_EQ(h.r.totals().files_verified, 1u);
+  EXPECT_EQ(h.r.totals().bytes_verified, a.size());
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::receiving) << "file 1 stays current";
+  EXPECT_EQ(h.r.eager_pending(), 0u);
+
+  h.frames.clear();
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{1, b.size(), hex128(b)}));
+  ASSERT_EQ(h.commits.size(), 2u);
+  EXPECT_EQ(h.commits[1].file_id, 1u);
+  h.r.on_file_committed(1, Result<void>(), h.now);
+  h.collect();
+  v = verdicts(h);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].file_id, 1u);
+  EXPECT_EQ(v[0].status, P::VerdictStatus::verified);
+  EXPECT_EQ(h.r.totals().files_verified, 2u);
+  EXPECT_EQ(h.r.totals().bytes_verified, a.size() + b.size());
+  h.feed(P::FrameType::end, P::to_json(P::End{2, a.size() + b.size()}));
+  EXPECT_TRUE(h.r.ended());
+  EXPECT_TRUE(h.closes.empty());
+}
+
+TEST(ReceiverPipelined, AFailedBackgroundCommitAnswersFailedWithTheError) {
+  const auto a = bytes_of(2 * kChunk, 72), b = bytes_of(kChunk + 3, 73);
+  Harness h;
+  h.hello();
+  receive_and_commit(h, 0, "a.bin", a);
+  ASSERT_EQ(h.commits.size(), 1u);
+  h.offer(1, "b.bin", b.size());
+  h.open();
+  h.frames.clear();
+  const auto err = make_error(Errc::local_io, "rename(/dest/a.bin)", 28);
+  h.r.on_file_committed(0, err, h.now);
+  h.collect();
+  auto v = verdicts(h);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].file_id, 0u);
+  EXPECT_EQ(v[0].status, P::VerdictStatus::failed);
+  EXPECT_EQ(v[0].reason, err.message());
+  EXPECT_NE(v[0].reason.find("rename(/dest/a.bin)"), std::string::npos) << v[0].reason;
+  EXPECT_EQ(h.r.totals().files_verified, 0u);
+  EXPECT_FALSE(h.r.failed()) << "the connection goes on";
+  EXPECT_TRUE(h.closes.empty());
+  EXPECT_EQ(h.r.state(), ReceiverSession::State::receiving) << "file 1 stays current";
+  // File 1 still verifies.
+  send_file(h, 1, b);
+  h.feed(P::FrameType::commit, P::to_json(P::Commit{1, b.size(), hex128(b)}));
+  ASSERT_EQ(h.commits.size(), 2u);
+  h.r.on_file_committed(1, Result<void>(), h.now);
+  h.collect();
+  v = verdicts(h);
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[1].file_id, 1u);
+  EXPECT_EQ(v[1].status, P::VerdictStatus::verified);
+}
+
+TEST(ReceiverPipelined, MoreThanTheBoundCommittingIsAViolation) {
+  const std::size_t fine = P::kMaxCommittingFiles + 1;  // the sender's committing files and its current one
+  std::vector<std::vector<std::byte>> srcs;
+  for (std::size_t i = 0; i <= fine; ++i) srcs.push_back(bytes_of(kChunk + 1 + i, 80 + static_cast<unsigned>(i)));
+  Harness h;
+  h.hello();
+  for (std::uint32_t i = 0; i < fine; ++i) {
+    SCOPED_TRACE("file " + std::to_string(i));
+    receive_and_commit(h, i, "c" + std::to_string(i), srcs[i]);
+    ASSERT_FALSE(h.r.failed());
+    ASSERT_EQ(h.commits.size(), i + 1u);
+  }
+  EXPECT_EQ(h.r.eager_pending(), fine);
+  EXPECT_TRUE(h.of_type(P::FrameType::error).empty());
+  const auto over = static_cast<std::uint32_t>(fine);
+  receive_and_commit(h, over, "c" + std::to_string(over), srcs[over]);
+  expect_violation(h);
+  EXPECT_EQ(h.commits.size(), fine) << "the one beyond the bound is not committed";
+  auto e = P::parse_error(h.of_type(P::FrameType::error).at(0).payload);
+  ASSERT_TRUE(e.ok());
+  EXPECT_NE(e->message.find("committing"), std::string::npos) << e->message;
+}
+
+TEST(ReceiverPipelined, AVerdictMakesRoomForAnotherCommit) {
+  const std::size_t fine = P::kMaxCommittingFiles + 1;
+  Harness h;
+  h.hello();
+  for (std::uint32_t i = 0; i < fine; ++i) receive_and_commit(h, i, "c" + std::to_string(i), bytes_of(kChunk + 2, 90 + i));
+  ASSERT_FALSE(h.r.failed());
+  h.r.on_file_committed(3, Result<void>(), h.now);
+  h.collect();
+  const auto more = static_cast<std::uint32_t>(fine);
+  receive_and_commit(h, more, "more", bytes_of(kChunk + 2, 120));
+  EXPECT_FALSE(h.r.failed());
+  EXPECT_EQ(h.commits.size(), fine + 1);
+  EXPECT_EQ(h.r.eager_pending(), fine);
+}
+
+TEST(ReceiverPipelined, EndWhileACommitIsPendingIsAViolation) {
+  const auto a = bytes_of(2 * kChunk + 7, 74);
+  Harness h;
+  h.hello();
+  receive_and_commit(h, 0, "a.bin", a);
+  ASSERT_EQ(h.commits.size(), 1u);
+  h.frames.clear();
+  h.feed(P::FrameType::end, P::to_json(P::End{1, a.size()}));
+  expect_violation(h);
+  EXPECT_FALSE(h.r.ended());
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty());
+  // The commit's late completion sends nothing on the failed connection.
+  h.frames.clear();
+  h.r.on_file_committed(0, Result<void>(), h.now);
+  h.collect();
+  EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty());
+}
+
+TEST(ReceiverPipelined, EndOnceEveryCommitIsAnsweredEnds) {
+  const auto a = bytes_of(2 * kChunk + 7, 75);
+  Harness h;
+  h.hello();
+  receive_and_commit(h, 0, "a.bin", a);
+  h.r.on_file_committed(0, Result<void>(), h.now);
+  h.collect();
+  h.feed(P::FrameType::end, P::to_json(P::End{1, a.size()}));
+  EXPECT_TRUE(h.r.ended());
+  auto ends = h.of_type(P::FrameType::end);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_EQ(P::parse_end(ends[0].payload)->files, 1u);
 }
 
 }  // namespace

@@ -140,7 +140,11 @@ class Harness {
           hashes.push_back(*h);
         } else if (auto* k = std::get_if<CheckSource>(&a)) {
           ++checks;
-          if (auto_check) s.on_source_checked(k->token, std::optional<SourceEntry>{}, now);
+          if (auto_check) {
+            s.on_source_checked(k->token, std::optional<SourceEntry>{}, now);
+          } else {
+            held_checks.push_back(*k);
+          }
         } else if (auto* c = std::get_if<CloseConnection>(&a)) {
           closes.push_back(*c);
         }
@@ -240,6 +244,7 @@ class Harness {
   Clock::time_point now = kT0;
   std::uint64_t confirmed = 0;
   bool auto_check = true;
+  std::vector<CheckSource> held_checks;  // without auto_check: answered by the test
   std::vector<Sent> frames;
   std::vector<ReadChunk> reads;
   std::vector<HashPrefix> hashes;
@@ -726,7 +731,13 @@ TEST(SenderCommit, DigestIsXxh3_128OfTheWholeFile) {
     ASSERT_TRUE(c.ok());
     EXPECT_EQ(c->size, size);
     EXPECT_EQ(c->xxh3_128, hex128(file));
-    EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_verdict);
+    // Version 6: every byte acknowledged and COMMIT sent, the session goes on; END
+    // waits for the VERDICT.
+    EXPECT_EQ(h.s.state(), SenderSession::State::pipelining);
+    EXPECT_TRUE(h.of_type(P::FrameType::end).empty());
+    h.feed(P::FrameType::verdict, P::to_json(P::Verdict{0, P::VerdictStatus::verified, {}}));
+    EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_end);
+    EXPECT_EQ(h.s.totals().files_verified, 1u);
   }
 }
 
@@ -1855,6 +1866,315 @@ TEST(SenderInspect, ExtraNamesAreReportedWhenTheWalkLeavesTheirDirectory) {
   }
   EXPECT_EQ(order, (std::vector<std::string>{"d=identical", "d/a=missing", "d/s=identical", "d/s/x=missing",
                                              "d/s/y=extra", "d/zz=extra", "e=missing"}));
+}
+
+}  // namespace
+}  // namespace ferry::sender
+
+// --- version 6: pipelined commits of ordinary files ---------------------------------------------------
+
+namespace ferry::sender {
+namespace {
+
+std::vector<std::vector<std::byte>> files_of(const std::vector<std::size_t>& sizes, unsigned seed) {
+  std::vector<std::vector<std::byte>> out;
+  for (std::size_t i = 0; i < sizes.size(); ++i) out.push_back(bytes_of(sizes[i], seed + static_cast<unsigned>(i)));
+  return out;
+}
+
+TEST(SenderPipelined, TheNextOfferGoesOutWithoutWaitingForTheVerdict) {
+  const auto files = files_of({3 * kChunk + 5, 5 * kChunk}, 60);
+  Harness h(files);
+  h.handshake();
+  h.take_frames();
+  send_whole_file(h, 0);
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u) << "f1 is offered with no VERDICT for f0";
+  EXPECT_EQ(o[0].file_id, 1u);
+  EXPECT_FALSE(o[0].eager);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_answer);
+  EXPECT_EQ(h.s.transfer().bytes_done, files[0].size()) << "a committing file counts as done";
+  EXPECT_EQ(h.s.transfer().files_done, 0u);
+  EXPECT_EQ(h.s.totals().files_verified, 0u);
+
+  h.take_frames();
+  h.answer(1, 0);
+  h.complete_read(0);  // f1 streams
+  ASSERT_EQ(h.s.state(), SenderSession::State::streaming);
+  h.verdict(0, true);
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+  EXPECT_EQ(h.s.totals().bytes_verified, files[0].size());
+  EXPECT_EQ(h.s.transfer().files_done, 1u);
+  EXPECT_GE(h.s.transfer().bytes_done, files[0].size());
+  EXPECT_EQ(h.s.state(), SenderSession::State::streaming) << "f1 goes on";
+  EXPECT_TRUE(h.of_type(P::FrameType::error).empty());
+
+  send_rest(h, 1);
+  EXPECT_EQ(h.s.state(), SenderSession::State::pipelining);
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty()) << "END waits for f1's VERDICT";
+  h.verdict(1, true);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_end);
+  h.feed(P::FrameType::end, P::to_json(P::End{2, files[0].size() + files[1].size()}));
+  ASSERT_TRUE(h.s.finished());
+  EXPECT_TRUE(h.s.outcome().ok());
+  EXPECT_EQ(h.s.totals().files_verified, 2u);
+  EXPECT_EQ(h.s.totals().bytes_resent, 0u);
+}
+
+TEST(SenderPipelined, EndWaitsForEveryVerdictInAnyOrder) {
+  const auto files = files_of({kChunk + 1, 2 * kChunk + 9}, 62);
+  Harness h(files);
+  h.handshake();
+  h.take_frames();
+  send_whole_file(h, 0);
+  h.take_frames();
+  send_whole_file(h, 1);
+  EXPECT_EQ(h.s.state(), SenderSession::State::pipelining);
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty());
+  EXPECT_EQ(h.s.transfer().bytes_done, files[0].size() + files[1].size());
+  h.verdict(1, true);
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty()) << "f0 has no VERDICT yet";
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+  h.verdict(0, true);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.totals().files_verified, 2u);
+  // A second VERDICT for a file already answered is not for any file in flight.
+  h.verdict(0, true);
+  expect_protocol_failure(h);
+}
+
+TEST(SenderPipelined, AnAckBeforeTheCommitMovesOnAtTheCommit) {
+  const auto files = files_of({3 * kChunk + 5, kChunk}, 64);
+  Harness h(files);
+  h.auto_check = false;
+  h.handshake();
+  h.take_frames();
+  h.answer(0, 0);
+  for (int round = 0; round < 100 && h.held_checks.empty(); ++round) h.complete_all_reads();
+  ASSERT_EQ(h.held_checks.size(), 1u) << "every block sent: the source is checked";
+  h.feed_position(P::FrameType::ack, 0, files[0].size());
+  EXPECT_EQ(h.s.state(), SenderSession::State::streaming);
+  EXPECT_TRUE(h.of_type(P::FrameType::commit).empty());
+  EXPECT_TRUE(offers(h).empty()) << "nothing moves on before the COMMIT";
+  const CheckSource check = h.held_checks.front();
+  h.held_checks.clear();
+  h.s.on_source_checked(check.token, std::optional<SourceEntry>{}, h.now);
+  h.collect();
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u) << "every byte acknowledged: the COMMIT moves on at once";
+  EXPECT_EQ(o[0].file_id, 1u);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_answer);
+}
+
+TEST(SenderPipelined, AnAckAfterTheCommitMovesOnAtThatAck) {
+  const auto files = files_of({3 * kChunk + 5, kChunk}, 66);
+  Harness h(files);
+  h.handshake();
+  h.take_frames();
+  h.answer(0, 0);
+  for (int round = 0; round < 100 && h.of_type(P::FrameType::commit).empty(); ++round) h.complete_all_reads();
+  ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_verdict);
+  h.feed_position(P::FrameType::ack, 0, 2 * kChunk);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_verdict) << "bytes still unacknowledged";
+  EXPECT_TRUE(offers(h).empty());
+  h.feed_position(P::FrameType::ack, 0, files[0].size());
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].file_id, 1u);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_answer);
+}
+
+TEST(SenderPipelined, AFailedVerdictOffersTheFileAgainLaterAsAResend) {
+  const auto files = files_of({3 * kChunk + 5, 2 * kChunk, kChunk + 7}, 68);
+  const std::uint64_t total = files[0].size() + files[1].size() + files[2].size();
+  Harness h(files);
+  std::vector<Event> ev;
+  auto take = [&] {
+    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
+  };
+  h.handshake();
+  h.take_frames();
+  send_whole_file(h, 0);
+  ASSERT_EQ(offers(h).size(), 1u);
+  EXPECT_EQ(offers(h)[0].file_id, 1u);
+  take();
+  const auto before = h.s.transfer().bytes_done;
+  h.verdict(0, false);
+  take();
+  EXPECT_GE(h.s.transfer().bytes_done, before) << "bytes_done never goes down";
+  EXPECT_EQ(h.s.transfer().files_done, 0u);
+  const Event* w = last_of(ev, EventType::warning, "f0");
+  ASSERT_NE(w, nullptr) << "the failed VERDICT is reported";
+  EXPECT_NE(w->detail.find("verification failed"), std::string::npos) << w->detail;
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_answer) << "f1 stays current";
+
+  h.take_frames();
+  send_whole_file(h, 1);
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].file_id, 0u) << "f0 again, after f1 (taken before) and before f2";
+  EXPECT_FALSE(o[0].eager);
+  h.take_frames();
+  send_whole_file(h, 0);
+  auto data = h.of_type(P::FrameType::data);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.front().offset, 0u);
+  EXPECT_EQ(h.data_bytes(), files[0].size());
+  EXPECT_EQ(h.s.totals().bytes_resent, files[0].size());
+  o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].file_id, 2u);
+  h.verdict(1, true);
+  h.verdict(0, true);
+  h.take_frames();
+  send_whole_file(h, 2);
+  h.verdict(2, true);
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  h.feed(P::FrameType::end, P::to_json(P::End{3, total}));
+  take();
+  ASSERT_TRUE(h.s.finished());
+  EXPECT_TRUE(h.s.outcome().ok());
+  EXPECT_EQ(h.s.totals().files_verified, 3u);
+  EXPECT_EQ(h.s.totals().files_failed, 0u);
+  EXPECT_EQ(h.s.transfer().bytes_done, total);
+  check_transfer_events(ev, 3, total);
+}
+
+TEST(SenderPipelined, AFailedVerdictAtTheLastAttemptFailsTheFile) {
+  const auto files = files_of({2 * kChunk + 1, kChunk}, 70);
+  Harness h(files, config(/*attempts=*/2));
+  h.handshake();
+  h.take_frames();
+  send_whole_file(h, 0);
+  h.verdict(0, false);
+  h.take_frames();
+  send_whole_file(h, 1);
+  ASSERT_EQ(offers(h).size(), 1u);
+  EXPECT_EQ(offers(h)[0].file_id, 0u);
+  h.take_frames();
+  send_whole_file(h, 0);  // attempt 2, committing again
+  h.verdict(1, true);
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty());
+  h.verdict(0, false);
+  EXPECT_TRUE(offers(h).empty()) << "no third attempt";
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.transfer().bytes_done, files[0].size() + files[1].size());
+  h.feed(P::FrameType::end, P::to_json(P::End{1, files[1].size()}));
+  ASSERT_TRUE(h.s.finished());
+  auto out = h.s.outcome();
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().code, Errc::verification) << out.error().message();
+  EXPECT_NE(out.error().message().find("failed verification"), std::string::npos) << out.error().message();
+  EXPECT_EQ(h.s.totals().files_failed, 1u);
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+}
+
+TEST(SenderPipelined, AtMostTheBoundCommitWithoutTheirVerdicts) {
+  const std::size_t n = P::kMaxCommittingFiles + 2;
+  std::vector<std::size_t> sizes(n, kChunk + 1);  // top level and two blocks: never eager
+  Harness h(files_of(sizes, 72));
+  h.handshake();
+  for (std::uint32_t i = 0; i < P::kMaxCommittingFiles; ++i) {
+    SCOPED_TRACE("file " + std::to_string(i));
+    h.take_frames();
+    send_whole_file(h, i);
+    auto o = offers(h);
+    ASSERT_EQ(o.size(), 1u);
+    EXPECT_EQ(o[0].file_id, i + 1) << "moved on without a VERDICT";
+    EXPECT_FALSE(o[0].eager);
+  }
+  const auto last = static_cast<std::uint32_t>(P::kMaxCommittingFiles);
+  h.take_frames();
+  send_whole_file(h, last);
+  EXPECT_EQ(h.s.state(), SenderSession::State::awaiting_verdict) << "the bound is full: its VERDICT is awaited";
+  EXPECT_TRUE(offers(h).empty());
+  EXPECT_TRUE(h.of_type(P::FrameType::verdict).empty());
+  h.take_frames();
+  h.verdict(0, true);  // one of the committing files: its slot goes to the waiting one
+  auto o = offers(h);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].file_id, last + 1) << "a VERDICT that frees a slot lets the waiting file move on";
+  EXPECT_EQ(h.s.totals().files_verified, 1u);
+  for (std::uint32_t i = 1; i <= last; ++i) h.verdict(i, true);
+  EXPECT_EQ(h.s.totals().files_verified, P::kMaxCommittingFiles + 1);
+  h.take_frames();
+  send_whole_file(h, last + 1);
+  EXPECT_TRUE(h.of_type(P::FrameType::end).empty());
+  h.verdict(last + 1, true);
+  EXPECT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  EXPECT_EQ(h.s.totals().files_verified, n);
+}
+
+TEST(SenderPipelined, AfterALostConnectionCommittingFilesAreOfferedAgainOrdinarily) {
+  const auto files = files_of({3 * kChunk + 5, 2 * kChunk, kChunk + 7, 4 * kChunk, kChunk + 3}, 74);
+  std::uint64_t total = 0;
+  for (const auto& f : files) total += f.size();
+  Harness h(files);
+  std::vector<Event> ev;
+  auto take = [&] {
+    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
+  };
+  h.handshake();
+  h.take_frames();
+  send_whole_file(h, 0);
+  h.take_frames();
+  send_whole_file(h, 1);
+  h.take_frames();
+  send_whole_file(h, 2);
+  h.verdict(1, true);  // f0 and f2 have none
+  ASSERT_EQ(offers(h).size(), 1u);
+  EXPECT_EQ(offers(h)[0].file_id, 3u);
+  take();
+  const auto before = h.s.transfer();
+  EXPECT_EQ(before.bytes_done, files[0].size() + files[1].size() + files[2].size());
+  EXPECT_EQ(before.files_done, 1u);
+
+  h.s.on_disconnected(make_error(Errc::connection, "test: cut"), h.now);
+  h.collect();
+  take();
+  EXPECT_GE(h.s.transfer().bytes_done, before.bytes_done) << "bytes_done does not go down on the loss";
+  h.take_frames();
+  h.now += milliseconds(300);
+  h.handshake();
+  take();
+  EXPECT_GE(h.s.transfer().bytes_done, before.bytes_done);
+  std::vector<std::uint32_t> order;
+  // f0 was committed before the cut: the receiver holds it whole.
+  for (int guard = 0; guard < 10 && !h.s.finished(); ++guard) {
+    auto o = offers(h);
+    if (o.empty()) break;
+    ASSERT_EQ(o.size(), 1u);
+    const auto id = o[0].file_id;
+    EXPECT_FALSE(o[0].eager);
+    order.push_back(id);
+    h.take_frames();
+    if (id == 0) {
+      h.answer(0, files[0].size());
+      h.complete_hash();
+      ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
+      EXPECT_EQ(h.data_bytes(), 0u);
+    } else {
+      send_whole_file(h, id);
+    }
+    take();
+    EXPECT_GE(h.s.transfer().bytes_done, before.bytes_done);
+    h.verdict(id, true);
+    take();
+  }
+  // f3, current at the cut, is offered again first (the receiver may hold part of it);
+  // then f0 and f2 in entry order, before the new f4. f1 has its VERDICT.
+  EXPECT_EQ(order, (std::vector<std::uint32_t>{3, 0, 2, 4}));
+  ASSERT_EQ(h.of_type(P::FrameType::end).size(), 1u);
+  h.feed(P::FrameType::end, P::to_json(P::End{5, total}));
+  ASSERT_TRUE(h.s.finished());
+  EXPECT_TRUE(h.s.outcome().ok()) << h.s.outcome().error().message();
+  EXPECT_EQ(h.s.totals().files_verified, 5u);
+  EXPECT_EQ(h.s.transfer().bytes_done, total);
+  EXPECT_EQ(h.s.totals().bytes_resent, files[2].size()) << "f2 sent again whole; f0 only verified";
+  check_transfer_events(ev, 5, total);
 }
 
 }  // namespace
