@@ -382,8 +382,8 @@ void SenderSession::resume_at(std::uint64_t offset, Clock::time_point now) {
 void SenderSession::on_ack(P::Bytes payload, Clock::time_point now) {
   if (!take_position(payload, now)) return;
   event(EventType::progress);
-  if (state_ == State::awaiting_verdict) return commit_in_background(now);
-  pump(now);
+  if (state_ == State::awaiting_verdict) commit_in_background(now);
+  pump(now);  // re-sends after a go-back wait for the window, in awaiting_verdict too
 }
 
 // ERROR for: a malformed body, an RPOS for a file not offered yet, an offset outside
