@@ -383,7 +383,7 @@ void SenderSession::on_ack(P::Bytes payload, Clock::time_point now) {
   if (!take_position(payload, now)) return;
   event(EventType::progress);
   if (state_ == State::awaiting_verdict) commit_in_background(now);
-  pump(now);  // re-sends after a go-back wait for the window, in awaiting_verdict too
+  pump(now);  // as on every ACK (nothing to do unless streaming or awaiting a verdict)
 }
 
 // ERROR for: a malformed body, an RPOS for a file not offered yet, an offset outside
