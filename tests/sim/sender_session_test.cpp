@@ -1108,6 +1108,11 @@ void send_rest(Harness& h, std::uint32_t file) {
   ASSERT_EQ(h.of_type(P::FrameType::commit).size(), 1u);
 }
 
+// Appends the session's events so far to `ev`.
+void take_events_into(Harness& h, std::vector<Event>& ev) {
+  for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
+}
+
 const Event* last_of(const std::vector<Event>& events, EventType t, const std::string& path) {
   const Event* found = nullptr;
   for (const auto& e : events) {
@@ -1127,9 +1132,7 @@ TEST(SenderTransfer, FiguresAcrossFilesARefusalAResumeAndAResend) {
   }
   Harness h(files);
   std::vector<Event> ev;
-  auto take = [&] {
-    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
-  };
+  auto take = [&] { take_events_into(h, ev); };
   EXPECT_EQ(h.s.transfer().files_total, 4u);
   EXPECT_EQ(h.s.transfer().bytes_total, total);
   EXPECT_EQ(h.s.transfer().bytes_done, 0u);
@@ -1848,9 +1851,7 @@ TEST(SenderInspect, ExtraNamesAreReportedWhenTheWalkLeavesTheirDirectory) {
                                                          {}, std::move(names), false}));
   };
   std::vector<Event> ev;
-  auto take = [&] {
-    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
-  };
+  auto take = [&] { take_events_into(h, ev); };
   reply(0, {"a", "s", "zz"});
   reply(1, {});
   reply(2, {"x", "y"});
@@ -1992,9 +1993,7 @@ TEST(SenderPipelined, AFailedVerdictOffersTheFileAgainLaterAsAResend) {
   const std::uint64_t total = files[0].size() + files[1].size() + files[2].size();
   Harness h(files);
   std::vector<Event> ev;
-  auto take = [&] {
-    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
-  };
+  auto take = [&] { take_events_into(h, ev); };
   h.handshake();
   h.take_frames();
   send_whole_file(h, 0);
@@ -2114,9 +2113,7 @@ TEST(SenderPipelined, AfterALostConnectionCommittingFilesAreOfferedAgainOrdinari
   for (const auto& f : files) total += f.size();
   Harness h(files);
   std::vector<Event> ev;
-  auto take = [&] {
-    for (auto& e : h.s.take_events()) ev.push_back(std::move(e));
-  };
+  auto take = [&] { take_events_into(h, ev); };
   h.handshake();
   h.take_frames();
   send_whole_file(h, 0);
