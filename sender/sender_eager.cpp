@@ -255,8 +255,7 @@ void SenderSession::requeue_eager() {
   for (const auto& [entry, attempts] : committing_) {
     again.insert(std::lower_bound(again.begin(), again.end(), entry), entry);
     retry_attempts_[entry] = attempts;
-    committing_bytes_ -= this->entry(entry).size;
-    recount(entry, this->entry(entry).size);
+    recounted_[entry] = this->entry(entry).size;  // still counted in committing_bytes_
   }
   committing_.clear();
   clear_eager();  // their reads still in flight come back stale (eager_tokens_ keeps them)
