@@ -37,8 +37,8 @@ namespace {
 constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
 // The most one read from a sender's connection takes at once.
 constexpr std::size_t kReadSize = 512 * 1024;
-// A batch of eager files starts at once when it reaches either bound, else when the
-// sender's input is drained (lib/fs/file_batch makes a batch durable together).
+// A batch of eager files starts when it reaches either bound, else when the sender's
+// input is drained (lib/fs/file_batch makes a batch durable together).
 constexpr std::size_t kBatchFiles = 512;
 constexpr std::uint64_t kBatchBytes = 8 * 1024 * 1024;
 // Before the handshake is complete: a stranger's connection costs little memory.
@@ -81,8 +81,9 @@ struct BatchJob {
   std::vector<StagedFile> files;
   std::vector<std::uint32_t> ids;
   std::vector<std::string> keys;  // in busy_ until the batch is renamed
-  BatchOutcome outcome;
-  std::shared_ptr<BatchJob> prior;  // the batch whose names this one's syncfs makes durable
+  PreparedBatch prepared{};         // after its prepare step (empty for the names alone)
+  BatchOutcome outcome{};           // after its finish step
+  std::shared_ptr<BatchJob> prior{};  // the batch whose names this one's syncfs makes durable
 };
 
 struct Peer {
@@ -105,14 +106,18 @@ struct Peer {
   // first write with the file's block size, bounded (kWriteBudget).
   std::unique_ptr<BufferPool> write_buffers;
   std::shared_ptr<WritesInFlight> writes_in_flight = std::make_shared<WritesInFlight>();
-  // Eager files verified and waiting to be committed together (lib/fs/file_batch), and
-  // whether a batch of this peer is on the pool now (one at a time, so VERDICTs keep
-  // their order). Bounded by the session (protocol::kMaxEagerFiles, kMaxEagerBytes).
+  // Eager files verified and waiting to be committed together (lib/fs/file_batch).
+  // Bounded by the session (protocol::kMaxEagerFiles, kMaxEagerBytes).
   std::vector<StagedFile> staged;
   std::vector<std::uint32_t> staged_ids;
   std::vector<std::string> staged_keys;  // their on-disk keys, held in busy_
   std::uint64_t staged_bytes = 0;
-  bool batch_running = false;
+  // A batch in its prepare step on the pool, one prepared and waiting for its finish
+  // step, and whether a finish step is on the pool: one of each at a time, so VERDICTs
+  // keep their order (ReceiverEngine::pump_batches).
+  bool preparing = false;
+  std::shared_ptr<BatchJob> prepared;
+  bool finishing = false;
   // The last batch, renamed but its names not yet durable (commit_batch_pipelined):
   // its outcomes (VERDICTs) wait for the next batch's syncfs or a sync of the names.
   std::shared_ptr<BatchJob> names_pending;
@@ -123,6 +128,8 @@ struct Peer {
   // Fires at the session's next_deadline(); data = this Peer, which calls on_deadline.
   UvOwner<uv_timer_t> deadline_timer;
   std::function<void()> on_deadline;
+  // The staged files start a batch of any size (the input was drained, or the sender left).
+  bool batch_due = false;
 
   // The sender is still there to talk to.
   bool connected() const { return conn && conn->is_open(); }
@@ -279,7 +286,8 @@ class ReceiverEngine final : public Engine {
       if (!q || done_) return;
       q->session.on_input_drained(Clock::now());
       drain(*q);
-      start_batch(*q);  // nothing more to read for now: commit what is staged
+      q->batch_due = true;  // nothing more to read for now: commit what is staged
+      pump_batches(*q);
     };
     p->conn->start(std::move(cb));
     arm_deadline(*p);  // the handshake deadline
@@ -351,7 +359,8 @@ class ReceiverEngine final : public Engine {
     }
     p->session.on_disconnected(why, Clock::now());
     drain(*p);
-    start_batch(*p);  // verified files are committed even though no VERDICT can be sent
+    p->batch_due = true;
+    pump_batches(*p);  // verified files are committed even though no VERDICT can be sent
     // Serving many: a peer that failed authentication is one warning line, and the
     // receiver goes on (a single transfer ends with that error instead, below).
     auto failure = p->session.failure();
@@ -728,29 +737,77 @@ class ReceiverEngine final : public Engine {
     p.staged.push_back(
         StagedFile{std::move(sm.offer.path), sm.offer.mode, sm.offer.mtime_ns, std::move(sm.data), directory});
     p.staged_ids.push_back(sm.file_id);
-    if (p.staged.size() >= kBatchFiles || p.staged_bytes >= kBatchBytes) start_batch(p);
+    if (p.staged.size() >= kBatchFiles || p.staged_bytes >= kBatchBytes) pump_batches(p);
   }
 
-  // Commits the staged files on the pool as one batch (durable together, then renamed),
-  // one batch of a peer at a time, so VERDICTs keep their order. A batch's outcomes
-  // wait until its names are durable too: made so by the next batch's syncfs (one sync
-  // per batch while files keep coming), or by a sync of the names alone when nothing
-  // more is staged.
-  void start_batch(Peer& p) {
-    if (p.batch_running || (p.staged.empty() && !p.names_pending)) return;
-    p.batch_running = true;
+  // Commits the staged files as batches, each in two steps on the pool (lib/fs/file_batch):
+  // prepare (temporaries written) and finish (made durable together, then renamed). The
+  // next batch is prepared while the previous one finishes (waits for its syncfs). A
+  // batch's outcomes wait until its names are durable too: made so by the next batch's
+  // syncfs (one sync per batch while files keep coming), or by a sync of the names alone
+  // when nothing more is staged.
+  void pump_batches(Peer& p) {
+    start_prepare(p);
+    start_finish(p);
+  }
+
+  void start_prepare(Peer& p) {
+    if (p.preparing || p.prepared || p.staged.empty()) return;
+    if (!p.batch_due && p.staged.size() < kBatchFiles && p.staged_bytes < kBatchBytes) return;
+    p.batch_due = false;
+    p.preparing = true;
     ++p.jobs;
     auto job = std::make_shared<BatchJob>(BatchJob{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}),
-                                                   std::exchange(p.staged_keys, {}), {}, std::move(p.names_pending)});
-    p.names_pending.reset();
+                                                   std::exchange(p.staged_keys, {})});
     p.staged_bytes = 0;
+    // A batch finishing or with names pending before this one: this one will most likely
+    // carry those names' syncfs, so its own data waits for that one call too.
+    const bool syncfs_follows = p.finishing || p.names_pending;
+    auto dest = dest_;
+    const std::uint64_t id = p.id;
+    run_on_pool(
+        loop_,
+        [job, dest, syncfs_follows] {
+          job->prepared = prepare_batch(*dest, job->files, syncfs_follows);
+          for (auto& f : job->files) std::vector<std::byte>().swap(f.data);  // the names alone are kept
+        },
+        guarded(this, [id, job](ReceiverEngine& self) { self.batch_prepared(id, job); }));
+  }
+
+  void batch_prepared(std::uint64_t id, const std::shared_ptr<BatchJob>& job) {
+    Peer* q = find(id);
+    if (!q) return;
+    --q->jobs;
+    q->preparing = false;
+    q->prepared = job;
+    pump_batches(*q);
+    forget_if_idle(id);
+  }
+
+  // The prepared batch, or the pending names alone when nothing more is on its way.
+  void start_finish(Peer& p) {
+    if (p.finishing) return;
+    std::shared_ptr<BatchJob> job;
+    if (p.prepared) {
+      job = std::exchange(p.prepared, {});
+    } else if (p.names_pending && !p.preparing && p.staged.empty()) {
+      job = std::make_shared<BatchJob>();
+    } else {
+      return;
+    }
+    job->prior = std::exchange(p.names_pending, {});
+    p.finishing = true;
+    ++p.jobs;
     auto dest = dest_;
     const std::uint64_t id = p.id;
     run_on_pool(
         loop_,
         [job, dest] {
-          job->outcome = commit_batch_pipelined(*dest, job->files, job->prior != nullptr);
-          for (auto& f : job->files) std::vector<std::byte>().swap(f.data);  // the names alone are kept
+          if (job->files.empty()) {
+            if (job->prior) job->outcome.prior = sync_names(*dest);
+          } else {
+            job->outcome = finish_batch(job->prepared, job->prior != nullptr);
+          }
         },
         guarded(this, [id, job](ReceiverEngine& self) { self.batch_done(id, job); }));
   }
@@ -761,7 +818,7 @@ class ReceiverEngine final : public Engine {
     Peer* q = find(id);
     if (!q) return;
     --q->jobs;
-    q->batch_running = false;
+    q->finishing = false;
     if (job->prior) report_batch(*q, *job->prior, job->outcome.prior);
     if (job->outcome.names_pending) {
       q->names_pending = job;
@@ -770,7 +827,8 @@ class ReceiverEngine final : public Engine {
     }
     job->prior.reset();
     drain(*q);
-    start_batch(*q);  // files staged while this batch ran, or the names it left pending
+    q->batch_due = true;  // as the input drains: what was staged meanwhile goes next
+    pump_batches(*q);     // the batch prepared meanwhile, or the names it left pending
     forget_if_idle(id);
   }
 

@@ -77,33 +77,50 @@ bool process_gone(pid_t pid) { return pid > 0 && ::kill(pid, 0) != 0 && errno ==
 
 }  // namespace
 
-// One round of commit_batch: the files of at most kMaxDirsPerRound directories,
-// committed together (stage, make durable, rename, sync the directories).
+// One round of a batch: the files of at most kMaxDirsPerRound directories. commit_batch
+// runs each round through every step at once; prepare_batch stages every round (and
+// closes their directories), and finish_batch makes them durable together and renames.
 class BatchCommit {
  public:
   BatchCommit(DestDir& dest, const BatchSync& sync, std::vector<Result<void>>& results)
       : dest_(dest), sync_(sync), results_(results) {}
-  // commit_batch_pipelined: the names are left to a later syncfs (no sync_dirs after a
-  // syncfs round), and `force_syncfs` makes a round of any size use one.
-  BatchCommit(DestDir& dest, const BatchSync& sync, std::vector<Result<void>>& results, bool force_syncfs)
-      : dest_(dest), sync_(sync), results_(results), pipelined_(true), force_syncfs_(force_syncfs) {}
 
-  // Commits files[i] for each i in `round` (results_[i] gets its outcome).
-  void run(std::span<StagedFile> files, const std::vector<std::size_t>& round);
+  // Stages files[i] for each i in `round`: temporaries created and written, mode and
+  // mtime set. With `use_syncfs` their descriptors are closed (a syncfs makes them
+  // durable later), else they stay open for fdatasync (at most kMaxOpenFiles at once).
+  void stage_all(std::span<StagedFile> files, const std::vector<std::size_t>& round, bool use_syncfs);
+  // After stage_all: every file still open is synced (fdatasync mode) and every
+  // directory closed, its identity kept: a prepared round holds no descriptor.
+  void release();
+  // One syncfs made the round durable (or failed: every live file fails with `synced`).
+  void after_syncfs(const Result<void>& synced);
+  // fdatasync mode: syncs and closes every file still open; one that fails is failed.
+  void sync_open_files();
+  // Renames every live file into place (reopening released directories).
+  void rename_all();
+  // commit_batch: one fsync per directory renamed into, or one syncfs for several
+  // (see the definition).
+  void sync_dirs(bool synced_by_syncfs);
+  bool renamed_any() const;
   // remove_dead_batch_temps() (file_batch.hpp).
   static std::size_t remove_dead_temps(DestDir& dest, const std::string& wire_dir);
-  // After run(): the round's syncfs (ok when it used none), and whether it renamed a
-  // file whose name no sync made durable yet (pipelined only).
-  const Result<void>& syncfs_result() const { return syncfs_result_; }
   // sync_names() (file_batch.hpp): the one syncfs call of this file, whose error the
   // callers extend with the files it concerns.
   static Result<void> sync_names(DestDir& dest, const BatchSync& sync);
-  bool names_pending() const { return names_pending_; }
+  // The temporaries left by a round that is dropped unfinished are removed.
+  void discard();
+  // After rename_all (and sync_dirs): the round's directories are closed.
+  void close_dirs() {
+    for (auto& dir : dirs_) dir.fd.reset();
+  }
 
  private:
   struct Dir {
     std::string key;  // parent_key of its files
+    std::string wire_path;  // a file's wire path in it (to reopen it with open_parent)
     UniqueFd fd;
+    dev_t dev = 0;  // identity kept by release(), checked when reopened
+    ino_t ino = 0;
     bool renamed_into = false;
   };
   struct Item {
@@ -115,15 +132,11 @@ class BatchCommit {
     bool renamed = false;
   };
 
-  void stage(Item& item, const StagedFile& file);
+  void stage(Item& item, const StagedFile& file, bool use_syncfs);
   void make_directory(Item& item, const std::string& wire_path);
   Result<std::size_t> open_dir(const StagedFile& file, std::string& leaf);
+  Result<void> reopen_dir(Dir& dir);
   Result<void> create_temp(Item& item);
-  void make_durable();
-  void sync_open_files();
-  void rename_all();
-  void sync_dirs();
-  // sync_dirs() by one syncfs of the destination's file system.
   void sync_dirs_together();
   void fail(Item& item, Error error);
   std::size_t open_files() const;
@@ -132,28 +145,19 @@ class BatchCommit {
   const BatchSync& sync_;
   std::vector<Result<void>>& results_;
   const pid_t pid_ = ::getpid();
-  bool pipelined_ = false;
-  bool force_syncfs_ = false;
-  bool use_syncfs_ = false;
-  Result<void> syncfs_result_;
-  bool names_pending_ = false;
   std::vector<Dir> dirs_;
   std::vector<Item> items_;
 };
 
-void BatchCommit::run(std::span<StagedFile> files, const std::vector<std::size_t>& round) {
-  use_syncfs_ = !dest_.options_.no_fsync && (force_syncfs_ || round.size() >= sync_.syncfs_from);
+void BatchCommit::stage_all(std::span<StagedFile> files, const std::vector<std::size_t>& round, bool use_syncfs) {
   items_.resize(round.size());
   for (std::size_t i = 0; i < round.size(); ++i) {
     const StagedFile& file = files[round[i]];
     items_[i].index = round[i];
     items_[i].shown = dest_.path_ + "/" + file.wire_path;
-    stage(items_[i], file);
-    if (!use_syncfs_ && !dest_.options_.no_fsync && open_files() >= kMaxOpenFiles) sync_open_files();
+    stage(items_[i], file, use_syncfs);
+    if (!use_syncfs && !dest_.options_.no_fsync && open_files() >= kMaxOpenFiles) sync_open_files();
   }
-  make_durable();
-  rename_all();
-  sync_dirs();
 }
 
 // The directory of `file` (cached per round) and its last component in `leaf`.
@@ -175,8 +179,26 @@ Result<std::size_t> BatchCommit::open_dir(const StagedFile& file, std::string& l
   // A failed walk is not cached: each file of that directory reports its own path.
   auto fd = dest_.open_parent(file.wire_path, leaf, true);
   if (!fd) return fd.error();
-  dirs_.push_back(Dir{key, std::move(*fd)});
+  dirs_.push_back(Dir{key, file.wire_path, std::move(*fd)});
   return dirs_.size() - 1;
+}
+
+// The directory a released round staged into, opened again the same safe way; one
+// that is no longer the same directory (moved or replaced meanwhile) is an error: its
+// files' temporaries are not there.
+Result<void> BatchCommit::reopen_dir(Dir& dir) {
+  if (dir.fd) return {};
+  std::string leaf;
+  auto fd = dest_.open_parent(dir.wire_path, leaf, false);
+  if (!fd) return fd.error();
+  struct stat st{};
+  if (::fstat(fd->get(), &st) != 0) return make_error(Errc::local_io, "fstat(directory of " + dir.wire_path + ")", errno);
+  if (st.st_dev != dir.dev || st.st_ino != dir.ino) {
+    return make_error(Errc::local_io, "directory of " + dest_.path_ + "/" + dir.wire_path +
+                                          " was replaced while its batch was written");
+  }
+  dir.fd = std::move(*fd);
+  return {};
 }
 
 Result<void> BatchCommit::create_temp(Item& item) {
@@ -194,7 +216,7 @@ Result<void> BatchCommit::create_temp(Item& item) {
 
 // Temporary created, bytes written, mode and mtime set. The descriptor stays open only
 // for the fdatasync mode.
-void BatchCommit::stage(Item& item, const StagedFile& file) {
+void BatchCommit::stage(Item& item, const StagedFile& file, bool use_syncfs) {
   auto dir = open_dir(file, item.leaf);
   if (!dir) return fail(item, dir.error());
   item.dir = *dir;
@@ -205,7 +227,7 @@ void BatchCommit::stage(Item& item, const StagedFile& file) {
   if (auto m = apply_offer_metadata(item.fd.get(), file.mode & ~dest_.umask_, file.mtime_ns, item.shown); !m) {
     return fail(item, m.error());
   }
-  if (use_syncfs_ || dest_.options_.no_fsync) item.fd.reset();
+  if (use_syncfs || dest_.options_.no_fsync) item.fd.reset();
 }
 
 // In place at once (nothing to make durable first): counted as renamed, so its parent
@@ -231,7 +253,6 @@ std::size_t BatchCommit::open_files() const {
   return n;
 }
 
-// fdatasync mode: syncs and closes every file still open; one that fails is failed.
 void BatchCommit::sync_open_files() {
   auto call = sync_.fdatasync_call != nullptr ? sync_.fdatasync_call : ::fdatasync;
   for (auto& item : items_) {
@@ -244,31 +265,55 @@ void BatchCommit::sync_open_files() {
   }
 }
 
-// After this, every live file's bytes are durable (or no_fsync): only then may it be
-// renamed. A failed syncfs says nothing about which file was not written back, so it
-// fails them all.
-void BatchCommit::make_durable() {
-  if (dest_.options_.no_fsync) return;
-  if (!use_syncfs_) return sync_open_files();
-  syncfs_result_ = sync_names(dest_, sync_);
-  if (syncfs_result_) return;
-  const int err = syncfs_result_.error().sys_errno;
+void BatchCommit::release() {
+  if (!dest_.options_.no_fsync) sync_open_files();
+  for (auto& dir : dirs_) {
+    struct stat st{};
+    if (::fstat(dir.fd.get(), &st) != 0) {
+      const int err = errno;
+      for (auto& item : items_) {
+        if (item.alive && &dirs_[item.dir] == &dir) {
+          fail(item, make_error(Errc::local_io, "fstat(directory of " + item.shown + ")", err));
+        }
+      }
+    }
+    dir.dev = st.st_dev;
+    dir.ino = st.st_ino;
+    dir.fd.reset();
+  }
+}
+
+// Only after this may a file be renamed. A failed syncfs says nothing about which file
+// was not written back, so it fails them all.
+void BatchCommit::after_syncfs(const Result<void>& synced) {
+  if (synced) return;
+  const int err = synced.error().sys_errno;
   for (auto& item : items_) {
     if (item.alive) fail(item, make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") for " + item.shown, err));
   }
+  for (auto& item : items_) item.fd.reset();
 }
 
 void BatchCommit::rename_all() {
   for (auto& item : items_) {
     if (!item.alive) continue;
-    const int dfd = dirs_[item.dir].fd.get();
-    if (::renameat(dfd, item.temp.c_str(), dfd, item.leaf.c_str()) != 0) {
+    Dir& dir = dirs_[item.dir];
+    if (auto open = reopen_dir(dir); !open) {
+      fail(item, open.error());
+      continue;
+    }
+    item.fd.reset();  // a syncfs made it durable (fdatasync mode: synced and closed already)
+    if (::renameat(dir.fd.get(), item.temp.c_str(), dir.fd.get(), item.leaf.c_str()) != 0) {
       fail(item, make_error(Errc::local_io, "rename(" + item.shown + ")", errno));
       continue;
     }
     item.renamed = true;
-    dirs_[item.dir].renamed_into = true;
+    dir.renamed_into = true;
   }
+}
+
+bool BatchCommit::renamed_any() const {
+  return std::any_of(dirs_.begin(), dirs_.end(), [](const Dir& d) { return d.renamed_into; });
 }
 
 // One fsync per directory renamed into, or, when the batch was made durable by a
@@ -276,20 +321,21 @@ void BatchCommit::rename_all() {
 // writes back every dirty directory of the file system: one device flush instead of one
 // per directory). The files are in place then, but a failure means their names may not
 // survive a crash: they are reported failed (not removed).
-void BatchCommit::sync_dirs() {
+void BatchCommit::sync_dirs(bool synced_by_syncfs) {
   if (dest_.options_.no_fsync) return;
   const auto touched = std::count_if(dirs_.begin(), dirs_.end(), [](const Dir& d) { return d.renamed_into; });
-  if (pipelined_ && use_syncfs_) {
-    names_pending_ = touched > 0;  // the caller's next syncfs makes them durable
-    return;
-  }
-  if (use_syncfs_ && touched > 1) return sync_dirs_together();
+  if (synced_by_syncfs && touched > 1) return sync_dirs_together();
   for (std::size_t d = 0; d < dirs_.size(); ++d) {
-    if (!dirs_[d].renamed_into || ::fsync(dirs_[d].fd.get()) == 0) continue;
+    if (!dirs_[d].renamed_into) continue;
+    // A released round whose only news here are directories made while it was
+    // prepared has not opened this one again yet.
+    auto open = reopen_dir(dirs_[d]);
+    if (open && ::fsync(dirs_[d].fd.get()) == 0) continue;
     const int err = errno;
     for (auto& item : items_) {
       if (item.renamed && item.dir == d) {
-        results_[item.index] = make_error(Errc::local_io, "fsync(directory of " + item.shown + ")", err);
+        results_[item.index] =
+            open ? make_error(Errc::local_io, "fsync(directory of " + item.shown + ")", err) : open.error();
       }
     }
   }
@@ -306,10 +352,16 @@ void BatchCommit::sync_dirs_together() {
   }
 }
 
+void BatchCommit::discard() {
+  for (auto& item : items_) {
+    if (item.alive) fail(item, make_error(Errc::internal, "batch dropped before its commit: " + item.shown));
+  }
+}
+
 void BatchCommit::fail(Item& item, Error error) {
   results_[item.index] = std::move(error);
   item.fd.reset();
-  if (!item.temp.empty()) ::unlinkat(dirs_[item.dir].fd.get(), item.temp.c_str(), 0);
+  if (!item.temp.empty() && reopen_dir(dirs_[item.dir])) ::unlinkat(dirs_[item.dir].fd.get(), item.temp.c_str(), 0);
   item.temp.clear();
   item.alive = false;
 }
@@ -340,27 +392,86 @@ void for_each_round(std::span<StagedFile> files, Commit&& commit) {
 
 std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync) {
   std::vector<Result<void>> results(files.size());
-  for_each_round(files, [&](const std::vector<std::size_t>& round) { BatchCommit(dest, sync, results).run(files, round); });
+  const bool durable = !dest.options().no_fsync;
+  for_each_round(files, [&](const std::vector<std::size_t>& round) {
+    BatchCommit commit(dest, sync, results);
+    const bool by_syncfs = durable && round.size() >= sync.syncfs_from;
+    commit.stage_all(files, round, by_syncfs);
+    if (by_syncfs) {
+      commit.after_syncfs(BatchCommit::sync_names(dest, sync));
+    } else if (durable) {
+      commit.sync_open_files();
+    }
+    commit.rename_all();
+    commit.sync_dirs(by_syncfs);
+  });
   return results;
+}
+
+// A prepared batch: its rounds, staged and released, and where their outcomes go. The
+// rounds refer to `sync` and `results` here, so the State never moves.
+struct PreparedBatch::State {
+  State(DestDir& d, const BatchSync& s, std::size_t files) : dest(d), sync(s), results(files) {}
+  DestDir& dest;
+  BatchSync sync;
+  std::vector<Result<void>> results;
+  bool use_syncfs = false;  // else each file was fdatasynced in prepare_batch
+  std::vector<std::unique_ptr<BatchCommit>> rounds;
+  bool finished = false;
+};
+
+PreparedBatch::PreparedBatch() = default;
+PreparedBatch::PreparedBatch(PreparedBatch&&) noexcept = default;
+PreparedBatch& PreparedBatch::operator=(PreparedBatch&&) noexcept = default;
+
+PreparedBatch::~PreparedBatch() {
+  if (!state_ || state_->finished) return;
+  for (auto& round : state_->rounds) round->discard();
+}
+
+std::size_t PreparedBatch::size() const { return state_ ? state_->results.size() : 0; }
+
+PreparedBatch prepare_batch(DestDir& dest, std::span<StagedFile> files, bool syncfs_follows, const BatchSync& sync) {
+  PreparedBatch batch;
+  batch.state_ = std::make_unique<PreparedBatch::State>(dest, sync, files.size());
+  auto& st = *batch.state_;
+  st.use_syncfs = !dest.options().no_fsync && (syncfs_follows || files.size() >= sync.syncfs_from);
+  for_each_round(files, [&](const std::vector<std::size_t>& round) {
+    auto& commit = *st.rounds.emplace_back(std::make_unique<BatchCommit>(dest, st.sync, st.results));
+    commit.stage_all(files, round, st.use_syncfs);
+    commit.release();
+  });
+  return batch;
+}
+
+BatchOutcome finish_batch(PreparedBatch& batch, bool prior_names_pending) {
+  BatchOutcome out;
+  if (!batch.state_ || batch.state_->finished) {
+    if (prior_names_pending) out.prior = make_error(Errc::internal, "finish_batch of a batch finished already");
+    return out;
+  }
+  auto& st = *batch.state_;
+  const bool by_syncfs = !st.dest.options().no_fsync && (st.use_syncfs || prior_names_pending);
+  if (by_syncfs) {
+    auto synced = BatchCommit::sync_names(st.dest, st.sync);
+    if (prior_names_pending) out.prior = synced;
+    for (auto& round : st.rounds) round->after_syncfs(synced);
+  }
+  for (auto& round : st.rounds) {
+    round->rename_all();
+    if (!by_syncfs) round->sync_dirs(false);
+    out.names_pending = out.names_pending || (by_syncfs && round->renamed_any());
+    round->close_dirs();
+  }
+  out.results = std::move(st.results);
+  st.finished = true;
+  return out;
 }
 
 BatchOutcome commit_batch_pipelined(DestDir& dest, std::span<StagedFile> files, bool prior_names_pending,
                                     const BatchSync& sync) {
-  BatchOutcome out;
-  out.results.resize(files.size());
-  if (files.empty()) {
-    if (prior_names_pending) out.prior = sync_names(dest, sync);
-    return out;
-  }
-  bool first = true;
-  for_each_round(files, [&](const std::vector<std::size_t>& round) {
-    BatchCommit commit(dest, sync, out.results, prior_names_pending);
-    commit.run(files, round);
-    if (first && prior_names_pending) out.prior = commit.syncfs_result();
-    first = false;
-    out.names_pending = out.names_pending || commit.names_pending();
-  });
-  return out;
+  auto batch = prepare_batch(dest, files, prior_names_pending, sync);
+  return finish_batch(batch, prior_names_pending);
 }
 
 Result<void> sync_names(DestDir& dest, const BatchSync& sync) { return BatchCommit::sync_names(dest, sync); }

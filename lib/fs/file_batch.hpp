@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -89,15 +90,50 @@ struct BatchOutcome {
   Result<void> prior;
 };
 
-// commit_batch for a stream of batches: one syncfs per batch instead of two. A batch
-// made durable by syncfs renames its files and returns with names_pending instead of
-// syncing their directories; the caller holds their outcome (their VERDICTs) until a
-// later syncfs made the names durable: the next batch's, called with
-// prior_names_pending (it then uses a syncfs whatever its size, and that one call makes
-// this batch's data and the earlier batch's names durable; `prior` says whether it
-// succeeded), or sync_names() when no batch follows. A batch too small for syncfs
-// syncs its directories as commit_batch does (names_pending stays false). With no
-// files, only the prior names are synced.
+// A batch in two steps, so that a stream of batches overlaps: prepare_batch writes the
+// files of the next batch while finish_batch of the previous one waits for its syncfs.
+// A PreparedBatch holds no descriptor (its directories are closed, their identity kept,
+// and opened again by finish_batch the same safe way; a directory replaced meanwhile
+// fails its files). Dropped without finish_batch, it removes its temporaries. The
+// DestDir must outlive it. Move-only.
+class BatchCommit;
+class PreparedBatch {
+ public:
+  PreparedBatch();
+  ~PreparedBatch();
+  PreparedBatch(PreparedBatch&&) noexcept;
+  PreparedBatch& operator=(PreparedBatch&&) noexcept;
+  std::size_t size() const;  // files in it
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  friend PreparedBatch prepare_batch(DestDir& dest, std::span<StagedFile> files, bool syncfs_follows,
+                                     const BatchSync& sync);
+  friend BatchOutcome finish_batch(PreparedBatch& batch, bool prior_names_pending);
+};
+
+// Each file to a fresh temporary with its bytes, mode and mtime (as commit_batch). A
+// batch of syncfs_from files or more, or any batch when `syncfs_follows` (the caller
+// expects to finish it with prior names pending), is left for one syncfs; a smaller one
+// is fdatasynced here, file by file. A directory item is made here (in batch order, so
+// the files after it go into it; a dropped batch leaves it there). A file that fails
+// here has its error in the outcome finish_batch returns. The data of `files` may be
+// freed after the call.
+PreparedBatch prepare_batch(DestDir& dest, std::span<StagedFile> files, bool syncfs_follows,
+                            const BatchSync& sync = {});
+
+// Makes a prepared batch durable and renames it into place. A batch left for syncfs, or
+// any batch called with prior_names_pending, takes one syncfs, which makes its data and
+// an earlier batch's pending names durable together (`prior` says whether it
+// succeeded); its files are renamed and it returns with names_pending instead of syncing
+// their directories: the caller holds their outcome (their VERDICTs) until a later
+// syncfs made the names durable (the next batch's, or sync_names() when none follows).
+// A batch synced file by file syncs its directories as commit_batch does
+// (names_pending stays false). An empty batch syncs only the prior names. Call it once.
+BatchOutcome finish_batch(PreparedBatch& batch, bool prior_names_pending);
+
+// prepare_batch and finish_batch in one call.
 BatchOutcome commit_batch_pipelined(DestDir& dest, std::span<StagedFile> files, bool prior_names_pending,
                                     const BatchSync& sync = {});
 

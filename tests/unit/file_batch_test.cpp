@@ -532,5 +532,118 @@ TEST(FileBatch, FileOrSymlinkInTheWayOfADirectoryItemFailsThatItemAlone) {
   EXPECT_TRUE(temp_files_under(f.tmp.path()).empty());
 }
 
+// Two steps: a prepared batch holds no descriptor and shows nothing under a final name;
+// the next batch is prepared before the first one finishes (as the receiver overlaps
+// them), and finishing it with the first one's names pending takes one syncfs for both.
+TEST(FileBatch, PreparedBatchesOverlapAndHoldNoDescriptor) {
+  Fixture f;
+  auto sync = counting();
+  const std::size_t baseline = open_fd_count();
+  std::vector<StagedFile> first{staged("a/f0", "0"), staged("a/f1", "1"), staged("b/f2", "2"), staged("b/f3", "3")};
+  auto one = prepare_batch(*f.dir, first, /*syncfs_follows=*/false, sync);
+  EXPECT_EQ(one.size(), 4U);
+  EXPECT_EQ(open_fd_count(), baseline);
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/a/f0"));
+  EXPECT_EQ(temp_files_under(f.dest).size(), 4U);
+
+  std::vector<StagedFile> second{staged("a/g", "g"), staged("c/h", "h")};
+  auto two = prepare_batch(*f.dir, second, /*syncfs_follows=*/true, sync);
+  EXPECT_EQ(open_fd_count(), baseline);
+  EXPECT_EQ(fdatasync_calls + syncfs_calls, 0);  // both wait for a syncfs
+
+  auto done_one = finish_batch(one, /*prior_names_pending=*/false);
+  expect_all_ok(done_one.results);
+  EXPECT_TRUE(done_one.names_pending);
+  EXPECT_EQ(syncfs_calls, 1);
+  EXPECT_EQ(read_file(f.dest + "/b/f3"), "3");
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/c/h"));  // prepared, not finished
+
+  auto done_two = finish_batch(two, /*prior_names_pending=*/true);
+  expect_all_ok(done_two.results);
+  EXPECT_TRUE(done_two.prior.ok());
+  EXPECT_EQ(syncfs_calls, 2);
+  EXPECT_EQ(fdatasync_calls, 0);
+  EXPECT_EQ(read_file(f.dest + "/c/h"), "h");
+  EXPECT_EQ(read_file(f.dest + "/a/g"), "g");
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+  EXPECT_EQ(open_fd_count(), baseline);
+  EXPECT_FALSE(finish_batch(two, true).prior.ok());  // once only
+}
+
+// A prepared batch dropped without its finish step (a receiver shutting down) removes
+// its temporaries and puts nothing in place.
+TEST(FileBatch, DroppedPreparedBatchLeavesNoTemporary) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a/f0", "0"), staged("b/f1", "1"), staged("top", "t")};
+  {
+    auto batch = prepare_batch(*f.dir, files, /*syncfs_follows=*/false, counting());
+    EXPECT_EQ(temp_files_under(f.dest).size(), 3U);
+  }
+  EXPECT_TRUE(temp_files_under(f.dest).empty());
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/a/f0"));
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/top"));
+}
+
+// A directory replaced between the two steps: its files fail with the reason and none
+// appears in the directory now under that name; the other directory's files commit.
+TEST(FileBatch, DirectoryReplacedBetweenTheStepsFailsItsFiles) {
+  Fixture f;
+  std::vector<StagedFile> files{staged("a/f0", "0"), staged("b/f1", "1")};
+  auto batch = prepare_batch(*f.dir, files, /*syncfs_follows=*/false, counting());
+  ASSERT_EQ(::rename((f.dest + "/a").c_str(), (f.dest + "/moved").c_str()), 0);
+  ASSERT_EQ(::mkdir((f.dest + "/a").c_str(), 0755), 0);
+  auto out = finish_batch(batch, /*prior_names_pending=*/false);
+  ASSERT_FALSE(out.results[0].ok());
+  EXPECT_NE(out.results[0].error().what.find("was replaced"), std::string::npos) << out.results[0].error().what;
+  EXPECT_TRUE(out.results[1].ok());
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/a/f0"));
+  EXPECT_FALSE(std::filesystem::exists(f.dest + "/moved/f0"));
+  EXPECT_EQ(read_file(f.dest + "/b/f1"), "1");
+}
+
+// A small batch (fdatasync mode) whose only news in a directory is a directory item:
+// the prepare step closed that directory, and the finish step opens it again to fsync
+// the new entry.
+TEST(FileBatch, PreparedDirectoryItemAloneInItsParentIsSynced) {
+  Fixture f;
+  auto sync = counting();
+  std::vector<StagedFile> files{staged("a/f0", "0"), staged_dir("b/d")};
+  auto batch = prepare_batch(*f.dir, files, /*syncfs_follows=*/false, sync);
+  auto out = finish_batch(batch, /*prior_names_pending=*/false);
+  expect_all_ok(out.results);
+  EXPECT_FALSE(out.names_pending);
+  EXPECT_EQ(syncfs_calls, 0);
+  EXPECT_EQ(fdatasync_calls, 1);
+  EXPECT_TRUE(std::filesystem::is_directory(f.dest + "/b/d"));
+  EXPECT_EQ(read_file(f.dest + "/a/f0"), "0");
+}
+
+// A batch over more directories than one round holds open is written round by round
+// and made durable by one syncfs in all, through either entry point; no descriptor is
+// left behind.
+TEST(FileBatch, BatchOverManyDirectoriesTakesOneSyncfs) {
+  Fixture f;
+  const std::size_t baseline = open_fd_count();
+  std::vector<StagedFile> files;
+  for (int d = 0; d < 80; ++d) files.push_back(staged("d" + std::to_string(d) + "/f", std::to_string(d)));
+  auto sync = counting();
+  auto out = commit_batch_pipelined(*f.dir, files, /*prior_names_pending=*/false, sync);
+  expect_all_ok(out.results);
+  EXPECT_TRUE(out.names_pending);
+  EXPECT_EQ(syncfs_calls, 1);
+  EXPECT_LE(max_open_fds, baseline + 40);  // one round's directories at most
+
+  std::vector<StagedFile> more;
+  for (int d = 0; d < 80; ++d) more.push_back(staged("e" + std::to_string(d) + "/f", std::to_string(d)));
+  auto batch = prepare_batch(*f.dir, more, /*syncfs_follows=*/true, sync);
+  auto two = finish_batch(batch, /*prior_names_pending=*/true);
+  expect_all_ok(two.results);
+  EXPECT_TRUE(two.prior.ok());
+  EXPECT_EQ(syncfs_calls, 2);
+  EXPECT_EQ(read_file(f.dest + "/d79/f"), "79");
+  EXPECT_EQ(read_file(f.dest + "/e0/f"), "0");
+  EXPECT_EQ(open_fd_count(), baseline);
+}
+
 }  // namespace
 }  // namespace ferry
