@@ -29,18 +29,19 @@ inline constexpr std::uint8_t kFrameVersion = 1;
 // files in directories the receiver created: OFFER `eager`, ANSWER `created`; several
 // files in flight; VERDICTs after a batched commit). A peer of an older version fails
 // the HELLO exchange. Version 4 adds symlinks (OFFER kind "symlink" with a `target`,
-// answered by an ANSWER alone: docs/PROTOCOL.md 4.4, 6.1).
-// the HELLO exchange. Version 4 (issue #12, PROTOCOL.md section 6.11) adds a session
-// purpose in HELLO ("check", "dry_run": the receiver writes nothing) and the CHECK
-// frame (type 14) that answers an entry of a check session. Version 5 (issue #10)
-// raises kMaxEagerFiles from 256 to 1,024, so that a receiver's batches of small files
-// (one syncfs each) grow four times; nothing else changes. Version 6 (issue #10) adds
-// eager directories: a directory inside one the receiver created on this connection (or
-// inside an eager one) is offered with `eager` and not waited for; the receiver makes it
-// in its batch and answers ANSWER accept or refuse, so a tree's directories no longer
-// cost a round trip each; and a file wholly acknowledged whose COMMIT is sent no longer
-// holds the sender back: its VERDICT comes later, by id (kMaxCommittingFiles).
-inline constexpr std::uint32_t kProtocolVersion = 6;
+// answered by an ANSWER alone: docs/PROTOCOL.md 4.4, 6.1), a session purpose in HELLO
+// ("check", "dry_run": the receiver writes nothing) and the CHECK frame (type 14) that
+// answers an entry of a check session (issue #12, PROTOCOL.md section 6.11). Version 5
+// (issue #10) raises kMaxEagerFiles from 256 to 1,024, so that a receiver's batches of
+// small files (one syncfs each) grow four times; nothing else changes. Version 6 (issue
+// #10) adds eager directories: a directory inside one the receiver created on this
+// connection (or inside an eager one) is offered with `eager` and not waited for; the
+// receiver makes it in its batch and answers ANSWER accept or refuse, so a tree's
+// directories no longer cost a round trip each; and a file wholly acknowledged whose
+// COMMIT is sent no longer holds the sender back: its VERDICT comes later, by id
+// (kMaxCommittingFiles). Version 7 (issue #10) raises kMaxEagerFiles from 1,024 to
+// 4,096; nothing else changes.
+inline constexpr std::uint32_t kProtocolVersion = 7;
 inline constexpr std::size_t kHeaderSize = 24;
 
 // Chunk sizes: DATA payload bytes per frame.
@@ -62,9 +63,12 @@ inline constexpr std::size_t kMaxHeldBlocks = 65'536;
 
 // Eager files (OFFER `eager`) a sender may have in flight (OFFER sent, VERDICT not yet
 // received), and the bytes of their data; a receiver treats more as a violation.
-// 1,024 since version 5 (256 before): one file in flight costs a receiver its bytes
-// (within kMaxEagerBytes) and about a hundred bytes of bookkeeping.
-inline constexpr std::size_t kMaxEagerFiles = 1024;
+// 4,096 since version 7 (1,024 in versions 5 and 6, 256 before): one file in flight
+// costs a receiver its bytes (within kMaxEagerBytes) and about a hundred bytes of
+// bookkeeping. The latency of an eager file is that of about four batches (staged,
+// written, made durable, its name made durable by the next batch); with 1,024 in flight
+// a sender spent about a quarter of issue #10's tree (c) waiting for this bound.
+inline constexpr std::size_t kMaxEagerFiles = 4096;
 inline constexpr std::uint64_t kMaxEagerBytes = 16 * 1024 * 1024;
 // Version 6: ordinary files whose COMMIT was sent and whose every byte was acknowledged,
 // which the sender no longer waits for (their VERDICTs come later, by id); a receiver
