@@ -38,7 +38,8 @@ constexpr std::size_t kWriteBudget = 8 * 1024 * 1024;
 // The most one read from a sender's connection takes at once.
 constexpr std::size_t kReadSize = 512 * 1024;
 // A batch of eager files starts when it reaches either bound, else when the sender's
-// input is drained (lib/fs/file_batch makes a batch durable together).
+// input is drained, its previous batch finished or it left (lib/fs/file_batch makes a
+// batch durable together).
 constexpr std::size_t kBatchFiles = 512;
 constexpr std::uint64_t kBatchBytes = 8 * 1024 * 1024;
 // Before the handshake is complete: a stranger's connection costs little memory.
@@ -76,11 +77,14 @@ class WritesInFlight {
   unsigned count_ = 0;
 };
 
-// A batch of eager files on its way into DEST (ReceiverEngine::start_batch).
+// A batch of eager files on its way into DEST (ReceiverEngine::pump_batches).
 struct BatchJob {
   std::vector<StagedFile> files;
   std::vector<std::uint32_t> ids;
   std::vector<std::string> keys;  // in busy_ until the batch is renamed
+  // Declared before `prepared`, so destroyed after it: a PreparedBatch dropped unfinished
+  // (an engine destroyed while its job ran) removes its temporaries through DEST.
+  std::shared_ptr<DestDir> dest{};
   PreparedBatch prepared{};         // after its prepare step (empty for the names alone)
   BatchOutcome outcome{};           // after its finish step
   std::shared_ptr<BatchJob> prior{};  // the batch whose names this one's syncfs makes durable
@@ -118,7 +122,7 @@ struct Peer {
   bool preparing = false;
   std::shared_ptr<BatchJob> prepared;
   bool finishing = false;
-  // The last batch, renamed but its names not yet durable (commit_batch_pipelined):
+  // The last batch, renamed but its names not yet durable (finish_batch):
   // its outcomes (VERDICTs) wait for the next batch's syncfs or a sync of the names.
   std::shared_ptr<BatchJob> names_pending;
   bool reported_end = false;  // END seen and acted upon
@@ -717,7 +721,8 @@ class ReceiverEngine final : public Engine {
   }
 
   // An eager file verified in memory: staged for the next batch. A full batch starts at
-  // once (when none is running); otherwise batches start when the input is drained.
+  // once (when none is being prepared); otherwise batches start when the input is
+  // drained or the previous batch finished.
   void stage_small_file(Peer& p, receiver::CommitSmallFile& sm) {
     // One writer per file on disk, as for open_file; a busy one fails (the sender sends
     // it again the ordinary way, and then waits for its turn). A directory (version 6)
@@ -747,8 +752,8 @@ class ReceiverEngine final : public Engine {
   // syncfs (one sync per batch while files keep coming), or by a sync of the names alone
   // when nothing more is staged.
   void pump_batches(Peer& p) {
+    start_finish(p);  // first: the prepared batch moves on, which makes room for the next
     start_prepare(p);
-    start_finish(p);
   }
 
   void start_prepare(Peer& p) {
@@ -760,6 +765,7 @@ class ReceiverEngine final : public Engine {
     auto job = std::make_shared<BatchJob>(BatchJob{std::exchange(p.staged, {}), std::exchange(p.staged_ids, {}),
                                                    std::exchange(p.staged_keys, {})});
     p.staged_bytes = 0;
+    job->dest = dest_;
     // A batch finishing or with names pending before this one: this one will most likely
     // carry those names' syncfs, so its own data waits for that one call too.
     const bool syncfs_follows = p.finishing || p.names_pending;

@@ -19,10 +19,11 @@
 namespace ferry {
 namespace {
 
-// Descriptor budget (a batch may hold 512 files; a process has 1,024 descriptors by
-// default, shared with every connection): a round opens at most this many directories,
-// and in the fdatasync mode keeps at most this many files open, syncing and closing
-// them in groups of this size. 32 + 32 stays below the ~64 the receiver allows a batch.
+// Descriptor budget (a batch may hold thousands of files; a process has 1,024
+// descriptors by default, shared with every connection): a round opens at most this
+// many directories, and in the fdatasync mode keeps at most this many files open,
+// syncing and closing them in groups of this size. 32 + 32 per batch step: the
+// receiver runs at most a prepare and a finish step per sender at once.
 constexpr std::size_t kMaxDirsPerRound = 32;
 constexpr std::size_t kMaxOpenFiles = 32;
 // Fresh temporary names tried when one exists already (a leftover of a killed process
@@ -418,16 +419,18 @@ struct PreparedBatch::State {
   bool use_syncfs = false;  // else each file was fdatasynced in prepare_batch
   std::vector<std::unique_ptr<BatchCommit>> rounds;
   bool finished = false;
+  // Dropped unfinished (destroyed, or replaced by a move assignment): the temporaries go.
+  ~State() {
+    if (finished) return;
+    for (auto& round : rounds) round->discard();
+  }
 };
 
 PreparedBatch::PreparedBatch() = default;
 PreparedBatch::PreparedBatch(PreparedBatch&&) noexcept = default;
 PreparedBatch& PreparedBatch::operator=(PreparedBatch&&) noexcept = default;
 
-PreparedBatch::~PreparedBatch() {
-  if (!state_ || state_->finished) return;
-  for (auto& round : state_->rounds) round->discard();
-}
+PreparedBatch::~PreparedBatch() = default;
 
 std::size_t PreparedBatch::size() const { return state_ ? state_->results.size() : 0; }
 

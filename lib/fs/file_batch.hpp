@@ -80,7 +80,7 @@ struct BatchSync {
 // at once (a batch touching more than 32 directories is committed in several rounds).
 std::vector<Result<void>> commit_batch(DestDir& dest, std::span<StagedFile> files, const BatchSync& sync = {});
 
-// What commit_batch_pipelined did: results[i] belongs to files[i] (as commit_batch's);
+// What commit_batch_pipelined (or finish_batch) did: results[i] belongs to files[i] (as commit_batch's);
 // `names_pending`: files were renamed whose names are not durable yet; `prior`: the
 // syncfs that made an earlier batch's pending names durable (ok when there were none
 // or it succeeded).

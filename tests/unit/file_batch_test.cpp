@@ -570,14 +570,17 @@ TEST(FileBatch, PreparedBatchesOverlapAndHoldNoDescriptor) {
   EXPECT_FALSE(finish_batch(two, true).prior.ok());  // once only
 }
 
-// A prepared batch dropped without its finish step (a receiver shutting down) removes
-// its temporaries and puts nothing in place.
+// A prepared batch dropped without its finish step (a receiver shutting down), or
+// replaced by another one, removes its temporaries and puts nothing in place.
 TEST(FileBatch, DroppedPreparedBatchLeavesNoTemporary) {
   Fixture f;
   std::vector<StagedFile> files{staged("a/f0", "0"), staged("b/f1", "1"), staged("top", "t")};
   {
     auto batch = prepare_batch(*f.dir, files, /*syncfs_follows=*/false, counting());
     EXPECT_EQ(temp_files_under(f.dest).size(), 3U);
+    std::vector<StagedFile> other{staged("c/f2", "2")};
+    batch = prepare_batch(*f.dir, other, /*syncfs_follows=*/false, counting());  // replaces the first
+    EXPECT_EQ(temp_files_under(f.dest).size(), 1U);
   }
   EXPECT_TRUE(temp_files_under(f.dest).empty());
   EXPECT_FALSE(std::filesystem::exists(f.dest + "/a/f0"));
