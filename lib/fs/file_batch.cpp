@@ -292,9 +292,10 @@ void BatchCommit::after_syncfs(const Result<void>& synced) {
   for (auto& item : items_) {
     if (item.alive) fail(item, make_error(Errc::local_io, "syncfs(" + dest_.path_ + ") for " + item.shown, err));
   }
-  for (auto& item : items_) item.fd.reset();
 }
 
+// Every file's descriptor is closed by now: at its staging when a syncfs makes it
+// durable (or with no_fsync), by sync_open_files otherwise.
 void BatchCommit::rename_all() {
   for (auto& item : items_) {
     if (!item.alive) continue;
@@ -303,7 +304,6 @@ void BatchCommit::rename_all() {
       fail(item, open.error());
       continue;
     }
-    item.fd.reset();  // a syncfs made it durable (fdatasync mode: synced and closed already)
     if (::renameat(dir.fd.get(), item.temp.c_str(), dir.fd.get(), item.leaf.c_str()) != 0) {
       fail(item, make_error(Errc::local_io, "rename(" + item.shown + ")", errno));
       continue;
